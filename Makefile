@@ -1,0 +1,31 @@
+# Two entry points (see README): `make report` and `make test`. Both create .venv with the pinned
+# dependencies of requirements.lock first (once; again when the lock or pyproject changes).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+REPORT_DIR ?= marrow-report
+PYTEST_ARGS ?=
+
+.PHONY: install report test bench clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+report: $(STAMP)
+	$(BIN)/marrow report --out $(REPORT_DIR) --force
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) $(REPORT_DIR)

@@ -1,0 +1,117 @@
+"""The `marrow` command line: a thin layer over the library. PyMC is imported only by commands that fit.
+
+Commands live in `marrow.commands.*` and are imported when used (their modules import only click
+at the top), so `marrow --help` stays fast. Errors become messages and exit codes here, in one place:
+0 ok, 1 failed diagnostics, 2 data or usage error, 3 internal error.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from marrow import __version__
+
+# name -> (module:attribute, one-line help). Order is the order shown in --help.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "fit": ("marrow.commands.fit:fit", "Fit a model (response, recovery, survival, safety) and save it."),
+    "summarize": ("marrow.commands.inspect:summarize", "Posterior summary of a saved fit."),
+    "diagnose": ("marrow.commands.inspect:diagnose", "Sampler diagnostics of a saved fit; exit 1 on failure."),
+    "compare-models": ("marrow.commands.compare_models:compare_models", "PSIS-LOO comparison of saved fits."),
+    "compare": ("marrow.commands.compare:compare", "Bayesian estimates beside frequentist ones."),
+    "priors": ("marrow.commands.priors:priors", "List, show and derive prior sets."),
+    "prior-check": ("marrow.commands.prior_check:prior_check", "Prior predictive check of a model on your design."),
+    "sensitivity": ("marrow.commands.sensitivity:sensitivity", "Prior and likelihood sensitivity of a fit."),
+    "plot": ("marrow.commands.plot:plot", "Publication figures from a saved fit."),
+    "report": ("marrow.commands.report:report", "Run the whole analysis and write an HTML report."),
+    "init": ("marrow.commands.report:init", "Write a commented analysis-plan template."),
+}
+
+EXIT_INTERNAL = 3
+
+
+class LazyGroup(click.Group):
+    """A group whose subcommands are imported only when listed or invoked."""
+
+    def __init__(self, *args, lazy: dict[str, tuple[str, str]] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lazy = lazy or {}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [name for name in self.lazy if self._available(name)] + sorted(super().list_commands(ctx))
+
+    def _available(self, name: str) -> bool:
+        module = self.lazy[name][0].split(":")[0]
+        return importlib.util.find_spec(module) is not None
+
+    def get_command(self, ctx: click.Context, name: str):
+        if name in self.lazy and self._available(name):
+            module_name, attribute = self.lazy[name][0].split(":")
+            return getattr(importlib.import_module(module_name), attribute)
+        return super().get_command(ctx, name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, self.lazy[name][1]) for name in self.lazy if self._available(name)]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+@click.group(
+    cls=LazyGroup,
+    lazy=COMMANDS,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog="""\b
+Example (the bundled synthetic trial):
+  marrow fit response --covariates prior_atg,active_infection --out response.nc
+  marrow summarize response.nc
+  marrow diagnose response.nc
+  marrow report --out marrow-report
+
+Exit codes: 0 ok, 1 failed diagnostics, 2 data or usage error, 3 internal error.""",
+)
+@click.version_option(__version__, prog_name="marrow")
+@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+def cli(debug: bool) -> None:
+    """marrow: Bayesian analysis of multicenter phase II trials.
+
+    Hierarchical response models across centers, lineage-specific time to recovery with cure
+    fractions, overall survival and safety; priors as named sets; diagnostics, frequentist
+    comparisons, publication figures and a one-command report. Without --data every command
+    uses the bundled SYNTHETIC trial (74 patients, 7 centers), reconstructed from published
+    aggregates; it holds no patient records.
+    """
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: run the CLI and map errors to exit codes."""
+    from marrow.errors import MarrowError
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    try:
+        code = cli.main(args=argv, prog_name="marrow", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        code = exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("marrow: aborted", err=True)
+        code = 130
+    except MarrowError as exc:
+        if debug:
+            raise
+        click.echo(f"marrow: error: {exc}", err=True)
+        code = exc.exit_code
+    except KeyboardInterrupt:
+        click.echo("marrow: interrupted", err=True)
+        code = 130
+    except Exception as exc:  # the last line of defence: no traceback unless asked
+        if debug:
+            raise
+        click.echo(f"marrow: internal error: {type(exc).__name__}: {exc}\n(rerun with --debug for the traceback)", err=True)
+        code = EXIT_INTERNAL
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,1 @@
+"""CLI commands, one module per command family; each imports only click at the top."""

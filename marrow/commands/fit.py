@@ -1,0 +1,162 @@
+"""`marrow fit MODEL`: validate data, build, sample, save the fit with provenance, report diagnostics."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from marrow.commands.common import data_options, info, split_days, split_list, warn
+
+
+def sampler_options(func):
+    """Options shared by every `fit` subcommand."""
+    options = [
+        click.option("--quiet", is_flag=True, help="No progress bar or progress messages."),
+        click.option("--force", is_flag=True, help="Overwrite an existing fit file."),
+        click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                     help="Where to save the fit (NetCDF). Default: fit-MODEL.nc in the current folder."),
+        click.option("--target-accept", type=float, default=None,
+                     help="NUTS target acceptance rate. Default: the model's own (0.95 for response)."),
+        click.option("--sampler", type=click.Choice(["pymc", "nutpie", "numpyro"]), default="pymc", show_default=True,
+                     help="NUTS implementation."),
+        click.option("--seed", type=int, default=2017, show_default=True, help="Random seed; same seed, same numbers."),
+        click.option("--tune", type=int, default=1000, show_default=True, help="Warm-up iterations per chain."),
+        click.option("--draws", type=int, default=1000, show_default=True, help="Draws per chain after warm-up."),
+        click.option("--chains", type=int, default=4, show_default=True, help="Number of chains (run on 2 cores)."),
+        click.option("--prior", default="weakly-informative", show_default=True,
+                     help="Prior set: a shipped name (see `marrow priors list`) or a TOML file."),
+        click.option("--covariates", default="", help="Comma-separated covariate columns, e.g. prior_atg,active_infection."),
+    ]
+    for option in options:
+        func = option(func)
+    return data_options(func)
+
+
+@click.group()
+def fit() -> None:
+    """Fit a model and save it as an ArviZ NetCDF file with full provenance.
+
+    \b
+    Example:
+      marrow fit response --covariates prior_atg,active_infection --out response.nc
+    """
+
+
+def run_fit(spec_kwargs: dict, options: dict) -> int:
+    """Shared body of every `fit` subcommand; returns the exit code."""
+    from marrow.errors import UsageError
+    from marrow.fits.io import check_writable
+    from marrow.spec import ModelSpec, SamplerSettings
+
+    spec = ModelSpec(covariates=split_list(options["covariates"]), **spec_kwargs)
+    settings = SamplerSettings(chains=options["chains"], draws=options["draws"], tune=options["tune"],
+                               seed=options["seed"], sampler=options["sampler"], target_accept=options["target_accept"])
+    out = options["out_path"] or Path(f"fit-{spec.model}.nc")
+    check_writable(out, options["force"])  # before sampling, so no work is wasted
+    if options["recovery_path"] is not None and options["data_path"] is None:
+        raise UsageError("--recovery needs --data (the patients table it belongs to)")
+    fitted = fit_and_save(spec, settings, options["prior"], options["data_path"], options["recovery_path"],
+                          out, options["force"], options["quiet"])
+    return report_fit_status(fitted, out, options["quiet"])
+
+
+def fit_and_save(spec, settings, prior, data_path, recovery_path, out: Path, force: bool, quiet: bool):
+    """Load and validate data, fit, save atomically. Returns the `Fit`."""
+    from marrow.data import load_trial
+    from marrow.fits.run import fit_model
+    from marrow.priors import load_prior_set
+
+    priors = load_prior_set(prior)
+    data = load_trial(data_path, recovery_path, spec.needs(), announce=True)
+    info(f"fitting {spec.label}: {len(data.patients)} patients, {len(data.centers)} centers, "
+         f"{settings.chains} chains x {settings.draws} draws (seed {settings.seed}, prior '{priors.name}')", quiet)
+    result = fit_model(data, spec, priors, settings, progress=not quiet and sys.stderr.isatty())
+    result.save(out, force)
+    return result
+
+
+def report_fit_status(fitted, out: Path, quiet: bool) -> int:
+    """Say where the fit went and shout about any failed diagnostic; 0 either way (diagnose exits 1)."""
+    from marrow.diagnostics import diagnose, failed
+
+    info(f"saved {out}", quiet)
+    bad = failed(diagnose(fitted))
+    for check in bad:
+        warn(f"{check.name} = {check.value} (threshold {check.threshold}) {check.detail}".rstrip() + f": {check.advice}")
+    if bad:
+        warn(f"{len(bad)} diagnostic check(s) failed; run `marrow diagnose {out}` before using this fit")
+    else:
+        info("diagnostics: all checks passed", quiet)
+    return 0
+
+
+@fit.command("response")
+@sampler_options
+@click.option("--outcome", type=click.Choice(["binary", "ordinal"]), default="binary", show_default=True,
+              help="binary: responder (CR or PR); ordinal: CR > PR > NR, cumulative logit.")
+@click.option("--threshold", type=float, default=0.15, show_default=True,
+              help="Report P(response rate > THRESHOLD), e.g. the null rate of the design.")
+def fit_response(outcome: str, threshold: float, **options) -> int:
+    """Hierarchical response model: response probability partially pooled over centers.
+
+    \b
+    Examples:
+      marrow fit response --out response.nc
+      marrow fit response --outcome ordinal --covariates prior_atg,active_infection --out ordinal.nc
+      marrow fit response --data my_trial.csv --covariates prior_atg --out mine.nc
+    """
+    return run_fit({"model": "response", "outcome": outcome, "threshold": threshold}, options)
+
+
+@fit.command("recovery")
+@sampler_options
+@click.option("--family", type=click.Choice(["weibull", "lognormal", "loglogistic"]), default="weibull",
+              show_default=True, help="Latency distribution among those who recover.")
+@click.option("--cure/--no-cure", default=True, show_default=True,
+              help="Mixture cure model (some never recover) or a plain censored AFT model.")
+@click.option("--per-lineage-effects", is_flag=True, help="Covariate effects specific to each lineage.")
+@click.option("--frailty", is_flag=True, help="Patient frailty shared across lineages.")
+@click.option("--by-day", "by_day", default="", help="Extra days for P(recovered by day), e.g. 60,120.")
+def fit_recovery(family: str, cure: bool, per_lineage_effects: bool, frailty: bool, by_day: str, **options) -> int:
+    """Lineage-specific time to recovery, with a cure fraction by default.
+
+    \b
+    Examples:
+      marrow fit recovery --covariates prior_atg,active_infection --out recovery.nc
+      marrow fit recovery --family lognormal --no-cure --out aft.nc
+    """
+    return run_fit({"model": "recovery", "family": family, "cure": cure, "per_lineage_effects": per_lineage_effects,
+                    "frailty": frailty, "by_days": split_days(by_day)}, options)
+
+
+@fit.command("survival")
+@sampler_options
+@click.option("--family", type=click.Choice(["weibull", "exponential"]), default="weibull", show_default=True,
+              help="Parametric survival distribution.")
+@click.option("--at-days", default="", help="Extra days for survival probabilities, e.g. 90,1095.")
+def fit_survival(family: str, at_days: str, **options) -> int:
+    """Overall survival on followup_days and died.
+
+    \b
+    Example:
+      marrow fit survival --out survival.nc
+    """
+    return run_fit({"model": "survival", "family": family, "at_days": split_days(at_days)}, options)
+
+
+@fit.command("safety")
+@sampler_options
+@click.option("--family", type=click.Choice(["beta-binomial", "hierarchical"]), default="beta-binomial",
+              show_default=True, help="Beta-binomial rate, or logistic with centers partially pooled.")
+@click.option("--threshold", type=float, default=0.15, show_default=True, help="Report P(adverse-event rate > THRESHOLD).")
+@click.option("--n-future", type=int, default=50, show_default=True, help="Size of a future cohort for predicted events.")
+def fit_safety(family: str, threshold: float, n_future: int, **options) -> int:
+    """Adverse-event rate, its exceedance probability and predicted events in a future cohort.
+
+    \b
+    Example:
+      marrow fit safety --threshold 0.2 --n-future 40 --out safety.nc
+    """
+    return run_fit({"model": "safety", "family": family, "threshold": threshold, "n_future": n_future}, options)

@@ -1,0 +1,12 @@
+"""The dimension names marrow owns. Every model variable uses these, never names from formula text."""
+
+CENTER = "center"
+LINEAGE = "lineage"
+COVARIATE = "covariate"
+PATIENT = "patient"
+CELL = "cell"
+ROW = "row"
+CATEGORY = "category"
+CUTPOINT = "cutpoint"
+DAY = "day"
+THRESHOLD = "threshold"

@@ -1,0 +1,5 @@
+"""Fits: sampling, provenance and atomic NetCDF storage."""
+
+from marrow.fits.fit import Fit
+
+__all__ = ["Fit"]

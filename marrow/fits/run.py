@@ -1,0 +1,85 @@
+"""Fitting: build the model, sample it, add derived groups and provenance. No CLI here."""
+
+from __future__ import annotations
+
+import time
+import warnings
+
+import numpy as np
+
+from marrow.data import TrialData
+from marrow.fits.fit import Fit
+from marrow.fits.provenance import build_provenance
+from marrow.priors import PriorSet
+from marrow.spec import ModelSpec, SamplerSettings
+
+
+def sample_model(model, settings: SamplerSettings, target_accept: float, progress: bool):
+    """Run NUTS on `model` with the chosen backend; returns InferenceData (no log-likelihood pass)."""
+    import pymc as pm
+
+    kwargs = dict(
+        draws=settings.draws,
+        tune=settings.tune,
+        chains=settings.chains,
+        cores=min(settings.cores, settings.chains),
+        random_seed=settings.seed,
+        target_accept=target_accept,
+        progressbar=progress,
+        nuts_sampler=settings.sampler,
+        idata_kwargs={"log_likelihood": False},
+        compute_convergence_checks=False,
+        **settings.extra,
+    )
+    quiet_pymc_logs(progress)
+    with model, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*could not link to a BLAS.*")
+        return pm.sample(**kwargs)
+
+
+def quiet_pymc_logs(progress: bool) -> None:
+    """PyMC's INFO lines duplicate marrow's own messages; keep them only with a progress bar."""
+    import logging
+
+    logging.getLogger("pymc").setLevel(logging.INFO if progress else logging.WARNING)
+
+
+def fit_model(
+    data: TrialData,
+    spec: ModelSpec,
+    priors: PriorSet,
+    settings: SamplerSettings,
+    progress: bool = False,
+    model=None,
+) -> Fit:
+    """Fit `spec` to `data`. Pass a `model` built earlier (and data swapped in) to skip rebuilding."""
+    from marrow.models import module_for
+
+    module = module_for(spec.model)
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    inputs = module.inputs(data, spec)
+    if model is None:
+        model = module.build(inputs, spec, priors)
+    else:
+        from marrow.models import swap_data
+
+        swap_data(model, inputs)
+    timings["build_s"] = time.perf_counter() - start
+    target_accept = settings.target_accept or module.DEFAULT_TARGET_ACCEPT
+
+    start = time.perf_counter()
+    idata = sample_model(model, settings, target_accept, progress)
+    timings["sample_s"] = time.perf_counter() - start  # includes compilation
+
+    start = time.perf_counter()
+    rng = np.random.default_rng([settings.seed, 1])
+    module.augment(idata, inputs, spec, rng)
+    timings["augment_s"] = time.perf_counter() - start
+    provenance = build_provenance(
+        data, spec, priors, settings,
+        extra={"target_accept": target_accept, "timings": {k: round(v, 3) for k, v in timings.items()}},
+    )
+    from marrow.fits.provenance import PREFIX
+
+    return Fit(idata, {k[len(PREFIX):]: v for k, v in provenance.items()})

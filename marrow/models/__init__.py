@@ -1,0 +1,59 @@
+"""Model builders: one module per model family, found through a small registry.
+
+Each module provides:
+- `inputs(data, spec) -> ModelInputs`: pure numpy, no PyMC;
+- `build(inputs, spec, priors) -> pm.Model`: the graph, never sampled here; every variable has dims;
+- `augment(idata, inputs, spec, rng)`: adds observed_data, posterior_predictive and pointwise
+  log_likelihood computed from the posterior draws (no second pass through PyMC);
+- `quantities(spec) -> list[Quantity]`: what summaries report (labels may name a dim: '{center}');
+- `probabilities(idata, spec) -> list[tuple[str, float]]`: posterior probabilities of statements;
+- `DEFAULT_TARGET_ACCEPT`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+from marrow.models.inputs import ModelInputs, Quantity
+
+if TYPE_CHECKING:
+    import pymc as pm
+
+    from marrow.data import TrialData
+    from marrow.priors import PriorSet
+    from marrow.spec import ModelSpec
+
+_MODULES = {
+    "response": "marrow.models.response",
+    "recovery": "marrow.models.recovery",
+    "survival": "marrow.models.survival",
+    "safety": "marrow.models.safety",
+}
+
+
+def module_for(model: str) -> ModuleType:
+    """The module implementing `model` (imported on first use)."""
+    return importlib.import_module(_MODULES[model])
+
+
+def model_inputs(data: "TrialData", spec: "ModelSpec") -> ModelInputs:
+    return module_for(spec.model).inputs(data, spec)
+
+
+def build_model(data: "TrialData", spec: "ModelSpec", priors: "PriorSet") -> "pm.Model":
+    """Build (never sample) the PyMC model for `spec` on `data` with `priors`."""
+    module = module_for(spec.model)
+    return module.build(module.inputs(data, spec), spec, priors)
+
+
+def swap_data(model: "pm.Model", inputs: ModelInputs) -> None:
+    """Put new data of the same structure into a built model (cells or rows may change in number)."""
+    import pymc as pm
+
+    with model:
+        pm.set_data(inputs.arrays, coords={k: v for k, v in inputs.coords.items() if k in model.coords})
+
+
+__all__ = ["ModelInputs", "Quantity", "build_model", "model_inputs", "module_for", "swap_data"]

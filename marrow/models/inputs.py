@@ -1,0 +1,38 @@
+"""`ModelInputs`: the numeric arrays and coords one model is built from, and swapped into it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Quantity:
+    """A reported posterior quantity: variable name in the fit and its readable label."""
+
+    var: str
+    label: str
+    scale: str = "rate"  # rate, ratio, days, log-odds, sd, probability
+
+
+@dataclass(frozen=True)
+class ModelInputs:
+    """Arrays held in `pm.Data` containers (`arrays`), coords for every dim, and extras for post-processing.
+
+    A model built from one `ModelInputs` accepts another of the same structure through
+    `marrow.models.swap_data`, without being rebuilt (simulation studies refit this way).
+    """
+
+    arrays: dict[str, np.ndarray]
+    coords: dict[str, list[str]]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def replace_groups(idata, **groups) -> None:
+    """Add groups to an InferenceData, replacing any of the same name (e.g. PyMC's observed_data)."""
+    for name in groups:
+        if name in idata.groups():
+            delattr(idata, name)
+    idata.add_groups(**groups)

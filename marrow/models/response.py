@@ -1,0 +1,227 @@
+"""Hierarchical response models: binary (logistic) and ordinal (cumulative logit, NR < PR < CR).
+
+Linear predictor for patient i in center c:  eta_i = intercept + u_c + x_i' beta,
+u_c = center_sd * z_c with z_c ~ Normal(0, 1) (non-centred).
+Binary:   P(responder) = logistic(eta).
+Ordinal:  P(response >= PR) = logistic(eta),  P(CR) = logistic(eta - cr_gap),  cr_gap > 0.
+The likelihood is summed over cells of identical (center, covariates) as binomial (multinomial)
+counts, which is exact; pointwise log-likelihood is stored per patient for PSIS-LOO.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from marrow import dims
+from marrow.data import TrialData
+from marrow.models.inputs import ModelInputs, Quantity, replace_groups
+from marrow.spec import ModelSpec
+
+DEFAULT_TARGET_ACCEPT = 0.95
+CATEGORIES = ["NR", "PR", "CR"]
+
+
+def _cell_label(center: str, covariates: tuple[str, ...], values: tuple[float, ...]) -> str:
+    if not covariates:
+        return center
+    return center + " | " + ", ".join(f"{c}={v:g}" for c, v in zip(covariates, values))
+
+
+def inputs(data: TrialData, spec: ModelSpec) -> ModelInputs:
+    """Aggregate patients into (center, covariate pattern) cells with counts per outcome category."""
+    patients = data.patients
+    covariates = data.covariates
+    keys = pd.DataFrame({"center": data.center_index})
+    x = data.covariate_matrix()
+    for j, name in enumerate(covariates):
+        keys[name] = x[:, j]
+    columns = list(keys.columns)
+    cell_frame = keys.drop_duplicates().sort_values(columns).reset_index(drop=True)
+    lookup = cell_frame.reset_index().rename(columns={"index": "_cell"})
+    cell_of_patient = keys.merge(lookup, on=columns, how="left")["_cell"].to_numpy(dtype=np.int64)
+    n_cells = len(cell_frame)
+    cell_center = cell_frame["center"].to_numpy(dtype=np.int64)
+    cell_x = cell_frame[list(covariates)].to_numpy(dtype=np.float64).reshape(n_cells, len(covariates))
+
+    if spec.outcome == "ordinal":
+        category = patients["response"].map({c: i for i, c in enumerate(CATEGORIES)}).to_numpy(dtype=np.int64)
+    else:
+        category = patients["responder"].to_numpy(dtype=np.int64)
+    n_categories = 3 if spec.outcome == "ordinal" else 2
+    counts = np.zeros((n_cells, n_categories), dtype=np.int64)
+    np.add.at(counts, (cell_of_patient, category), 1)
+    n = counts.sum(axis=1)
+    responders = counts[:, 1:].sum(axis=1)
+
+    centers = list(data.centers)
+    n_center = np.bincount(cell_center, weights=n, minlength=len(centers))
+    center_weights = np.zeros((len(centers), n_cells))
+    center_weights[cell_center, np.arange(n_cells)] = n / n_center[cell_center]
+    labels = [_cell_label(centers[c], covariates, tuple(cell_x[j])) for j, c in enumerate(cell_center)]
+
+    arrays = {
+        "cell_center": cell_center,
+        "cell_x": cell_x,
+        "cell_n": n.astype(np.int64),
+        "cell_weight": n / n.sum(),
+        "center_weight": center_weights,
+    }
+    if spec.outcome == "ordinal":
+        arrays["cell_counts"] = counts
+    else:
+        arrays["cell_responders"] = responders
+    coords = {
+        dims.CENTER: centers,
+        dims.COVARIATE: list(covariates),
+        dims.CELL: labels,
+        dims.PATIENT: list(data.patient_ids),
+        dims.CATEGORY: CATEGORIES if spec.outcome == "ordinal" else ["NR", "R"],
+    }
+    extra = {"cell_of_patient": cell_of_patient, "patient_category": category}
+    return ModelInputs(arrays, coords, extra)
+
+
+def build(inputs: ModelInputs, spec: ModelSpec, priors) -> "pm.Model":
+    """The PyMC graph; arrays live in pm.Data so new data can be swapped in."""
+    import pymc as pm
+    import pytensor.tensor as pt
+
+    p = priors.for_model("response")
+    coords = {k: v for k, v in inputs.coords.items() if k != dims.PATIENT}
+    if spec.outcome != "ordinal":
+        coords.pop(dims.CATEGORY)
+    with pm.Model(coords=coords) as model:
+        d = {name: pm.Data(name, value, dims=_data_dims(name)) for name, value in inputs.arrays.items()}
+        intercept = p["intercept"].create("intercept")
+        center_sd = p["center_sd"].create("center_sd")
+        center_z = pm.Normal("center_z", 0.0, 1.0, dims=dims.CENTER)
+        center_effect = pm.Deterministic("center_effect", center_sd * center_z, dims=dims.CENTER)
+        fixed = intercept
+        if inputs.coords[dims.COVARIATE]:
+            beta = p["beta"].create("beta", dims=dims.COVARIATE)
+            pm.Deterministic("odds_ratio", pt.exp(beta), dims=dims.COVARIATE)
+            fixed = fixed + pt.dot(d["cell_x"], beta)
+        eta = fixed + center_effect[d["cell_center"]]
+        # A new center: its effect drawn from the center distribution, same patient mix as the trial.
+        new_center_z = pm.Normal("new_center_z", 0.0, 1.0)
+        eta_new = fixed + center_sd * new_center_z
+
+        p_resp = pm.math.invlogit(eta)
+        if spec.outcome == "ordinal":
+            cr_gap = p["cr_gap"].create("cr_gap")
+            p_cr = pm.math.invlogit(eta - cr_gap)
+            probs = pt.stack([1.0 - p_resp, p_resp - p_cr, p_cr], axis=-1)
+            cell_prob = pm.Deterministic("cell_prob", probs, dims=(dims.CELL, dims.CATEGORY))
+            pm.Multinomial("response_counts", n=d["cell_n"], p=cell_prob, observed=d["cell_counts"], dims=(dims.CELL, dims.CATEGORY))
+            pm.Deterministic("cr_rate", pt.dot(d["cell_weight"], p_cr))
+            pm.Deterministic("pr_rate", pt.dot(d["cell_weight"], p_resp - p_cr))
+        else:
+            cell_prob = pm.Deterministic("cell_prob", p_resp, dims=dims.CELL)
+            pm.Binomial("responders", n=d["cell_n"], p=cell_prob, observed=d["cell_responders"], dims=dims.CELL)
+        pm.Deterministic("response_rate", pt.dot(d["cell_weight"], p_resp))
+        pm.Deterministic("center_rate", pt.dot(d["center_weight"], p_resp), dims=dims.CENTER)
+        pm.Deterministic("new_center_rate", pt.dot(d["cell_weight"], pm.math.invlogit(eta_new)))
+    return model
+
+
+def _data_dims(name: str) -> tuple[str, ...]:
+    return {
+        "cell_center": (dims.CELL,),
+        "cell_x": (dims.CELL, dims.COVARIATE),
+        "cell_n": (dims.CELL,),
+        "cell_weight": (dims.CELL,),
+        "center_weight": (dims.CENTER, dims.CELL),
+        "cell_responders": (dims.CELL,),
+        "cell_counts": (dims.CELL, dims.CATEGORY),
+    }[name]
+
+
+def augment(idata, inputs: ModelInputs, spec: ModelSpec, rng: np.random.Generator) -> None:
+    """Add observed data, posterior predictive counts and per-patient log-likelihood to `idata`."""
+    import xarray as xr
+
+    post = idata.posterior
+    n = inputs.arrays["cell_n"]
+    cell_center = inputs.arrays["cell_center"]
+    n_centers = len(inputs.coords[dims.CENTER])
+    cell_of_patient = inputs.extra["cell_of_patient"]
+    category = inputs.extra["patient_category"]
+    probs = post["cell_prob"].to_numpy()  # (chain, draw, cell[, category])
+
+    if spec.outcome == "ordinal":
+        p_resp = probs[..., 1:].sum(axis=-1)
+        pointwise = np.log(np.clip(probs[:, :, cell_of_patient, category], 1e-300, None))
+        draws = rng.multinomial(n, np.clip(probs, 0, 1) / np.clip(probs, 0, 1).sum(-1, keepdims=True))
+        rep_responders = draws[..., 1:].sum(axis=-1)
+        observed_counts = inputs.arrays["cell_counts"]
+        obs_responders = observed_counts[:, 1:].sum(axis=1)
+    else:
+        p_resp = probs
+        p_patient = probs[:, :, cell_of_patient]
+        pointwise = np.where(category == 1, np.log(p_patient), np.log1p(-p_patient))
+        rep_responders = rng.binomial(n, probs)
+        obs_responders = inputs.arrays["cell_responders"]
+    del p_resp
+
+    def by_center(counts: np.ndarray) -> np.ndarray:
+        out = np.zeros(counts.shape[:-1] + (n_centers,), dtype=np.int64)
+        for c in range(n_centers):
+            out[..., c] = counts[..., cell_center == c].sum(axis=-1)
+        return out
+
+    chain_draw = ("chain", "draw")
+    coords = {"chain": post["chain"].to_numpy(), "draw": post["draw"].to_numpy()}
+    center_coord = {dims.CENTER: inputs.coords[dims.CENTER]}
+    cell_coord = {dims.CELL: inputs.coords[dims.CELL]}
+    predictive = xr.Dataset(
+        {
+            "responders": (chain_draw + (dims.CELL,), rep_responders),
+            "center_responders": (chain_draw + (dims.CENTER,), by_center(rep_responders)),
+            "total_responders": (chain_draw, rep_responders.sum(axis=-1)),
+        },
+        coords={**coords, **center_coord, **cell_coord},
+    )
+    observed = xr.Dataset(
+        {
+            "responders": ((dims.CELL,), obs_responders),
+            "center_responders": ((dims.CENTER,), by_center(obs_responders[None, :])[0]),
+            "total_responders": ((), obs_responders.sum()),
+            "cell_n": ((dims.CELL,), n),
+            "center_n": ((dims.CENTER,), by_center(n[None, :])[0]),
+        },
+        coords={**center_coord, **cell_coord},
+    )
+    if spec.outcome == "ordinal":
+        category_totals = draws.sum(axis=-2)
+        predictive["category_counts"] = (chain_draw + (dims.CATEGORY,), category_totals)
+        observed["category_counts"] = ((dims.CATEGORY,), observed_counts.sum(axis=0))
+        predictive = predictive.assign_coords({dims.CATEGORY: CATEGORIES})
+        observed = observed.assign_coords({dims.CATEGORY: CATEGORIES})
+    log_lik = xr.Dataset(
+        {"response": (chain_draw + (dims.PATIENT,), pointwise)},
+        coords={**coords, dims.PATIENT: inputs.coords[dims.PATIENT]},
+    )
+    replace_groups(idata, posterior_predictive=predictive, observed_data=observed, log_likelihood=log_lik)
+
+
+def quantities(spec: ModelSpec) -> list[Quantity]:
+    """Reported quantities, in order; variables absent from a fit (no covariates) are skipped."""
+    out = [Quantity("response_rate", "Response rate (trial population)")]
+    if spec.outcome == "ordinal":
+        out += [Quantity("cr_rate", "Complete response rate"), Quantity("pr_rate", "Partial response rate")]
+    out += [
+        Quantity("center_rate", "Response rate, {center}"),
+        Quantity("new_center_rate", "Response rate, new center (predictive)"),
+    ]
+    out.append(Quantity("odds_ratio", "Odds ratio, {covariate}", "ratio"))
+    out += [Quantity("intercept", "Intercept (log-odds)", "log-odds"), Quantity("center_sd", "Center sd (log-odds)", "sd")]
+    if spec.outcome == "ordinal":
+        out.append(Quantity("cr_gap", "CR gap (log-odds)", "log-odds"))
+    return out
+
+
+def probabilities(idata, spec: ModelSpec) -> list[tuple[str, float]]:
+    """Posterior probability that the population response rate exceeds the threshold."""
+    rate = idata.posterior["response_rate"].to_numpy()
+    return [(f"P(response rate > {spec.threshold:g})", float((rate > spec.threshold).mean()))]

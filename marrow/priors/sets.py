@@ -1,0 +1,128 @@
+"""Named prior sets read from TOML, with `base = "..."` inheritance and validation naming the key."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from marrow.errors import UsageError
+from marrow.priors.catalog import PARAMETERS
+from marrow.priors.prior import Prior
+
+SETS_DIR = Path(__file__).parent / "sets"
+DEFAULT_SET = "weakly-informative"
+_META_KEYS = {"name", "description", "base"}
+
+
+@dataclass(frozen=True)
+class PriorSet:
+    """A complete mapping from parameter key (e.g. 'response.intercept') to `Prior`."""
+
+    name: str
+    description: str
+    priors: dict[str, Prior]
+    source: str
+
+    def __getitem__(self, key: str) -> Prior:
+        return self.priors[key]
+
+    def for_model(self, model: str) -> dict[str, Prior]:
+        """The priors of one model, keyed by parameter name without the model prefix."""
+        prefix = model + "."
+        return {k[len(prefix):]: v for k, v in self.priors.items() if k.startswith(prefix)}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "source": self.source,
+            "priors": {k: v.to_dict() for k, v in self.priors.items()},
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, payload: dict[str, Any]) -> "PriorSet":
+        """Inverse of `to_dict` (used when reading a fit's attrs)."""
+        priors = {k: Prior.from_dict(k, v) for k, v in payload["priors"].items()}
+        return cls(payload["name"], payload.get("description", ""), priors, payload.get("source", ""))
+
+
+def available_sets() -> list[str]:
+    """Names of the prior sets shipped with marrow."""
+    return sorted(p.stem for p in SETS_DIR.glob("*.toml"))
+
+
+def _flatten(table: dict[str, Any], prefix: str = "") -> dict[str, dict[str, Any]]:
+    """Nested TOML tables -> {'model.param': {dist=..., ...}}; a leaf is a table with 'dist'."""
+    out: dict[str, dict[str, Any]] = {}
+    for key, value in table.items():
+        if not prefix and key in _META_KEYS:
+            continue
+        full = f"{prefix}.{key}" if prefix else key
+        if isinstance(value, dict) and "dist" not in value:
+            out.update(_flatten(value, full))
+        else:
+            out[full] = value
+    return out
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise UsageError(f"prior file {path} not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"prior file {path} is not valid TOML: {exc}") from None
+
+
+def _check_support(key: str, prior: Prior) -> None:
+    support = PARAMETERS[key][0]
+    if prior.support == support:
+        return
+    if support == "real":
+        return  # a positive or unit prior on a real parameter is odd but valid
+    raise UsageError(
+        f"prior '{key}': {prior.dist} has {prior.support} support but '{key}' must be {support}"
+        + (" (use HalfNormal, HalfStudentT, Exponential, LogNormal or Gamma)" if support == "positive" else " (use Beta)")
+    )
+
+
+def parse_prior_set(table: dict[str, Any], source: str, seen: tuple[str, ...] = ()) -> PriorSet:
+    """Validate a parsed TOML table into a complete `PriorSet`, resolving `base` inheritance."""
+    name = table.get("name", Path(source).stem)
+    base_name = table.get("base")
+    entries = _flatten(table)
+    unknown = sorted(k for k in entries if k not in PARAMETERS)
+    if unknown:
+        raise UsageError(f"{source}: unknown prior parameter(s) {', '.join(unknown)}; known: {', '.join(PARAMETERS)}")
+    priors = {key: Prior.from_dict(key, value) for key, value in entries.items()}
+    if base_name is not None:
+        if base_name in seen:
+            raise UsageError(f"{source}: prior sets inherit in a cycle ({' -> '.join(seen + (base_name,))})")
+        base = load_prior_set(str(base_name), seen + (name,))
+        priors = {**base.priors, **priors}
+    missing = [k for k in PARAMETERS if k not in priors]
+    if missing:
+        raise UsageError(f"{source}: no prior given for {', '.join(missing)}; add them or set base = \"{DEFAULT_SET}\"")
+    for key, prior in priors.items():
+        _check_support(key, prior)
+    ordered = {k: priors[k] for k in PARAMETERS}
+    return PriorSet(str(name), str(table.get("description", "")), ordered, source)
+
+
+def load_prior_set(name_or_file: str | Path | None = None, seen: tuple[str, ...] = ()) -> PriorSet:
+    """A shipped set by name, or a user TOML file (which may inherit with `base`)."""
+    name_or_file = str(name_or_file or DEFAULT_SET)
+    shipped = SETS_DIR / f"{name_or_file}.toml"
+    if shipped.exists():
+        return parse_prior_set(_read_toml(shipped), name_or_file, seen)
+    path = Path(name_or_file)
+    if path.suffix == ".toml" or path.exists():
+        return parse_prior_set(_read_toml(path), str(path), seen)
+    raise UsageError(f"unknown prior set '{name_or_file}'; shipped sets: {', '.join(available_sets())}, or give a .toml file")
