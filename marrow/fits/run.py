@@ -71,6 +71,9 @@ def fit_model(
     start = time.perf_counter()
     idata = sample_model(model, settings, target_accept, progress)
     timings["sample_s"] = time.perf_counter() - start  # includes compilation
+    from marrow.fits.log_prior import add_log_prior
+
+    add_log_prior(idata, model, spec, priors)  # per-draw log prior, for `marrow sensitivity`
 
     start = time.perf_counter()
     rng = np.random.default_rng([settings.seed, 1])

@@ -15,6 +15,8 @@ from marrow.errors import UsageError
 # Distribution name -> (argument -> check, support). Checks return an error text or None.
 _POSITIVE = ("must be > 0", lambda v: v > 0)
 _ANY = ("must be a finite number", lambda v: True)
+_WEIGHT = ("must be between 0 and 1", lambda v: 0 <= v <= 1)
+WEIGHT_TOLERANCE = 1e-6
 
 
 @dataclass(frozen=True)
@@ -22,6 +24,7 @@ class DistSpec:
     args: dict[str, tuple[str, Any]]
     support: str  # "real", "positive" or "unit"
     defaults: dict[str, float] = field(default_factory=dict)
+    vector: bool = False  # every argument is a list of numbers of one common length (mixtures)
 
 
 DISTRIBUTIONS: dict[str, DistSpec] = {
@@ -33,6 +36,9 @@ DISTRIBUTIONS: dict[str, DistSpec] = {
     "LogNormal": DistSpec({"mu": _ANY, "sigma": _POSITIVE}, "positive"),
     "Gamma": DistSpec({"alpha": _POSITIVE, "beta": _POSITIVE}, "positive"),
     "Beta": DistSpec({"alpha": _POSITIVE, "beta": _POSITIVE}, "unit"),
+    # A finite mixture of normals, e.g. a meta-analytic-predictive prior on a log-odds
+    # (marrow priors map): weights w sum to 1, one mu and one sigma > 0 per component.
+    "NormalMixture": DistSpec({"w": _WEIGHT, "mu": _ANY, "sigma": _POSITIVE}, "real", vector=True),
 }
 
 
@@ -45,12 +51,40 @@ def _as_number(key: str, arg: str, value: Any) -> float:
     return number
 
 
+def _as_numbers(key: str, arg: str, value: Any) -> tuple[float, ...]:
+    if not isinstance(value, (list, tuple)) or not value:
+        raise UsageError(f"prior '{key}': argument '{arg}' must be a non-empty list of numbers, got {value!r}")
+    return tuple(_as_number(key, arg, v) for v in value)
+
+
+def _check_vector(key: str, dist: str, spec: DistSpec, given: dict[str, Any]) -> dict[str, tuple[float, ...]]:
+    """Validate the list arguments of a mixture: numbers, common length, per-element checks, weights sum to 1."""
+    args: dict[str, tuple[float, ...]] = {}
+    for arg, (text, check) in spec.args.items():
+        values = _as_numbers(key, arg, given[arg])
+        for i, value in enumerate(values):
+            if not check(value):
+                raise UsageError(f"prior '{key}': element {i + 1} of argument '{arg}' of {dist} {text}, got {value:g}")
+        args[arg] = values
+    lengths = {arg: len(v) for arg, v in args.items()}
+    if len(set(lengths.values())) > 1:
+        shown = ", ".join(f"{a} has {n}" for a, n in lengths.items())
+        raise UsageError(f"prior '{key}': the arguments of {dist} must have one element per component ({shown})")
+    if "w" in args and abs(sum(args["w"]) - 1.0) > WEIGHT_TOLERANCE:
+        raise UsageError(f"prior '{key}': the weights 'w' of {dist} must sum to 1, got {sum(args['w']):.6g}")
+    return args
+
+
 @dataclass(frozen=True)
 class Prior:
-    """A distribution for one model parameter, e.g. Prior("Normal", {"mu": 0, "sigma": 1.5})."""
+    """A distribution for one model parameter, e.g. Prior("Normal", {"mu": 0, "sigma": 1.5}).
+
+    Arguments are numbers, or tuples of numbers for a mixture such as
+    Prior("NormalMixture", {"w": (0.8, 0.2), "mu": (-1.2, 0.0), "sigma": (0.3, 1.5)}).
+    """
 
     dist: str
-    args: dict[str, float]
+    args: dict[str, float | tuple[float, ...]]
     reason: str = ""
 
     @classmethod
@@ -69,12 +103,15 @@ class Prior:
         missing = [a for a in spec.args if a not in given]
         if missing:
             raise UsageError(f"prior '{key}': {dist} needs argument(s) {', '.join(missing)}")
-        args: dict[str, float] = {}
-        for arg, (text, check) in spec.args.items():
-            value = _as_number(key, arg, given[arg])
-            if not check(value):
-                raise UsageError(f"prior '{key}': argument '{arg}' of {dist} {text}, got {value:g}")
-            args[arg] = value
+        if spec.vector:
+            args: dict[str, Any] = _check_vector(key, dist, spec, given)
+        else:
+            args = {}
+            for arg, (text, check) in spec.args.items():
+                value = _as_number(key, arg, given[arg])
+                if not check(value):
+                    raise UsageError(f"prior '{key}': argument '{arg}' of {dist} {text}, got {value:g}")
+                args[arg] = value
         reason = table.get("reason", "")
         if not isinstance(reason, str):
             raise UsageError(f"prior '{key}': 'reason' must be text")
@@ -85,18 +122,28 @@ class Prior:
         return DISTRIBUTIONS[self.dist].support
 
     def to_dict(self) -> dict[str, Any]:
-        return {"dist": self.dist, **self.args, "reason": self.reason}
+        """Plain TOML/JSON-able dict (mixture arguments as lists); `from_dict` reads it back."""
+        args = {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.args.items()}
+        return {"dist": self.dist, **args, "reason": self.reason}
 
     def describe(self) -> str:
-        """Readable form, e.g. 'Normal(mu=0, sigma=1.5)'."""
-        inner = ", ".join(f"{k}={v:g}" for k, v in self.args.items())
+        """Readable form, e.g. 'Normal(mu=0, sigma=1.5)' or 'NormalMixture(w=[0.8, 0.2], ...)'."""
+
+        def show(v) -> str:
+            if isinstance(v, tuple):
+                return "[" + ", ".join(f"{x:.4g}" for x in v) + "]"
+            return f"{v:g}"
+
+        inner = ", ".join(f"{k}={show(v)}" for k, v in self.args.items())
         return f"{self.dist}({inner})"
 
     def create(self, name: str, **kwargs: Any):
         """Create this prior's PyMC random variable inside the current model context."""
+        import numpy as np
         import pymc as pm
 
-        return getattr(pm, self.dist)(name, **self.args, **kwargs)
+        args = {k: (np.asarray(v, dtype="float64") if isinstance(v, tuple) else v) for k, v in self.args.items()}
+        return getattr(pm, self.dist)(name, **args, **kwargs)
 
     def scipy(self):
         """The equivalent frozen scipy.stats distribution (for prior densities in plots and checks)."""
@@ -119,6 +166,8 @@ class Prior:
             return stats.gamma(a["alpha"], 0, 1 / a["beta"])
         if self.dist == "Beta":
             return stats.beta(a["alpha"], a["beta"])
+        if self.dist == "NormalMixture":
+            return NormalMixtureRV(a["w"], a["mu"], a["sigma"])
         raise UsageError(f"no scipy equivalent for {self.dist}")
 
 
@@ -133,3 +182,70 @@ def _half_t(nu: float, sigma: float):
             return 2 * stats.t.cdf(x, nu) - 1
 
     return _HalfT(a=0, name="halft")(scale=sigma)
+
+
+class NormalMixtureRV:
+    """A frozen finite mixture of normals with the scipy.stats methods marrow uses."""
+
+    def __init__(self, w, mu, sigma):
+        import numpy as np
+
+        self.w = np.asarray(w, dtype="float64")
+        self.mu = np.asarray(mu, dtype="float64")
+        self.sigma = np.asarray(sigma, dtype="float64")
+
+    def logpdf(self, x):
+        import numpy as np
+        from scipy import stats
+        from scipy.special import logsumexp
+
+        x = np.asarray(x, dtype="float64")
+        terms = np.log(self.w) + stats.norm.logpdf(x[..., None], self.mu, self.sigma)
+        return logsumexp(terms, axis=-1)
+
+    def pdf(self, x):
+        import numpy as np
+
+        return np.exp(self.logpdf(x))
+
+    def cdf(self, x):
+        import numpy as np
+        from scipy import stats
+
+        x = np.asarray(x, dtype="float64")
+        return (self.w * stats.norm.cdf(x[..., None], self.mu, self.sigma)).sum(axis=-1)
+
+    def ppf(self, q):
+        """Quantiles by bisection on the cdf (vectorised; accurate to about 1e-10)."""
+        import numpy as np
+
+        q = np.asarray(q, dtype="float64")
+        low = np.full(q.shape, float((self.mu - 40 * self.sigma).min()))
+        high = np.full(q.shape, float((self.mu + 40 * self.sigma).max()))
+        for _ in range(200):
+            mid = 0.5 * (low + high)
+            below = self.cdf(mid) < q
+            low = np.where(below, mid, low)
+            high = np.where(below, high, mid)
+        return 0.5 * (low + high)
+
+    def mean(self) -> float:
+        return float((self.w * self.mu).sum())
+
+    def var(self) -> float:
+        return float((self.w * (self.sigma**2 + self.mu**2)).sum() - self.mean() ** 2)
+
+    def std(self) -> float:
+        return math.sqrt(self.var())
+
+    def interval(self, confidence: float):
+        return tuple(float(v) for v in self.ppf([(1 - confidence) / 2, (1 + confidence) / 2]))
+
+    def rvs(self, size=None, random_state=None):
+        import numpy as np
+
+        rng = np.random.default_rng(random_state)
+        n = int(np.prod(size)) if size is not None else 1
+        component = rng.choice(len(self.w), size=n, p=self.w / self.w.sum())
+        draws = rng.normal(self.mu[component], self.sigma[component])
+        return draws.reshape(size) if size is not None else float(draws[0])

@@ -93,19 +93,57 @@ def _check_support(key: str, prior: Prior) -> None:
     )
 
 
+def _unknown_message(source: str, unknown: list[str]) -> str:
+    """Name each unknown key; a key inside a known parameter means its table lacks 'dist'."""
+    lines = []
+    for key in unknown:
+        owner = next((p for p in PARAMETERS if key.startswith(p + ".")), None)
+        if owner is not None:
+            lines.append(f"prior '{owner}': needs a table with 'dist' and its arguments (found only {key[len(owner) + 1:]!r})")
+        else:
+            lines.append(f"unknown prior parameter '{key}'")
+    known = ", ".join(PARAMETERS)
+    return f"{source}: " + "; ".join(lines) + f". Known parameters: {known}"
+
+
+def _resolve_base(base_name: Any, source: str) -> str:
+    """A shipped name as is; a relative .toml path relative to the folder of the file that names it."""
+    if not isinstance(base_name, str) or not base_name.strip():
+        raise UsageError(f"{source}: 'base' must be the name of a prior set or a .toml file, got {base_name!r}")
+    if (SETS_DIR / f"{base_name}.toml").exists():
+        return base_name
+    path = Path(base_name)
+    if not path.is_absolute() and Path(source).suffix == ".toml":
+        candidate = Path(source).parent / path
+        if candidate.exists():
+            return str(candidate)
+    return base_name
+
+
 def parse_prior_set(table: dict[str, Any], source: str, seen: tuple[str, ...] = ()) -> PriorSet:
-    """Validate a parsed TOML table into a complete `PriorSet`, resolving `base` inheritance."""
+    """Validate a parsed TOML table into a complete `PriorSet`, resolving `base` inheritance.
+
+    `seen` holds the sources already being resolved, to catch inheritance cycles.
+    """
     name = table.get("name", Path(source).stem)
+    if not isinstance(name, str) or not isinstance(table.get("description", ""), str):
+        raise UsageError(f"{source}: 'name' and 'description' must be text")
     base_name = table.get("base")
     entries = _flatten(table)
     unknown = sorted(k for k in entries if k not in PARAMETERS)
     if unknown:
-        raise UsageError(f"{source}: unknown prior parameter(s) {', '.join(unknown)}; known: {', '.join(PARAMETERS)}")
+        raise UsageError(_unknown_message(source, unknown))
     priors = {key: Prior.from_dict(key, value) for key, value in entries.items()}
     if base_name is not None:
-        if base_name in seen:
-            raise UsageError(f"{source}: prior sets inherit in a cycle ({' -> '.join(seen + (base_name,))})")
-        base = load_prior_set(str(base_name), seen + (name,))
+        resolved = _resolve_base(base_name, source)
+        identity = _identity(resolved)
+        if identity in seen or identity == _identity(source):
+            chain = " -> ".join(seen + (_identity(source), identity))
+            raise UsageError(f"{source}: prior sets inherit in a cycle ({chain})")
+        try:
+            base = load_prior_set(resolved, seen + (_identity(source),))
+        except UsageError as exc:
+            raise UsageError(f"{source}: base '{base_name}': {exc}") from None
         priors = {**base.priors, **priors}
     missing = [k for k in PARAMETERS if k not in priors]
     if missing:
@@ -114,6 +152,16 @@ def parse_prior_set(table: dict[str, Any], source: str, seen: tuple[str, ...] = 
         _check_support(key, prior)
     ordered = {k: priors[k] for k in PARAMETERS}
     return PriorSet(str(name), str(table.get("description", "")), ordered, source)
+
+
+def _identity(source: str) -> str:
+    """What makes two references to a prior set the same set: the shipped name or the resolved file."""
+    if (SETS_DIR / f"{source}.toml").exists():
+        return source
+    try:
+        return str(Path(source).resolve())
+    except OSError:
+        return source
 
 
 def load_prior_set(name_or_file: str | Path | None = None, seen: tuple[str, ...] = ()) -> PriorSet:
@@ -126,3 +174,12 @@ def load_prior_set(name_or_file: str | Path | None = None, seen: tuple[str, ...]
     if path.suffix == ".toml" or path.exists():
         return parse_prior_set(_read_toml(path), str(path), seen)
     raise UsageError(f"unknown prior set '{name_or_file}'; shipped sets: {', '.join(available_sets())}, or give a .toml file")
+
+
+def describe_set(name_or_file: str | Path | None = None) -> list[dict[str, str]]:
+    """brms default_prior()-like rows: parameter, distribution, meaning (catalog), reason."""
+    priors = load_prior_set(name_or_file)
+    return [
+        {"parameter": key, "prior": prior.describe(), "meaning": PARAMETERS[key][1], "reason": prior.reason}
+        for key, prior in priors.priors.items()
+    ]

@@ -1,0 +1,57 @@
+"""The `log_prior` group of a fit: per-draw log prior density, for power-scaling sensitivity.
+
+Power-scaling the prior (Kallioinen et al. 2023) reweights the posterior draws by
+p(theta)^(alpha - 1), so it needs log p(theta) at every draw. PyMC computes it with
+`pm.compute_log_prior`, on the constrained scale of each parameter (no Jacobian), which is
+the density the prior set states.
+
+Only the parameters the prior set governs are included (e.g. `intercept`, `beta`,
+`center_sd`), like brms's `lprior`: the standard-normal offsets of a non-centred hierarchy
+(`center_z`, `new_center_z`) are part of the model's structure, not a choice a user makes in a
+prior set, and power-scaling them would mix structure with assumptions.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+ATTR_VARIABLES = "marrow_prior_variables"
+
+
+def prior_variables(model, spec, priors) -> list[str]:
+    """Free random variables of `model` that the prior set governs (named after catalog keys).
+
+    Falls back to every free random variable when a model names its variables otherwise.
+    """
+    free = [rv.name for rv in model.free_RVs]
+    governed = set(priors.for_model(spec.model))
+    chosen = [name for name in free if name in governed]
+    return chosen or free
+
+
+def add_log_prior(idata, model, spec, priors) -> list[str]:
+    """Add a `log_prior` group (chain, draw[, dims]) per governed variable to `idata`, in place.
+
+    Returns the variables included; an empty list (and a warning) if PyMC could not compute it,
+    in which case the fit is still usable but `marrow sensitivity` cannot power-scale its prior.
+    """
+    import pymc as pm
+
+    from marrow.models.inputs import replace_groups
+
+    names = prior_variables(model, spec, priors)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*could not link to a BLAS.*")
+            dataset = pm.compute_log_prior(idata, var_names=names, model=model,
+                                           extend_inferencedata=False, progressbar=False)
+    except Exception as exc:  # a model PyMC cannot evaluate here should not lose the whole fit
+        warnings.warn(f"log prior not stored ({type(exc).__name__}: {exc}); prior sensitivity unavailable",
+                      RuntimeWarning, stacklevel=2)
+        return []
+    # compute_log_prior may hand back an InferenceData or a Dataset depending on the version.
+    if hasattr(dataset, "log_prior"):
+        dataset = dataset.log_prior
+    dataset.attrs = {ATTR_VARIABLES: ",".join(names)}
+    replace_groups(idata, log_prior=dataset)
+    return names

@@ -1,0 +1,121 @@
+"""Safety: adverse-event rate, its exceedance probability and events predicted in a future cohort.
+
+beta-binomial (default): events ~ Binomial(n, rate), rate ~ Beta(safety.rate); conjugate, so the
+  posterior is Beta(a + events, b + n - events), but it is sampled like every other model.
+hierarchical: events_c ~ Binomial(n_c, logistic(intercept + u_c)), u_c = center_sd * z_c
+  (non-centred); ae_rate is the trial-population average sum_c n_c p_c / n.
+future_events ~ Binomial(n_future, ae_rate) (posterior predictive, also stored in the posterior so
+that summaries report it). Pointwise log-likelihood is stored per patient (Bernoulli).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from marrow import dims
+from marrow.data import TrialData
+from marrow.models.inputs import ModelInputs, Quantity, replace_groups
+from marrow.spec import ModelSpec
+
+DEFAULT_TARGET_ACCEPT = 0.95
+DEFAULT_FAMILY = "beta-binomial"
+
+
+def family_of(spec: ModelSpec) -> str:
+    return spec.family or DEFAULT_FAMILY
+
+
+def inputs(data: TrialData, spec: ModelSpec) -> ModelInputs:
+    """Events and patients per center (exact aggregation); per-patient events kept for LOO."""
+    centers = list(data.centers)
+    center = data.center_index
+    event = data.patients["adverse_event"].to_numpy(dtype=np.int64)
+    arrays = {
+        "center_n": np.bincount(center, minlength=len(centers)).astype(np.int64),
+        "center_events": np.bincount(center, weights=event, minlength=len(centers)).astype(np.int64),
+    }
+    coords = {dims.CENTER: centers, dims.PATIENT: list(data.patient_ids)}
+    return ModelInputs(arrays, coords, {"patient_center": center, "patient_event": event})
+
+
+def build(inputs: ModelInputs, spec: ModelSpec, priors) -> "pm.Model":
+    """The PyMC graph; per-center binomial counts in pm.Data."""
+    import pymc as pm
+    import pytensor.tensor as pt
+
+    p = priors.for_model("safety")
+    coords = {k: v for k, v in inputs.coords.items() if k != dims.PATIENT}
+    with pm.Model(coords=coords) as model:
+        d = {name: pm.Data(name, value, dims=dims.CENTER) for name, value in inputs.arrays.items()}
+        if family_of(spec) == "beta-binomial":
+            rate = p["rate"].create("ae_rate")
+            pm.Binomial("events", n=d["center_n"].sum(), p=rate, observed=d["center_events"].sum())
+        else:
+            intercept = p["intercept"].create("intercept")
+            center_sd = p["center_sd"].create("center_sd")
+            center_z = pm.Normal("center_z", 0.0, 1.0, dims=dims.CENTER)
+            center_rate = pm.Deterministic("center_rate", pm.math.invlogit(intercept + center_sd * center_z),
+                                           dims=dims.CENTER)
+            pm.Binomial("events", n=d["center_n"], p=center_rate, observed=d["center_events"], dims=dims.CENTER)
+            pm.Deterministic("ae_rate", pt.dot(d["center_n"], center_rate) / d["center_n"].sum())
+    return model
+
+
+def augment(idata, inputs: ModelInputs, spec: ModelSpec, rng: np.random.Generator) -> None:
+    """Add per-patient log-likelihood and future events (posterior predictive and posterior)."""
+    import xarray as xr
+
+    post = idata.posterior
+    chain_draw = ("chain", "draw")
+    coords = {"chain": post["chain"].to_numpy(), "draw": post["draw"].to_numpy()}
+    if family_of(spec) == "beta-binomial":
+        p_patient = post["ae_rate"].to_numpy()[..., None] * np.ones(len(inputs.extra["patient_event"]))
+    else:
+        p_patient = post["center_rate"].to_numpy()[..., inputs.extra["patient_center"]]
+    event = inputs.extra["patient_event"]
+    with np.errstate(divide="ignore"):
+        pointwise = np.where(event == 1, np.log(p_patient), np.log1p(-p_patient))
+    future = rng.binomial(spec.n_future, np.clip(post["ae_rate"].to_numpy(), 0.0, 1.0))
+    n = inputs.arrays["center_n"]
+    events = inputs.arrays["center_events"]
+    predictive = xr.Dataset(
+        {
+            "future_events": (chain_draw, future),
+            "events": (chain_draw, rng.binomial(int(n.sum()), np.clip(post["ae_rate"].to_numpy(), 0.0, 1.0))),
+        },
+        coords=coords,
+    )
+    observed = xr.Dataset(
+        {
+            "events": ((), int(events.sum())),
+            "center_events": ((dims.CENTER,), events),
+            "center_n": ((dims.CENTER,), n),
+        },
+        coords={dims.CENTER: inputs.coords[dims.CENTER]},
+    )
+    log_lik = xr.Dataset(
+        {"adverse_event": (chain_draw + (dims.PATIENT,), pointwise)},
+        coords={**coords, dims.PATIENT: inputs.coords[dims.PATIENT]},
+    )
+    replace_groups(idata, posterior_predictive=predictive, observed_data=observed, log_likelihood=log_lik)
+    idata.posterior["future_events"] = (chain_draw, future)
+
+
+def quantities(spec: ModelSpec) -> list[Quantity]:
+    """Reported quantities; center terms only in the hierarchical model."""
+    return [
+        Quantity("ae_rate", "Adverse-event rate (trial population)", "rate"),
+        Quantity("future_events", f"Predicted adverse events among {spec.n_future} future patients", "count"),
+        Quantity("center_rate", "Adverse-event rate, {center}", "rate"),
+        Quantity("center_sd", "Center sd (log-odds)", "sd"),
+    ]
+
+
+def probabilities(idata, spec: ModelSpec) -> list[tuple[str, float]]:
+    """P(rate > threshold) and P(at least one event among the future patients)."""
+    rate = idata.posterior["ae_rate"].to_numpy()
+    out = [(f"P(adverse-event rate > {spec.threshold:g})", float((rate > spec.threshold).mean()))]
+    if "future_events" in idata.posterior:
+        future = idata.posterior["future_events"].to_numpy()
+        out.append((f"P(at least one adverse event among {spec.n_future} future patients)", float((future > 0).mean())))
+    return out
