@@ -21,12 +21,13 @@ ATTR_VARIABLES = "marrow_prior_variables"
 def prior_variables(model, spec, priors) -> list[str]:
     """Free random variables of `model` that the prior set governs (named after catalog keys).
 
-    Falls back to every free random variable when a model names its variables otherwise.
+    Falls back to every free random variable except standard-normal offsets (`*_z`) when a model
+    names its variables otherwise (e.g. the safety model's `ae_rate` for the key `safety.rate`).
     """
     free = [rv.name for rv in model.free_RVs]
     governed = set(priors.for_model(spec.model))
     chosen = [name for name in free if name in governed]
-    return chosen or free
+    return chosen or [name for name in free if not name.endswith("_z")] or free
 
 
 def add_log_prior(idata, model, spec, priors) -> list[str]:
