@@ -66,7 +66,7 @@ def render(table: pd.DataFrame, fmt: str, title: str = "", caption: str = "", di
     if fmt == "json":
         return json.dumps({"title": title, "rows": json.loads(table.to_json(orient="records"))}, indent=2) + "\n"
     if fmt == "markdown":
-        text = _display_frame(table, digits).to_markdown(index=False)
+        text = _display_frame(table, digits).to_markdown(index=False, disable_numparse=True)
         return (f"**{title}**\n\n" if title else "") + text + "\n"
     if fmt == "latex":
         return to_latex(table, caption or title, digits=digits)

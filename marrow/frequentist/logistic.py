@@ -215,7 +215,7 @@ def logistic_effects(data: TrialData, covariates: tuple[str, ...] | None = None,
             continue
         result = fisher(data, covariate, level)
         add(covariate, result["estimate"], result["lower"], result["upper"],
-            "Fisher exact test (conditional MLE, unadjusted)", "", result["p_value"])
+            f"Fisher exact test (conditional MLE, unadjusted), p = {result['p_value']:.3g}", "", result["p_value"])
     return pd.DataFrame(rows, columns=COLUMNS)
 
 

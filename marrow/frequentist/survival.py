@@ -162,21 +162,23 @@ def _ratio_row(key: str, label: str, element: str, row: pd.Series, n: int, event
 # --- mixture cure model --------------------------------------------------------------------------------
 
 def cure_loglik(theta: np.ndarray, time: np.ndarray, event: np.ndarray, lineage: np.ndarray, Z: np.ndarray,
-                n_lineages: int, pointwise: bool = False):
+                n_lineages: int, pointwise: bool = False, latency: bool = False):
     """Log-likelihood of a Weibull mixture cure model.
 
-    theta = (a_1..a_L, g_1..g_p, log scale_1..L, log shape_1..L). P(ever recover) = logistic(a_l + z'g);
-    among those who recover, T ~ Weibull(scale_l, shape_l). A recovery at t contributes
+    theta = (a_1..a_L, g_1..g_p, log scale_1..L, log shape_1..L[, b_1..b_p]). P(ever recover) =
+    u = logistic(a_l + z'g); among those who recover, T ~ Weibull(scale_l * exp(z'b), shape_l)
+    (the b only with `latency`; exp(b) are time ratios). A recovery at t contributes
     log u + log f(t); a censored time log(1 - u + u S(t)).
     """
     L, p = n_lineages, Z.shape[1]
     a, g = theta[:L], theta[L:L + p]
-    log_scale, log_shape = theta[L + p:2 * L + p], theta[2 * L + p:]
+    log_scale, log_shape = theta[L + p:2 * L + p], theta[2 * L + p:3 * L + p]
+    row_log_scale = log_scale[lineage] + (Z @ theta[3 * L + p:3 * L + 2 * p] if latency else 0.0)
     logit_u = a[lineage] + Z @ g
     log_u = -np.logaddexp(0.0, -logit_u)
     log_cure = -np.logaddexp(0.0, logit_u)
     k = np.exp(log_shape[lineage])
-    log_z = k * (np.log(time) - log_scale[lineage])  # log of (t / scale)^k
+    log_z = k * (np.log(time) - row_log_scale)  # log of (t / scale)^k
     cumhaz = np.exp(log_z)
     log_f = np.log(k) - np.log(time) + log_z - cumhaz
     recovered = log_u + log_f
@@ -185,7 +187,7 @@ def cure_loglik(theta: np.ndarray, time: np.ndarray, event: np.ndarray, lineage:
     return terms if pointwise else float(np.sum(terms))
 
 
-def fit_cure(time, event, lineage, Z, n_lineages: int, clusters=None):
+def fit_cure(time, event, lineage, Z, n_lineages: int, clusters=None, latency: bool = False):
     """Maximum-likelihood fit of `cure_loglik` (scipy BFGS, then Nelder-Mead polish); returns (theta, covariance).
 
     The covariance is the inverse numerical Hessian, or with `clusters` (e.g. patient ids, when a
@@ -197,7 +199,7 @@ def fit_cure(time, event, lineage, Z, n_lineages: int, clusters=None):
 
     time, event = np.asarray(time, float), np.asarray(event, int)
     L, p = n_lineages, Z.shape[1]
-    start = np.zeros(3 * L + p)
+    start = np.zeros(3 * L + (2 * p if latency else p))
     for l in range(L):
         mine = lineage == l
         share = np.clip(event[mine].mean(), 0.02, 0.98)
@@ -207,7 +209,7 @@ def fit_cure(time, event, lineage, Z, n_lineages: int, clusters=None):
         start[2 * L + p + l] = np.log(2.0)
 
     def objective(theta):
-        return -cure_loglik(theta, time, event, lineage, Z, L)
+        return -cure_loglik(theta, time, event, lineage, Z, L, latency=latency)
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -225,8 +227,8 @@ def fit_cure(time, event, lineage, Z, n_lineages: int, clusters=None):
         for j in range(len(theta)):
             step = np.zeros_like(theta)
             step[j] = 1e-5 * max(1.0, abs(theta[j]))
-            up = cure_loglik(theta + step, time, event, lineage, Z, L, pointwise=True)
-            down = cure_loglik(theta - step, time, event, lineage, Z, L, pointwise=True)
+            up = cure_loglik(theta + step, time, event, lineage, Z, L, pointwise=True, latency=latency)
+            down = cure_loglik(theta - step, time, event, lineage, Z, L, pointwise=True, latency=latency)
             scores[:, j] = (up - down) / (2 * step[j])
         summed = pd.DataFrame(scores).groupby(np.asarray(clusters)).sum().to_numpy()
         covariance = covariance @ (summed.T @ summed) @ covariance
@@ -234,13 +236,15 @@ def fit_cure(time, event, lineage, Z, n_lineages: int, clusters=None):
 
 
 def cure_model(data: TrialData, covariates: tuple[str, ...] | None = None, level: float = LEVEL) -> pd.DataFrame:
-    """Cure fraction per lineage (P(never recover), all patients) and cure odds ratios per covariate.
+    """Cure fraction per lineage (P(never recover), all patients); covariate effects on cure and latency.
 
     Cure fractions come from a model without covariates (one cure fraction and one Weibull per
-    lineage), with Wald intervals on the logit scale. Cure odds ratios (odds of never recovering,
-    > 1 = fewer recover) come from one model over all lineages: lineage-specific intercepts and
-    Weibull latencies, shared covariate effects on the odds of cure; Wald intervals on the log scale
-    with a sandwich covariance clustered on patient (a patient's lineages are not independent).
+    lineage), with Wald intervals on the logit scale. Covariate effects come from one model over
+    all lineages: lineage-specific intercepts, Weibull scales and shapes, shared covariate effects
+    on the odds of ever recovering (`cure_odds_ratio`, > 1 = more patients recover; the convention
+    of marrow's Bayesian recovery model) and on the latency scale (`time_ratio`, < 1 = faster);
+    Wald intervals on the log scale with a sandwich covariance clustered on patient (a patient's
+    lineages are not independent).
     """
     from scipy.stats import norm
 
@@ -254,10 +258,13 @@ def cure_model(data: TrialData, covariates: tuple[str, ...] | None = None, level
     z = norm.ppf(0.5 + level / 2)
     rows = []
     theta, cov = fit_cure(time, event, lineage, np.zeros((len(table), 0)), L)
+
+    def expit(v: float) -> float:
+        return 1.0 / (1.0 + np.exp(-v))
+
     for l, name in enumerate(lineages):
         mine = lineage == l
         logit_cure, se = -theta[l], float(np.sqrt(cov[l, l])) if np.isfinite(cov[l, l]) and cov[l, l] > 0 else np.nan
-        expit = lambda v: 1.0 / (1.0 + np.exp(-v))  # noqa: E731
         last_event = time[mine & (event == 1)].max() if (mine & (event == 1)).any() else np.nan
         censored_after = int(np.sum(mine & (event == 0) & (time > last_event)))
         rows.append({"key": "cure_fraction", "label": f"Cure fraction (never recover), {name}", "element": name,
@@ -269,14 +276,19 @@ def cure_model(data: TrialData, covariates: tuple[str, ...] | None = None, level
     usable = [c for c in covariates if table[c].nunique() > 1]
     if usable:
         Z = table[usable].to_numpy(float)
-        theta, cov = fit_cure(time, event, lineage, Z, L, clusters=table["patient_id"].to_numpy())
-        for j, covariate in enumerate(usable):
-            log_or, var = -theta[L + j], cov[L + j, L + j]
-            se = float(np.sqrt(var)) if np.isfinite(var) and var > 0 else np.nan
-            rows.append({"key": "cure_odds_ratio", "label": f"Cure odds ratio, {covariate}", "element": covariate,
-                         "estimate": float(np.exp(log_or)), "lower": float(np.exp(log_or - z * se)),
-                         "upper": float(np.exp(log_or + z * se)), "n": int(table["patient_id"].nunique()), "events": int(event.sum()),
-                         "method": "Weibull mixture cure MLE, all lineages, robust (patient) Wald", "flag": ""})
+        theta, cov = fit_cure(time, event, lineage, Z, L, clusters=table["patient_id"].to_numpy(), latency=True)
+        p = len(usable)
+        n_patients, events = int(table["patient_id"].nunique()), int(event.sum())
+        for key, offset, label, what in (("cure_odds_ratio", L, "Odds ratio of ever recovering (cure model)", "incidence"),
+                                         ("time_ratio", 3 * L + p, "Time ratio (cure model latency)", "latency")):
+            for j, covariate in enumerate(usable):
+                log_ratio, var = theta[offset + j], cov[offset + j, offset + j]
+                se = float(np.sqrt(var)) if np.isfinite(var) and var > 0 else np.nan
+                rows.append({"key": key, "label": f"{label}, {covariate}", "element": covariate,
+                             "estimate": float(np.exp(log_ratio)), "lower": float(np.exp(log_ratio - z * se)),
+                             "upper": float(np.exp(log_ratio + z * se)), "n": n_patients, "events": events,
+                             "method": f"Weibull mixture cure MLE ({what}), all lineages, robust (patient) Wald",
+                             "flag": ""})
     return _frame(rows)
 
 

@@ -22,6 +22,7 @@ SECTIONS = {"response": "Response", "recovery": "Time to recovery", "survival": 
 COLUMNS = ["section", "quantity", "variable", "element", "bayes", "bayes_lower", "bayes_upper", "freq", "freq_lower",
            "freq_upper", "n", "method", "flag", "scale"]
 SMALL_N = 10
+SHRINKAGE_MIN_GAP = 0.05  # |raw - pooled| below which shrinkage is not reported
 PROB = 0.95
 # posterior variable -> display scale (digits)
 SCALES = {"odds_ratio": "ratio", "time_ratio": "ratio", "hazard_ratio": "ratio", "cure_odds_ratio": "ratio",
@@ -135,8 +136,9 @@ def comparison_table(data: TrialData, fits: Iterable = (), covariates: tuple[str
     columns NaN). The frequentist side is computed from `data`; the caller makes sure `data` is
     what the fits were fitted to (`data_for_fits`). Flags: "disagree[: reason]" when one point
     estimate is outside the other's interval (reason: shrinkage for center rates, separation,
-    small n < 10); "small n (n)"; "few events (k)"; "separation: Firth used (...)"; for center
-    rates "shrinkage s" = (raw - posterior median) / (raw - pooled posterior median).
+    small n < 10, few events < 10, AFT without cure fraction for the AFT among responders); "small n (n)"; "few events (k)"; "separation: Firth used (...)"; for center
+    rates "shrinkage s" = (raw - posterior median) / (raw - pooled posterior median), the pooled
+    median being that of `response_rate`, shown when |raw - pooled| >= 0.05.
     """
     fits = list(fits)
     rows = frequentist_rows(data, covariates)
@@ -152,7 +154,8 @@ def comparison_table(data: TrialData, fits: Iterable = (), covariates: tuple[str
             flags.append(f"small n ({n})")
         if row["key"] == "center_rate" and bayes and pooled:
             raw, denominator = float(row["estimate"]), float(row["estimate"]) - pooled[0]
-            if abs(denominator) > 1e-9:
+            # Close to the pooled rate the ratio is noise; not shown there.
+            if abs(denominator) >= SHRINKAGE_MIN_GAP:
                 flags.append(f"shrinkage {(raw - b) / denominator:.2f}")
         if disagreement(b, bl, bu, row["estimate"], row["lower"], row["upper"]):
             text = " ".join(flags)
@@ -164,6 +167,8 @@ def comparison_table(data: TrialData, fits: Iterable = (), covariates: tuple[str
                 reason = "small n"
             elif "few events" in text:
                 reason = "few events"
+            elif row["key"] == "time_ratio" and "among responders" in row["method"]:
+                reason = "AFT without cure fraction"
             else:
                 reason = ""
             flags.insert(0, "disagree" + (f": {reason}" if reason else ""))
@@ -189,7 +194,10 @@ def _number(value, scale: str) -> str:
     if scale == "days":
         return f"{value:.0f}" if float(value).is_integer() else f"{value:.1f}"
     if scale == "ratio":
-        return f"{value:.2f}" if abs(value) >= 0.1 else f"{value:.2g}"
+        if abs(value) >= 1000:
+            return f"{value:.0f}"
+        # three significant digits, trailing zeros kept (1.00, 0.100)
+        return np.format_float_positional(value, precision=3, unique=False, fractional=False, trim="k")
     return f"{value:.3f}"
 
 
@@ -200,7 +208,7 @@ def _interval(lower, upper, scale: str) -> str:
 
 
 def display_table(table: pd.DataFrame) -> pd.DataFrame:
-    """Printed form: numbers formatted by scale (rates 3 decimals, ratios 2, days whole), intervals as 'lower-upper'."""
+    """Printed form (all text): numbers formatted by scale (rates 3 decimals, ratios 2, days whole), intervals as 'lower-upper'."""
     rows = []
     for _, row in table.iterrows():
         scale = row["scale"]
@@ -214,13 +222,41 @@ def display_table(table: pd.DataFrame) -> pd.DataFrame:
                                        "method", "flag"])
 
 
+# variable -> method family, for captions
+METHOD_FAMILIES = {
+    "response_rate": "exact Clopper-Pearson, Wilson and Jeffreys intervals for proportions",
+    "odds_ratio": "logistic regression (Wald and profile-likelihood intervals), GEE with exchangeable correlation "
+                  "within center, Fisher's exact test",
+    "median_days": "Kaplan-Meier medians among responders",
+    "recovered_by": "cumulative incidence as 1 - Kaplan-Meier",
+    "cure_fraction": "a maximum-likelihood Weibull mixture cure model",
+    "survival_at": "Kaplan-Meier survival with Greenwood intervals",
+    "hazard_ratio": "Cox proportional hazards",
+    "time_ratio": "Weibull accelerated failure time models",
+    "ae_rate": "an exact interval for the adverse-event rate",
+}
+
+
 def caption(table: pd.DataFrame) -> str:
-    """A LaTeX/figure caption naming the methods present."""
-    methods = [m.split(";")[0].split(" (")[0] for m in table["method"]]
-    named = ", ".join(dict.fromkeys(methods))
-    bayes = "posterior medians with 95% equal-tailed credible intervals" if table["bayes"].notna().any() else "no Bayesian fit given"
-    return (f"Bayesian estimates ({bayes}) beside frequentist estimates with 95% confidence intervals. "
-            f"Frequentist methods: {named}. Proportions use exact Clopper-Pearson, Wilson and Jeffreys intervals.")
+    """A LaTeX caption naming the methods present."""
+    present = set(table["variable"])
+    methods = [text for variable, text in METHOD_FAMILIES.items() if variable in present]
+    if table["method"].str.contains("Firth").any():
+        methods.append("Firth's penalised logistic regression where the data are separated")
+    if table["bayes"].notna().any():
+        lead = ("Bayesian posterior medians with 95% equal-tailed credible intervals beside frequentist estimates "
+                "with 95% confidence intervals")
+    else:
+        lead = "Frequentist estimates with 95% confidence intervals (no Bayesian fit given)"
+    return f"{lead}. Methods: " + "; ".join(methods) + "."
+
+
+def latex_table(table: pd.DataFrame) -> str:
+    """Booktabs LaTeX of the display table, text columns left-aligned, numbers right-aligned."""
+    from marrow.formatting import to_latex
+
+    text = to_latex(display_table(table), caption(table), label="tab:compare")
+    return text.replace(r"\begin{tabular}{lrrrrrrr}", r"\begin{tabular}{llrlrlll}", 1)
 
 
 # --- which data ------------------------------------------------------------------------------------------
