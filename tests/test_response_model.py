@@ -30,6 +30,15 @@ def test_graph_dims_follow_data_and_logp_is_finite(outcome):
     assert np.all(np.isfinite(model.compile_dlogp()(point)))
 
 
+def test_without_covariates_rates_are_scalars():
+    spec = ModelSpec("response")
+    model = build_model(load_trial(needs=spec.needs()), spec, load_prior_set())
+    for name in ("response_rate", "new_center_rate"):
+        assert model[name].ndim == 0
+        assert name not in model.named_vars_to_dims
+    assert "odds_ratio" not in model.named_vars
+
+
 def test_cells_aggregate_patients_exactly():
     spec = ModelSpec("response", outcome="ordinal", covariates=COVARIATES)
     data = load_trial(needs=spec.needs())

@@ -121,7 +121,8 @@ def build(inputs: ModelInputs, spec: ModelSpec, priors) -> "pm.Model":
             pm.Binomial("responders", n=d["cell_n"], p=cell_prob, observed=d["cell_responders"], dims=dims.CELL)
         pm.Deterministic("response_rate", pt.dot(d["cell_weight"], p_resp))
         pm.Deterministic("center_rate", pt.dot(d["center_weight"], p_resp), dims=dims.CENTER)
-        pm.Deterministic("new_center_rate", pt.dot(d["cell_weight"], pm.math.invlogit(eta_new)))
+        # sum(w * p) rather than dot: without covariates eta_new is a scalar and must broadcast over cells.
+        pm.Deterministic("new_center_rate", pt.sum(d["cell_weight"] * pm.math.invlogit(eta_new)))
     return model
 
 

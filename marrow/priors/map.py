@@ -174,10 +174,19 @@ def _normal_logpdf(x: np.ndarray, mu: np.ndarray, sigma: np.ndarray) -> np.ndarr
     return -0.5 * ((x - mu) / sigma) ** 2 - np.log(sigma) - 0.5 * math.log(2 * math.pi)
 
 
-def fit_mixture(x: np.ndarray, k: int, iterations: int = 1000, tol: float = 1e-9) -> Mixture:
-    """Maximum-likelihood mixture of `k` normals to draws `x` by EM (deterministic start at quantiles)."""
-    from scipy.special import logsumexp
+def _log_responsibilities(x: np.ndarray, w: np.ndarray, mu: np.ndarray, sigma: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """log w_k N(x | mu_k, sigma_k) per draw and component, and the log mixture density per draw."""
+    log_terms = np.log(w) + _normal_logpdf(x[:, None], mu, sigma)
+    peak = log_terms.max(axis=1, keepdims=True)
+    log_total = peak[:, 0] + np.log(np.exp(log_terms - peak).sum(axis=1))
+    return log_terms, log_total
 
+
+def fit_mixture(x: np.ndarray, k: int, iterations: int = 500, tol: float = 1e-8) -> Mixture:
+    """Maximum-likelihood mixture of `k` normals to draws `x` by EM (deterministic start at quantiles).
+
+    Stops when the log-likelihood changes by less than `tol` relative, or after `iterations`.
+    """
     x = np.asarray(x, dtype="float64").reshape(-1)
     n = x.size
     order = np.sort(x)
@@ -188,19 +197,17 @@ def fit_mixture(x: np.ndarray, k: int, iterations: int = 1000, tol: float = 1e-9
     floor = 1e-3 * x.std() + 1e-12
     previous = -np.inf
     for _ in range(iterations):
-        log_terms = np.log(w) + _normal_logpdf(x[:, None], mu, sigma)
-        log_total = logsumexp(log_terms, axis=1)
+        log_terms, log_total = _log_responsibilities(x, w, mu, sigma)
         loglik = float(log_total.sum())
+        if abs(loglik - previous) < tol * max(1.0, abs(loglik)):
+            break
+        previous = loglik
         resp = np.exp(log_terms - log_total[:, None])
         nk = resp.sum(axis=0) + 1e-300
         w = nk / n
         mu = (resp * x[:, None]).sum(axis=0) / nk
         sigma = np.maximum(np.sqrt((resp * (x[:, None] - mu) ** 2).sum(axis=0) / nk), floor)
-        if abs(loglik - previous) < tol * max(1.0, abs(loglik)):
-            break
-        previous = loglik
-    log_terms = np.log(w) + _normal_logpdf(x[:, None], mu, sigma)
-    loglik = float(logsumexp(log_terms, axis=1).sum())
+    loglik = float(_log_responsibilities(x, w, mu, sigma)[1].sum())
     bic = -2 * loglik + (3 * k - 1) * math.log(n)
     order_by_weight = np.argsort(-w)
     return Mixture(tuple(float(v) for v in w[order_by_weight]), tuple(float(v) for v in mu[order_by_weight]),
@@ -326,7 +333,7 @@ def _describe_rate(label: str, rates: np.ndarray, prior: Prior | None) -> dict:
     q = np.quantile(rates, [0.025, 0.5, 0.975])
     return {
         "distribution": label,
-        "prior (log-odds)": prior.describe() if prior is not None else "-",
+        "components": len(prior.args["w"]) if prior is not None and prior.dist == "NormalMixture" else (1 if prior else "-"),
         "rate mean": float(rates.mean()), "rate sd": float(rates.std()),
         "rate 2.5%": float(q[0]), "rate median": float(q[1]), "rate 97.5%": float(q[2]),
         "ESS (ELIR)": ess_elir(prior) if prior is not None else float("nan"),

@@ -176,10 +176,26 @@ def load_prior_set(name_or_file: str | Path | None = None, seen: tuple[str, ...]
     raise UsageError(f"unknown prior set '{name_or_file}'; shipped sets: {', '.join(available_sets())}, or give a .toml file")
 
 
+def prior_origins(name_or_file: str | Path | None = None) -> dict[str, str]:
+    """Which set in the inheritance chain gives each parameter its prior (call after loading succeeded)."""
+    name_or_file = str(name_or_file or DEFAULT_SET)
+    shipped = SETS_DIR / f"{name_or_file}.toml"
+    source = name_or_file
+    table = _read_toml(shipped if shipped.exists() else Path(name_or_file))
+    out: dict[str, str] = {}
+    if table.get("base") is not None:
+        out = prior_origins(_resolve_base(table["base"], source))
+    name = str(table.get("name", Path(source).stem))
+    out.update({key: name for key in _flatten(table)})
+    return out
+
+
 def describe_set(name_or_file: str | Path | None = None) -> list[dict[str, str]]:
-    """brms default_prior()-like rows: parameter, distribution, meaning (catalog), reason."""
+    """brms default_prior()-like rows: parameter, distribution, meaning (catalog), reason, set it comes from."""
     priors = load_prior_set(name_or_file)
+    origins = prior_origins(name_or_file)
     return [
-        {"parameter": key, "prior": prior.describe(), "meaning": PARAMETERS[key][1], "reason": prior.reason}
+        {"parameter": key, "prior": prior.describe(), "meaning": PARAMETERS[key][1], "reason": prior.reason,
+         "from": origins.get(key, priors.name)}
         for key, prior in priors.priors.items()
     ]
