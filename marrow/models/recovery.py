@@ -30,7 +30,7 @@ from marrow.data import TrialData
 from marrow.models.inputs import ModelInputs, Quantity, replace_groups
 from marrow.spec import ModelSpec
 
-DEFAULT_TARGET_ACCEPT = 0.95
+DEFAULT_TARGET_ACCEPT = 0.99
 DEFAULT_FAMILY = "weibull"
 REPORT_DAYS = (30.0, 90.0, 180.0)
 GRID_DAY = dims.GRID_DAY

@@ -34,3 +34,19 @@ def interval(samples: np.ndarray, prob: float = PROB, axis: int = 0) -> tuple[np
 def other_dim(da, exclude: tuple[str, ...]) -> str | None:
     rest = [d for d in da.dims if d not in ("chain", "draw") + exclude]
     return rest[0] if rest else None
+
+
+# Prior keys whose variable in the model has another name.
+PRIOR_VARIABLES = {("safety", "rate"): "ae_rate"}
+
+
+def prior_variables(fit) -> list[tuple[str, str, object]]:
+    """(prior key, posterior variable, Prior) for every parameter of the fit that has a prior."""
+    model = fit.spec.model
+    posterior = fit.idata.posterior
+    out = []
+    for key, prior in fit.priors.for_model(model).items():
+        name = PRIOR_VARIABLES.get((model, key), key)
+        if name in posterior:
+            out.append((key, name, prior))
+    return out

@@ -54,10 +54,10 @@ def plot_centers(fit, width: float = style.WIDTHS["double"]):
         if np.isfinite(r):
             ax.annotate("", xy=(100 * m, yi - offset), xytext=(100 * r, yi + offset),
                         arrowprops={"arrowstyle": "-", "color": style.PRIOR, "linewidth": 0.5, "linestyle": ":"})
-    ax.set_yticks(y, [f"{c} ({int(a)}/{int(b)})" for c, a, b in zip(centers, k, n)])
+    ax.set_yticks(y, [f"{style.plain(c)} ({int(a)}/{int(b)})" for c, a, b in zip(centers, k, n)])
     ax.set_xlim(0, 100)
     ax.set_xlabel("Response rate (%)")
-    ax.set_title("Center response rates: observed and partially pooled")
+    ax.set_title(style.wrap("Center response rates: observed and partially pooled", width - 1.3))
     style.light_grid(ax, "x")
-    fig.legend(loc="outside lower center", ncol=2, fontsize=6)
+    fig.legend(loc="outside lower center", ncol=style.legend_columns(width, 2), fontsize=6)
     return fig

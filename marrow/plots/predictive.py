@@ -22,8 +22,12 @@ def plot_ppc(fit, width: float = style.WIDTHS["double"]):
     n = observed["center_n"].to_numpy()
 
     height = max(2.2, 0.9 + 0.24 * len(centers))
-    fig = style.new_figure(width, height)
-    left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [2.2, 1]})
+    if width >= 5:
+        fig = style.new_figure(width, height)
+        left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [2.2, 1]})
+    else:  # one column: stack the panels
+        fig = style.new_figure(width, height + 1.9)
+        left, right = fig.subplots(2, 1, gridspec_kw={"height_ratios": [height - 0.4, 1.6]})
     y = np.arange(len(centers))[::-1]
     _, lo95, hi95 = interval(reps, 0.95)
     _, lo50, hi50 = interval(reps, 0.50)
@@ -34,22 +38,25 @@ def plot_ppc(fit, width: float = style.WIDTHS["double"]):
     if outside.any():
         left.plot(obs[outside], y[outside], "o", markerfacecolor="none", markeredgecolor=style.OKABE_ITO["vermillion"],
                   markersize=8, linewidth=0, label="outside 95%", zorder=4)
-    left.set_yticks(y, [f"{c} (n={int(k)})" for c, k in zip(centers, n)])
+    left.set_yticks(y, [f"{style.plain(c)} (n={int(k)})" for c, k in zip(centers, n)])
     left.set_xlabel("Responders per center (patients)")
     left.set_title("Responders by center")
     left.xaxis.get_major_locator().set_params(integer=True)
     style.light_grid(left, "x")
-    left.legend(loc="lower right", fontsize=6)
 
     total = draws(predictive["total_responders"]).reshape(-1)
     observed_total = int(observed["total_responders"].to_numpy())
     bins = np.arange(total.min() - 0.5, total.max() + 1.5)
-    right.hist(total, bins=bins, color=style.PREDICTIVE, alpha=0.7, density=True, label="predictive")
-    right.axvline(observed_total, color=style.OBSERVED, linewidth=1.4, label=f"observed = {observed_total}")
+    right.hist(total, bins=bins, color=style.PREDICTIVE, alpha=0.7, density=True, label="predictive total")
     p_low = float((total <= observed_total).mean())
+    right.axvline(observed_total, color=style.OBSERVED, linewidth=1.4,
+                  label=f"observed = {observed_total}\nP(rep \u2264 obs) = {p_low:.2f}")
     right.set_xlabel("Total responders (patients)")
     right.set_ylabel("Predictive probability")
-    right.set_title(f"Trial total (P(rep \u2264 obs) = {p_low:.2f})")
+    right.set_title("Trial total")
     right.xaxis.get_major_locator().set_params(integer=True)
-    right.legend(loc="upper right", fontsize=6)
+    handles, labels = left.get_legend_handles_labels()
+    more = right.get_legend_handles_labels()
+    fig.legend(handles + more[0], labels + more[1], loc="outside lower center",
+               ncol=style.legend_columns(width + 1.8, len(labels) + 2), fontsize=6)
     return fig

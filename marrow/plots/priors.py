@@ -8,27 +8,24 @@ import numpy as np
 
 from marrow.errors import UsageError
 from marrow.plots import style
-from marrow.plots._common import draws
+from marrow.plots._common import draws, prior_variables
 
 
 def panels(fit) -> list[tuple[str, str, object, np.ndarray]]:
     """(parameter, element label, frozen scipy prior, posterior samples) for each panel."""
-    priors = fit.priors.for_model(fit.spec.model)
     posterior = fit.idata.posterior
     out = []
-    for name, prior in priors.items():
-        if name not in posterior:
-            continue
+    for key, name, prior in prior_variables(fit):
         da = posterior[name]
         extra = [d for d in da.dims if d not in ("chain", "draw")]
         samples = draws(da)
         if not extra:
-            out.append((name, name, prior, samples.reshape(-1)))
+            out.append((key, name, prior, samples.reshape(-1)))
             continue
         flat = samples.reshape(samples.shape[0], -1)
         labels = _element_labels(da, extra)
         for j, label in enumerate(labels):
-            out.append((name, f"{name}[{label}]", prior, flat[:, j]))
+            out.append((key, f"{name}[{label}]", prior, flat[:, j]))
     return out
 
 
@@ -68,7 +65,7 @@ def plot_prior_posterior(fit, width: float = style.WIDTHS["double"]):
             if prior.support in ("positive", "unit"):  # reflect at the boundary so the KDE keeps its mass
                 post = post + kde(2 * x_lo - grid) * (grid >= x_lo)
             ax.plot(grid, post, color=style.BAYES, label="posterior")
-        ax.set_title(label, fontsize=7)
+        ax.set_title(style.plain(label), fontsize=7)
         ax.set_xlabel(_unit(fit.spec.model, name))
         ax.set_yticks([])
         ax.spines["left"].set_visible(False)
@@ -76,7 +73,7 @@ def plot_prior_posterior(fit, width: float = style.WIDTHS["double"]):
         ax.set_visible(False)
     handles, names = axes[0].get_legend_handles_labels()
     fig.legend(handles, names, loc="outside lower center", ncol=2, fontsize=6)
-    fig.suptitle(f"Prior ('{prior_set.name}') and posterior: {fit.spec.label}", x=0.02, ha="left")
+    style.suptitle(fig, f"Prior ('{prior_set.name}') and posterior: {fit.spec.label}", width)
     return fig
 
 

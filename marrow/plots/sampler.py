@@ -13,6 +13,7 @@ import numpy as np
 
 from marrow.errors import UsageError
 from marrow.plots import style
+from marrow.plots._common import prior_variables
 
 MAX_ELEMENTS = 12  # a vector longer than this is not a "top-level" parameter for these plots
 
@@ -20,7 +21,7 @@ MAX_ELEMENTS = 12  # a vector longer than this is not a "top-level" parameter fo
 def top_level(fit) -> list[str]:
     """Parameters with a prior (the model's free parameters), in prior-set order; else small variables."""
     posterior = fit.idata.posterior
-    names = [n for n in fit.priors.for_model(fit.spec.model) if n in posterior]
+    names = [name for _, name, _ in prior_variables(fit)]
     if not names:
         names = [n for n, da in posterior.data_vars.items() if da.size // (da.sizes["chain"] * da.sizes["draw"]) <= 3]
     return names
@@ -53,12 +54,21 @@ def _figure_of(axes):
 
 
 def _finish(fig, title: str):
-    fig.suptitle(title, x=0.02, ha="left")
+    style.suptitle(fig, title, fig.get_size_inches()[0])
     for ax in fig.axes:
         ax.spines["top"].set_visible(False)
         ax.spines["right"].set_visible(False)
-        for text in (ax.title, ax.xaxis.label, ax.yaxis.label):
+        # ArviZ scales its text with the figure size; bring it back to marrow's sizes.
+        for loc in ("left", "center", "right"):
+            if ax.get_title(loc=loc):
+                ax.set_title(ax.get_title(loc=loc), loc=loc, fontsize=7)
+        for text in (ax.xaxis.label, ax.yaxis.label):
             text.set_fontsize(7)
+        ax.tick_params(labelsize=7, width=0.6, length=3)
+        legend = ax.get_legend()
+        if legend is not None:
+            for text in legend.get_texts():
+                text.set_fontsize(6)
     fig.set_layout_engine("constrained")
     return fig
 
@@ -84,7 +94,7 @@ def plot_rank(fit, width: float = style.WIDTHS["double"]):
 
     names = top_level(fit)
     n_panels = _size(fit, names)
-    ncols = 3 if width >= 5 else 2
+    ncols = min(n_panels, 3 if width >= 5 else 2)
     nrows = math.ceil(n_panels / ncols)
     with _pyplot_figure() as holder:
         axes = az.plot_rank(fit.idata, var_names=names, kind="bars", figsize=(width, 0.4 + 1.3 * nrows),
@@ -104,7 +114,7 @@ def plot_energy(fit, width: float = style.WIDTHS["double"]):
         raise UsageError("--kind energy needs the sampler's energy statistics, which this fit does not have")
     with _pyplot_figure() as holder:
         ax = az.plot_energy(fit.idata, kind="kde", fill_color=(style.OKABE_ITO["sky"], style.OKABE_ITO["orange"]),
-                            figsize=(width, 0.5 * width + 0.4), show=False)
+                            figsize=(width, min(0.42 * width, 2.6) + 0.4), show=False)
         fig = holder["figure"] = _figure_of(ax)
     ax = fig.axes[0]
     ax.set_xlabel("energy (centred, model units)")

@@ -81,7 +81,7 @@ RC = {
     "figure.dpi": 100.0,
     "figure.facecolor": "white",
     "savefig.facecolor": "white",
-    "savefig.bbox": "tight",
+    "savefig.bbox": None,  # exact journal widths: constrained layout keeps everything inside the figure
     "savefig.pad_inches": 0.03,
     "pdf.fonttype": 42,  # TrueType, embedded (journals reject Type 3)
     "ps.fonttype": 42,
@@ -166,6 +166,28 @@ def freeze_layout(fig: Figure) -> Figure:
     fig.draw_without_rendering()
     fig.set_layout_engine("none")
     return fig
+
+
+def plain(text) -> str:
+    """User text (center, lineage, covariate names) shown literally: a '$' would start mathtext."""
+    return str(text).replace("$", r"\$")
+
+
+def wrap(text: str, inches: float, fontsize: float = 8.0) -> str:
+    """Break a title into lines that fit `inches` (DejaVu Sans averages about 0.55 em per character)."""
+    import textwrap
+
+    chars = max(12, int(inches * 72 / (fontsize * 0.58)))
+    return "\n".join(textwrap.wrap(text, chars)) or text
+
+
+def suptitle(fig: Figure, text: str, width: float, fontsize: float = 9.0) -> None:
+    fig.suptitle(wrap(text, width - 0.2, fontsize), x=0.02, ha="left", fontsize=fontsize)
+
+
+def legend_columns(width: float, entries: int) -> int:
+    """Legend columns that fit the figure width (about 1.8 inches per entry)."""
+    return max(1, min(entries, int(width // 1.8)))
 
 
 def light_grid(ax, axis: str = "x") -> None:

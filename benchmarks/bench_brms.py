@@ -1,0 +1,95 @@
+"""Run benchmarks/bench_brms.R as a subprocess: end-to-end wall time, peak memory, phase times.
+
+Skips with a clear message when R, rstan or brms are not installed. The R script writes its own
+phase times and diagnostics to JSON; here the process is timed from spawn to exit (R start-up,
+library load, compile, sampling, saving the fit) and its peak RSS taken from os.wait4.
+
+    python benchmarks/bench_brms.py --model response --data bundled --runs 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SCRIPT = HERE / "bench_brms.R"
+
+
+def bundled_paths() -> tuple[Path, Path]:
+    from marrow import datasets
+
+    return datasets.PATIENTS_CSV, datasets.RECOVERY_CSV
+
+
+def data_paths(data) -> tuple[Path, Path]:
+    if data in (None, "bundled"):
+        return bundled_paths()
+    return Path(data) / "patients.csv", Path(data) / "recovery.csv"
+
+
+def availability() -> str | None:
+    """None when brms can run here, else the reason it cannot."""
+    rscript = shutil.which("Rscript")
+    if rscript is None:
+        return ("R is not installed (no Rscript on PATH); install it with: apt-get install -y "
+                "--no-install-recommends r-base-core r-cran-brms r-cran-rstan r-cran-survival r-cran-lme4")
+    probe = subprocess.run([rscript, "-e", "for (p in c('brms', 'rstan', 'posterior', 'jsonlite')) "
+                            "if (!requireNamespace(p, quietly = TRUE)) { cat(p); quit(status = 1) }"],
+                           capture_output=True, text=True)
+    if probe.returncode != 0:
+        return f"the R package '{probe.stdout.strip() or '?'}' is not installed (apt-get install r-cran-brms r-cran-rstan)"
+    return None
+
+
+def run(model: str, data=None, runs: int = 1, seed: int = 2017, log=print) -> list[dict]:
+    """`runs` end-to-end brms fits; [] (after saying why) when brms is unavailable."""
+    from bench_marrow import run_measured  # same timing and memory accounting as for marrow
+
+    reason = availability()
+    if reason:
+        log(f"  brms skipped: {reason}")
+        return []
+    patients, recovery = data_paths(data)
+    results = []
+    for i in range(runs):
+        with tempfile.TemporaryDirectory(prefix="brms-bench-") as work:
+            out_json = Path(work) / "result.json"
+            cmd = ["Rscript", str(SCRIPT), model, str(patients), str(recovery), str(Path(work) / "fit.rds"),
+                   str(out_json), str(seed)]
+            result = run_measured(cmd, env=None, cwd=Path(work))
+            if result["returncode"] != 0 or not out_json.exists():
+                raise RuntimeError(f"brms run failed ({' '.join(cmd)}):\n{result['stderr'][-3000:]}")
+            record = json.loads(out_json.read_text())
+        record.update({"sampler": "stan", "cache": "-", "wall_s": result["wall_s"], "maxrss_mb": result["maxrss_mb"],
+                       "load_before": result["load_before"], "sampling_s": record["sample_s"]})
+        record["startup_s"] = record["wall_s"] - record["in_process_s"]
+        record["ess_per_s"] = record["ess_bulk_min"] / record["wall_s"]
+        record["ess_per_sampling_s"] = record["ess_bulk_min"] / record["sample_s"]
+        log(f"  brms   {model:8s} run {i + 1}/{runs}: {record['wall_s']:.1f} s (compile {record['compile_s']:.1f}, "
+            f"sampling {record['sample_s']:.1f}), min ESS {record['ess_bulk_min']:.0f}, {record['divergences']} divergences, "
+            f"{record['maxrss_mb']:.0f} MB, load {record['load_before']:.1f}")
+        results.append(record)
+    return results
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", choices=["response", "recovery"], default="response")
+    parser.add_argument("--data", default="bundled", help="'bundled' or a folder from benchmarks/generate.py")
+    parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--json", type=Path, help="append the records to this JSON-lines file")
+    args = parser.parse_args(argv)
+    records = run(args.model, args.data, args.runs)
+    if args.json:
+        with open(args.json, "a") as handle:
+            for record in records:
+                handle.write(json.dumps(record) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,83 @@
+"""`marrow report` (run the analysis plan, write the report folder) and `marrow init` (plan template)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from marrow.commands.common import data_options, info, split_list, warn
+
+
+@click.command()
+@data_options
+@click.option("--plan", "plan_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Analysis plan (TOML; write a template with `marrow init`). Default: every model, documented defaults.")
+@click.option("--covariates", default=None,
+              help="Comma-separated covariates (default: prior_atg,active_infection on the bundled trial, none on your data).")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Report folder to create (report.html, report.md, tables/, figures/, fits/, manifest.json).")
+@click.option("--force", is_flag=True, help="Replace an existing report folder (swapped in only when complete).")
+@click.option("--quick", is_flag=True, help="2 chains x 200 draws (tune 200): for trying things out, not for results.")
+@click.option("--quiet", is_flag=True, help="No progress messages (warnings still shown).")
+def report(data_path: Path | None, recovery_path: Path | None, plan_path: Path | None, covariates: str | None,
+           out_dir: Path, force: bool, quick: bool, quiet: bool) -> int:
+    """Run the whole analysis and write a self-contained HTML report (plus Markdown, tables, figures, fits).
+
+    \b
+    Runs the response (binary and ordinal), recovery, survival and safety models, their
+    diagnostics, the frequentist comparison and every figure. Failed diagnostics appear in a
+    warning box at the top of the report.
+    \b
+    Examples:
+      marrow report --out marrow-report
+      marrow init --out analysis.toml && marrow report --plan analysis.toml --out report --force
+      marrow report --data trial.csv --recovery recovery.csv --covariates prior_atg --out report
+    """
+    from marrow.errors import OutputExistsError
+    from marrow.report.plan import load_plan
+    from marrow.report.run import run_report
+
+    if out_dir.exists() and not force:  # before validating or sampling anything
+        raise OutputExistsError(str(out_dir))
+    plan = load_plan(plan_path, data_path, recovery_path,
+                     split_list(covariates) if covariates is not None else None, quick)
+    start = time.perf_counter()
+    outcome = run_report(plan, out_dir, force, progress=lambda message: info(message, quiet))
+    elapsed = time.perf_counter() - start
+
+    counts = {status: sum(1 for s in outcome.steps if s.status == status) for status in ("ok", "skipped", "failed")}
+    info(f"wrote {out_dir}/report.html (and report.md, tables/, figures/, fits/, manifest.json) in {elapsed:.0f} s: "
+         f"{counts['ok']} model(s) fitted, {counts['skipped']} skipped, {counts['failed']} failed", quiet)
+    if not quiet and outcome.headline is not None and not outcome.headline.empty:
+        from marrow.formatting import render
+
+        shown = outcome.headline.drop(columns=["model"])
+        click.echo(render(shown, "table", title="Headline results (posterior median, 95% CrI)"), err=True, nl=False)
+    for step in outcome.diagnostics_failed:
+        warn(f"{step.label}: diagnostics FAILED ({', '.join(c.name for c in step.failed_checks)}); see the top of the report")
+    for step in outcome.steps:
+        if step.status == "failed":
+            warn(f"{step.label}: FAILED: {step.note.splitlines()[0]}")
+    return 3 if counts["failed"] else 0
+
+
+@click.command()
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("analysis.toml"),
+              show_default=True, help="Where to write the plan template.")
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+def init(out_path: Path, force: bool) -> int:
+    """Write a commented analysis-plan template (every setting with its default).
+
+    \b
+    Example:
+      marrow init --out analysis.toml
+      marrow report --plan analysis.toml --out report
+    """
+    from marrow.fits.io import write_text
+    from marrow.report.plan import template_text
+
+    write_text(out_path, template_text(), force)
+    click.echo(f"wrote {out_path}; edit it, then run `marrow report --plan {out_path} --out report`", err=True)
+    return 0

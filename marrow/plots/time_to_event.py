@@ -1,0 +1,144 @@
+"""Time-to-event figures: observed Kaplan-Meier curves with the model's posterior band.
+
+`recovery`: per lineage, the KM cumulative incidence of recovery (1 - KM of time to recovery,
+censored when not recovered) as a step curve with censoring ticks and the number at risk beneath,
+with the posterior median and 95% band of the model's `cumulative_incidence`.
+`survival`: the same for overall survival (KM of followup_days/died against `survival_curve`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from marrow import dims
+from marrow.errors import UsageError
+from marrow.plots import style
+from marrow.plots._common import draws, interval, need, other_dim
+
+
+def kaplan_meier(durations: np.ndarray, events: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """KM survival as step points (times from 0, survival just after each time), via lifelines."""
+    from lifelines import KaplanMeierFitter
+
+    kmf = KaplanMeierFitter().fit(durations, events)
+    frame = kmf.survival_function_
+    times = frame.index.to_numpy(dtype=float)
+    values = frame.iloc[:, 0].to_numpy(dtype=float)
+    return times, values
+
+
+def step_value(times: np.ndarray, values: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """Right-continuous step function value at `at`."""
+    idx = np.searchsorted(times, at, side="right") - 1
+    return values[np.clip(idx, 0, len(values) - 1)]
+
+
+def at_risk(durations: np.ndarray, ticks: np.ndarray) -> list[int]:
+    """Number still at risk (not yet event or censored) at each tick."""
+    return [int((durations >= t).sum()) for t in ticks]
+
+
+def _ticks(xmax: float) -> np.ndarray:
+    from matplotlib.ticker import MaxNLocator
+
+    ticks = MaxNLocator(nbins=5, steps=[1, 2, 2.5, 5, 10], integer=True).tick_values(0, xmax)
+    return ticks[(ticks >= 0) & (ticks <= xmax + 1e-9)]
+
+
+def _panel(ax, risk_ax, durations, events, grid, band, cumulative: bool, xmax: float, title: str, ylabel: str) -> None:
+    times, surv = kaplan_meier(durations, events)
+    curve = 1.0 - surv if cumulative else surv
+    med, lo, hi = band
+    ax.fill_between(grid, 100 * lo, 100 * hi, color=style.BAYES, alpha=0.22, linewidth=0, label="model, 95% CrI")
+    ax.plot(grid, 100 * med, color=style.BAYES, linewidth=1.2, label="model, median")
+    ax.step(times, 100 * curve, where="post", color=style.OBSERVED, linewidth=1.0, label="Kaplan\u2013Meier")
+    censored = np.sort(durations[events == 0])
+    censored = censored[censored <= xmax]
+    if censored.size:
+        y = step_value(times, curve, censored)
+        ax.plot(censored, 100 * y, linestyle="none", marker="|", markersize=5, markeredgewidth=0.8,
+                color=style.OBSERVED, label="censored")
+    ticks = _ticks(xmax)
+    ax.set_xlim(0, xmax)
+    ax.set_ylim(0, 100)
+    ax.set_xticks(ticks)
+    ax.tick_params(labelbottom=False)
+    ax.set_title(title)
+    ax.set_ylabel(ylabel)
+    style.light_grid(ax, "y")
+    risk_ax.set_xlim(0, xmax)
+    risk_ax.set_xticks(ticks)
+    risk_ax.set_ylim(0, 1)
+    risk_ax.set_yticks([])
+    for spine in ("left", "top", "right"):
+        risk_ax.spines[spine].set_visible(False)
+    for t, n in zip(ticks, at_risk(durations, ticks)):
+        risk_ax.text(t, 0.55, str(n), ha="center", va="center", fontsize=6.5)
+    risk_ax.text(0.0, 1.02, "Number at risk", transform=risk_ax.transAxes, ha="left", va="bottom", fontsize=6.5,
+                 color="#444444")
+    risk_ax.set_xlabel("Days since treatment")
+
+
+def _band(da, exclude: tuple[str, ...] = ()) -> tuple[np.ndarray, tuple]:
+    day_dim = other_dim(da, exclude)
+    grid = da[day_dim].to_numpy().astype(float)
+    return grid, interval(draws(da))
+
+
+def plot_recovery(fit, data, width: float = style.WIDTHS["double"]):
+    """Per lineage: observed cumulative incidence of recovery (%) against the posterior band."""
+    need(fit, "posterior", ["cumulative_incidence"], "recovery")
+    if data.recovery is None:
+        raise UsageError("--kind recovery needs the recovery table of the fit's data")
+    ci = fit.idata.posterior["cumulative_incidence"]
+    lineages = [str(v) for v in ci[dims.LINEAGE].to_numpy()]
+    rec = data.recovery
+    n = len(lineages)
+    ncols = n if width >= 5 or n == 1 else 1
+    nrows = int(np.ceil(n / ncols))
+    panel_height = 2.1 if ncols > 1 else 1.9
+    fig = style.new_figure(width, 0.5 + nrows * panel_height)
+    grid_spec = fig.add_gridspec(2 * nrows, ncols, height_ratios=[4, 1] * nrows)
+    day_dim = other_dim(ci, (dims.LINEAGE,))
+    grid = ci[day_dim].to_numpy().astype(float)
+    xmax = float(grid.max())
+    first = None
+    for i, lineage in enumerate(lineages):
+        r, c = divmod(i, ncols)
+        ax = fig.add_subplot(grid_spec[2 * r, c], sharey=first)
+        risk_ax = fig.add_subplot(grid_spec[2 * r + 1, c])
+        first = first or ax
+        rows = rec[rec["lineage"] == lineage]
+        band = interval(draws(ci.sel({dims.LINEAGE: ci[dims.LINEAGE].to_numpy()[i]})))
+        _panel(ax, risk_ax, rows["day"].to_numpy(float), rows["recovered"].to_numpy(int), grid, band, True, xmax,
+               f"{style.plain(lineage)} (n={len(rows)}, {int(rows['recovered'].sum())} recovered)",
+               "Recovered (%)" if c == 0 else "")
+        if c > 0:
+            ax.tick_params(labelleft=False)
+    handles, labels = first.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=style.legend_columns(width, 4), fontsize=6)
+    style.suptitle(fig, f"Cumulative incidence of recovery: {fit.spec.label}", width)
+    return fig
+
+
+def plot_survival(fit, data, width: float = style.WIDTHS["double"]):
+    """Overall survival (%): KM with censoring ticks and numbers at risk, against the posterior band."""
+    need(fit, "posterior", ["survival_curve"], "survival")
+    patients = data.patients
+    if "followup_days" not in patients or "died" not in patients:
+        raise UsageError("--kind survival needs followup_days and died in the fit's patients table")
+    curve = fit.idata.posterior["survival_curve"]
+    grid, band = _band(curve)
+    main = 2.2 if width < 5 else 2.6  # inches of curve; the at-risk strip stays about 0.5 in
+    fig = style.new_figure(width, main + 0.95)
+    grid_spec = fig.add_gridspec(2, 1, height_ratios=[main, 0.5])
+    ax = fig.add_subplot(grid_spec[0])
+    risk_ax = fig.add_subplot(grid_spec[1])
+    durations = patients["followup_days"].to_numpy(float)
+    events = patients["died"].to_numpy(int)
+    _panel(ax, risk_ax, durations, events, grid, band, False, float(grid.max()),
+           style.wrap(f"Overall survival (n={len(durations)}, {int(events.sum())} deaths)", width - 0.6),
+           "Alive (%)")
+    handles, labels = ax.get_legend_handles_labels()
+    ax.legend(handles, labels, loc="lower left", fontsize=6)
+    return fig

@@ -1,0 +1,300 @@
+"""The analysis plan: a TOML file (see `marrow init`) validated into a frozen `Plan`.
+
+Validation names the key at fault and raises `UsageError` (exit 2) for unknown models or keys, bad
+families or values, and data files that do not exist. Without a plan file the documented defaults
+apply: every model on the given data (the bundled synthetic trial by default).
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from marrow.diagnostics import Thresholds
+from marrow.errors import UsageError
+from marrow.spec import ModelSpec, SamplerSettings
+
+TEMPLATE = Path(__file__).with_name("analysis.toml")
+BUNDLED_COVARIATES = ("prior_atg", "active_infection")
+STEP_NAMES = ("response", "ordinal", "recovery", "survival", "safety")
+QUICK = {"chains": 2, "draws": 200, "tune": 200}
+
+_TOP_KEYS = {"title", "data", "priors", "sampler", "thresholds", "models", "report"}
+_SECTION_KEYS = {
+    "data": {"patients", "recovery", "covariates"},
+    "priors": {"set"},
+    "sampler": {"chains", "draws", "tune", "seed", "sampler", "target_accept", "cores"},
+    "thresholds": {"response_rate", "adverse_event_rate", "max_rhat", "min_ess", "max_divergences", "min_bfmi",
+                   "max_treedepth_share", "max_pareto_k"},
+    "report": {"figures", "dpi"},
+}
+_MODEL_KEYS = {
+    "response": {"covariates"},
+    "ordinal": {"covariates"},
+    "recovery": {"covariates", "family", "cure", "frailty", "per_lineage_effects", "by_days"},
+    "survival": {"covariates", "family", "at_days"},
+    "safety": {"covariates", "family", "n_future"},
+}
+for _keys in _MODEL_KEYS.values():
+    _keys.add("sampler")
+# The recovery cure model needs target_accept 0.99 and ~120 leapfrog steps per draw; nutpie (in
+# requirements.lock) samples it about 4x faster than PyMC's NUTS, so it is that model's default
+# when installed and the plan does not choose a sampler.
+FAST_SAMPLER_MODELS = ("recovery",)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One model to fit: its name in the plan, what to fit, and whether the plan asked for it by name."""
+
+    name: str
+    spec: ModelSpec
+    explicit: bool = False
+    sampler: str | None = None  # overrides the plan's [sampler] sampler for this model
+
+
+@dataclass(frozen=True)
+class Plan:
+    title: str
+    patients: Path | None
+    recovery: Path | None
+    covariates: tuple[str, ...]
+    prior: str
+    settings: SamplerSettings
+    thresholds: Thresholds
+    steps: tuple[Step, ...]
+    figures: bool = True
+    dpi: int = 200
+    source: str | None = None  # the plan file, or None for defaults
+    text: str = ""  # the plan file's contents, embedded in the report
+    overrides: dict[str, Any] = field(default_factory=dict)  # command-line options that changed the plan
+
+    @property
+    def synthetic(self) -> bool:
+        return self.patients is None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able description for the manifest."""
+        return {
+            "title": self.title,
+            "source": self.source,
+            "patients": str(self.patients) if self.patients else None,
+            "recovery": str(self.recovery) if self.recovery else None,
+            "covariates": list(self.covariates),
+            "prior": self.prior,
+            "sampler": json.loads(self.settings.to_json()),
+            "thresholds": dict(self.thresholds.__dict__),
+            "steps": [{"name": s.name, "spec": json.loads(s.spec.to_json()), "explicit": s.explicit,
+                       "sampler": s.sampler or self.settings.sampler} for s in self.steps],
+            "figures": self.figures,
+            "dpi": self.dpi,
+            "overrides": self.overrides,
+        }
+
+
+def _read(path: Path) -> tuple[dict[str, Any], str]:
+    if not path.exists():
+        raise UsageError(f"plan file {path} not found (write a template with `marrow init --out {path}`)")
+    text = path.read_text(encoding="utf-8")
+    try:
+        return tomllib.loads(text), text
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"plan file {path} is not valid TOML: {exc}") from None
+
+
+def _check_keys(table: Any, allowed: set[str], where: str) -> dict[str, Any]:
+    if not isinstance(table, dict):
+        raise UsageError(f"{where} must be a table")
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise UsageError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
+    return table
+
+
+def _typed(value: Any, kind: type | tuple, where: str, what: str) -> Any:
+    if isinstance(value, bool) and kind is not bool:
+        raise UsageError(f"{where} must be {what}, got {value!r}")
+    if not isinstance(value, kind):
+        raise UsageError(f"{where} must be {what}, got {value!r}")
+    return value
+
+
+def _names(value: Any, where: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise UsageError(f"{where} must be a list of column names, e.g. [\"prior_atg\"]")
+    return tuple(value)
+
+
+def _days(value: Any, where: str) -> tuple[float, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+        raise UsageError(f"{where} must be a list of numbers of days, e.g. [60, 120]")
+    return tuple(float(v) for v in value)
+
+
+def _path(value: Any, base: Path, where: str) -> Path:
+    _typed(value, str, where, "a file path")
+    path = Path(value)
+    return path if path.is_absolute() else base / path
+
+
+def load_plan(
+    plan_path: Path | None = None,
+    patients: Path | None = None,
+    recovery: Path | None = None,
+    covariates: tuple[str, ...] | None = None,
+    quick: bool = False,
+) -> Plan:
+    """Read and validate a plan (or the defaults); command-line paths and covariates override the file's."""
+    table: dict[str, Any] = {}
+    text = ""
+    base = Path.cwd()
+    if plan_path is not None:
+        plan_path = Path(plan_path)
+        table, text = _read(plan_path)
+        base = plan_path.resolve().parent
+    where = str(plan_path) if plan_path else "defaults"
+    _check_keys(table, _TOP_KEYS, where)
+    sections = {name: _check_keys(table.get(name, {}), keys, f"{where} [{name}]") for name, keys in _SECTION_KEYS.items()}
+    overrides: dict[str, Any] = {}
+
+    data = sections["data"]
+    plan_patients = _path(data["patients"], base, f"{where} [data] patients") if "patients" in data else None
+    plan_recovery = _path(data["recovery"], base, f"{where} [data] recovery") if "recovery" in data else None
+    if patients is not None:
+        overrides["data"] = str(patients)
+        plan_patients, plan_recovery = Path(patients), None
+    if recovery is not None:
+        overrides["recovery"] = str(recovery)
+        plan_recovery = Path(recovery)
+    if plan_recovery is not None and plan_patients is None:
+        raise UsageError("a recovery table needs its patients table (--data or [data] patients)")
+    for label, path in (("patients", plan_patients), ("recovery", plan_recovery)):
+        if path is not None and not path.is_file():
+            raise UsageError(f"{label} data file {path} not found")
+
+    if covariates is not None:
+        overrides["covariates"] = list(covariates)
+        chosen = tuple(covariates)
+    elif "covariates" in data:
+        chosen = _names(data["covariates"], f"{where} [data] covariates")
+    else:
+        chosen = BUNDLED_COVARIATES if plan_patients is None else ()
+
+    prior = sections["priors"].get("set", "weakly-informative")
+    _typed(prior, str, f"{where} [priors] set", "a prior set name or a .toml file")
+    from marrow.priors import load_prior_set
+
+    prior_path = Path(prior) if prior.endswith(".toml") and not Path(prior).is_absolute() else None
+    if prior_path is not None and not prior_path.exists() and (base / prior_path).exists():
+        prior = str(base / prior_path)
+    load_prior_set(prior)  # validate now: a bad prior set must not surface after an hour of sampling
+
+    sampler = dict(sections["sampler"])
+    for key in ("chains", "draws", "tune", "seed", "cores"):
+        if key in sampler:
+            _typed(sampler[key], int, f"{where} [sampler] {key}", "a whole number")
+    if "target_accept" in sampler:
+        _typed(sampler["target_accept"], (int, float), f"{where} [sampler] target_accept", "a number")
+    if quick:
+        overrides["quick"] = True
+        sampler.update(QUICK)
+    settings = SamplerSettings(**sampler)
+
+    limits = dict(sections["thresholds"])
+    for key, value in limits.items():
+        _typed(value, (int, float), f"{where} [thresholds] {key}", "a number")
+    response_rate = float(limits.pop("response_rate", 0.15))
+    ae_rate = float(limits.pop("adverse_event_rate", 0.15))
+    thresholds = Thresholds(**limits)
+
+    models = table.get("models", {})
+    if not isinstance(models, dict):
+        raise UsageError(f"{where} [models] must be a table")
+    unknown = sorted(k for k in models if k != "run" and k not in STEP_NAMES)
+    if unknown:
+        raise UsageError(f"{where} [models]: unknown model(s) {', '.join(unknown)}; known: {', '.join(STEP_NAMES)}")
+    explicit = "run" in models
+    run = models.get("run", list(STEP_NAMES))
+    if not isinstance(run, list) or not all(isinstance(r, str) for r in run):
+        raise UsageError(f"{where} [models] run must be a list of model names, e.g. [\"response\", \"recovery\"]")
+    bad = [r for r in run if r not in STEP_NAMES]
+    if bad:
+        raise UsageError(f"{where} [models] run: unknown model(s) {', '.join(bad)}; known: {', '.join(STEP_NAMES)}")
+    if len(set(run)) != len(run):
+        raise UsageError(f"{where} [models] run lists a model twice")
+
+    steps = []
+    for name in run:
+        options = _check_keys(models.get(name, {}), _MODEL_KEYS[name], f"{where} [models.{name}]")
+        step_sampler = options.get("sampler")
+        if step_sampler is not None:
+            _typed(step_sampler, str, f"{where} [models.{name}] sampler", "pymc, nutpie or numpyro")
+            SamplerSettings(sampler=step_sampler)  # validates the name
+        elif name in FAST_SAMPLER_MODELS and "sampler" not in sections["sampler"] and _nutpie_installed():
+            step_sampler = "nutpie"
+        steps.append(Step(name, _spec(name, options, chosen, response_rate, ae_rate, f"{where} [models.{name}]"),
+                          explicit, step_sampler))
+    if explicit and "recovery" in run and plan_patients is not None and plan_recovery is None:
+        raise UsageError(f"{where}: the recovery model needs a recovery table ([data] recovery or --recovery)")
+
+    report = sections["report"]
+    figures = _typed(report.get("figures", True), bool, f"{where} [report] figures", "true or false")
+    dpi = _typed(report.get("dpi", 200), int, f"{where} [report] dpi", "a whole number")
+    if not 50 <= dpi <= 1200:
+        raise UsageError(f"{where} [report] dpi must be between 50 and 1200")
+    title = _typed(table.get("title", "Bayesian analysis of a multicenter phase II trial"), str, f"{where} title", "text")
+    return Plan(title, plan_patients, plan_recovery, chosen, prior, settings, thresholds, tuple(steps), figures, dpi,
+                str(plan_path) if plan_path else None, text, overrides)
+
+
+def _nutpie_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("nutpie") is not None
+
+
+def _spec(name: str, options: dict[str, Any], covariates: tuple[str, ...], response_rate: float, ae_rate: float,
+          where: str) -> ModelSpec:
+    """The ModelSpec of a plan step; ModelSpec's own checks give the messages for bad families and values."""
+    chosen = _names(options["covariates"], f"{where} covariates") if "covariates" in options else covariates
+    kwargs: dict[str, Any] = {}
+    if name in ("response", "ordinal"):
+        kwargs = {"model": "response", "outcome": "binary" if name == "response" else "ordinal",
+                  "threshold": response_rate, "covariates": chosen}
+    elif name == "recovery":
+        kwargs = {"model": "recovery", "family": options.get("family", "weibull"), "covariates": chosen}
+        for key in ("cure", "frailty", "per_lineage_effects"):
+            if key in options:
+                kwargs[key] = _typed(options[key], bool, f"{where} {key}", "true or false")
+        if "by_days" in options:
+            kwargs["by_days"] = _days(options["by_days"], f"{where} by_days")
+    elif name == "survival":
+        kwargs = {"model": "survival", "family": options.get("family", "weibull"), "covariates": chosen}
+        if "at_days" in options:
+            kwargs["at_days"] = _days(options["at_days"], f"{where} at_days")
+    else:
+        # Safety takes no covariates unless asked: its priors describe a rate, not effects.
+        kwargs = {"model": "safety", "family": options.get("family", "beta-binomial"), "threshold": ae_rate,
+                  "covariates": _names(options["covariates"], f"{where} covariates") if "covariates" in options else ()}
+        if "n_future" in options:
+            kwargs["n_future"] = _typed(options["n_future"], int, f"{where} n_future", "a whole number")
+    if isinstance(kwargs.get("family"), bool) or not isinstance(kwargs.get("family", ""), str):
+        raise UsageError(f"{where} family must be text")
+    try:
+        return ModelSpec(**kwargs)
+    except UsageError as exc:
+        raise UsageError(f"{where}: {exc}") from None
+
+
+def step_settings(plan: Plan, step: Step) -> SamplerSettings:
+    """The sampler settings of one step: the plan's, with the step's sampler if it has its own."""
+    return replace(plan.settings, sampler=step.sampler) if step.sampler else plan.settings
+
+
+def template_text() -> str:
+    return TEMPLATE.read_text(encoding="utf-8")
