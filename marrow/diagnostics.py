@@ -28,6 +28,11 @@ class Check:
     passed: bool
     detail: str = ""
     advice: str = ""
+    skipped: bool = False
+
+    @property
+    def status(self) -> str:
+        return "skipped" if self.skipped else ("ok" if self.passed else "FAILED")
 
 
 def _worst(dataset, reducer) -> tuple[float, str]:
@@ -98,6 +103,10 @@ def diagnose(fit: Fit, thresholds: Thresholds = Thresholds()) -> list[Check]:
         checks.append(Check("PSIS-LOO Pareto k (max)", f"{np.max(k):.2f} ({bad} of {k.size} > {thresholds.max_pareto_k})",
                             f"<= {thresholds.max_pareto_k}", bad == 0, "",
                             "influential observations: LOO estimates are unreliable; consider K-fold CV or a more robust model"))
+    else:
+        reason = fit.provenance.get("log_likelihood_omitted", "the fit has no log_likelihood group")
+        checks.append(Check("PSIS-LOO Pareto k (max)", "not computed", f"<= {thresholds.max_pareto_k}", True, reason,
+                            skipped=True))
     return checks
 
 

@@ -148,3 +148,56 @@ def test_same_seed_same_numbers(tmp_path):
     b = fit_model(data, spec, load_prior_set(), settings)
     assert np.array_equal(a.idata.posterior["response_rate"], b.idata.posterior["response_rate"])
     assert np.array_equal(a.idata.posterior_predictive["responders"], b.idata.posterior_predictive["responders"])
+
+
+@pytest.mark.parametrize("outcome", ["binary", "ordinal"])
+def test_large_trials_store_exact_cell_log_likelihood(monkeypatch, outcome):
+    """Above the per-patient limit LOO works on cells; the cell terms equal the patients' terms summed
+    plus the multinomial coefficient, so nothing but the unit of leaving out changes."""
+    import arviz as az
+    import xarray as xr
+    from scipy.special import gammaln
+
+    import marrow.models.response as response
+
+    spec = ModelSpec("response", outcome=outcome, covariates=COVARIATES)
+    inputs = model_inputs(load_trial(needs=spec.needs()), spec)
+    n_cells, k = len(inputs.coords[dims.CELL]), (3 if outcome == "ordinal" else 1)
+    rng = np.random.default_rng(0)
+    raw = rng.dirichlet(np.ones(3), size=(2, 5, n_cells)) if k == 3 else rng.uniform(0.05, 0.95, (2, 5, n_cells))
+    cell_dims = ("chain", "draw", dims.CELL) + ((dims.CATEGORY,) if k == 3 else ())
+
+    def augmented():
+        idata = az.from_dict(posterior={"cell_prob": raw}, dims={"cell_prob": list(cell_dims[2:])},
+                             coords={dims.CELL: inputs.coords[dims.CELL], dims.CATEGORY: response.CATEGORIES})
+        response.augment(idata, inputs, spec, np.random.default_rng(1))
+        return idata.log_likelihood["response"]
+
+    per_patient = augmented()
+    monkeypatch.setattr(response, "PER_PATIENT_LOO_LIMIT", 10)
+    per_cell = augmented()
+    assert per_patient.dims[-1] == dims.PATIENT and per_cell.dims[-1] == dims.CELL
+    counts = inputs.arrays["cell_counts"] if k == 3 else np.stack(
+        [inputs.arrays["cell_n"] - inputs.arrays["cell_responders"], inputs.arrays["cell_responders"]], axis=1)
+    coefficient = gammaln(counts.sum(1) + 1) - gammaln(counts + 1).sum(1)
+    summed = xr.DataArray(inputs.extra["cell_of_patient"], dims=dims.PATIENT)
+    by_cell = per_patient.groupby(summed).sum().to_numpy()
+    assert np.allclose(per_cell.to_numpy(), by_cell + coefficient)
+
+
+def test_oversized_log_likelihood_is_dropped_and_diagnose_says_so():
+    import arviz as az
+
+    from marrow.diagnostics import diagnose
+    from marrow.fits import Fit
+    from marrow.fits.run import drop_oversized_log_likelihood
+
+    rng = np.random.default_rng(0)
+    idata = az.from_dict(posterior={"mu": rng.normal(size=(2, 200))},
+                         log_likelihood={"y": rng.normal(size=(2, 200, 30))},
+                         sample_stats={"diverging": np.zeros((2, 200), dtype=bool)})
+    assert drop_oversized_log_likelihood(idata, limit=20_000) == ""
+    reason = drop_oversized_log_likelihood(idata, limit=10_000)
+    assert "12,000 pointwise values" in reason and "log_likelihood" not in idata.groups()
+    [loo] = [c for c in diagnose(Fit(idata, {"log_likelihood_omitted": reason})) if "Pareto" in c.name]
+    assert loo.status == "skipped" and loo.value == "not computed" and "12,000" in loo.detail

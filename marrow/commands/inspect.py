@@ -83,7 +83,7 @@ def diagnose(fit_path: Path, min_ess: float, max_rhat: float, max_k: float) -> i
     fitted = Fit.load(fit_path)
     checks = run_checks(fitted, Thresholds(max_rhat=max_rhat, min_ess=min_ess, max_pareto_k=max_k))
     table = pd.DataFrame([{"check": c.name, "value": c.value, "threshold": c.threshold,
-                           "status": "ok" if c.passed else "FAILED", "where": c.detail} for c in checks])
+                           "status": c.status, "where": c.detail} for c in checks])
     click.echo(_header(fitted, fit_path))
     click.echo(render(table, "table", title="Diagnostics"), nl=False)
     bad = failed(checks)

@@ -44,6 +44,26 @@ def quiet_pymc_logs(progress: bool) -> None:
     logging.getLogger("pymc").setLevel(logging.INFO if progress else logging.WARNING)
 
 
+# Pointwise log-likelihood values kept at most (8 bytes each): 40M is 320 MB in memory and on disk.
+MAX_POINTWISE_VALUES = 40_000_000
+
+
+def drop_oversized_log_likelihood(idata, limit: int = MAX_POINTWISE_VALUES) -> str:
+    """Drop a log_likelihood group too large to keep; returns the reason ('' when kept).
+
+    Registry-sized recovery tables (60,000 rows x 4,000 draws = 240M values, 1.9 GB) would dominate
+    memory and the file; PSIS-LOO is then reported as not computed, never silently.
+    """
+    if "log_likelihood" not in idata.groups():
+        return ""
+    size = sum(int(v.size) for v in idata.log_likelihood.data_vars.values())
+    if size <= limit:
+        return ""
+    delattr(idata, "log_likelihood")
+    return (f"{size:,} pointwise values exceed the limit of {limit:,}; PSIS-LOO not computed "
+            "(fewer --draws or a subsample of the data brings it back)")
+
+
 def fit_model(
     data: TrialData,
     spec: ModelSpec,
@@ -78,10 +98,12 @@ def fit_model(
     start = time.perf_counter()
     rng = np.random.default_rng([settings.seed, 1])
     module.augment(idata, inputs, spec, rng)
+    omitted = drop_oversized_log_likelihood(idata)
     timings["augment_s"] = time.perf_counter() - start
     provenance = build_provenance(
         data, spec, priors, settings,
-        extra={"target_accept": target_accept, "timings": {k: round(v, 3) for k, v in timings.items()}},
+        extra={"target_accept": target_accept, "timings": {k: round(v, 3) for k, v in timings.items()},
+               **({"log_likelihood_omitted": omitted} if omitted else {})},
     )
     from marrow.fits.provenance import PREFIX
 

@@ -20,6 +20,9 @@ from marrow.spec import ModelSpec
 
 DEFAULT_TARGET_ACCEPT = 0.95
 CATEGORIES = ["NR", "PR", "CR"]
+# Up to this many patients the pointwise log-likelihood (for PSIS-LOO) is per patient; above it, per
+# (center, covariate) cell, exact binomial/multinomial terms, so memory grows with cells, not patients.
+PER_PATIENT_LOO_LIMIT = 5000
 
 
 def _cell_label(center: str, covariates: tuple[str, ...], values: tuple[float, ...]) -> str:
@@ -150,20 +153,28 @@ def augment(idata, inputs: ModelInputs, spec: ModelSpec, rng: np.random.Generato
     category = inputs.extra["patient_category"]
     probs = post["cell_prob"].to_numpy()  # (chain, draw, cell[, category])
 
+    per_patient = len(cell_of_patient) <= PER_PATIENT_LOO_LIMIT
     if spec.outcome == "ordinal":
-        p_resp = probs[..., 1:].sum(axis=-1)
-        pointwise = np.log(np.clip(probs[:, :, cell_of_patient, category], 1e-300, None))
-        draws = rng.multinomial(n, np.clip(probs, 0, 1) / np.clip(probs, 0, 1).sum(-1, keepdims=True))
-        rep_responders = draws[..., 1:].sum(axis=-1)
         observed_counts = inputs.arrays["cell_counts"]
+        if per_patient:
+            pointwise = np.log(np.clip(probs[:, :, cell_of_patient, category], 1e-300, None))
+        else:
+            pointwise = multinomial_logpmf(observed_counts, probs)
+        safe = np.clip(probs, 0, 1)
+        draws = rng.multinomial(n, safe / safe.sum(-1, keepdims=True))
+        rep_responders = draws[..., 1:].sum(axis=-1)
         obs_responders = observed_counts[:, 1:].sum(axis=1)
     else:
-        p_resp = probs
-        p_patient = probs[:, :, cell_of_patient]
-        pointwise = np.where(category == 1, np.log(p_patient), np.log1p(-p_patient))
-        rep_responders = rng.binomial(n, probs)
         obs_responders = inputs.arrays["cell_responders"]
-    del p_resp
+        if per_patient:
+            p_patient = probs[:, :, cell_of_patient]
+            pointwise = np.where(category == 1, np.log(p_patient), np.log1p(-p_patient))
+        else:
+            from scipy.stats import binom
+
+            pointwise = binom.logpmf(obs_responders, n, probs)
+        rep_responders = rng.binomial(n, probs)
+    loo_dim = dims.PATIENT if per_patient else dims.CELL
 
     def by_center(counts: np.ndarray) -> np.ndarray:
         out = np.zeros(counts.shape[:-1] + (n_centers,), dtype=np.int64)
@@ -200,10 +211,20 @@ def augment(idata, inputs: ModelInputs, spec: ModelSpec, rng: np.random.Generato
         predictive = predictive.assign_coords({dims.CATEGORY: CATEGORIES})
         observed = observed.assign_coords({dims.CATEGORY: CATEGORIES})
     log_lik = xr.Dataset(
-        {"response": (chain_draw + (dims.PATIENT,), pointwise)},
-        coords={**coords, dims.PATIENT: inputs.coords[dims.PATIENT]},
+        {"response": (chain_draw + (loo_dim,), pointwise)},
+        coords={**coords, loo_dim: inputs.coords[loo_dim]},
+        attrs={"marrow_loo_unit": loo_dim},
     )
     replace_groups(idata, posterior_predictive=predictive, observed_data=observed, log_likelihood=log_lik)
+
+
+def multinomial_logpmf(counts: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """log Multinomial(counts | n, probs) per cell; counts (cell, category), probs (..., cell, category)."""
+    from scipy.special import gammaln
+
+    n = counts.sum(axis=-1)
+    const = gammaln(n + 1) - gammaln(counts + 1).sum(axis=-1)
+    return const + (counts * np.log(np.clip(probs, 1e-300, None))).sum(axis=-1)
 
 
 def quantities(spec: ModelSpec) -> list[Quantity]:

@@ -339,7 +339,7 @@ def _summary_table(summary: pd.DataFrame) -> pd.DataFrame:
 
 def _checks_table(checks: list) -> pd.DataFrame:
     return pd.DataFrame([{"check": c.name, "value": c.value, "threshold": c.threshold,
-                          "status": "pass" if c.passed else "FAIL", "where": c.detail} for c in checks])
+                          "status": c.status, "where": c.detail} for c in checks])
 
 
 def _write_table(work: Path, stem: str, table: pd.DataFrame, caption: str) -> list[str]:
