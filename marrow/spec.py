@@ -14,7 +14,7 @@ OUTCOMES = ("binary", "ordinal")
 RECOVERY_FAMILIES = ("weibull", "lognormal", "loglogistic")
 SURVIVAL_FAMILIES = ("weibull", "exponential")
 SAFETY_FAMILIES = ("beta-binomial", "hierarchical")
-SAMPLERS = ("pymc", "nutpie", "numpyro")
+SAMPLERS = ("auto", "pymc", "nutpie", "numpyro")
 
 
 @dataclass(frozen=True)
@@ -84,13 +84,13 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class SamplerSettings:
-    """How to sample. `target_accept=None` takes the model's default."""
+    """How to sample. `target_accept=None` and `sampler="auto"` take the model's defaults."""
 
     chains: int = 4
     draws: int = 1000
     tune: int = 1000
     seed: int = 2017
-    sampler: str = "pymc"
+    sampler: str = "auto"
     target_accept: float | None = None
     cores: int = 2
     extra: dict[str, Any] = field(default_factory=dict)

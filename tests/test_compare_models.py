@@ -31,9 +31,9 @@ def recovery_fits(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("recovery_fits")
     variants = {
-        "weibull.nc": ["--covariates", "prior_atg,active_infection", "--by-day", "60"],
+        "weibull.nc": ["--family", "weibull", "--covariates", "prior_atg,active_infection", "--by-day", "60"],
         "lognormal.nc": ["--family", "lognormal"],
-        "no-cure.nc": ["--no-cure"],
+        "no-cure.nc": ["--family", "weibull", "--no-cure"],
     }
     results = {}
     for name, options in variants.items():

@@ -134,7 +134,7 @@ def test_latency_densities_match_scipy(family):
 
 
 def test_new_data_swaps_into_a_built_model(tmp_path):
-    spec = ModelSpec("recovery", covariates=("x1", "x2"))
+    spec = ModelSpec("recovery", family="weibull", covariates=("x1", "x2"))
     p1, r1, _ = simulate_recovery_trial(n_patients=30, seed=2)
     p2, r2, _ = simulate_recovery_trial(n_patients=45, seed=3)
     (tmp_path / "a").mkdir()
@@ -153,7 +153,7 @@ def test_new_data_swaps_into_a_built_model(tmp_path):
 @pytest.fixture(scope="session")
 def cure_sim(tmp_path_factory):
     patients, recovery, truth = simulate_recovery_trial()
-    spec = ModelSpec("recovery", covariates=("x1", "x2"))
+    spec = ModelSpec("recovery", family="weibull", covariates=("x1", "x2"))
     data = load_simulated(tmp_path_factory.mktemp("cure"), patients, recovery, spec)
     return fit_model(data, spec, load_prior_set(), SamplerSettings(**FAST)), truth
 
@@ -191,7 +191,7 @@ def test_cure_fit_has_pointwise_log_likelihood_and_ppc(cure_sim):
 def test_cure_model_on_data_without_cure_puts_cure_fraction_near_zero(tmp_path):
     patients, recovery, _ = simulate_recovery_trial(n_patients=150, cure_fraction=None, followup=(400, 600), seed=7)
     assert recovery["recovered"].mean() > 0.99
-    spec = ModelSpec("recovery")
+    spec = ModelSpec("recovery", family="weibull")
     fit = fit_model(load_simulated(tmp_path, patients, recovery, spec), spec, load_prior_set(), SamplerSettings(**FAST))
     _, upper = interval(fit, "cure_fraction")
     assert np.all(upper < 0.05), upper
@@ -203,7 +203,7 @@ def test_no_cure_weibull_aft_agrees_with_lifelines(tmp_path):
     from lifelines import WeibullAFTFitter
 
     patients, recovery, _ = simulate_recovery_trial(n_patients=700, cure_fraction=None, followup=(20, 120), seed=11)
-    spec = ModelSpec("recovery", cure=False, per_lineage_effects=True, covariates=("x1", "x2"))
+    spec = ModelSpec("recovery", family="weibull", cure=False, per_lineage_effects=True, covariates=("x1", "x2"))
     fit = fit_model(load_simulated(tmp_path, patients, recovery, spec), spec, load_prior_set(), SamplerSettings(**FAST))
     post = fit.idata.posterior.mean(("chain", "draw"))
     x_mean = patients[["x1", "x2"]].mean().to_numpy()

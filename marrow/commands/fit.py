@@ -19,8 +19,8 @@ def sampler_options(func):
                      help="Where to save the fit (NetCDF). Default: fit-MODEL.nc in the current folder."),
         click.option("--target-accept", type=float, default=None,
                      help="NUTS target acceptance rate. Default: the model's own (0.95 for response)."),
-        click.option("--sampler", type=click.Choice(["pymc", "nutpie", "numpyro"]), default="pymc", show_default=True,
-                     help="NUTS implementation."),
+        click.option("--sampler", type=click.Choice(["auto", "pymc", "nutpie", "numpyro"]), default="auto", show_default=True,
+                     help="NUTS implementation; auto = the model's default (nutpie for recovery, PyMC otherwise)."),
         click.option("--seed", type=int, default=2017, show_default=True, help="Random seed; same seed, same numbers."),
         click.option("--tune", type=int, default=1000, show_default=True, help="Warm-up iterations per chain."),
         click.option("--draws", type=int, default=1000, show_default=True, help="Draws per chain after warm-up."),
@@ -112,8 +112,8 @@ def fit_response(outcome: str, threshold: float, **options) -> int:
 
 @fit.command("recovery")
 @sampler_options
-@click.option("--family", type=click.Choice(["weibull", "lognormal", "loglogistic"]), default="weibull",
-              show_default=True, help="Latency distribution among those who recover.")
+@click.option("--family", type=click.Choice(["weibull", "lognormal", "loglogistic"]), default="loglogistic",
+              show_default=True, help="Latency distribution among those who recover (see docs/models.md).")
 @click.option("--cure/--no-cure", default=True, show_default=True,
               help="Mixture cure model (some never recover) or a plain censored AFT model.")
 @click.option("--per-lineage-effects", is_flag=True, help="Covariate effects specific to each lineage.")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import time
 import warnings
+from dataclasses import replace
 
 import numpy as np
 
@@ -27,13 +29,15 @@ def sample_model(model, settings: SamplerSettings, target_accept: float, progres
         target_accept=target_accept,
         progressbar=progress,
         nuts_sampler=settings.sampler,
-        idata_kwargs={"log_likelihood": False},
         compute_convergence_checks=False,
         **settings.extra,
     )
+    if settings.sampler == "pymc":
+        kwargs["idata_kwargs"] = {"log_likelihood": False}  # marrow computes its own (augment)
     quiet_pymc_logs(progress)
     with model, warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*could not link to a BLAS.*")
+        warnings.filterwarnings("ignore", message=".*np.dot.. is faster on contiguous arrays.*")  # numba, via nutpie
         return pm.sample(**kwargs)
 
 
@@ -64,6 +68,16 @@ def drop_oversized_log_likelihood(idata, limit: int = MAX_POINTWISE_VALUES) -> s
             "(fewer --draws or a subsample of the data brings it back)")
 
 
+def resolve_sampler(name: str, module) -> str:
+    """'auto' -> the model's DEFAULT_SAMPLER when installed, else PyMC's own NUTS."""
+    if name != "auto":
+        return name
+    preferred = getattr(module, "DEFAULT_SAMPLER", "pymc")
+    if preferred != "pymc" and importlib.util.find_spec(preferred) is None:
+        return "pymc"
+    return preferred
+
+
 def fit_model(
     data: TrialData,
     spec: ModelSpec,
@@ -87,6 +101,7 @@ def fit_model(
         swap_data(model, inputs)
     timings["build_s"] = time.perf_counter() - start
     target_accept = settings.target_accept or module.DEFAULT_TARGET_ACCEPT
+    settings = replace(settings, sampler=resolve_sampler(settings.sampler, module))
 
     start = time.perf_counter()
     idata = sample_model(model, settings, target_accept, progress)

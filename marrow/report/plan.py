@@ -267,7 +267,7 @@ def _spec(name: str, options: dict[str, Any], covariates: tuple[str, ...], respo
         kwargs = {"model": "response", "outcome": "binary" if name == "response" else "ordinal",
                   "threshold": response_rate, "covariates": chosen}
     elif name == "recovery":
-        kwargs = {"model": "recovery", "family": options.get("family", "weibull"), "covariates": chosen}
+        kwargs = {"model": "recovery", "family": options.get("family", "loglogistic"), "covariates": chosen}
         for key in ("cure", "frailty", "per_lineage_effects"):
             if key in options:
                 kwargs[key] = _typed(options[key], bool, f"{where} {key}", "true or false")
