@@ -124,9 +124,9 @@ def run(args, log=print) -> Path:
                 rec.add("lever-blas", "bundled", bench_marrow.e2e(model, None, sampler, "warm", runs_small, blas="", log=log))
         log("Lever: BLAS for PyTensor's C code, time of one logp + gradient evaluation")
         blas_options = [None, ""] + ([DEBIAN_OPENBLAS] if Path("/usr/lib/x86_64-linux-gnu/libopenblas.so.0").exists() else [])
-        for size, model in (("bundled", "response"), ("large", "recovery")):
+        for size, model in (("bundled", "response"), ("medium", "recovery")):
             for blas in blas_options:
-                rec.add("gradient", size, bench_marrow.gradient(model, data_dir(size, data_root), blas, log=log))
+                rec.add("gradient", size, bench_marrow.gradient(model, data_dir(size, data_root), blas, repeats=2, log=log))
         if "numpyro" in samplers:
             log("Lever: NumPyro chains in parallel on both cores (XLA host device count 2)")
             xla = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}

@@ -2,7 +2,15 @@
 
 __version__ = "0.1.0"
 
+import os as _os
 import warnings as _warnings
+
+# PyTensor probes for a BLAS by compiling test programs in every new process (~1.1 s per `marrow fit`,
+# docs/performance.md); the pip wheels have none it can link, and marrow's models only do small
+# matrix-vector products, so skip the probe unless the user configured BLAS themselves.
+_flags = _os.environ.get("PYTENSOR_FLAGS", "")
+if "blas__ldflags" not in _flags and "blas.ldflags" not in _flags:
+    _os.environ["PYTENSOR_FLAGS"] = ",".join(x for x in (_flags, "blas__ldflags=") if x)
 
 # ArviZ 0.23 announces its 1.0 refactor on import; it is noise for marrow's users.
 _warnings.filterwarnings("ignore", message="ArviZ is undergoing a major refactor")
