@@ -318,16 +318,24 @@ def overall_survival(data: TrialData, days: tuple[float, ...] = SURVIVAL_DAYS, l
     return _frame(rows)
 
 
+def _survival_frame(data: TrialData, covariates: tuple[str, ...] | None):
+    """(patients, non-constant covariates, float frame of time, death and covariates), or None."""
+    covariates = tuple(data.covariates if covariates is None else covariates)
+    if not _has_survival(data) or not covariates:
+        return None
+    patients = data.patients
+    usable = [c for c in covariates if patients[c].nunique() > 1]
+    return patients, usable, patients[["followup_days", "died", *usable]].astype(float)
+
+
 def cox_effects(data: TrialData, covariates: tuple[str, ...] | None = None, level: float = LEVEL) -> pd.DataFrame:
     """Cox proportional-hazards hazard ratios (lifelines CoxPHFitter, Efron ties), Wald intervals."""
     from lifelines import CoxPHFitter
 
-    covariates = tuple(data.covariates if covariates is None else covariates)
-    if not _has_survival(data) or not covariates:
+    prepared = _survival_frame(data, covariates)
+    if prepared is None:
         return _frame([])
-    patients = data.patients
-    usable = [c for c in covariates if patients[c].nunique() > 1]
-    frame = patients[["followup_days", "died", *usable]].astype(float)
+    patients, usable, frame = prepared
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         fitter = CoxPHFitter(alpha=1 - level).fit(frame, "followup_days", "died")
@@ -340,12 +348,10 @@ def cox_effects(data: TrialData, covariates: tuple[str, ...] | None = None, leve
 
 def survival_aft(data: TrialData, covariates: tuple[str, ...] | None = None, level: float = LEVEL) -> pd.DataFrame:
     """Weibull AFT time ratios for overall survival (lifelines), Wald intervals."""
-    covariates = tuple(data.covariates if covariates is None else covariates)
-    if not _has_survival(data) or not covariates:
+    prepared = _survival_frame(data, covariates)
+    if prepared is None:
         return _frame([])
-    patients = data.patients
-    usable = [c for c in covariates if patients[c].nunique() > 1]
-    frame = patients[["followup_days", "died", *usable]].astype(float)
+    patients, usable, frame = prepared
     summary, note = weibull_aft(frame, "followup_days", "died", usable, level)
     events = int(patients["died"].sum())
     return _frame([_ratio_row("time_ratio", f"Time ratio, {c} (survival)", c, summary.loc[c], len(patients), events,
