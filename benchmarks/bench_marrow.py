@@ -223,7 +223,7 @@ def _phases_child(model: str, data, sampler: str, out: Path, exclude: tuple[str,
 
     from marrow.data import load_trial
     from marrow.fits.fit import Fit
-    from marrow.fits.provenance import PREFIX, build_provenance
+    from marrow.fits.provenance import build_provenance
     from marrow.fits.run import sample_model
     from marrow.models import module_for
     from marrow.priors import load_prior_set
@@ -255,7 +255,7 @@ def _phases_child(model: str, data, sampler: str, out: Path, exclude: tuple[str,
     phases["augment_s"] = time.perf_counter() - t
     t = time.perf_counter()
     provenance = build_provenance(trial, spec, priors, settings, extra={"target_accept": target_accept})
-    fitted = Fit(idata, {k[len(PREFIX):]: v for k, v in provenance.items()})
+    fitted = Fit(idata, provenance)
     fitted.save(out, force=True)
     phases["save_s"] = time.perf_counter() - t
     t = time.perf_counter()

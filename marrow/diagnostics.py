@@ -42,7 +42,7 @@ def _worst(dataset, reducer) -> tuple[float, str]:
         values = da.to_numpy()
         if values.size == 0 or np.all(np.isnan(values)):
             continue
-        idx = reducer(np.where(np.isnan(values), np.nan, values))
+        idx = reducer(values)
         flat = np.unravel_index(idx, values.shape) if values.ndim else ()
         value = float(values[flat]) if values.ndim else float(values)
         if worst is None or (reducer is np.nanargmax and value > worst) or (reducer is np.nanargmin and value < worst):

@@ -15,8 +15,6 @@ def check_writable(path: Path, force: bool) -> None:
     """Refuse to overwrite without force; make sure the folder exists."""
     if path.exists() and not force:
         raise OutputExistsError(str(path))
-    if path.exists() and path.is_dir() and not force:
-        raise OutputExistsError(str(path))
     parent = path.parent
     if not parent.exists():
         try:

@@ -26,7 +26,8 @@ def package_versions() -> dict[str, str]:
 
 
 def build_provenance(data, spec, priors, settings, extra: dict[str, Any] | None = None) -> dict[str, str]:
-    """Everything needed to say what a fit is and to reproduce it, as flat string attrs."""
+    """Everything needed to say what a fit is and to reproduce it, as flat string attrs (unprefixed;
+    `Fit.save` adds PREFIX when writing them to the file)."""
     sources = [
         {"role": s.role, "path": s.path, "sha256": s.sha256, "rows": s.rows} for s in data.sources
     ]
@@ -48,7 +49,7 @@ def build_provenance(data, spec, priors, settings, extra: dict[str, Any] | None 
         "command_line": shlex.join(["marrow", *sys.argv[1:]]) if sys.argv else "",
     }
     attrs.update({k: (v if isinstance(v, str) else json.dumps(v)) for k, v in (extra or {}).items()})
-    return {PREFIX + k: v for k, v in attrs.items()}
+    return attrs
 
 
 def read_provenance(attrs: dict[str, Any]) -> dict[str, str]:

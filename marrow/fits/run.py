@@ -120,6 +120,4 @@ def fit_model(
         extra={"target_accept": target_accept, "timings": {k: round(v, 3) for k, v in timings.items()},
                **({"log_likelihood_omitted": omitted} if omitted else {})},
     )
-    from marrow.fits.provenance import PREFIX
-
-    return Fit(idata, {k[len(PREFIX):]: v for k, v in provenance.items()})
+    return Fit(idata, provenance)
