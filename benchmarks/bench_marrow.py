@@ -224,7 +224,7 @@ def _phases_child(model: str, data, sampler: str, out: Path, exclude: tuple[str,
     from marrow.data import load_trial
     from marrow.fits.fit import Fit
     from marrow.fits.provenance import build_provenance
-    from marrow.fits.run import sample_model
+    from marrow.fits.run import default_target_accept, sample_model
     from marrow.models import module_for
     from marrow.priors import load_prior_set
     from marrow.spec import ModelSpec, SamplerSettings
@@ -245,7 +245,7 @@ def _phases_child(model: str, data, sampler: str, out: Path, exclude: tuple[str,
         extra["var_names"] = [v.name for v in pm_model.free_RVs + pm_model.deterministics if v.name not in exclude]
     settings = SamplerSettings(sampler=sampler, extra=extra)
     t = time.perf_counter()
-    target_accept = module.DEFAULT_TARGET_ACCEPT
+    target_accept = default_target_accept(module, inputs)
     idata = sample_model(pm_model, settings, target_accept, False)
     call = time.perf_counter() - t
     phases["sampling_s"] = float(idata.posterior.attrs["sampling_time"])

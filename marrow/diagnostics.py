@@ -95,9 +95,9 @@ def diagnose(fit: Fit, thresholds: Thresholds = Thresholds()) -> list[Check]:
             break
 
     if "log_likelihood" in idata.groups():
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            loo = az.loo(idata, pointwise=True)
+        from marrow.loo import psis_loo
+
+        loo = psis_loo(idata)
         k = np.asarray(loo.pareto_k).reshape(-1)
         bad = int((k > thresholds.max_pareto_k).sum())
         checks.append(Check("PSIS-LOO Pareto k (max)", f"{np.max(k):.2f} ({bad} of {k.size} > {thresholds.max_pareto_k})",

@@ -5,6 +5,7 @@ LINEAGE = "lineage"
 COVARIATE = "covariate"
 PATIENT = "patient"
 CELL = "cell"
+OUTCOME_GROUP = "outcome_group"  # patients sharing a (cell, outcome): one log-likelihood column
 ROW = "row"
 CATEGORY = "category"
 CUTPOINT = "cutpoint"

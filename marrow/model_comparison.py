@@ -36,7 +36,12 @@ def fit_labels(paths: list[Path]) -> list[str]:
 def _log_likelihood_shape(fit: Fit, label: str) -> dict[str, tuple[int, ...]]:
     if "log_likelihood" not in fit.idata.groups() or not fit.idata.log_likelihood.data_vars:
         raise UsageError(f"{label} has no log_likelihood group; refit it with this version of marrow")
+    from marrow.loo import group_of_unit
+
     ll = fit.idata.log_likelihood
+    groups = group_of_unit(fit.idata)
+    if groups is not None:  # stored once per group of identical patients; LOO is per patient
+        return {name: (int(groups.size),) for name in ll.data_vars}
     return {name: tuple(int(ll[name].sizes[d]) for d in ll[name].dims if d not in ("chain", "draw"))
             for name in ll.data_vars}
 
@@ -73,6 +78,8 @@ def compare_fits(paths: list[Path | str]) -> Comparison:
     """Load fits, check they are comparable, run az.compare (PSIS-LOO, log scale) and collect warnings."""
     import arviz as az
 
+    from marrow.loo import psis_loo
+
     paths = [Path(p) for p in paths]
     labels = fit_labels(paths)
     if len(set(labels)) != len(labels):
@@ -82,8 +89,8 @@ def compare_fits(paths: list[Path | str]) -> Comparison:
     notes: list[str] = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        loos = {label: az.loo(fit.idata, pointwise=True, scale="log") for label, fit in fits.items()}
-        table = az.compare({label: fit.idata for label, fit in fits.items()}, ic="loo", scale="log")
+        loos = {label: psis_loo(fit.idata, scale="log") for label, fit in fits.items()}
+        table = az.compare(loos, ic="loo", scale="log")
     for label, loo in loos.items():
         k = np.asarray(loo.pareto_k).reshape(-1)
         bad = int((k > MAX_PARETO_K).sum())

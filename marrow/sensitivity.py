@@ -118,10 +118,17 @@ def log_component(idata, component: str) -> np.ndarray | None:
     group = "log_prior" if component == "prior" else "log_likelihood"
     if group not in idata.groups():
         return None
+    import xarray as xr
+
+    from marrow.loo import group_counts
+
     dataset = getattr(idata, group)
+    counts = group_counts(idata) if group == "log_likelihood" else None  # columns standing for several patients
     total = None
     for name in dataset.data_vars:
         da = dataset[name]
+        if counts is not None:
+            da = da * xr.DataArray(counts, dims=[da.dims[-1]])
         extra = [d for d in da.dims if d not in ("chain", "draw")]
         values = (da.sum(extra) if extra else da).transpose("chain", "draw").to_numpy().reshape(-1)
         total = values if total is None else total + values

@@ -56,16 +56,14 @@ def test_defaults_on_the_bundled_trial():
     quick = load_plan(quick=True)
     assert (quick.settings.chains, quick.settings.draws, quick.settings.tune) == (2, 200, 200)
     assert not any(s.explicit for s in plan.steps)
-    samplers = {s.name: s.sampler for s in plan.steps}
-    assert samplers["response"] is None  # the plan's sampler (pymc)
-    assert samplers["recovery"] in ("nutpie", None)  # nutpie when installed
+    assert plan.settings.sampler == "auto" and not any(s.sampler for s in plan.steps)  # each model's own default
 
 
 def test_a_model_can_choose_its_sampler(tmp_path):
     plan = load_plan(write_plan(tmp_path / "p.toml", '[models.recovery]\nsampler = "pymc"\n'))
     assert {s.name: s.sampler for s in plan.steps}["recovery"] == "pymc"
     plan = load_plan(write_plan(tmp_path / "q.toml", '[sampler]\nsampler = "pymc"\n'))
-    assert {s.name: s.sampler for s in plan.steps}["recovery"] is None  # a plan-wide choice wins over the default
+    assert plan.settings.sampler == "pymc" and {s.name: s.sampler for s in plan.steps}["recovery"] is None  # plan-wide
     with pytest.raises(UsageError, match="unknown sampler 'stan'"):
         load_plan(write_plan(tmp_path / "r.toml", '[models.survival]\nsampler = "stan"\n'))
 

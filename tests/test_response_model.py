@@ -151,38 +151,41 @@ def test_same_seed_same_numbers(tmp_path):
 
 
 @pytest.mark.parametrize("outcome", ["binary", "ordinal"])
-def test_large_trials_store_exact_cell_log_likelihood(monkeypatch, outcome):
-    """Above the per-patient limit LOO works on cells; the cell terms equal the patients' terms summed
-    plus the multinomial coefficient, so nothing but the unit of leaving out changes."""
+def test_grouped_log_likelihood_gives_the_per_patient_loo_exactly(monkeypatch, outcome):
+    """Above the per-patient limit one column per (cell, outcome) group is stored; PSIS-LOO expanded
+    to patients (marrow.loo) and the likelihood sum for sensitivity equal the per-patient ones."""
     import arviz as az
-    import xarray as xr
-    from scipy.special import gammaln
 
     import marrow.models.response as response
+    from marrow.loo import psis_loo
+    from marrow.sensitivity import log_component
 
     spec = ModelSpec("response", outcome=outcome, covariates=COVARIATES)
     inputs = model_inputs(load_trial(needs=spec.needs()), spec)
-    n_cells, k = len(inputs.coords[dims.CELL]), (3 if outcome == "ordinal" else 1)
     rng = np.random.default_rng(0)
-    raw = rng.dirichlet(np.ones(3), size=(2, 5, n_cells)) if k == 3 else rng.uniform(0.05, 0.95, (2, 5, n_cells))
-    cell_dims = ("chain", "draw", dims.CELL) + ((dims.CATEGORY,) if k == 3 else ())
+    n_centers = len(inputs.coords[dims.CENTER])
+    posterior = {"intercept": rng.normal(-1, 0.5, (2, 50)), "center_effect": rng.normal(0, 0.5, (2, 50, n_centers)),
+                 "beta": rng.normal(0, 1, (2, 50, len(COVARIATES))), "cr_gap": rng.uniform(0.5, 2, (2, 50))}
 
     def augmented():
-        idata = az.from_dict(posterior={"cell_prob": raw}, dims={"cell_prob": list(cell_dims[2:])},
-                             coords={dims.CELL: inputs.coords[dims.CELL], dims.CATEGORY: response.CATEGORIES})
+        idata = az.from_dict(posterior=posterior, dims={"center_effect": [dims.CENTER], "beta": [dims.COVARIATE]},
+                             coords={dims.CENTER: inputs.coords[dims.CENTER], dims.COVARIATE: list(COVARIATES)})
         response.augment(idata, inputs, spec, np.random.default_rng(1))
-        return idata.log_likelihood["response"]
+        return idata
 
     per_patient = augmented()
     monkeypatch.setattr(response, "PER_PATIENT_LOO_LIMIT", 10)
-    per_cell = augmented()
-    assert per_patient.dims[-1] == dims.PATIENT and per_cell.dims[-1] == dims.CELL
-    counts = inputs.arrays["cell_counts"] if k == 3 else np.stack(
-        [inputs.arrays["cell_n"] - inputs.arrays["cell_responders"], inputs.arrays["cell_responders"]], axis=1)
-    coefficient = gammaln(counts.sum(1) + 1) - gammaln(counts + 1).sum(1)
-    summed = xr.DataArray(inputs.extra["cell_of_patient"], dims=dims.PATIENT)
-    by_cell = per_patient.groupby(summed).sum().to_numpy()
-    assert np.allclose(per_cell.to_numpy(), by_cell + coefficient)
+    grouped = augmented()
+    n_groups = grouped.log_likelihood["response"].sizes[dims.OUTCOME_GROUP]
+    assert per_patient.log_likelihood["response"].dims[-1] == dims.PATIENT and n_groups < 74
+    a, b = psis_loo(per_patient), psis_loo(grouped)
+    for key in ("elpd_loo", "se", "p_loo", "n_data_points"):
+        assert np.isclose(a[key], b[key], rtol=1e-10), key
+    assert np.allclose(a.loo_i, b.loo_i, rtol=1e-10) and np.allclose(a.pareto_k, b.pareto_k, rtol=1e-10)
+    assert list(b.loo_i[dims.PATIENT].to_numpy()) == list(inputs.coords[dims.PATIENT])
+    assert np.allclose(log_component(per_patient, "likelihood"), log_component(grouped, "likelihood"), rtol=1e-12)
+    compared = az.compare({"grouped": b, "per patient": a}, ic="loo")
+    assert np.isclose(compared["elpd_diff"].max(), 0.0, atol=1e-8)
 
 
 def test_oversized_log_likelihood_is_dropped_and_diagnose_says_so():

@@ -16,10 +16,16 @@ from marrow.priors import PriorSet
 from marrow.spec import ModelSpec, SamplerSettings
 
 
-def sample_model(model, settings: SamplerSettings, target_accept: float, progress: bool):
-    """Run NUTS on `model` with the chosen backend; returns InferenceData (no log-likelihood pass)."""
+def sample_model(model, settings: SamplerSettings, target_accept: float, progress: bool, compile_key: str | None = None):
+    """Run NUTS on `model` with the chosen backend; returns InferenceData (no log-likelihood pass).
+
+    nutpie runs through `marrow.fits.compiled`, which keeps the compiled model for `compile_key`
+    (when given) so a later fit of the same structure in this process skips compilation."""
     import pymc as pm
 
+    quiet_pymc_logs(progress)
+    if settings.sampler == "nutpie":
+        return _sample_nutpie(model, settings, target_accept, progress, compile_key)
     kwargs = dict(
         draws=settings.draws,
         tune=settings.tune,
@@ -34,11 +40,47 @@ def sample_model(model, settings: SamplerSettings, target_accept: float, progres
     )
     if settings.sampler == "pymc":
         kwargs["idata_kwargs"] = {"log_likelihood": False}  # marrow computes its own (augment)
-    quiet_pymc_logs(progress)
     with model, warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*could not link to a BLAS.*")
-        warnings.filterwarnings("ignore", message=".*np.dot.. is faster on contiguous arrays.*")  # numba, via nutpie
         return pm.sample(**kwargs)
+
+
+def _sample_nutpie(model, settings: SamplerSettings, target_accept: float, progress: bool, compile_key: str | None):
+    """nutpie with a (possibly cached) compiled model; the same seeds and groups as `pm.sample` gives."""
+    import nutpie
+    import pymc as pm
+    from arviz import dict_to_dataset
+    from pymc.backends.arviz import coords_and_dims_for_inferencedata, find_constants, find_observations
+    from pymc.util import _get_seeds_per_chain
+
+    from marrow.fits.compiled import compiled_nutpie_model
+
+    extra = dict(settings.extra)
+    var_names = extra.pop("var_names", None)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*np.dot.. is faster on contiguous arrays.*")  # numba
+        if compile_key is None:
+            compiled = nutpie.compile_pymc_model(model, var_names=var_names)
+        else:
+            compiled = compiled_nutpie_model(model, compile_key, _data_values(model), var_names)
+        start = time.time()
+        idata = nutpie.sample(
+            compiled, draws=settings.draws, tune=settings.tune, chains=settings.chains,
+            cores=min(settings.cores, settings.chains), target_accept=target_accept,
+            seed=_get_seeds_per_chain(settings.seed, 1)[0], progress_bar=progress, save_warmup=False, **extra,
+        )
+    idata.posterior.attrs["sampling_time"] = time.time() - start
+    idata.posterior.attrs["tuning_steps"] = settings.tune
+    coords, dims = coords_and_dims_for_inferencedata(model)
+    groups = {name: dict_to_dataset(values, library=pm, coords=coords, dims=dims, default_dims=[])
+              for name, values in (("constant_data", find_constants(model)), ("observed_data", find_observations(model)))}
+    idata.add_groups(groups, coords=coords, dims=dims)
+    return idata
+
+
+def _data_values(model) -> dict:
+    """Current values of the model's pm.Data containers, by name."""
+    return {var.name: var.get_value() for var in model.data_vars}
 
 
 def quiet_pymc_logs(progress: bool) -> None:
@@ -78,6 +120,12 @@ def resolve_sampler(name: str, module) -> str:
     return preferred
 
 
+def default_target_accept(module, inputs) -> float:
+    """The model's own default, which may depend on the data (e.g. the number of centers)."""
+    chooser = getattr(module, "default_target_accept", None)
+    return chooser(inputs) if chooser is not None else module.DEFAULT_TARGET_ACCEPT
+
+
 def fit_model(
     data: TrialData,
     spec: ModelSpec,
@@ -100,11 +148,14 @@ def fit_model(
 
         swap_data(model, inputs)
     timings["build_s"] = time.perf_counter() - start
-    target_accept = settings.target_accept or module.DEFAULT_TARGET_ACCEPT
+    target_accept = settings.target_accept or default_target_accept(module, inputs)
     settings = replace(settings, sampler=resolve_sampler(settings.sampler, module))
 
+    from marrow.fits.compiled import structure_key
+
+    key = structure_key(spec, priors, inputs, settings.extra.get("var_names"))
     start = time.perf_counter()
-    idata = sample_model(model, settings, target_accept, progress)
+    idata = sample_model(model, settings, target_accept, progress, compile_key=key)
     timings["sample_s"] = time.perf_counter() - start  # includes compilation
     from marrow.fits.log_prior import add_log_prior
 
@@ -113,7 +164,7 @@ def fit_model(
     start = time.perf_counter()
     rng = np.random.default_rng([settings.seed, 1])
     module.augment(idata, inputs, spec, rng)
-    omitted = drop_oversized_log_likelihood(idata)
+    omitted = drop_oversized_log_likelihood(idata) or str(idata.posterior.attrs.pop("log_likelihood_omitted", ""))
     timings["augment_s"] = time.perf_counter() - start
     provenance = build_provenance(
         data, spec, priors, settings,

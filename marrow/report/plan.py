@@ -40,10 +40,6 @@ _MODEL_KEYS = {
 }
 for _keys in _MODEL_KEYS.values():
     _keys.add("sampler")
-# The recovery cure model needs target_accept 0.99 and ~120 leapfrog steps per draw; nutpie (in
-# requirements.lock) samples it about 4x faster than PyMC's NUTS, so it is that model's default
-# when installed and the plan does not choose a sampler.
-FAST_SAMPLER_MODELS = ("recovery",)
 
 
 @dataclass(frozen=True)
@@ -235,8 +231,6 @@ def load_plan(
         if step_sampler is not None:
             _typed(step_sampler, str, f"{where} [models.{name}] sampler", "pymc, nutpie or numpyro")
             SamplerSettings(sampler=step_sampler)  # validates the name
-        elif name in FAST_SAMPLER_MODELS and "sampler" not in sections["sampler"] and _nutpie_installed():
-            step_sampler = "nutpie"
         steps.append(Step(name, _spec(name, options, chosen, response_rate, ae_rate, f"{where} [models.{name}]"),
                           explicit, step_sampler))
     if explicit and "recovery" in run and plan_patients is not None and plan_recovery is None:
@@ -250,12 +244,6 @@ def load_plan(
     title = _typed(table.get("title", "Bayesian analysis of a multicenter phase II trial"), str, f"{where} title", "text")
     return Plan(title, plan_patients, plan_recovery, chosen, prior, settings, thresholds, tuple(steps), figures, dpi,
                 str(plan_path) if plan_path else None, text, overrides)
-
-
-def _nutpie_installed() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("nutpie") is not None
 
 
 def _spec(name: str, options: dict[str, Any], covariates: tuple[str, ...], response_rate: float, ae_rate: float,
