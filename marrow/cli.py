@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "plot": ("marrow.commands.plot:plot", "Publication figures from a saved fit."),
     "report": ("marrow.commands.report:report", "Run the whole analysis and write an HTML report."),
     "init": ("marrow.commands.report:init", "Write a commented analysis-plan template."),
+    "worker": ("marrow.commands.worker:worker", "Keep PyMC loaded in the background for fast commands."),
 }
 
 EXIT_INTERNAL = 3
@@ -74,7 +75,8 @@ Exit codes: 0 ok, 1 failed diagnostics, 2 data or usage error, 3 internal error.
 )
 @click.version_option(__version__, prog_name="marrow")
 @click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
-def cli(debug: bool) -> None:
+@click.option("--no-worker", is_flag=True, help="Run in this process even when a worker is running (`marrow worker`).")
+def cli(debug: bool, no_worker: bool) -> None:
     """marrow: Bayesian analysis of multicenter phase II trials.
 
     Hierarchical response models across centers, lineage-specific time to recovery with cure
@@ -86,10 +88,24 @@ def cli(debug: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: run the CLI and map errors to exit codes."""
+    """Console entry point: hand the command to a running worker if there is one, else run it here.
+
+    Only a real command line (argv None) is ever delegated: a caller passing argv, such as a test
+    that patches marrow in-process, always runs in this process."""
+    if argv is None:
+        from marrow.worker.client import delegate  # standard library only
+
+        code = delegate(sys.argv[1:])
+        if code is not None:
+            sys.exit(code)
+    sys.exit(run(list(sys.argv[1:] if argv is None else argv)))
+
+
+def run(argv: list[str]) -> int:
+    """Run the CLI in this process and map errors to exit codes (re-raises with --debug)."""
     from marrow.errors import MarrowError
 
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = list(argv)
     debug = "--debug" in argv
     try:
         code = cli.main(args=argv, prog_name="marrow", standalone_mode=False)
@@ -114,4 +130,4 @@ def main(argv: list[str] | None = None) -> None:
             raise
         click.echo(f"marrow: internal error: {type(exc).__name__}: {exc}\n(rerun with --debug for the traceback)", err=True)
         code = EXIT_INTERNAL
-    sys.exit(code if isinstance(code, int) else 0)
+    return code if isinstance(code, int) else 0

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from marrow import convergence
 from marrow.fits.fit import Fit
 
 
@@ -60,11 +61,9 @@ def diagnose(fit: Fit, thresholds: Thresholds = Thresholds()) -> list[Check]:
     idata = fit.idata
     stats = idata.sample_stats
     checks: list[Check] = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        rhat = az.rhat(idata.posterior, method="rank")
-        ess_bulk = az.ess(idata.posterior, method="bulk")
-        ess_tail = az.ess(idata.posterior, method="tail")
+    rhat = convergence.per_variable(idata.posterior, convergence.rhat)
+    ess_bulk = convergence.per_variable(idata.posterior, convergence.ess_bulk)
+    ess_tail = convergence.per_variable(idata.posterior, convergence.ess_tail)
 
     value, where = _worst(rhat, np.nanargmax)
     checks.append(Check("R-hat (max)", f"{value:.3f}", f"<= {thresholds.max_rhat}", not value > thresholds.max_rhat, where,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from marrow import convergence
 from marrow.fits.fit import Fit
 from marrow.models import Quantity, module_for
 
@@ -48,9 +49,9 @@ def _convergence(ds) -> dict[str, object]:
         warnings.simplefilter("ignore")
         return {
             "mcse_mean": az.mcse(ds, method="mean"),
-            "ess_bulk": az.ess(ds, method="bulk"),
-            "ess_tail": az.ess(ds, method="tail"),
-            "r_hat": az.rhat(ds, method="rank"),
+            "ess_bulk": convergence.per_variable(ds, convergence.ess_bulk),
+            "ess_tail": convergence.per_variable(ds, convergence.ess_tail),
+            "r_hat": convergence.per_variable(ds, convergence.rhat),
         }
 
 

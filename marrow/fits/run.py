@@ -69,6 +69,9 @@ def _sample_nutpie(model, settings: SamplerSettings, target_accept: float, progr
             cores=min(settings.cores, settings.chains), target_accept=target_accept,
             seed=_get_seeds_per_chain(settings.seed, 1)[0], progress_bar=progress, save_warmup=False, **extra,
         )
+    # nutpie also stores the unconstrained values (e.g. center_sd_log__); PyMC's NUTS does not.
+    transformed = [model.rvs_to_values[rv].name for rv in model.free_RVs if model.rvs_to_transforms.get(rv) is not None]
+    idata.posterior = idata.posterior.drop_vars([name for name in transformed if name in idata.posterior])
     idata.posterior.attrs["sampling_time"] = time.time() - start
     idata.posterior.attrs["tuning_steps"] = settings.tune
     coords, dims = coords_and_dims_for_inferencedata(model)
