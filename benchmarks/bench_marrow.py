@@ -1,11 +1,17 @@
 """Time marrow: end to end (`marrow fit ...` as a subprocess) and phase by phase inside one process.
 
-End to end (process start to saved fit), with the PyTensor compile cache either
-* warm: a benchmark compile dir already populated by an untimed run of the same command, or
+End to end (process start to saved fit), in one of three modes:
+* warm: a benchmark compile dir already populated by an untimed run of the same command;
 * cold: a fresh, empty compile dir (PYTENSOR_FLAGS=compiledir=<tmpdir>) and numba cache dir, so
-  every C module / numba function is compiled again (JAX never caches between processes here).
-Peak memory is ru_maxrss of the child from os.wait4 (the largest single process; PyMC's sampler
-workers are separate processes, so their sum can be higher).
+  every C module / numba function is compiled again (JAX never caches between processes here);
+* worker: a resident `marrow worker` (docs/worker.md) started for the case with the warm
+  environment, filled by an untimed short run of the same command (which compiles the model and
+  keeps it); each timed `marrow fit` is the client process that delegates to it, start to exit.
+Warm and cold runs set MARROW_WORKER=off, so a worker the user has running never serves them.
+Peak memory is the command's ru_maxrss measured by GNU time (the largest single process; PyMC's
+sampler workers are separate processes, so their sum can be higher; see run_measured for why not
+os.wait4 on the direct child); in worker mode it is the worker's own peak from `marrow worker
+status` (the client's is kept as client_maxrss_mb).
 
 The fit file is read afterwards (not timed) for: sampling time (the sampler's own clock,
 posterior.attrs['sampling_time']), compile time (time inside `pm.sample` before sampling starts:
@@ -13,6 +19,7 @@ PyTensor rewrites + C compile, or the numba compile for nutpie; for NumPyro the 
 its sampling time), minimum bulk ESS and maximum R-hat over the model's parameters, divergences.
 
     python benchmarks/bench_marrow.py e2e --model response --sampler nutpie --cache cold
+    python benchmarks/bench_marrow.py e2e --model response --sampler nutpie --cache worker --runs 3
     python benchmarks/bench_marrow.py phases --model recovery --data /tmp/trial-20k --sampler pymc
     python benchmarks/bench_marrow.py startup
 """
@@ -22,12 +29,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -78,9 +88,16 @@ def blas_label(blas: str | None) -> str:
 
 
 def cache_env(cache: str, extra_flags: str = "", env_extra: dict | None = None) -> tuple[dict, Path | None]:
-    """Environment for a warm or cold run; returns (env, tmpdir to delete afterwards or None)."""
+    """Environment for a warm, cold or worker run; returns (env, tmpdir to delete afterwards or None).
+
+    Warm and cold runs get MARROW_WORKER=off (a worker the user has running must not serve them);
+    'worker' is the warm environment with delegation left on (the caller adds the socket path)."""
     env = dict(os.environ)
     env.update(env_extra or {})
+    if cache == "worker":
+        env.pop("MARROW_WORKER", None)
+    else:
+        env["MARROW_WORKER"] = "off"
     tmp = None
     if cache == "cold":
         tmp = Path(tempfile.mkdtemp(prefix="marrow-cold-"))
@@ -112,24 +129,169 @@ def run_timed(cmd: list[str], env: dict, cwd: Path | None = None, timeout: float
     return {"wall_s": wall, "returncode": proc.returncode, "stdout": stdout, "stderr": stderr, "load_before": load}
 
 
-def run_measured(cmd: list[str], env: dict, cwd: Path | None = None) -> dict:
-    """Run `cmd`, reaping it with os.wait4 to get this child's own ru_maxrss.
+def _gnu_time() -> str | None:
+    """/usr/bin/time when it is GNU time (apt-get install time), else None."""
+    path = shutil.which("time", path="/usr/bin:/bin")
+    if path is None:
+        return None
+    try:
+        probe = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return path if "GNU" in probe.stdout + probe.stderr else None
 
-    getrusage(RUSAGE_CHILDREN).ru_maxrss is a running maximum over every child ever waited for, so
-    it cannot separate runs; wait4 returns the rusage of one child (its own peak and that of the
-    descendants it waited for, e.g. PyMC's sampler workers), i.e. the largest single process.
+
+GNU_TIME = _gnu_time()
+
+
+def run_measured(cmd: list[str], env: dict | None, cwd: Path | None = None) -> dict:
+    """Run `cmd`: wall time from spawn to exit, and the peak RSS of the largest single process.
+
+    The peak is the child's ru_maxrss from wait4 (its own peak and that of the descendants it waited
+    for, e.g. PyMC's sampler workers); getrusage(RUSAGE_CHILDREN) is a running maximum over every
+    child ever waited for, so it cannot separate runs. On Linux a child's ru_maxrss also counts the
+    memory image it replaced at exec, and subprocess (vfork) spawns from this process's image, so a
+    direct child never shows less than this process's own peak (which grows once fits have been
+    loaded here). So the command runs under GNU time (`/usr/bin/time -f %M`), a ~2 MB process that
+    forks and waits for it, and its figure is the command's own. Without GNU time, os.wait4 on the
+    direct child; maxrss_floor_mb then says how much of the figure may be this process's.
     """
+    import resource
+
     load = os.getloadavg()[0]
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err, \
+            tempfile.NamedTemporaryFile("r", prefix="maxrss-", suffix=".txt") as rss:
+        full = [GNU_TIME, "--quiet", "-f", "%M", "-o", rss.name, *cmd] if GNU_TIME else cmd
         start = time.perf_counter()
-        proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out, stderr=err, text=True)
+        proc = subprocess.Popen(full, env=env, cwd=cwd, stdout=out, stderr=err, text=True)
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - start
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
-        return {"wall_s": wall, "returncode": proc.returncode, "maxrss_mb": usage.ru_maxrss / 1024,
-                "stdout": out.read(), "stderr": err.read(), "load_before": load}
+        result = {"wall_s": wall, "returncode": proc.returncode, "stdout": out.read(), "stderr": err.read(),
+                  "load_before": load}
+        reported = rss.read().strip().splitlines()
+        if GNU_TIME and reported and reported[-1].strip().isdigit():
+            result.update(maxrss_mb=int(reported[-1]) / 1024, maxrss_how="GNU time")
+        else:
+            result.update(maxrss_mb=usage.ru_maxrss / 1024, maxrss_how="wait4",
+                          maxrss_floor_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        return result
+
+
+def run_checked(cmd: list[str], env: dict | None, cwd: Path | None = None, what: str = "run",
+                check=None) -> dict:
+    """run_measured, raising RuntimeError (with the end of stderr) on a non-zero exit or when
+    `check()` is false afterwards (e.g. an expected output file is missing)."""
+    result = run_measured(cmd, env, cwd=cwd)
+    if result["returncode"] != 0 or (check is not None and not check()):
+        raise RuntimeError(f"{what} failed (exit {result['returncode']}): {' '.join(cmd)}\n{result['stderr'][-3000:]}")
+    return result
+
+
+def run_in_cache(cmd: list[str], cache: str, extra_flags: str = "", env_extra: dict | None = None,
+                 cwd: Path | None = None, what: str = "run") -> dict:
+    """run_checked in the environment of `cache` ('warm' or 'cold'); a cold run's fresh cache
+    dirs are deleted afterwards."""
+    env, tmp = cache_env(cache, extra_flags, env_extra)
+    try:
+        return run_checked(cmd, env, cwd=cwd, what=what)
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+# --- the resident worker (docs/worker.md) ----------------------------------------------------------
+
+def parse_worker_status(text: str) -> dict:
+    """`marrow worker status` output ("name  value" lines) as a dict; adds peak_memory_mb (float),
+    served and pid (int) and `note` (the line saying commands would run in their own process)."""
+    info: dict = {}
+    for line in text.splitlines():
+        if line.startswith("note:"):
+            info["note"] = line[len("note:"):].strip()
+            continue
+        parts = re.split(r"\s{2,}", line.strip(), maxsplit=1)
+        if len(parts) == 2:
+            info[parts[0]] = parts[1].strip()
+    peak = re.match(r"([0-9.]+)\s*MB", info.get("peak memory", ""))
+    info["peak_memory_mb"] = float(peak.group(1)) if peak else None
+    for name, key in (("commands served", "served"), ("pid", "pid")):
+        info[key] = int(info[name]) if info.get(name, "").isdigit() else None
+    return info
+
+
+def worker_status(env: dict) -> dict:
+    """Parsed `marrow worker status` of the worker at env's MARROW_WORKER_SOCKET."""
+    result = run_checked([MARROW, "worker", "status"], env, what="marrow worker status")
+    return parse_worker_status(result["stdout"])
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # an exited process waits as a zombie until init reaps it
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+@contextmanager
+def worker_running(env_base: dict, log=print):
+    """A `marrow worker` on a socket of its own under /tmp (short: Unix socket paths are limited to
+    ~100 bytes), started with `env_base`; yields the environment that delegates to it and always
+    stops it (`marrow worker stop`; SIGTERM to its pid if it is still there afterwards)."""
+    folder = Path(tempfile.mkdtemp(prefix="mw-", dir="/tmp"))
+    env = dict(env_base)
+    env["MARROW_WORKER_SOCKET"] = str(folder / "w.sock")
+    env.pop("MARROW_WORKER", None)
+    pid = None
+    try:
+        started = run_checked([MARROW, "worker", "start", "--idle-timeout", "30"], env, what="marrow worker start")
+        first = (started["stdout"].strip().splitlines() or ["started"])[0]
+        if "already running" in first:  # not ours: a fresh socket path should never have one
+            raise RuntimeError(f"a worker was already running on {env['MARROW_WORKER_SOCKET']}: {first}")
+        found = re.search(r"pid (\d+)", first)
+        pid = int(found.group(1)) if found else worker_status(env)["pid"]
+        log(f"  worker: {first}")
+        yield env
+    finally:
+        stopped = run_measured([MARROW, "worker", "stop"], env)
+        if stopped["returncode"] != 0:
+            log(f"  worker: `marrow worker stop` exited {stopped['returncode']}: {stopped['stderr'][-500:]}")
+        if pid is not None:
+            deadline = time.monotonic() + 5
+            while _alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if _alive(pid):
+                log(f"  worker: pid {pid} still running after `marrow worker stop`; sending SIGTERM")
+                os.kill(pid, signal.SIGTERM)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def run_through_worker(cmd: list[str], env: dict, cwd: Path | None = None, what: str = "run") -> dict:
+    """Run `cmd` (a delegated marrow command) and check that the worker served it: its served count
+    went up by one (a worker that restarted on changed files, or refused the command so that the
+    client ran it itself, would make this an ordinary warm run under the wrong label).
+    maxrss_mb becomes the worker's peak; the client's own is client_maxrss_mb."""
+    before = worker_status(env)
+    if before.get("note"):
+        raise RuntimeError(f"the worker would not serve `{' '.join(cmd)}`: {before['note']}")
+    result = run_checked(cmd, env, cwd=cwd, what=what)
+    after = worker_status(env)
+    if before["served"] is None or after["served"] != before["served"] + 1 or after["pid"] != before["pid"]:
+        raise RuntimeError(f"{what} was not served by the worker (commands served {before['served']} -> "
+                           f"{after['served']}, pid {before['pid']} -> {after['pid']}): {' '.join(cmd)}; "
+                           "did marrow's files change while it ran?")
+    result["client_maxrss_mb"] = result["maxrss_mb"]
+    result["maxrss_mb"] = after["peak_memory_mb"]
+    result["worker_compiled_models"] = after.get("compiled models kept")
+    return result
 
 
 def fit_metrics(path: Path, model: str) -> dict:
@@ -172,39 +334,56 @@ def fit_metrics(path: Path, model: str) -> dict:
 
 def e2e(model: str, data, sampler: str, cache: str = "warm", runs: int = 1, blas: str | None = None,
         env_extra: dict | None = None, warmup: bool = True, log=print) -> list[dict]:
-    """`runs` end-to-end timings of `marrow fit MODEL`; a warm cache is populated first by an untimed
-    short run of the same command (the compiled graph does not depend on the number of draws)."""
+    """`runs` end-to-end timings of `marrow fit MODEL`. cache='warm': the compile dir is populated
+    first by an untimed short run of the same command (the compiled graph does not depend on the
+    number of draws); 'cold': fresh cache dirs for every run; 'worker': the short run goes through
+    a worker started for this case, which then serves every timed run (see worker_running)."""
+    if cache not in ("warm", "cold", "worker"):
+        raise ValueError(f"cache must be warm, cold or worker, not {cache!r}")
     results = []
+    extra_flags = blas_flag(blas)
     with tempfile.TemporaryDirectory(prefix="marrow-bench-") as work:
-        out = Path(work) / "fit.nc"
+        work = Path(work)
+        out = work / "fit.nc"
         cmd = fit_command(model, data, sampler, out)
-        extra_flags = blas_flag(blas)
-        if cache == "warm" and warmup:
-            env, _ = cache_env("warm", extra_flags, env_extra)
-            first = run_measured(fit_command(model, data, sampler, out, short=True), env, cwd=Path(work))
-            if first["returncode"] != 0:
-                raise RuntimeError(f"warm-up run failed: {' '.join(cmd)}\n{first['stderr'][-3000:]}")
-        for i in range(runs):
-            env, tmp = cache_env(cache, extra_flags, env_extra)
-            try:
-                result = run_measured(cmd, env, cwd=Path(work))
-            finally:
-                if tmp is not None:
-                    shutil.rmtree(tmp, ignore_errors=True)
-            if result["returncode"] != 0:
-                raise RuntimeError(f"run failed: {' '.join(cmd)}\n{result['stderr'][-3000:]}")
-            record = {"tool": "marrow", "model": model, "sampler": sampler, "cache": cache, "blas": blas_label(blas),
-                      "wall_s": result["wall_s"], "maxrss_mb": result["maxrss_mb"], "load_before": result["load_before"],
-                      **{k: v for k, v in (env_extra or {}).items() if k == "XLA_FLAGS"}}
-            record.update(fit_metrics(out, model))
-            record["ess_per_s"] = record["ess_bulk_min"] / record["wall_s"]
-            record["ess_per_sampling_s"] = record["ess_bulk_min"] / record["sampling_s"]
-            log(f"  marrow {model:8s} {sampler:7s} {cache:4s} run {i + 1}/{runs}: {record['wall_s']:.1f} s "
-                f"(compile {record['compile_s']:.1f}, sampling {record['sampling_s']:.1f}), "
-                f"min ESS {record['ess_bulk_min']:.0f}, {record['divergences']} divergences, "
-                f"{record['maxrss_mb']:.0f} MB, load {record['load_before']:.1f}")
-            results.append(record)
+        short = fit_command(model, data, sampler, out, short=True)
+        worker_env = cache_env("worker", extra_flags, env_extra)[0] if cache == "worker" else None
+        with (worker_running(worker_env, log) if cache == "worker" else nullcontext()) as env:
+            if warmup and cache == "worker":
+                run_through_worker(short, env, cwd=work, what="warm-up run through the worker")
+            elif warmup and cache == "warm":
+                run_in_cache(short, "warm", extra_flags, env_extra, cwd=work, what="warm-up run")
+            for i in range(runs):
+                if cache == "worker":
+                    result = run_through_worker(cmd, env, cwd=work)
+                else:
+                    result = run_in_cache(cmd, cache, extra_flags, env_extra, cwd=work)
+                record = {"tool": "marrow", "model": model, "sampler": sampler, "cache": cache, "blas": blas_label(blas),
+                          "wall_s": result["wall_s"], "maxrss_mb": result["maxrss_mb"], "load_before": result["load_before"],
+                          "maxrss_how": "marrow worker status" if cache == "worker" else result.get("maxrss_how"),
+                          **{k: v for k, v in (env_extra or {}).items() if k == "XLA_FLAGS"}}
+                if cache == "worker":
+                    record["client_maxrss_mb"] = result["client_maxrss_mb"]
+                    record["worker_warmup"] = warmup
+                record.update(fit_metrics(out, model))
+                record["ess_per_s"] = record["ess_bulk_min"] / record["wall_s"]
+                record["ess_per_sampling_s"] = record["ess_bulk_min"] / record["sampling_s"]
+                memory = (f"worker peak {_mb(record['maxrss_mb'])} MB, client {_mb(record['client_maxrss_mb'])} MB"
+                          if cache == "worker" else f"{_mb(record['maxrss_mb'])} MB")
+                log(f"  marrow {model:8s} {sampler:7s} {cache:6s} run {i + 1}/{runs}: {record['wall_s']:.1f} s "
+                    f"(compile {_num(record['compile_s'])}, sampling {_num(record['sampling_s'])}), "
+                    f"min ESS {record['ess_bulk_min']:.0f}, {record['divergences']} divergences, "
+                    f"{memory}, load {record['load_before']:.1f}")
+                results.append(record)
     return results
+
+
+def _mb(value) -> str:
+    return "?" if value is None else f"{value:.0f}"
+
+
+def _num(value) -> str:
+    return "?" if value is None else f"{value:.1f}"
 
 
 # --- in-process phases ---------------------------------------------------------------------------
@@ -269,22 +448,17 @@ def _phases_child(model: str, data, sampler: str, out: Path, exclude: tuple[str,
 def phases(model: str, data, sampler: str, cache: str = "warm", blas: str | None = None, env_extra: dict | None = None,
            exclude: tuple[str, ...] = (), log=print) -> dict:
     """Phase timings from a fresh interpreter (after an untimed warm-up when cache='warm')."""
+    if cache not in ("warm", "cold"):
+        raise ValueError(f"phases runs with cache warm or cold, not {cache!r}")
     with tempfile.TemporaryDirectory(prefix="marrow-bench-") as work:
         out = Path(work) / "fit.nc"
         cmd = [sys.executable, str(Path(__file__).resolve()), "_phases", "--model", model, "--data", str(data or "bundled"),
                "--sampler", sampler, "--out", str(out)] + (["--exclude", ",".join(exclude)] if exclude else [])
         extra_flags = blas_flag(blas)
         if cache == "warm":
-            env, _ = cache_env("warm", extra_flags, env_extra)
-            run_measured(fit_command(model, data, sampler, out, short=True), env, cwd=Path(work))
-        env, tmp = cache_env(cache, extra_flags, env_extra)
-        try:
-            result = run_measured(cmd, env, cwd=Path(work))
-        finally:
-            if tmp is not None:
-                shutil.rmtree(tmp, ignore_errors=True)
-        if result["returncode"] != 0:
-            raise RuntimeError(f"phases run failed:\n{result['stderr'][-3000:]}")
+            run_in_cache(fit_command(model, data, sampler, out, short=True), "warm", extra_flags, env_extra,
+                         cwd=Path(work), what="warm-up run")
+        result = run_in_cache(cmd, cache, extra_flags, env_extra, cwd=Path(work), what="phases run")
         record = json.loads(result["stdout"].strip().splitlines()[-1])
         record.update({"tool": "marrow", "model": model, "sampler": sampler, "cache": cache, "blas": blas_label(blas),
                        "excluded": ",".join(exclude), "process_s": result["wall_s"], "maxrss_mb": result["maxrss_mb"]})
@@ -331,12 +505,9 @@ def gradient(model: str, data, blas: str | None = None, evals: int = 500, repeat
     """Median time of one logp+gradient evaluation over `repeats` fresh processes (warm cache)."""
     values = []
     for _ in range(repeats + 1):  # the first populates the compile dir
-        env, _ = cache_env("warm", blas_flag(blas))
         cmd = [sys.executable, str(Path(__file__).resolve()), "_gradient", "--model", model,
                "--data", str(data or "bundled"), "--evals", str(evals)]
-        result = run_measured(cmd, env)
-        if result["returncode"] != 0:
-            raise RuntimeError(f"gradient run failed:\n{result['stderr'][-3000:]}")
+        result = run_in_cache(cmd, "warm", blas_flag(blas), what="gradient run")
         values.append(json.loads(result["stdout"].strip().splitlines()[-1]))
     values = values[1:]
     record = {"tool": "marrow", "model": model, "blas": blas_label(blas), "repeats": repeats, "evals": evals,
@@ -385,7 +556,8 @@ def main(argv: list[str] | None = None) -> None:
         if name == "_phases":
             p.add_argument("--out", type=Path, required=True)
             continue
-        p.add_argument("--cache", choices=["warm", "cold"], default="warm")
+        p.add_argument("--cache", choices=["warm", "cold", "worker"] if name == "e2e" else ["warm", "cold"], default="warm",
+                       help="warm or cold compile cache" + (", or a resident worker (docs/worker.md)" if name == "e2e" else ""))
         p.add_argument("--blas", default=None, help="PyTensor blas__ldflags ('' = none, no probe), e.g. "
                        "'-L/usr/lib/x86_64-linux-gnu -l:libopenblas.so.0'; default: not set (PyTensor probes)")
         p.add_argument("--xla-devices", type=int, default=0, help="XLA_FLAGS host device count (NumPyro parallel chains)")
