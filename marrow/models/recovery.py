@@ -15,7 +15,12 @@ Latency (those who recover), accelerated failure time with location mu_il = log 
 Likelihood per row: recovered: log pi + log f(t); censored: logaddexp(log(1 - pi), log pi + log S(t)).
 Without cure: recovered: log f(t); censored: log S(t). The frailty f_i = frailty_sd * z_i is a patient
 effect on the latency log-scale shared by the patient's lineages (positive = slower recovery).
-Pointwise log-likelihood per row is recomputed from the posterior draws in numpy (`augment`).
+
+The graph sums the likelihood over cells of identical rows with integer weights and averages
+population quantities over distinct (center, covariate) groups weighted by patient counts, so its
+cost follows the number of distinct values, not of patients (exact; see `inputs`). Pointwise
+log-likelihood per row is recomputed from the posterior draws in numpy (`augment`) when rows x draws
+fit within `marrow.fits.run.MAX_POINTWISE_VALUES`.
 """
 
 from __future__ import annotations
@@ -89,25 +94,48 @@ def _log_density_pt(family: str, log_t, mu, k):
     return log_f, log_s
 
 
-def sample_latency_np(family: str, mu, k, rng: np.random.Generator):
-    """Draw latency times (days) with location mu (log median) and shape k, by inverting S."""
-    v = rng.uniform(size=np.shape(mu))
-    if family == "weibull":
-        z = np.log(-np.log(v) / LN2)
-    elif family == "loglogistic":
-        z = np.log((1.0 - v) / v)
-    else:
-        z = rng.standard_normal(size=np.shape(mu))
-    return np.exp(mu + z / k)
-
-
 # --- inputs -----------------------------------------------------------------------------------------
 
+def _distinct(columns: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """First row, per-row index and count of each distinct row of the 2-D array `columns` (sorted order)."""
+    if columns.shape[1] == 0:
+        return np.zeros(1, np.int64), np.zeros(len(columns), np.int64), np.array([len(columns)])
+    _, first, index, counts = np.unique(columns, axis=0, return_index=True, return_inverse=True, return_counts=True)
+    return first, index.reshape(-1), counts
+
+
+def _cells(rows: np.ndarray, unit: np.ndarray, day: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each distinct (unit, day) among `rows`: a representative row and its number of rows; and the
+    cell of each of `rows`."""
+    first, index, counts = _distinct(np.column_stack([unit[rows], day[rows]]))
+    return rows[first], counts.astype(np.float64), index
+
+
+def _latency_cells(prefix: str, rows: np.ndarray, row: dict, spec: ModelSpec) -> dict:
+    """Latency location index, lineage, log day (and patient, with frailty) of cells `rows`, as `prefix_*`."""
+    out = {f"{prefix}_{name}": row[f"row_{name}"][rows] for name in ("loc", "lineage", "log_day")}
+    if spec.frailty:
+        out[f"{prefix}_patient"] = row["row_patient"][rows]
+    return out
+
+
 def inputs(data: TrialData, spec: ModelSpec) -> ModelInputs:
-    """Row arrays of the long recovery table plus patient arrays for population-averaged quantities."""
+    """Likelihood cells, covariate patterns and (cure) center-pattern groups; per-row arrays in `extra`.
+
+    Patients with the same covariate row share a *pattern* (one latency location per lineage); with
+    cure, patients with the same (center, pattern) share a *group* (one cure probability per lineage).
+    Rows with identical likelihood terms form a *cell*, weighted by its number of rows: events by
+    (pattern, lineage, day), censored rows by (pattern, lineage, day) for log S and, with cure, by
+    (group, lineage, day) for the censored term; with frailty by (patient, lineage, day), one row
+    each. The cure model's log pi and log(1 - pi) terms are counted per (group, lineage).
+    Population quantities are pattern or group averages weighted by patient shares (exactly the
+    average over patients).
+    """
     rec = data.recovery
     lineages = list(data.lineages)
+    n_lineages = len(lineages)
     patient_ids = list(data.patient_ids)
+    n_patients = len(patient_ids)
     patient_lookup = {p: i for i, p in enumerate(patient_ids)}
     lineage_lookup = {name: i for i, name in enumerate(lineages)}
     row_patient = rec["patient_id"].map(patient_lookup).to_numpy(dtype=np.int64)
@@ -117,17 +145,52 @@ def inputs(data: TrialData, spec: ModelSpec) -> ModelInputs:
 
     x = data.covariate_matrix()
     x_mean = x.mean(axis=0) if x.shape[1] else np.zeros(0)
-    patient_x = x - x_mean
+    first, patient_pattern, pattern_n = _distinct(x)
+    row = {
+        "row_loc": patient_pattern[row_patient] * n_lineages + row_lineage,
+        "row_lineage": row_lineage,
+        "row_patient": row_patient,
+        "row_log_day": np.log(day),
+        "row_recovered": recovered,
+    }
+    arrays = {"pattern_x": x[first] - x_mean, "pattern_weight": pattern_n / n_patients}
+    # With frailty every (patient, lineage) has its own latency location.
+    unit = row_patient * n_lineages + row_lineage if spec.frailty else row["row_loc"]
+    events, censored = np.flatnonzero(recovered == 1), np.flatnonzero(recovered == 0)
+    cells, arrays["event_weight"], _ = _cells(events, unit, day)
+    arrays.update(_latency_cells("event", cells, row, spec))
+    cells, censored_weight, censored_cell = _cells(censored, unit, day)
+    arrays.update(_latency_cells("censored", cells, row, spec))
+    if not spec.cure:
+        arrays["censored_weight"] = censored_weight
+    else:
+        g_first, patient_group, group_n = _distinct(np.column_stack([data.center_index, patient_pattern]))
+        row["row_cure"] = patient_group[row_patient] * n_lineages + row_lineage
+        n_cure = len(group_n) * n_lineages
+        cure_cells, cure_weight, _ = _cells(censored, unit if spec.frailty else row["row_cure"], day)
+        cell_of_row = np.zeros(len(day), dtype=np.int64)
+        cell_of_row[censored] = censored_cell
+        arrays.update({
+            "group_center": data.center_index[g_first],
+            "group_pattern": patient_pattern[g_first],
+            "group_weight": group_n / n_patients,
+            "group_events": np.bincount(row["row_cure"], recovered, n_cure).reshape(-1, n_lineages),
+            "group_censored": np.bincount(row["row_cure"], 1 - recovered, n_cure).reshape(-1, n_lineages),
+            "cure_censored": cell_of_row[cure_cells],
+            "cure_group": row["row_cure"][cure_cells],
+            "cure_weight": cure_weight,
+        })
 
     # Grid for plotted cumulative incidence: to twice the last recovery day (where the curves have
     # levelled off), never past the last observed day.
     last_event = float(day[recovered == 1].max()) if recovered.any() else float(day.max())
     grid_end = min(float(day.max()), 2.0 * last_event)
     grid = np.linspace(0.0, grid_end, GRID_POINTS)
+    arrays["grid_log_day"] = np.log(np.maximum(grid, 1e-6))
 
     # Censoring time for posterior predictive draws: the patient's follow-up when the patients table
     # has it, otherwise the patient's latest censored day, otherwise the last day seen in the trial.
-    censor_day = np.full(len(patient_ids), float(day.max()))
+    censor_day = np.full(n_patients, float(day.max()))
     censored_max = pd.Series(day[recovered == 0]).groupby(row_patient[recovered == 0]).max()
     censor_day[censored_max.index.to_numpy(dtype=np.int64)] = censored_max.to_numpy()
     if "followup_days" in data.patients.columns:
@@ -135,15 +198,6 @@ def inputs(data: TrialData, spec: ModelSpec) -> ModelInputs:
         censor_day = np.where(np.isfinite(follow), follow, censor_day)
     row_censor = np.maximum(censor_day[row_patient], day)
 
-    arrays = {
-        "row_lineage": row_lineage,
-        "row_patient": row_patient,
-        "row_log_day": np.log(day),
-        "row_recovered": recovered,
-        "patient_center": data.center_index,
-        "patient_x": patient_x,
-        "grid_log_day": np.log(np.maximum(grid, 1e-6)),
-    }
     coords = {
         dims.LINEAGE: lineages,
         dims.COVARIATE: list(data.covariates),
@@ -153,20 +207,23 @@ def inputs(data: TrialData, spec: ModelSpec) -> ModelInputs:
         dims.DAY: report_days(spec),
         GRID_DAY: [float(g) for g in grid],
     }
-    extra = {"x_mean": x_mean, "row_day": day, "row_censor_day": row_censor}
+    extra = {"x_mean": x_mean, "row_day": day, **row, **_replicate_cells(row, unit, row_censor, n_lineages)}
     return ModelInputs(arrays, coords, extra)
 
 
-def _data_dims(name: str) -> tuple[str, ...]:
-    return {
-        "row_lineage": (dims.ROW,),
-        "row_patient": (dims.ROW,),
-        "row_log_day": (dims.ROW,),
-        "row_recovered": (dims.ROW,),
-        "patient_center": (dims.PATIENT,),
-        "patient_x": (dims.PATIENT, dims.COVARIATE),
-        "grid_log_day": (GRID_DAY,),
-    }[name]
+def _replicate_cells(row: dict, unit: np.ndarray, censor_day: np.ndarray, n_lineages: int) -> dict:
+    """Posterior predictive arrays: rows in lineage order (`replicate_bounds` delimit the lineages)
+    share the latency CDF at the censoring day within a distinct (unit, censoring day) cell
+    (`replicate_of_row`); `replicate_row_cure` is each row's (group, lineage) with cure."""
+    order = np.argsort(row["row_lineage"], kind="stable")
+    cells, _, cell_of_row = _cells(order, unit, censor_day)
+    out = {f"replicate_{name}": row[f"row_{name}"][cells] for name in ("loc", "lineage", "patient")}
+    out["replicate_log_day"] = np.log(censor_day[cells])
+    out["replicate_of_row"] = cell_of_row
+    out["replicate_bounds"] = np.searchsorted(row["row_lineage"][order], np.arange(n_lineages + 1))
+    if "row_cure" in row:
+        out["replicate_row_cure"] = row["row_cure"][order]
+    return out
 
 
 # --- the PyMC graph ------------------------------------------------------------------------------
@@ -181,23 +238,46 @@ def _hierarchical(p, name: str):
     return pm.Deterministic(name, mu + sd * z, dims=dims.LINEAGE)
 
 
-def _effects(p, key: str, name: str, spec: ModelSpec, patient_x):
-    """Covariate effects (shared, or per lineage) and their contribution as a (patient, lineage) matrix."""
+def _effects(p, key: str, name: str, spec: ModelSpec, pattern_x):
+    """Covariate effects (shared, or per lineage) and their contribution as a (pattern, lineage) matrix."""
     import pytensor.tensor as pt
 
     if spec.per_lineage_effects:
         beta = p[key].create(name, dims=(dims.LINEAGE, dims.COVARIATE))
-        return beta, pt.dot(patient_x, beta.T)
+        return beta, pt.dot(pattern_x, beta.T)
     beta = p[key].create(name, dims=dims.COVARIATE)
-    return beta, pt.dot(patient_x, beta)[:, None]
+    return beta, pt.dot(pattern_x, beta)[:, None]
 
 
 def _effect_dims(spec: ModelSpec) -> tuple[str, ...]:
     return (dims.LINEAGE, dims.COVARIATE) if spec.per_lineage_effects else (dims.COVARIATE,)
 
 
+def _cell_latency(family: str, d: dict, prefix: str, loc, shape, frailty):
+    """(log f, log S) at the latency cells `prefix` ('event' or 'censored')."""
+    mu = loc.flatten()[d[f"{prefix}_loc"]]
+    if frailty is not None:
+        mu = mu + frailty[d[f"{prefix}_patient"]]
+    return _log_density_pt(family, d[f"{prefix}_log_day"], mu, shape[d[f"{prefix}_lineage"]])
+
+
+def _cure_loglik(d: dict, eta, log_s):
+    """Cure-part log-likelihood given the (group, lineage) logits `eta` and log S at the censored
+    latency cells: events add log pi, censored rows log(1 - pi) + softplus(eta + log S)."""
+    import pytensor.tensor as pt
+
+    censored = pt.softplus(eta.flatten()[d["cure_group"]] + log_s[d["cure_censored"]])
+    return ((d["cure_weight"] * censored).sum() - (d["group_events"] * pt.softplus(-eta)).sum()
+            - (d["group_censored"] * pt.softplus(eta)).sum())
+
+
 def build(inputs: ModelInputs, spec: ModelSpec, priors) -> "pm.Model":
-    """The PyMC graph; the likelihood is a Potential over all rows, arrays in pm.Data."""
+    """The PyMC graph; the likelihood is a Potential, a weighted sum over cells; arrays in pm.Data.
+
+    Censored rows of the cure model use log((1 - pi) + pi S) = log(1 - pi) + softplus(eta + log S),
+    so the log(1 - pi) and log pi terms are counted once per (group, lineage) and log S is evaluated
+    once per latency cell.
+    """
     import pymc as pm
     import pytensor.tensor as pt
 
@@ -205,54 +285,53 @@ def build(inputs: ModelInputs, spec: ModelSpec, priors) -> "pm.Model":
     family = family_of(spec)
     has_x = bool(inputs.coords[dims.COVARIATE])
     days = np.asarray(inputs.coords[dims.DAY], dtype=np.float64)
+    data_dims = {"grid_log_day": (GRID_DAY,)}
     with pm.Model(coords=inputs.coords) as model:
-        d = {name: pm.Data(name, value, dims=_data_dims(name)) for name, value in inputs.arrays.items()}
-        n_patients = d["patient_center"].shape[0]
+        d = {name: pm.Data(name, value, dims=data_dims.get(name)) for name, value in inputs.arrays.items()}
 
         # Latency: location (log median) and shape per lineage, partially pooled.
         log_median = _hierarchical(p, "log_median")
         log_shape = _hierarchical(p, "log_shape")
         shape = pm.Deterministic("shape", pt.exp(log_shape), dims=dims.LINEAGE)
-        loc = pt.zeros((n_patients, 1)) + log_median[None, :]  # (patient, lineage), trial-average patient
+        loc = pt.zeros((d["pattern_x"].shape[0], 1)) + log_median[None, :]  # (pattern, lineage)
         if has_x:
-            time_beta, contribution = _effects(p, "time_beta", "time_beta", spec, d["patient_x"])
+            time_beta, contribution = _effects(p, "time_beta", "time_beta", spec, d["pattern_x"])
             pm.Deterministic("time_ratio", pt.exp(time_beta), dims=_effect_dims(spec))
             loc = loc + contribution
-        row_loc = loc[d["row_patient"], d["row_lineage"]]
+        frailty = None
         if spec.frailty:
             frailty_sd = p["frailty_sd"].create("frailty_sd")
-            frailty_z = pm.Normal("frailty_z", 0.0, 1.0, dims=dims.PATIENT)
-            row_loc = row_loc + frailty_sd * frailty_z[d["row_patient"]]
-        row_shape = shape[d["row_lineage"]]
-        log_f, log_s = _log_density_pt(family, d["row_log_day"], row_loc, row_shape)
-        event = pt.eq(d["row_recovered"], 1)
+            frailty = frailty_sd * pm.Normal("frailty_z", 0.0, 1.0, dims=dims.PATIENT)
+        log_f, _ = _cell_latency(family, d, "event", loc, shape, frailty)
+        _, log_s = _cell_latency(family, d, "censored", loc, shape, frailty)
+        loglik = (d["event_weight"] * log_f).sum()
 
         if spec.cure:
             cure_intercept = _hierarchical(p, "cure_intercept")
             cure_center_sd = p["cure_center_sd"].create("cure_center_sd")
             cure_center_z = pm.Normal("cure_center_z", 0.0, 1.0, dims=dims.CENTER)
             center_effect = pm.Deterministic("cure_center_effect", cure_center_sd * cure_center_z, dims=dims.CENTER)
-            eta = pt.zeros((n_patients, 1)) + cure_intercept[None, :] + center_effect[d["patient_center"]][:, None]
+            eta = cure_intercept[None, :] + center_effect[d["group_center"]][:, None]  # (group, lineage)
             if has_x:
-                cure_beta, contribution = _effects(p, "cure_beta", "cure_beta", spec, d["patient_x"])
+                cure_beta, contribution = _effects(p, "cure_beta", "cure_beta", spec, d["pattern_x"])
                 pm.Deterministic("cure_odds_ratio", pt.exp(cure_beta), dims=_effect_dims(spec))
-                eta = eta + contribution
-            row_eta = eta[d["row_patient"], d["row_lineage"]]
-            log_pi, log_1m_pi = -pt.softplus(-row_eta), -pt.softplus(row_eta)
-            loglik = pt.switch(event, log_pi + log_f, pt.logaddexp(log_1m_pi, log_pi + log_s))
-            pi = pm.math.invlogit(eta)  # (patient, lineage)
-            pm.Deterministic("cure_fraction", 1.0 - pi.mean(axis=0), dims=dims.LINEAGE)
+                eta = eta + contribution[d["group_pattern"]]
+            loglik = loglik + _cure_loglik(d, eta, log_s)
+            # Population weight of each (pattern, lineage): patient share times P(ever recovers).
+            shares = d["group_weight"][:, None] * pm.math.invlogit(eta)
+            weight = pt.inc_subtensor(pt.zeros_like(loc)[d["group_pattern"]], shares)
+            pm.Deterministic("cure_fraction", 1.0 - weight.sum(axis=0), dims=dims.LINEAGE)
         else:
-            loglik = pt.switch(event, log_f, log_s)
-            pi = pt.ones((n_patients, 1))
-        pm.Potential("recovery_loglik", loglik.sum())
+            loglik = loglik + (d["censored_weight"] * log_s).sum()
+            weight = d["pattern_weight"][:, None]
+        pm.Potential("recovery_loglik", loglik)
 
         # Derived: trial-average patient median; population averages over the patients table.
         pm.Deterministic("median_days", pt.exp(log_median), dims=dims.LINEAGE)
 
         def incidence(log_days):
             _, log_s_grid = _log_density_pt(family, log_days[None, None, :], loc[:, :, None], shape[None, :, None])
-            return (pi[:, :, None] * -pt.expm1(log_s_grid)).mean(axis=0)
+            return (weight[:, :, None] * -pt.expm1(log_s_grid)).sum(axis=0)
 
         pm.Deterministic("recovered_by", incidence(pt.as_tensor(np.log(days))), dims=(dims.LINEAGE, dims.DAY))
         pm.Deterministic("cumulative_incidence", incidence(d["grid_log_day"]), dims=(dims.LINEAGE, GRID_DAY))
@@ -261,83 +340,131 @@ def build(inputs: ModelInputs, spec: ModelSpec, priors) -> "pm.Model":
 
 # --- post-processing in numpy --------------------------------------------------------------------
 
-def _draws(post, name: str) -> np.ndarray:
-    """(sample, ...) array of a posterior variable."""
+# Row x draw values computed at once in `augment` (8 MB per temporary array).
+CHUNK_VALUES = 1_000_000
+
+
+def _draws(post, name: str, draws: slice) -> np.ndarray:
+    """(sample, ...) array of a posterior variable, samples `draws` of the flattened (chain, draw)."""
     values = post[name].to_numpy()
-    return values.reshape((-1,) + values.shape[2:])
+    return values.reshape((-1,) + values.shape[2:])[draws]
 
 
-def _matrix(post, base: str, beta: str, spec: ModelSpec, patient_x: np.ndarray) -> np.ndarray:
-    """(sample, patient, lineage) linear predictor: lineage intercepts plus covariate effects."""
-    out = _draws(post, base)[:, None, :] + np.zeros((1, patient_x.shape[0], 1))
-    if patient_x.shape[1]:
-        b = _draws(post, beta)
-        if spec.per_lineage_effects:
-            out = out + np.einsum("pk,slk->spl", patient_x, b)
-        else:
-            out = out + np.einsum("pk,sk->sp", patient_x, b)[:, :, None]
+def _linear(post, base: str, beta: str, spec: ModelSpec, x: np.ndarray, draws: slice) -> np.ndarray:
+    """(sample, pattern, lineage) linear predictor: lineage intercepts plus covariate effects of rows of x."""
+    out = _draws(post, base, draws)[:, None, :] + np.zeros((1, x.shape[0], 1))
+    if x.shape[1]:
+        b = _draws(post, beta, draws)
+        out = out + (np.einsum("pk,slk->spl", x, b) if spec.per_lineage_effects
+                     else np.einsum("pk,sk->sp", x, b)[:, :, None])
     return out
 
 
-def pointwise(post, inputs: ModelInputs, spec: ModelSpec) -> dict[str, np.ndarray]:
-    """Per-draw row quantities: log-likelihood, latency location, shape and P(ever recovers)."""
+def _tables(post, inputs: ModelInputs, spec: ModelSpec, draws: slice) -> dict[str, np.ndarray]:
+    """Per-sample tables for samples `draws`: latency location by pattern x lineage ('loc'), shape by
+    lineage, patient frailty, and (cure) the cure logit by group x lineage ('eta'), flattened."""
     a = inputs.arrays
-    family = family_of(spec)
-    rp, rl = a["row_patient"], a["row_lineage"]
-    loc = _matrix(post, "log_median", "time_beta", spec, a["patient_x"])[:, rp, rl]
+    n = draws.stop - draws.start
+    out = {"loc": _linear(post, "log_median", "time_beta", spec, a["pattern_x"], draws).reshape(n, -1),
+           "shape": _draws(post, "shape", draws)}
     if spec.frailty:
-        loc = loc + _draws(post, "frailty_sd")[:, None] * _draws(post, "frailty_z")[:, rp]
-    k = _draws(post, "shape")[:, rl]
-    with np.errstate(over="ignore", divide="ignore", under="ignore"):
-        log_f, log_s = log_density_np(family, a["row_log_day"][None, :], loc, k)
-        event = a["row_recovered"][None, :] == 1
-        if spec.cure:
-            eta = _matrix(post, "cure_intercept", "cure_beta", spec, a["patient_x"])
-            eta = eta + _draws(post, "cure_center_effect")[:, a["patient_center"]][:, :, None]
-            eta = eta[:, rp, rl]
-            log_pi, log_1m_pi = -np.logaddexp(0.0, -eta), -np.logaddexp(0.0, eta)
-            loglik = np.where(event, log_pi + log_f, np.logaddexp(log_1m_pi, log_pi + log_s))
-            pi = np.exp(log_pi)
-        else:
-            loglik = np.where(event, log_f, log_s)
-            pi = np.ones_like(loc)
-    return {"loglik": loglik, "loc": loc, "shape": k, "pi": pi}
+        out["frailty"] = _draws(post, "frailty_sd", draws)[:, None] * _draws(post, "frailty_z", draws)
+    if spec.cure:
+        eta = _linear(post, "cure_intercept", "cure_beta", spec, a["pattern_x"], draws)[:, a["group_pattern"], :]
+        out["eta"] = (eta + _draws(post, "cure_center_effect", draws)[:, a["group_center"], None]).reshape(n, -1)
+    return out
+
+
+def _latency_np(family: str, tables: dict, spec: ModelSpec, log_day, loc, lineage, patient):
+    """(log f, log S) per sample at log days `log_day` of locations `loc`, lineages and patients (indices)."""
+    mu = tables["loc"][:, loc]
+    if spec.frailty:
+        mu = mu + tables["frailty"][:, patient]
+    return log_density_np(family, log_day[None, :], mu, tables["shape"][:, lineage])
+
+
+def pointwise(tables: dict, inputs: ModelInputs, spec: ModelSpec) -> np.ndarray:
+    """(sample, row) log-likelihood, written per row from the model's formulas (log-sum-exp form for
+    censored cure rows), independently of the cell-weighted graph."""
+    e = inputs.extra
+    log_f, log_s = _latency_np(family_of(spec), tables, spec, e["row_log_day"], e["row_loc"], e["row_lineage"],
+                               e["row_patient"])
+    event = e["row_recovered"][None, :] == 1
+    if not spec.cure:
+        return np.where(event, log_f, log_s)
+    eta = tables["eta"][:, e["row_cure"]]
+    log_pi, log_1m_pi = -np.logaddexp(0.0, -eta), -np.logaddexp(0.0, eta)
+    return np.where(event, log_pi + log_f, np.logaddexp(log_1m_pi, log_pi + log_s))
+
+
+def _replicate_counts(tables: dict, inputs: ModelInputs, spec: ModelSpec, rng: np.random.Generator) -> np.ndarray:
+    """(sample, lineage) replicated recovered counts: each row recovers within follow-up with
+    probability pi * F(censoring day), one Bernoulli draw per row and sample."""
+    e = inputs.extra
+    _, log_s = _latency_np(family_of(spec), tables, spec, e["replicate_log_day"], e["replicate_loc"],
+                           e["replicate_lineage"], e["replicate_patient"])
+    seen = -np.expm1(log_s)[:, e["replicate_of_row"]]
+    if spec.cure:
+        seen *= (1.0 / (1.0 + np.exp(-tables["eta"])))[:, e["replicate_row_cure"]]
+    recovers = rng.uniform(size=seen.shape) < seen
+    bounds = e["replicate_bounds"]
+    return np.stack([np.count_nonzero(recovers[:, lo:hi], axis=1) for lo, hi in zip(bounds[:-1], bounds[1:])], axis=-1)
+
+
+def _omitted_reason(size: int, limit: int) -> str:
+    return (f"{size:,} pointwise values exceed the limit of {limit:,}; PSIS-LOO not computed "
+            "(fewer --draws or a subsample of the data brings it back)")
 
 
 def augment(idata, inputs: ModelInputs, spec: ModelSpec, rng: np.random.Generator) -> None:
-    """Add per-row log-likelihood, recovered counts per lineage (observed and replicated) to `idata`."""
+    """Add recovered counts per lineage (observed; replicated per draw) and, when it fits in
+    `marrow.fits.run.MAX_POINTWISE_VALUES`, the per-row log-likelihood; otherwise the posterior's
+    attrs['log_likelihood_omitted'] says why. Works in chunks of draws, so memory stays bounded.
+
+    A replicated row recovers within follow-up with probability pi * F(censoring day): one Bernoulli
+    draw per row and posterior draw.
+    """
     import xarray as xr
+
+    from marrow.fits.run import MAX_POINTWISE_VALUES
 
     post = idata.posterior
     n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
-    rows = pointwise(post, inputs, spec)
-    rl = inputs.arrays["row_lineage"]
-    n_lineages = len(inputs.coords[dims.LINEAGE])
-
-    recovers = rng.uniform(size=rows["pi"].shape) < rows["pi"]
-    with np.errstate(over="ignore", divide="ignore"):
-        latency = sample_latency_np(family_of(spec), rows["loc"], rows["shape"], rng)
-    seen = recovers & (latency <= inputs.extra["row_censor_day"][None, :])
-    rep = np.stack([seen[:, rl == j].sum(axis=1) for j in range(n_lineages)], axis=-1)
-    obs = np.bincount(rl, weights=inputs.arrays["row_recovered"], minlength=n_lineages).astype(np.int64)
+    n_samples = n_chain * n_draw
+    rl = inputs.extra["row_lineage"]
+    n_rows, n_lineages = len(rl), len(inputs.coords[dims.LINEAGE])
+    keep = n_rows * n_samples <= MAX_POINTWISE_VALUES
+    loglik = np.empty((n_samples, n_rows)) if keep else None
+    rep = np.empty((n_samples, n_lineages), dtype=np.int64)
+    step = max(1, CHUNK_VALUES // max(n_rows, 1))
+    for start in range(0, n_samples, step):
+        draws = slice(start, min(start + step, n_samples))
+        with np.errstate(over="ignore", divide="ignore", under="ignore"):
+            tables = _tables(post, inputs, spec, draws)
+            rep[draws] = _replicate_counts(tables, inputs, spec, rng)
+            if keep:
+                loglik[draws] = pointwise(tables, inputs, spec)
+    obs = np.bincount(rl, weights=inputs.extra["row_recovered"], minlength=n_lineages).astype(np.int64)
 
     chain_draw = ("chain", "draw")
     coords = {"chain": post["chain"].to_numpy(), "draw": post["draw"].to_numpy()}
     lineage = {dims.LINEAGE: inputs.coords[dims.LINEAGE]}
-    predictive = xr.Dataset({"recovered_count": (chain_draw + (dims.LINEAGE,), rep.reshape(n_chain, n_draw, -1))},
-                            coords={**coords, **lineage})
-    observed = xr.Dataset(
-        {
-            "recovered_count": ((dims.LINEAGE,), obs),
-            "at_risk": ((dims.LINEAGE,), np.bincount(rl, minlength=n_lineages).astype(np.int64)),
-        },
-        coords=lineage,
-    )
-    log_lik = xr.Dataset(
-        {"recovery": (chain_draw + (dims.ROW,), rows["loglik"].reshape(n_chain, n_draw, -1))},
-        coords={**coords, dims.ROW: inputs.coords[dims.ROW]},
-    )
-    replace_groups(idata, posterior_predictive=predictive, observed_data=observed, log_likelihood=log_lik)
+    groups = {
+        "posterior_predictive": xr.Dataset(
+            {"recovered_count": (chain_draw + (dims.LINEAGE,), rep.reshape(n_chain, n_draw, -1))},
+            coords={**coords, **lineage}),
+        "observed_data": xr.Dataset(
+            {"recovered_count": ((dims.LINEAGE,), obs),
+             "at_risk": ((dims.LINEAGE,), np.bincount(rl, minlength=n_lineages).astype(np.int64))},
+            coords=lineage),
+    }
+    if keep:
+        groups["log_likelihood"] = xr.Dataset(
+            {"recovery": (chain_draw + (dims.ROW,), loglik.reshape(n_chain, n_draw, -1))},
+            coords={**coords, dims.ROW: inputs.coords[dims.ROW]})
+    else:
+        post.attrs["log_likelihood_omitted"] = _omitted_reason(n_rows * n_samples, MAX_POINTWISE_VALUES)
+    replace_groups(idata, **groups)
 
 
 def quantities(spec: ModelSpec) -> list[Quantity]:
