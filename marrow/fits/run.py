@@ -109,6 +109,11 @@ def drop_oversized_log_likelihood(idata, limit: int = MAX_POINTWISE_VALUES) -> s
     if size <= limit:
         return ""
     delattr(idata, "log_likelihood")
+    return omitted_reason(size, limit)
+
+
+def omitted_reason(size: int, limit: int = MAX_POINTWISE_VALUES) -> str:
+    """Why a fit has no pointwise log-likelihood (shown by `marrow diagnose`)."""
     return (f"{size:,} pointwise values exceed the limit of {limit:,}; PSIS-LOO not computed "
             "(fewer --draws or a subsample of the data brings it back)")
 

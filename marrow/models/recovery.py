@@ -411,11 +411,6 @@ def _replicate_counts(tables: dict, inputs: ModelInputs, spec: ModelSpec, rng: n
     return np.stack([np.count_nonzero(recovers[:, lo:hi], axis=1) for lo, hi in zip(bounds[:-1], bounds[1:])], axis=-1)
 
 
-def _omitted_reason(size: int, limit: int) -> str:
-    return (f"{size:,} pointwise values exceed the limit of {limit:,}; PSIS-LOO not computed "
-            "(fewer --draws or a subsample of the data brings it back)")
-
-
 def augment(idata, inputs: ModelInputs, spec: ModelSpec, rng: np.random.Generator) -> None:
     """Add recovered counts per lineage (observed; replicated per draw) and, when it fits in
     `marrow.fits.run.MAX_POINTWISE_VALUES`, the per-row log-likelihood; otherwise the posterior's
@@ -426,7 +421,7 @@ def augment(idata, inputs: ModelInputs, spec: ModelSpec, rng: np.random.Generato
     """
     import xarray as xr
 
-    from marrow.fits.run import MAX_POINTWISE_VALUES
+    from marrow.fits.run import MAX_POINTWISE_VALUES, omitted_reason
 
     post = idata.posterior
     n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
@@ -463,7 +458,7 @@ def augment(idata, inputs: ModelInputs, spec: ModelSpec, rng: np.random.Generato
             {"recovery": (chain_draw + (dims.ROW,), loglik.reshape(n_chain, n_draw, -1))},
             coords={**coords, dims.ROW: inputs.coords[dims.ROW]})
     else:
-        post.attrs["log_likelihood_omitted"] = _omitted_reason(n_rows * n_samples, MAX_POINTWISE_VALUES)
+        post.attrs["log_likelihood_omitted"] = omitted_reason(n_rows * n_samples, MAX_POINTWISE_VALUES)
     replace_groups(idata, **groups)
 
 
