@@ -115,9 +115,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     records = run(args.model, args.data, args.runs, variant=args.variant)
     if args.json:
-        with open(args.json, "a") as handle:
-            for record in records:
-                handle.write(json.dumps(record) + "\n")
+        from bench_marrow import append_jsonl
+
+        append_jsonl(args.json, records)
 
 
 if __name__ == "__main__":

@@ -40,6 +40,8 @@ import time
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
+from marrow.worker.protocol import process_alive  # standard library only
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 BIN = Path(sys.executable).parent
@@ -222,23 +224,17 @@ def parse_worker_status(text: str) -> dict:
     return info
 
 
+def append_jsonl(path: Path, records: list[dict]) -> None:
+    """Append records to a JSON-lines results file, one line each."""
+    with open(path, "a") as handle:
+        for record in records:
+            handle.write(json.dumps(record) + "\n")
+
+
 def worker_status(env: dict) -> dict:
     """Parsed `marrow worker status` of the worker at env's MARROW_WORKER_SOCKET."""
     result = run_checked([MARROW, "worker", "status"], env, what="marrow worker status")
     return parse_worker_status(result["stdout"])
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # an exited process waits as a zombie until init reaps it
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
 
 
 @contextmanager
@@ -266,9 +262,9 @@ def worker_running(env_base: dict, log=print):
             log(f"  worker: `marrow worker stop` exited {stopped['returncode']}: {stopped['stderr'][-500:]}")
         if pid is not None:
             deadline = time.monotonic() + 5
-            while _alive(pid) and time.monotonic() < deadline:
+            while process_alive(pid) and time.monotonic() < deadline:
                 time.sleep(0.1)
-            if _alive(pid):
+            if process_alive(pid):
                 log(f"  worker: pid {pid} still running after `marrow worker stop`; sending SIGTERM")
                 os.kill(pid, signal.SIGTERM)
         shutil.rmtree(folder, ignore_errors=True)
@@ -599,9 +595,7 @@ def main(argv: list[str] | None = None) -> None:
         exclude = tuple(x for x in args.exclude.split(",") if x)
         records = [phases(args.model, data, args.sampler, args.cache, args.blas, env_extra, exclude)]
     if args.json:
-        with open(args.json, "a") as handle:
-            for record in records:
-                handle.write(json.dumps(record) + "\n")
+        append_jsonl(args.json, records)
 
 
 if __name__ == "__main__":

@@ -236,7 +236,7 @@ def test_worker_mode_starts_warms_times_and_stops_the_worker(bench, monkeypatch)
     monkeypatch.setattr(bm, "run_measured", fake)
     monkeypatch.setattr(bm, "fit_metrics", lambda path, model: {"sampling_s": 0.5, "compile_s": 0.0, "ess_bulk_min": 2000.0,
                                                                 "divergences": 0, "rhat_max": 1.0})
-    monkeypatch.setattr(bm, "_alive", lambda pid: False)
+    monkeypatch.setattr(bm, "process_alive", lambda pid: False)
     monkeypatch.setenv("MARROW_WORKER", "off")  # the user's setting must not stop delegation in worker mode
     records = bm.e2e("response", None, "nutpie", "worker", runs=2, log=lambda *a: None)
     commands = [" ".join(cmd[1:3]) for cmd, _ in fake.calls]
@@ -261,7 +261,7 @@ def test_worker_mode_refuses_runs_the_worker_did_not_serve_and_still_stops_it(be
     bm = bench["marrow"]
     fake = FakeMarrow(serve=False)  # e.g. the worker refused the command and the client ran it itself
     monkeypatch.setattr(bm, "run_measured", fake)
-    monkeypatch.setattr(bm, "_alive", lambda pid: False)
+    monkeypatch.setattr(bm, "process_alive", lambda pid: False)
     with pytest.raises(RuntimeError, match="not served by the worker"):
         bm.e2e("response", None, "nutpie", "worker", runs=1, log=lambda *a: None)
     assert " ".join(fake.calls[-1][0][1:3]) == "worker stop"
@@ -320,4 +320,4 @@ def test_real_worker_start_status_stop(bench) -> None:
         status = bm.worker_status(running)
         assert status["pid"] > 0 and status["served"] == 0 and status["peak_memory_mb"] > 50
         assert status["socket"] == str(socket) and "note" not in status
-    assert not socket.parent.exists() and not bm._alive(status["pid"])
+    assert not socket.parent.exists() and not bm.process_alive(status["pid"])

@@ -18,7 +18,7 @@ import pytest
 
 from conftest import write_csv
 from marrow import __version__ as marrow_version
-from marrow.commands.worker import _alive
+from marrow.worker.protocol import process_alive as _alive
 from marrow.worker import client, protocol, server
 
 FIT = ("fit", "safety", "--draws", "200", "--tune", "200", "--chains", "2", "--out", "fit.nc")

@@ -101,7 +101,7 @@ def stop() -> int:
       marrow worker stop
     """
     from marrow.worker.client import request
-    from marrow.worker.protocol import socket_path
+    from marrow.worker.protocol import process_alive, socket_path
 
     path = socket_path()
     answer = request("stop", path)
@@ -112,7 +112,7 @@ def stop() -> int:
     if answer.get("busy"):
         click.echo(f"marrow worker (pid {pid}) is finishing `{answer['busy']}` and exits after it")
     began = time.monotonic()
-    while _alive(pid):
+    while process_alive(pid):
         if time.monotonic() - began > STOP_TIMEOUT_S:
             click.echo(f"marrow worker (pid {pid}) takes no new commands and exits when its current one is done "
                        f"(`kill {pid}` ends it now)")
@@ -174,27 +174,6 @@ def _make_private_dirs(folder: Path) -> None:
         make_private_dirs(folder)
     except OSError as exc:
         raise WorkerError(f"cannot create {folder}: {exc}") from None
-
-
-def _alive(pid) -> bool:
-    """Whether process `pid` still runs (a zombie child of this process counts as gone)."""
-    if not isinstance(pid, int):
-        return False
-    try:
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:
-            return False
-    except ChildProcessError:
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # Linux: an exited worker waits as a zombie until init reaps it, which may take a second
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
 
 
 def _tail(path: Path, lines: int = 15) -> str:

@@ -394,7 +394,7 @@ def prior_set_toml(result: MapResult, name: str) -> str:
         f"# Implied response rate: mean {final['rate mean']:.3f}, 95% interval {final['rate 2.5%']:.3f} to "
         f"{final['rate 97.5%']:.3f}; effective sample size {final['ESS (ELIR)']:.1f} patients (ELIR), "
         f"{final['ESS (moment)']:.1f} (moment-matched Beta).",
-        f"# response.intercept is the log-odds for a typical center at covariates = 0.",
+        "# response.intercept is the log-odds for a typical center at covariates = 0.",
         f"name = {_toml_string(name)}",
         f"description = {_toml_string(f'MAP prior for the response rate from {len(h)} historical studies')}",
         'base = "weakly-informative"',

@@ -137,3 +137,24 @@ def _same_python(a: str, b: str) -> bool:
         return os.path.dirname(os.path.abspath(path)), os.path.realpath(path)
 
     return key(a) == key(b)
+
+
+def process_alive(pid) -> bool:
+    """Whether process `pid` still runs (a zombie child of this process counts as gone)."""
+    if not isinstance(pid, int):
+        return False
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # Linux: an exited worker waits as a zombie until init reaps it, which may take a second
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
