@@ -10,6 +10,7 @@ import hashlib
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -265,24 +266,49 @@ def load_trial(
             raw_recovery = read_table(Path(recovery_path), problems)
     if raw_patients is None:
         problems.raise_if_any()
-    patients = validate_patients(raw_patients, str(patients_path), needs, problems)
-    recovery = None
+    sources = [_source("patients", patients_path, raw_patients)]
     if raw_recovery is not None:
-        recovery = validate_recovery(raw_recovery, str(recovery_path), patients, str(patients_path), problems)
+        sources.append(_source("recovery", Path(recovery_path), raw_recovery))
+    return load_frames(raw_patients, raw_recovery, needs, sources=sources, patients_name=str(patients_path),
+                       recovery_name=str(recovery_path), synthetic=synthetic, problems=problems)
+
+
+def load_frames(
+    patients: pd.DataFrame,
+    recovery: pd.DataFrame | None,
+    needs: Needs = Needs(),
+    *,
+    sources: Sequence[SourceFile] = (),
+    patients_name: str = "patients",
+    recovery_name: str = "recovery",
+    synthetic: bool = False,
+    problems: ProblemList | None = None,
+) -> TrialData:
+    """Validate and normalise tables already in memory (as `read_table` returns them: text cells).
+
+    The one validation path behind `load_trial` and every other input route (ADaM datasets, data
+    frames from Python). `patients_name`/`recovery_name` name the tables in problems; `sources`
+    are the files' identities for provenance. Raises `DataError` listing every problem found.
+    """
+    problems = problems if problems is not None else ProblemList()
+    if needs.recovery and recovery is None and not problems.problems:
+        problems.add(patients_name, "the recovery model needs a recovery table", expected="a recovery table (columns patient_id, lineage, day, recovered)")
+    validated = validate_patients(patients, patients_name, needs, problems)
+    checked_recovery = None
+    if recovery is not None:
+        checked_recovery = validate_recovery(recovery, recovery_name, validated, patients_name, problems)
     problems.raise_if_any()
 
-    patients = patients.reset_index(drop=True)
+    validated = validated.reset_index(drop=True)
     for column in ("responder", "died", "adverse_event"):
-        if column in patients.columns:
-            patients[column] = patients[column].astype("int64")
-    sources = [_source("patients", patients_path, raw_patients)]
-    if recovery is not None:
-        recovery = recovery.reset_index(drop=True)
-        recovery["recovered"] = recovery["recovered"].astype("int64")
-        sources.append(_source("recovery", Path(recovery_path), raw_recovery))
+        if column in validated.columns:
+            validated[column] = validated[column].astype("int64")
+    if checked_recovery is not None:
+        checked_recovery = checked_recovery.reset_index(drop=True)
+        checked_recovery["recovered"] = checked_recovery["recovered"].astype("int64")
     return TrialData(
-        patients=patients,
-        recovery=recovery,
+        patients=validated,
+        recovery=checked_recovery,
         covariates=tuple(needs.covariates),
         sources=tuple(sources),
         synthetic=synthetic,
@@ -298,4 +324,4 @@ def candidate_covariates(patients_path: Path | str) -> list[str]:
     return [c for c in table.columns if c not in RESERVED]
 
 
-__all__ = ["Needs", "Problem", "candidate_covariates", "load_trial", "coerce_covariate"]
+__all__ = ["Needs", "Problem", "candidate_covariates", "load_frames", "load_trial", "coerce_covariate"]
