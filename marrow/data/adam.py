@@ -652,22 +652,27 @@ def _translate(problem: Problem, mapped: Mapped, mapping: AdamMapping) -> Proble
 
 # --- loading -------------------------------------------------------------------------------------------------
 
+def _read_and_map(source: AdamInput, needs: Needs) -> tuple[AdamMapping, dict[str, Dataset], Mapped, ProblemList]:
+    """Read the datasets and map them; raises at once when a dataset is unreadable or has no USUBJID."""
+    mapping = load_mapping(source.mapping)
+    problems = ProblemList()
+    read = {role: read_dataset(role.upper(), path, problems) for role, path in source.paths().items()
+            if role in DATASETS}
+    if any(ds is None for ds in read.values()):
+        problems.raise_if_any()
+    mapped = map_tables(read["adsl"], read.get("adrs"), read.get("adtte"), mapping, needs, problems)
+    if mapped is None:
+        problems.raise_if_any()
+    return mapping, read, mapped, problems
+
+
 def load_adam(source: AdamInput, needs: Needs = Needs(), announce: bool = False) -> TrialData:
     """Read, map and validate ADaM datasets into a `TrialData` (same validation as the CSV route).
 
     Raises `DataError` listing every problem, each naming the dataset, variable and USUBJIDs.
     Provenance: each dataset's and the mapping file's path, SHA-256 and record count."""
     mapping_path = source.mapping or DEFAULT_MAPPING
-    mapping = load_mapping(source.mapping)
-    problems = ProblemList()
-    read = {role: read_dataset(role.upper(), path, problems) for role, path in source.paths().items()
-            if role in DATASETS}
-    adsl = read["adsl"]
-    if adsl is None or any(read[role] is None for role in read):
-        problems.raise_if_any()
-    mapped = map_tables(adsl, read.get("adrs"), read.get("adtte"), mapping, needs, problems)
-    if mapped is None:
-        problems.raise_if_any()
+    mapping, read, mapped, problems = _read_and_map(source, needs)
     synthetic = source.bundled
     if announce:
         if synthetic:
@@ -689,6 +694,16 @@ def load_adam(source: AdamInput, needs: Needs = Needs(), announce: bool = False)
             raise
     problems.raise_if_any()
     return data
+
+
+def load_adam_all(source: AdamInput, covariates: tuple[str, ...] = (), announce: bool = False) -> TrialData:
+    """Everything the datasets give (for the frequentist comparison): each column they map is checked."""
+    _, _, probe, _ = _read_and_map(source, Needs(recovery=True, covariates=covariates))
+    present = {c for c in probe.patients.columns if probe.patients[c].notna().any()}
+    return load_adam(source, Needs(ordinal="response" in present, followup="followup_days" in present,
+                                   died="died" in present and "followup_days" in present,
+                                   adverse_event="adverse_event" in present, recovery=probe.recovery is not None,
+                                   covariates=covariates), announce=announce)
 
 
 def load_input(data_path: Path | str | None = None, recovery_path: Path | str | None = None, needs: Needs = Needs(),
