@@ -577,7 +577,9 @@ def _times(adtte: Dataset, mapping: AdamMapping, checked: np.ndarray, report: _R
         add(found(units.isna() & aval.notna()), "missing time unit", mapping.tte_unit, _UNITS_TEXT)
     else:
         factor = pd.Series(DAYS_PER_UNIT[mapping.default_unit], index=adtte.table.index)
-    days = [None if np.isnan(d) else float(d) for d in (aval * factor.astype("float64"))]
+    # Rounded to 1e-6 day so that times written in different units (OS in weeks, a lineage's
+    # censoring at the same date in months) still compare equal after conversion.
+    days = [None if np.isnan(d) else round(float(d), 6) for d in (aval * factor.astype("float64"))]
     cnsr = adtte.number(mapping.censor)
     valid = (cnsr.notna() & (cnsr >= 0) & (cnsr == np.floor(cnsr))).to_numpy()
     bad = found(~valid)
@@ -629,17 +631,24 @@ def _translate(problem: Problem, mapped: Mapped, mapping: AdamMapping) -> Proble
     origin = origins.get(problem.column) if problem.column else None
     where = origin.where if origin else default
     variable = origin.variable if origin else problem.column
-    rows = [r for r in problem.rows if 1 <= r <= len(ids)]
-    subjects = [ids[r - 1] for r in rows]
-    records = sorted({int(origin.records[r - 1]) for r in rows if origin is not None and origin.records[r - 1] > 0})
-    absent = [ids[r - 1] for r in rows if origin is not None and origin.records[r - 1] == 0]
     if (where, variable) in mapped.reported:
         return None
-    if records and not absent and set(records) <= mapped.flagged.get(where, set()):
+    # Records already reported in ADaM terms (e.g. an unknown AVALU) are not reported again as
+    # the missing values they turned into.
+    flagged = mapped.flagged.get(where, set())
+    record_of = (lambda r: int(origin.records[r - 1])) if origin is not None else (lambda r: -1)
+    given = [r for r in problem.rows if 1 <= r <= len(ids)]
+    rows = [r for r in given if record_of(r) not in flagged]
+    if given and not rows:
         return None
+    subjects = [ids[r - 1] for r in rows]
+    records = sorted({record_of(r) for r in rows if record_of(r) > 0})
+    absent = [ids[r - 1] for r in rows if record_of(r) == 0]
     message = problem.message.replace(f"followup_days in {_PATIENTS}", f"{mapping.survival_paramcd} time")
     message = message.replace(f"in {_PATIENTS}", f"in {mapped.patient_origins['patient_id'].where}")
     expected = problem.expected
+    if expected == "day <= followup_days":
+        expected = f"{mapping.tte_value} <= the subject's {mapping.survival_paramcd} {mapping.tte_value} (in days)"
     if message.startswith("required column is missing"):
         message = message.replace("required column", "required variable", 1)
         expected = f"a variable {variable} in {where.split(' (')[-1].rstrip(')')} (or name another in the ADaM mapping)"
