@@ -149,6 +149,9 @@ def test_population_flags_and_mapping_override(tmp_path):
     assert not efficacy.synthetic and efficacy.hashes()["adam_mapping"] == file_sha256(mapping)
     with pytest.raises(DataError, match="active_infection"):  # the user's [covariates] replaced the default
         load_adam(source, Needs(covariates=("active_infection",)))
+    mapping.write_text('[recovery]\nleukocytic = { paramcd = "ttrleuk" }\n')  # the table form, any case
+    one = load_adam(AdamInput.from_options(datasets.ADAM_DIR, mapping=mapping), Needs(recovery=True))
+    assert one.lineages == ("leukocytic",) and len(one.recovery) == 74
     mapping.write_text('[subjects]\ncentre = "SITEID"\n')
     with pytest.raises(UsageError, match=r"\[subjects\]: unknown key\(s\) centre"):
         load_adam(AdamInput.from_options(folder, mapping=mapping))
@@ -171,6 +174,14 @@ def test_missing_usubjid_variable(tmp_path):
     folder = write_adam(tmp_path / "adam", adsl=read_xpt("adsl").drop(columns=["USUBJID"]))
     [message] = problems(AdamInput.from_options(folder))
     assert "adsl.xpt (ADSL)" in message and "'USUBJID'" in message and "required variable is missing" in message
+
+
+def test_datasets_not_given_are_named():
+    messages = problems(AdamInput(datasets.ADSL_XPT), Needs(followup=True, recovery=True))
+    assert any(m.startswith("ADTTE (not given)") and "--adtte FILE" in m for m in messages)
+    assert any(m.startswith("ADRS (not given), column 'AVALC'") and "--adrs FILE" in m for m in messages)
+    with pytest.raises(UsageError, match="needs ADSL"):
+        AdamInput.from_options(adrs=datasets.ADRS_XPT)
 
 
 def test_duplicated_usubjid_in_adsl(tmp_path):

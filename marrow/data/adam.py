@@ -649,7 +649,10 @@ def _translate(problem: Problem, mapped: Mapped, mapping: AdamMapping) -> Proble
     expected = problem.expected
     if expected == "day <= followup_days":
         expected = f"{mapping.tte_value} <= the subject's {mapping.survival_paramcd} {mapping.tte_value} (in days)"
-    if message.startswith("required column is missing"):
+    if origin is not None and where.endswith("(not given)"):
+        name = where.split()[0]
+        expected = f"an {name} dataset (--{name.lower()} FILE, or {name.lower()}.xpt etc. in the --adam folder)"
+    elif message.startswith("required column is missing"):
         message = message.replace("required column", "required variable", 1)
         expected = f"a variable {variable} in {where.split(' (')[-1].rstrip(')')} (or name another in the ADaM mapping)"
     if subjects:
