@@ -276,6 +276,8 @@ def test_report_plan_key_adam(tmp_path):
     assert plan.adam == BUNDLED and plan.synthetic and plan.covariates == ("prior_atg", "active_infection")
     for out, step in zip(prepare(plan), plan.steps):
         assert_same_trial(out.data, load_trial(needs=step.spec.needs()))
+    from_cli = load_plan(plan_path, adam=AdamInput.from_options(adsl=datasets.ADSL_XPT))  # --adsl overrides the file
+    assert from_cli.adam == AdamInput(datasets.ADSL_XPT) and from_cli.overrides["adam"] == {"adsl": str(datasets.ADSL_XPT)}
     shutil.copy(datasets.PATIENTS_CSV, tmp_path / "p.csv")
     plan_path.write_text('[data]\nadam = "adam"\npatients = "p.csv"\n')
     with pytest.raises(UsageError, match="either adam or patients"):

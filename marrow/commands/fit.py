@@ -106,6 +106,7 @@ def fit_response(outcome: str, threshold: float, **options) -> int:
       marrow fit response --out response.nc
       marrow fit response --outcome ordinal --covariates prior_atg,active_infection --out ordinal.nc
       marrow fit response --data my_trial.csv --covariates prior_atg --out mine.nc
+      marrow fit response --adam adam/ --covariates prior_atg --out mine.nc   # ADSL, ADRS (docs/data.md)
     """
     return run_fit({"model": "response", "outcome": outcome, "threshold": threshold}, options)
 

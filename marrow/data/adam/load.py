@@ -99,8 +99,8 @@ def load_adam(source: AdamInput, needs: Needs = Needs(), announce: bool = False)
         needs = replace(needs, recovery=False)  # the missing recovery table is already reported
     try:
         # Only a model that needs the recovery table gets one, as on the CSV route.
-        data = load_frames(mapped.patients, mapped.recovery if needs.recovery else None, needs, sources=sources, patients_name=_PATIENTS,
-                           recovery_name=_RECOVERY, synthetic=synthetic)
+        data = load_frames(mapped.patients, mapped.recovery if needs.recovery else None, needs, sources=sources,
+                           patients_name=_PATIENTS, recovery_name=_RECOVERY, synthetic=synthetic)
     except DataError as exc:
         problems.problems.extend(p for p in (_translate(p, mapped, mapping) for p in exc.problems) if p is not None)
         if not problems.problems:  # every echo dropped: should not happen, but never lose the error
