@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
 
@@ -26,12 +27,41 @@ def split_days(value: str | None) -> tuple[float, ...]:
 
 
 def data_options(func):
-    """--data and --recovery."""
+    """--data and --recovery, and the ADaM options (`adam_options`)."""
+    func = adam_options(func)
     func = click.option("--recovery", "recovery_path", type=click.Path(dir_okay=False, path_type=Path),
                         help="Recovery table (long format: patient_id, lineage, day, recovered).")(func)
     func = click.option("--data", "data_path", type=click.Path(dir_okay=False, path_type=Path),
                         help="Patients table (CSV or Parquet). Default: the bundled synthetic trial.")(func)
     return func
+
+
+_ADAM_KEYS = ("adam_dir", "adsl_path", "adrs_path", "adtte_path", "adam_mapping")
+
+
+def adam_options(func):
+    """--adam DIR, --adsl/--adrs/--adtte FILE, --adam-mapping FILE; the command receives them as one
+    keyword `adam`: a `marrow.data.adam.AdamInput`, or None when no ADaM dataset was given."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        given = [kwargs.pop(key) for key in _ADAM_KEYS]
+        adam = None
+        if any(value is not None for value in given):
+            from marrow.data.adam import AdamInput
+
+            adam = AdamInput.from_options(*given)
+        return func(*args, adam=adam, **kwargs)
+
+    file = click.Path(dir_okay=False, path_type=Path)
+    wrapper = click.option("--adam-mapping", "adam_mapping", type=file,
+                           help="ADaM mapping (TOML; write one with `marrow init --adam`). Default: documented defaults.")(wrapper)
+    for flag, key, what in (("--adtte", "adtte_path", "ADTTE"), ("--adrs", "adrs_path", "ADRS"),
+                            ("--adsl", "adsl_path", "ADSL")):
+        wrapper = click.option(flag, key, type=file, help=f"{what} dataset file (overrides the one in --adam).")(wrapper)
+    return click.option("--adam", "adam_dir", type=click.Path(file_okay=False, path_type=Path),
+                        help="Folder of CDISC ADaM datasets adsl, adrs, adtte (.xpt, .sas7bdat, .csv or .parquet) "
+                             "instead of --data/--recovery; see docs/data.md.")(wrapper)
 
 
 def format_options(func):

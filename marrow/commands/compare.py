@@ -15,7 +15,7 @@ from marrow.commands.common import data_options, emit, format_options, info, spl
 @click.option("--covariates", default="", help="Comma-separated covariate columns. Default: those of the fits.")
 @format_options
 def compare(fit_paths: tuple[Path, ...], data_path: Path | None, recovery_path: Path | None, covariates: str,
-            fmt: str, force: bool, out_path: Path | None) -> int:
+            fmt: str, force: bool, out_path: Path | None, adam=None) -> int:
     """Bayesian (posterior median, 95% credible interval) beside frequentist estimates, flagged where they disagree.
 
     Takes zero or more saved fits (response, recovery, survival, safety). The frequentist side is
@@ -38,8 +38,8 @@ def compare(fit_paths: tuple[Path, ...], data_path: Path | None, recovery_path: 
     chosen = split_list(covariates)
     if not chosen:
         chosen = tuple(dict.fromkeys(c for fit in fits for c in fit.spec.covariates))
-    announce = not fits and data_path is None
-    data = data_for_fits(fits, data_path, recovery_path, chosen, announce=announce)
+    announce = not fits and data_path is None and adam is None
+    data = data_for_fits(fits, data_path, recovery_path, chosen, announce=announce, adam=adam)
     if not chosen:
         info("no covariates: pass --covariates a,b for odds, hazard and time ratios")
     table = comparison_table(data, fits, chosen)

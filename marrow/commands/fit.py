@@ -58,18 +58,18 @@ def run_fit(spec_kwargs: dict, options: dict) -> int:
     if options["recovery_path"] is not None and options["data_path"] is None:
         raise UsageError("--recovery needs --data (the patients table it belongs to)")
     fitted = fit_and_save(spec, settings, options["prior"], options["data_path"], options["recovery_path"],
-                          out, options["force"], options["quiet"])
+                          out, options["force"], options["quiet"], adam=options["adam"])
     return report_fit_status(fitted, out, options["quiet"])
 
 
-def fit_and_save(spec, settings, prior, data_path, recovery_path, out: Path, force: bool, quiet: bool):
-    """Load and validate data, fit, save atomically. Returns the `Fit`."""
-    from marrow.data import load_trial
+def fit_and_save(spec, settings, prior, data_path, recovery_path, out: Path, force: bool, quiet: bool, adam=None):
+    """Load and validate data (tables, or ADaM datasets when `adam` is given), fit, save atomically. Returns the `Fit`."""
+    from marrow.data.adam import load_input
     from marrow.fits.run import fit_model
     from marrow.priors import load_prior_set
 
     priors = load_prior_set(prior)
-    data = load_trial(data_path, recovery_path, spec.needs(), announce=True)
+    data = load_input(data_path, recovery_path, spec.needs(), adam=adam, announce=True)
     info(f"fitting {spec.label}: {len(data.patients)} patients, {len(data.centers)} centers, "
          f"{settings.chains} chains x {settings.draws} draws (seed {settings.seed}, prior '{priors.name}')", quiet)
     result = fit_model(data, spec, priors, settings, progress=not quiet and sys.stderr.isatty())
@@ -106,6 +106,7 @@ def fit_response(outcome: str, threshold: float, **options) -> int:
       marrow fit response --out response.nc
       marrow fit response --outcome ordinal --covariates prior_atg,active_infection --out ordinal.nc
       marrow fit response --data my_trial.csv --covariates prior_atg --out mine.nc
+      marrow fit response --adam adam/ --covariates prior_atg --out mine.nc   # ADSL, ADRS (docs/data.md)
     """
     return run_fit({"model": "response", "outcome": outcome, "threshold": threshold}, options)
 

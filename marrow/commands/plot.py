@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from marrow.commands.common import info
+from marrow.commands.common import adam_options, info
 
 KINDS = ("ppc", "centers", "recovery", "survival", "effects", "prior-posterior", "trace", "rank", "energy", "loo-pit")
 
@@ -25,10 +25,11 @@ KINDS = ("ppc", "centers", "recovery", "survival", "effects", "prior-posterior",
               help="Patients table, if not where the fit's provenance says (recovery, survival, effects).")
 @click.option("--recovery", "recovery_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Recovery table, if not where the fit's provenance says.")
+@adam_options
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
 @click.option("--quiet", is_flag=True, help="No message on success.")
 def plot(fit_path: Path, kind: str, out_path: Path, width: str, dpi: int, style_name: str | None,
-         data_path: Path | None, recovery_path: Path | None, force: bool, quiet: bool) -> int:
+         data_path: Path | None, recovery_path: Path | None, force: bool, quiet: bool, adam=None) -> int:
     """Draw one figure from a saved fit: colour-blind-safe, fonts embedded, same bytes for the same inputs.
 
     \b
@@ -47,7 +48,7 @@ def plot(fit_path: Path, kind: str, out_path: Path, width: str, dpi: int, style_
     fmt = format_for(out_path)  # before any work: a bad suffix is a usage error
     check_writable(out_path, force)
     fitted = Fit.load(fit_path)
-    data = data_for_fit(fitted, data_path, recovery_path) if kind in NEEDS_DATA else None
+    data = data_for_fit(fitted, data_path, recovery_path, adam=adam) if kind in NEEDS_DATA else None
     figure = render(kind, fitted, data, width=width, style=style_name)
     save_figure(figure, out_path, dpi=dpi, force=force, style=style_name, fmt=fmt)
     info(f"wrote {out_path} ({kind}, {fmt})", quiet)

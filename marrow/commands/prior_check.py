@@ -30,7 +30,7 @@ from marrow.commands.common import data_options, emit, format_options, info, spl
 @format_options
 def prior_check(model: str, prior: str, covariates: str, outcome: str, family: str | None, cure: bool, frailty: bool,
                 threshold: float, draws: int, seed: int, plot_path: Path | None, data_path: Path | None,
-                recovery_path: Path | None, fmt: str, force: bool, out_path: Path | None) -> int:
+                recovery_path: Path | None, fmt: str, force: bool, out_path: Path | None, adam=None) -> int:
     """Prior predictive check: quantiles of what the prior implies, on your design.
 
     Uses the centers, covariates (and lineages) of the data; outcomes are not used. Shows the
@@ -43,7 +43,7 @@ def prior_check(model: str, prior: str, covariates: str, outcome: str, family: s
       marrow prior-check response --covariates prior_atg,active_infection --plot prior-check.png
       marrow prior-check recovery --prior my-priors.toml --format markdown
     """
-    from marrow.data import load_trial
+    from marrow.data.adam import load_input
     from marrow.errors import UsageError
     from marrow.fits.io import check_writable
     from marrow.formatting import render
@@ -60,7 +60,7 @@ def prior_check(model: str, prior: str, covariates: str, outcome: str, family: s
     for path in (out_path, plot_path):
         if path is not None:
             check_writable(path, force)
-    data = load_trial(data_path, recovery_path, spec.needs(), announce=True)
+    data = load_input(data_path, recovery_path, spec.needs(), adam=adam, announce=True)
     info(f"prior predictive check of {spec.label} under prior '{priors.name}': {len(data.patients)} patients, "
          f"{len(data.centers)} centers, {draws} draws (seed {seed}); outcomes not used")
     check = run_check(data, spec, priors, draws=draws, seed=seed)

@@ -22,7 +22,7 @@ from marrow.commands.common import data_options, info, split_list, warn
 @click.option("--quick", is_flag=True, help="2 chains x 200 draws (tune 200): for trying things out, not for results.")
 @click.option("--quiet", is_flag=True, help="No progress messages (warnings still shown).")
 def report(data_path: Path | None, recovery_path: Path | None, plan_path: Path | None, covariates: str | None,
-           out_dir: Path, force: bool, quick: bool, quiet: bool) -> int:
+           out_dir: Path, force: bool, quick: bool, quiet: bool, adam=None) -> int:
     """Run the whole analysis and write a self-contained HTML report (plus Markdown, tables, figures, fits).
 
     \b
@@ -42,7 +42,7 @@ def report(data_path: Path | None, recovery_path: Path | None, plan_path: Path |
     if out_dir.exists() and not force:  # before validating or sampling anything
         raise OutputExistsError(str(out_dir))
     plan = load_plan(plan_path, data_path, recovery_path,
-                     split_list(covariates) if covariates is not None else None, quick)
+                     split_list(covariates) if covariates is not None else None, quick, adam=adam)
     start = time.perf_counter()
     outcome = run_report(plan, out_dir, force, progress=lambda message: info(message, quiet))
     elapsed = time.perf_counter() - start
@@ -64,20 +64,31 @@ def report(data_path: Path | None, recovery_path: Path | None, plan_path: Path |
 
 
 @click.command()
-@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("analysis.toml"),
-              show_default=True, help="Where to write the plan template.")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Where to write the template. Default: analysis.toml (adam.toml with --adam).")
+@click.option("--adam", "adam", is_flag=True, help="Write the commented ADaM mapping (every variable with its default) instead.")
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
-def init(out_path: Path, force: bool) -> int:
+def init(out_path: Path | None, adam: bool, force: bool) -> int:
     """Write a commented analysis-plan template (every setting with its default).
 
     \b
     Example:
       marrow init --out analysis.toml
       marrow report --plan analysis.toml --out report
+      marrow init --adam --out adam.toml && marrow fit response --adam ADAM_DIR --adam-mapping adam.toml
     """
     from marrow.fits.io import write_text
+
+    if adam:
+        from marrow.data.adam import template_text as adam_template
+
+        out_path = out_path or Path("adam.toml")
+        write_text(out_path, adam_template(), force)
+        click.echo(f"wrote {out_path}; edit it, then pass it with --adam-mapping {out_path}", err=True)
+        return 0
     from marrow.report.plan import template_text
 
+    out_path = out_path or Path("analysis.toml")
     write_text(out_path, template_text(), force)
     click.echo(f"wrote {out_path}; edit it, then run `marrow report --plan {out_path} --out report`", err=True)
     return 0

@@ -29,7 +29,8 @@ from marrow.commands.common import data_options, emit, format_options, info, spl
 @format_options
 def sensitivity(target: str, refit: bool, prior_names: str, threshold: float, covariates: str, outcome: str,
                 family: str | None, draws: int, tune: int, chains: int, seed: int, quiet: bool,
-                data_path: Path | None, recovery_path: Path | None, fmt: str, force: bool, out_path: Path | None) -> int:
+                data_path: Path | None, recovery_path: Path | None, fmt: str, force: bool, out_path: Path | None,
+                adam=None) -> int:
     """How much the results depend on the prior.
 
     \b
@@ -55,7 +56,7 @@ def sensitivity(target: str, refit: bool, prior_names: str, threshold: float, co
         check_writable(out_path, force)
     if refit:
         return _refit(target, split_list(prior_names), covariates, outcome, family, draws, tune, chains, seed,
-                      quiet, data_path, recovery_path, fmt, force, out_path)
+                      quiet, data_path, recovery_path, fmt, force, out_path, adam)
     if threshold <= 0:
         raise UsageError(f"--threshold must be > 0, got {threshold:g}")
     if target in ("response", "recovery", "survival", "safety") and not Path(target).exists():
@@ -89,10 +90,10 @@ def _powerscale(fit_path: Path, threshold: float, fmt: str, force: bool, out_pat
 
 def _refit(model: str, prior_names: tuple[str, ...], covariates: str, outcome: str, family: str | None, draws: int,
            tune: int, chains: int, seed: int, quiet: bool, data_path, recovery_path, fmt: str, force: bool,
-           out_path: Path | None) -> int:
+           out_path: Path | None, adam=None) -> int:
     import sys
 
-    from marrow.data import load_trial
+    from marrow.data.adam import load_input
     from marrow.errors import UsageError
     from marrow.formatting import render
     from marrow.sensitivity import refit_under_priors
@@ -104,7 +105,7 @@ def _refit(model: str, prior_names: tuple[str, ...], covariates: str, outcome: s
         raise UsageError("--recovery needs --data (the patients table it belongs to)")
     spec = ModelSpec(model=model, outcome=outcome, covariates=split_list(covariates), family=family)
     settings = SamplerSettings(chains=chains, draws=draws, tune=tune, seed=seed)
-    data = load_trial(data_path, recovery_path, spec.needs(), announce=not quiet)
+    data = load_input(data_path, recovery_path, spec.needs(), adam=adam, announce=not quiet)
     table = refit_under_priors(data, spec, list(prior_names), settings, progress=not quiet and sys.stderr.isatty(),
                                announce=None if quiet else info)
     title = (f"{spec.label} under {len(prior_names)} prior sets: median [95% equal-tailed interval] "

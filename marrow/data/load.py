@@ -301,7 +301,8 @@ def load_frames(
 
     validated = validated.reset_index(drop=True)
     for column in ("responder", "died", "adverse_event"):
-        if column in validated.columns:
+        # A column no model asked for may hold gaps (not held against this fit); it stays float then.
+        if column in validated.columns and validated[column].notna().all():
             validated[column] = validated[column].astype("int64")
     if checked_recovery is not None:
         checked_recovery = checked_recovery.reset_index(drop=True)

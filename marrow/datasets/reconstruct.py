@@ -43,14 +43,26 @@ Choices made where the paper is silent:
 * Age in whole years, triangular(14, 25, 65) rounded down; not matched
   to any published figure.
 
+The same trial is also written as CDISC ADaM datasets in SAS transport (XPORT
+v5) files: ``adsl.xpt`` (one record per subject: USUBJID = patient_id,
+SITEID = center, AGE, the flags ITTFL/EFFFL/SAFFL = Y for everyone, TRAEFL
+= adverse_event, PRATGFL = prior_atg, INFFL = active_infection as Y/N),
+``adrs.xpt`` (PARAMCD BESTRSP, AVALC = response, ANL01FL = Y) and
+``adtte.xpt`` (PARAMCD OS = followup_days with CNSR = 1 - died, and
+TTRLEUK/TTRERY/TTRMEG = each lineage's day with CNSR = 1 - recovered; AVALU
+DAYS). Their header dates are fixed, so they too are reproduced byte for byte.
+
 Run ``python -m marrow.datasets.reconstruct [--out DIR]`` to regenerate the
-bundled CSVs byte for byte.
+bundled CSVs and ADaM files byte for byte.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
+import re
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,7 +70,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from marrow.datasets import PATIENTS_CSV, RECOVERY_CSV
+from marrow.datasets import ADRS_XPT, ADSL_XPT, ADTTE_XPT, PATIENTS_CSV, RECOVERY_CSV
 
 SEED = 20170601
 PATIENT_STREAM = 0
@@ -271,18 +283,127 @@ def build_recovery(patients: pd.DataFrame) -> pd.DataFrame:
     return recovery[RECOVERY_COLUMNS]
 
 
+STUDYID = "MARROW-SYN"
+ADAM_LINEAGES = {  # lineage -> (PARAMCD, PARAM) in ADTTE; the default ADaM mapping uses the same codes
+    "leukocytic": ("TTRLEUK", "Time to Leukocytic Recovery (Days)"),
+    "erythrocytic": ("TTRERY", "Time to Erythrocytic Recovery (Days)"),
+    "megakaryocytic": ("TTRMEG", "Time to Megakaryocytic Recovery (Days)"),
+}
+RESPONSE_AVAL = {"CR": 1, "PR": 2, "NR": 3}
+XPORT_DATE = b"01JUN17:00:00:00"  # fixed header timestamp (ddMMMyy:hh:mm:ss): reproducible bytes
+_XPORT_STAMP = re.compile(rb"\d\d[A-Z]{3}\d\d:\d\d:\d\d:\d\d")
+_XPORT_DATA = b"HEADER RECORD*******OBS"
+
+
+@dataclass(frozen=True)
+class AdamDataset:
+    """One ADaM dataset to write: its records, variable labels and dataset label."""
+
+    name: str
+    label: str
+    frame: pd.DataFrame
+    labels: dict[str, str]
+
+
+def _yn(flags: pd.Series) -> pd.Series:
+    return flags.map({1: "Y", 0: "N"})
+
+
+def build_adam(patients: pd.DataFrame, recovery: pd.DataFrame) -> tuple[AdamDataset, ...]:
+    """ADSL, ADRS and ADTTE holding exactly the patients and recovery tables' information."""
+    ids = patients["patient_id"]
+    everyone = pd.Series("Y", index=patients.index)
+    adsl = pd.DataFrame({
+        "STUDYID": STUDYID, "USUBJID": ids, "SUBJID": ids, "SITEID": patients["center"],
+        "AGE": patients["age"].astype("float64"), "AGEU": "YEARS",
+        "ITTFL": everyone, "EFFFL": everyone, "SAFFL": everyone,
+        "TRAEFL": _yn(patients["adverse_event"]), "PRATGFL": _yn(patients["prior_atg"]),
+        "INFFL": _yn(patients["active_infection"]),
+    })
+    adsl_labels = {
+        "STUDYID": "Study Identifier", "USUBJID": "Unique Subject Identifier",
+        "SUBJID": "Subject Identifier for the Study", "SITEID": "Study Site Identifier", "AGE": "Age",
+        "AGEU": "Age Units", "ITTFL": "Intent-To-Treat Population Flag", "EFFFL": "Efficacy Population Flag",
+        "SAFFL": "Safety Population Flag", "TRAEFL": "Any Treatment-Related Adverse Event Flag",
+        "PRATGFL": "Prior ATG Therapy Flag", "INFFL": "Active Infection at Baseline Flag",
+    }
+    adrs = pd.DataFrame({
+        "STUDYID": STUDYID, "USUBJID": ids, "PARAMCD": "BESTRSP", "PARAM": "Best Overall Response",
+        "AVALC": patients["response"], "AVAL": patients["response"].map(RESPONSE_AVAL).astype("float64"),
+        "ANL01FL": "Y",
+    })
+    adrs_labels = {
+        "STUDYID": "Study Identifier", "USUBJID": "Unique Subject Identifier", "PARAMCD": "Parameter Code",
+        "PARAM": "Parameter", "AVALC": "Analysis Value (C)", "AVAL": "Analysis Value (1=CR, 2=PR, 3=NR)",
+        "ANL01FL": "Analysis Flag 01",
+    }
+    survival = pd.DataFrame({
+        "USUBJID": ids, "PARAMCD": "OS", "PARAM": "Overall Survival (Days)", "AVAL": patients["followup_days"],
+        "CNSR": 1 - patients["died"], "EVNTDESC": patients["died"].map({1: "DEATH", 0: "ALIVE AT LAST CONTACT"}),
+        "order": 0,
+    })
+    lineage_rows = recovery.assign(
+        PARAMCD=recovery["lineage"].map(lambda name: ADAM_LINEAGES[name][0]),
+        PARAM=recovery["lineage"].map(lambda name: ADAM_LINEAGES[name][1]),
+        AVAL=recovery["day"], CNSR=1 - recovery["recovered"],
+        EVNTDESC=recovery["recovered"].map({1: "RECOVERED", 0: "NOT RECOVERED AT LAST ASSESSMENT"}),
+        order=recovery["lineage"].map({name: i + 1 for i, name in enumerate(ADAM_LINEAGES)}),
+    ).rename(columns={"patient_id": "USUBJID"})
+    adtte = pd.concat([survival, lineage_rows[survival.columns]], ignore_index=True)
+    adtte = adtte.sort_values(["USUBJID", "order"], kind="stable", ignore_index=True).drop(columns="order")
+    adtte.insert(0, "STUDYID", STUDYID)
+    adtte["AVAL"] = adtte["AVAL"].astype("float64")
+    adtte["CNSR"] = adtte["CNSR"].astype("float64")
+    adtte.insert(adtte.columns.get_loc("AVAL") + 1, "AVALU", "DAYS")
+    adtte_labels = {
+        "STUDYID": "Study Identifier", "USUBJID": "Unique Subject Identifier", "PARAMCD": "Parameter Code",
+        "PARAM": "Parameter", "AVAL": "Analysis Value", "AVALU": "Analysis Value Unit", "CNSR": "Censor",
+        "EVNTDESC": "Event or Censoring Description",
+    }
+    return (
+        AdamDataset("ADSL", "Subject-Level Analysis Dataset", adsl, adsl_labels),
+        AdamDataset("ADRS", "Response Analysis Dataset", adrs, adrs_labels),
+        AdamDataset("ADTTE", "Time-to-Event Analysis Dataset", adtte[list(adtte_labels)], adtte_labels),
+    )
+
+
+def write_xport(dataset: AdamDataset, path: Path, version: int = 5) -> None:
+    """Write a SAS transport file with a fixed header timestamp, atomically."""
+    import pyreadstat
+
+    path = Path(path)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        pyreadstat.write_xport(dataset.frame, tmp, file_label=dataset.label, column_labels=dataset.labels,
+                               table_name=dataset.name, file_format_version=version)
+        data = Path(tmp).read_bytes()
+        cut = data.find(_XPORT_DATA)
+        header = _XPORT_STAMP.sub(XPORT_DATE, data[:cut])
+        Path(tmp).write_bytes(header + data[cut:])
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 def _to_csv(frame: pd.DataFrame, path: Path) -> None:
     """Write ``frame`` in the canonical, byte-stable CSV layout."""
     frame.to_csv(path, index=False, lineterminator="\n")
 
 
 def write(out_dir: Path) -> None:
-    """Regenerate patients.csv and recovery.csv inside ``out_dir``."""
+    """Regenerate patients.csv, recovery.csv and the ADaM files adsl.xpt, adrs.xpt, adtte.xpt in ``out_dir``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     patients = build_patients()
+    recovery = build_recovery(patients)
     _to_csv(patients, out_dir / PATIENTS_CSV.name)
-    _to_csv(build_recovery(patients), out_dir / RECOVERY_CSV.name)
+    _to_csv(recovery, out_dir / RECOVERY_CSV.name)
+    names = {"ADSL": ADSL_XPT.name, "ADRS": ADRS_XPT.name, "ADTTE": ADTTE_XPT.name}
+    for dataset in build_adam(patients, recovery):
+        write_xport(dataset, out_dir / names[dataset.name])
 
 
 def main(argv: Sequence[str] | None = None) -> None:

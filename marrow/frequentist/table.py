@@ -262,17 +262,23 @@ def latex_table(table: pd.DataFrame) -> str:
 # --- which data ------------------------------------------------------------------------------------------
 
 def data_for_fits(fits: Sequence = (), data_path: Path | str | None = None, recovery_path: Path | str | None = None,
-                  covariates: tuple[str, ...] = (), announce: bool = False) -> TrialData:
+                  covariates: tuple[str, ...] = (), announce: bool = False, adam=None) -> TrialData:
     """Load the data to compute the frequentist side from, checking it is the data the fits were fitted to.
 
     Paths: `data_path`/`recovery_path` if given, else the paths recorded in the fits' provenance,
     else the bundled trial (whose recovery table is used with the bundled patients). Every file's
     SHA-256 must equal the one each fit recorded for that role; a mismatch is a UsageError.
+    ADaM datasets (`adam`, or those the fits recorded) are checked and read the same way.
     """
     from marrow import datasets
     from marrow.data import Needs, load_trial
+    from marrow.data.adam import adam_for_fits, load_adam_all
     from marrow.data.load import file_sha256
     from marrow.errors import UsageError
+
+    adam = adam_for_fits(fits, adam, tables_given=data_path is not None or recovery_path is not None)
+    if adam is not None:
+        return load_adam_all(adam, tuple(covariates), announce=announce)
 
     recorded: dict[str, tuple[str, str]] = {}  # role -> (path, sha256) from the first fit naming it
     for fit in fits:

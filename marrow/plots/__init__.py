@@ -82,14 +82,20 @@ def kinds_for(fit) -> list[str]:
     return out
 
 
-def data_for_fit(fit, patients: Path | str | None = None, recovery: Path | str | None = None):
+def data_for_fit(fit, patients: Path | str | None = None, recovery: Path | str | None = None, adam=None):
     """Reload the data a fit was made from (paths and SHA-256 in its provenance).
 
     Explicit paths override the provenance. A file whose hash differs from the one recorded is
-    refused: the figure would show data the fit never saw.
+    refused: the figure would show data the fit never saw. ADaM datasets (`adam`, or those the fit
+    recorded) are checked against the recorded hashes and read the same way.
     """
     from marrow.data import load_trial
+    from marrow.data.adam import adam_for_fits, load_adam
     from marrow.data.load import file_sha256
+
+    adam = adam_for_fits([fit], adam, tables_given=patients is not None or recovery is not None)
+    if adam is not None:
+        return load_adam(adam, fit.spec.needs())
 
     sources = {s["role"]: s for s in fit.data_sources}
     chosen = {"patients": patients, "recovery": recovery}

@@ -24,7 +24,7 @@ QUICK = {"chains": 2, "draws": 200, "tune": 200}
 
 _TOP_KEYS = {"title", "data", "priors", "sampler", "thresholds", "models", "report"}
 _SECTION_KEYS = {
-    "data": {"patients", "recovery", "covariates"},
+    "data": {"patients", "recovery", "covariates", "adam", "adam_mapping"},
     "priors": {"set"},
     "sampler": {"chains", "draws", "tune", "seed", "sampler", "target_accept", "cores"},
     "thresholds": {"response_rate", "adverse_event_rate", "max_rhat", "min_ess", "max_divergences", "min_bfmi",
@@ -67,10 +67,11 @@ class Plan:
     source: str | None = None  # the plan file, or None for defaults
     text: str = ""  # the plan file's contents, embedded in the report
     overrides: dict[str, Any] = field(default_factory=dict)  # command-line options that changed the plan
+    adam: Any = None  # marrow.data.adam.AdamInput when the data are ADaM datasets ([data] adam or --adam)
 
     @property
     def synthetic(self) -> bool:
-        return self.patients is None
+        return self.patients is None and (self.adam is None or self.adam.bundled)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able description for the manifest."""
@@ -79,6 +80,7 @@ class Plan:
             "source": self.source,
             "patients": str(self.patients) if self.patients else None,
             "recovery": str(self.recovery) if self.recovery else None,
+            "adam": {k: str(v) for k, v in self.adam.paths().items()} if self.adam else None,
             "covariates": list(self.covariates),
             "prior": self.prior,
             "sampler": json.loads(self.settings.to_json()),
@@ -144,6 +146,7 @@ def load_plan(
     recovery: Path | None = None,
     covariates: tuple[str, ...] | None = None,
     quick: bool = False,
+    adam: Any = None,
 ) -> Plan:
     """Read and validate a plan (or the defaults); command-line paths and covariates override the file's."""
     table: dict[str, Any] = {}
@@ -172,6 +175,9 @@ def load_plan(
     for label, path in (("patients", plan_patients), ("recovery", plan_recovery)):
         if path is not None and not path.is_file():
             raise UsageError(f"{label} data file {path} not found")
+    plan_adam = _adam(data, base, where, adam, patients, recovery, overrides)
+    if plan_adam is not None:
+        plan_patients = plan_recovery = None
 
     if covariates is not None:
         overrides["covariates"] = list(covariates)
@@ -179,7 +185,7 @@ def load_plan(
     elif "covariates" in data:
         chosen = _names(data["covariates"], f"{where} [data] covariates")
     else:
-        chosen = BUNDLED_COVARIATES if plan_patients is None else ()
+        chosen = BUNDLED_COVARIATES if plan_patients is None and (plan_adam is None or plan_adam.bundled) else ()
 
     prior = sections["priors"].get("set", "weakly-informative")
     _typed(prior, str, f"{where} [priors] set", "a prior set name or a .toml file")
@@ -243,7 +249,28 @@ def load_plan(
         raise UsageError(f"{where} [report] dpi must be between 50 and 1200")
     title = _typed(table.get("title", "Bayesian analysis of a multicenter phase II trial"), str, f"{where} title", "text")
     return Plan(title, plan_patients, plan_recovery, chosen, prior, settings, thresholds, tuple(steps), figures, dpi,
-                str(plan_path) if plan_path else None, text, overrides)
+                str(plan_path) if plan_path else None, text, overrides, plan_adam)
+
+
+def _adam(data: dict[str, Any], base: Path, where: str, adam: Any, patients: Path | None, recovery: Path | None,
+          overrides: dict[str, Any]):
+    """The ADaM input: --adam options, else [data] adam = "DIR" (and adam_mapping); None for tables."""
+    from marrow.data.adam import AdamInput
+
+    if adam is not None:
+        if patients is not None or recovery is not None:
+            raise UsageError("give the data one way: ADaM datasets (--adam ...) or tables (--data/--recovery)")
+        overrides["adam"] = {k: str(v) for k, v in adam.paths().items()}
+        return adam
+    if patients is not None or "adam" not in data:
+        if "adam_mapping" in data and "adam" not in data:
+            raise UsageError(f"{where} [data] adam_mapping needs [data] adam (the folder of ADaM datasets)")
+        return None
+    if "patients" in data or "recovery" in data:
+        raise UsageError(f"{where} [data]: give either adam or patients/recovery, not both")
+    folder = _path(data["adam"], base, f"{where} [data] adam")
+    mapping = _path(data["adam_mapping"], base, f"{where} [data] adam_mapping") if "adam_mapping" in data else None
+    return AdamInput.from_options(folder, mapping=mapping)
 
 
 def _spec(name: str, options: dict[str, Any], covariates: tuple[str, ...], response_rate: float, ae_rate: float,

@@ -150,9 +150,9 @@ def _swap(work: Path, out: Path) -> None:
 # --- the steps ------------------------------------------------------------------------------------------
 
 def _load(plan: Plan, needs):
-    from marrow.data import load_trial
+    from marrow.data.adam import load_input
 
-    return load_trial(plan.patients, plan.recovery if needs.recovery else None, needs)
+    return load_input(plan.patients, plan.recovery if needs.recovery else None, needs, adam=plan.adam)
 
 
 def prepare(plan: Plan, progress: Progress = _silent) -> list[StepOut]:
@@ -165,7 +165,7 @@ def prepare(plan: Plan, progress: Progress = _silent) -> list[StepOut]:
             out.status, out.note = "skipped", f"the {step.spec.model} model is not available in this version of marrow"
             continue
         needs = step.spec.needs()
-        if needs.recovery and plan.recovery is None and plan.patients is not None:
+        if needs.recovery and plan.recovery is None and plan.patients is not None and plan.adam is None:
             out.status, out.note = "skipped", "no recovery table given (--recovery or [data] recovery)"
             continue
         try:
@@ -237,7 +237,7 @@ def _build(plan: Plan, work: Path, progress: Progress) -> Outcome:
     for sub in ("fits", "tables", "figures"):
         (work / sub).mkdir()
     priors = load_prior_set(plan.prior)
-    source = "the bundled SYNTHETIC trial" if plan.synthetic else str(plan.patients)
+    source = "the bundled SYNTHETIC trial" if plan.synthetic else str(plan.patients or plan.adam.adsl.parent)
     progress(f"report: {len(plan.steps)} model(s) on {source}; {plan.settings.chains} chains x {plan.settings.draws} "
              f"draws (tune {plan.settings.tune}, seed {plan.settings.seed}); prior '{priors.name}'")
     steps = prepare(plan, progress)
