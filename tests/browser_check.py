@@ -64,7 +64,8 @@ PRINT_JS = """
 (() => {
   const top = el => el.getBoundingClientRect().top + window.scrollY;
   const starts = [...document.querySelectorAll('h2.newpage')].map(h => ({title: h.innerText.trim(), top: top(h)}));
-  const blocks = [...document.querySelectorAll('figure, .scroll, .box, .banner, pre')].map(top);
+  const blocks = [...document.querySelectorAll('figure, .scroll, .box, .banner, pre')]
+    .map(el => [top(el), el.getBoundingClientRect().height]);
   return {starts, blocks, height: document.documentElement.scrollHeight};
 })()
 """
@@ -171,21 +172,22 @@ def check_page(path: Path | str, widths: tuple[int, ...] = WIDTHS, browser: Brow
 @dataclass
 class PrintLayout:
     starts: list[tuple[str, float]]  # (heading, top in CSS px) of every heading that starts a new page
-    blocks: list[float]  # tops of the blocks that must not be split across pages
+    blocks: list[tuple[float, float]]  # (top, height) of the blocks kept whole across pages, CSS px
     height: float  # the whole document, CSS px
     page_height: float  # the printable height of one page, CSS px
 
     def expected_pages(self) -> tuple[int, int]:
-        """Fewest and most pages the print can take: each forced break starts a page; a kept-whole block
-        can push at most one page break further."""
+        """Fewest and most pages the print can take. Each forced break starts a page; between two, the
+        content fills whole pages at best, and at worst every kept-whole block is pushed to the next
+        page once, adding less than its own height (and less than a page), plus a repeated table header."""
         tops = [0.0] + [top for _, top in self.starts] + [self.height]
         low = high = 0
         for start, end in zip(tops[:-1], tops[1:]):
             if end - start <= 0:
                 continue
-            pages = math.ceil((end - start) / self.page_height - 1e-6)
-            low += pages
-            high += pages + sum(1 for b in self.blocks if start <= b < end)
+            low += math.ceil((end - start) / self.page_height - 1e-6)
+            pushed = sum(min(h, self.page_height) + 40 for top, h in self.blocks if start <= top < end)
+            high += math.ceil((end - start + pushed) / self.page_height - 1e-6)
         return low, high
 
 
@@ -203,7 +205,8 @@ def print_layout(path: Path | str, browser: Browser | None = None) -> PrintLayou
     open_file(page, path)
     found = page.evaluate(PRINT_JS)
     page.close()
-    return PrintLayout([(s["title"], s["top"]) for s in found["starts"]], found["blocks"], found["height"], height)
+    return PrintLayout([(s["title"], s["top"]) for s in found["starts"]], [tuple(b) for b in found["blocks"]],
+                       found["height"], height)
 
 
 # --- the PDF, read with poppler ------------------------------------------------------------------------

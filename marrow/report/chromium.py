@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -31,9 +32,25 @@ FLAGS = (
     "--no-default-browser-check", "--disable-dev-shm-usage", "--remote-debugging-pipe",
 )
 
+_LAUNCHER = ("import os, sys\n"
+             "read, write = int(sys.argv[1]), int(sys.argv[2])\n"
+             "os.dup2(read, 3); os.dup2(write, 4); os.close(read); os.close(write)\n"
+             "os.execv(sys.argv[3], sys.argv[3:])\n")
+
 
 class BrowserError(MarrowError):
     """Chromium could not be started or did not answer as the DevTools protocol says."""
+
+
+def _high_pipe() -> tuple[int, int]:
+    """os.pipe() on descriptors above 4, so that putting them on 3 and 4 in the child cannot clobber them."""
+    import fcntl
+
+    ends = []
+    for fd in os.pipe():
+        ends.append(fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10))
+        os.close(fd)
+    return ends[0], ends[1]
 
 
 def find_chromium() -> str:
@@ -96,11 +113,12 @@ class Browser:
 
     def __enter__(self) -> "Browser":
         self._profile = tempfile.mkdtemp(prefix="marrow-chromium-")
-        to_browser_r, self._to_browser = os.pipe()
-        self._from_browser, from_browser_w = os.pipe()
-        # The browser must find the pipes on descriptors 3 and 4; a shell redirection puts them there
-        # (subprocess has no descriptor remapping, and preexec_fn is unsafe with threads).
-        command = ["/bin/sh", "-c", f'exec "$@" 3<&{to_browser_r} 4>&{from_browser_w}', "sh",
+        to_browser_r, self._to_browser = _high_pipe()
+        self._from_browser, from_browser_w = _high_pipe()
+        # The browser must find the pipes on descriptors 3 and 4. subprocess cannot remap descriptors,
+        # preexec_fn is unsafe with threads and sh redirects only descriptors 0-9, so a two-line
+        # Python launcher moves them there and becomes the browser.
+        command = [sys.executable, "-c", _LAUNCHER, str(to_browser_r), str(from_browser_w),
                    self.executable, *FLAGS, f"--user-data-dir={self._profile}", "about:blank"]
         try:
             self._process = subprocess.Popen(command, pass_fds=(to_browser_r, from_browser_w),
