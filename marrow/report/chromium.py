@@ -121,9 +121,10 @@ class Browser:
         command = [sys.executable, "-c", _LAUNCHER, str(to_browser_r), str(from_browser_w),
                    self.executable, *FLAGS, f"--user-data-dir={self._profile}", "about:blank"]
         try:
-            self._process = subprocess.Popen(command, pass_fds=(to_browser_r, from_browser_w),
-                                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                             stderr=subprocess.PIPE)
+            # stderr to a file, not a pipe: a chatty browser must never block on a full pipe
+            with open(Path(self._profile) / "stderr.log", "wb") as log:
+                self._process = subprocess.Popen(command, pass_fds=(to_browser_r, from_browser_w),
+                                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log)
         except OSError as exc:
             shutil.rmtree(self._profile, ignore_errors=True)
             raise BrowserError(f"cannot start {self.executable}: {exc}") from None
@@ -151,8 +152,6 @@ class Browser:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-            if process.stderr is not None:
-                process.stderr.close()
             self._process = None
         for fd in (self._to_browser, self._from_browser):
             try:
@@ -190,11 +189,12 @@ class Browser:
         return json.loads(raw)
 
     def _stderr(self) -> str:
-        process = self._process
-        if process is None or process.stderr is None or process.poll() is None:
+        """The last lines Chromium wrote to stderr (less the noise of Debian's launcher script)."""
+        try:
+            text = (Path(self._profile) / "stderr.log").read_text(encoding="utf-8", errors="replace")
+        except OSError:
             return ""
-        lines = [line for line in process.stderr.read().decode("utf-8", "replace").splitlines()
-                 if line.strip() and "unexpected operator" not in line]
+        lines = [line for line in text.splitlines() if line.strip() and "unexpected operator" not in line]
         return " | ".join(lines[-5:])
 
     def send(self, method: str, params: dict[str, Any] | None = None, session: str | None = None,
