@@ -196,10 +196,11 @@ def test_the_pdf(report, browser):
         for column in ("posterior median", "95% CrI"):
             assert row[column] in first, (column, row[column])
 
-    # every section that starts a new page does start one (and headings are the PDF's outline)
+    # every section that starts a new page does start one, and the headings are the PDF's outline
     assert [title for title, _ in layout.starts][:2] == ["Response", "Diagnostics"]
     for title, _ in layout.starts:
         assert any(text.startswith(title) for text in texts[1:]), title
+    assert b"/Outlines" in pdf.read_bytes() and b"/Title (Headline results)" in pdf.read_bytes()
 
     # every figure embedded once, at its PNG's own pixel size: none split across two pages
     images = pdf_images(pdf)
