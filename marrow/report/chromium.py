@@ -4,7 +4,7 @@ Chromium's `--remote-debugging-pipe` speaks the DevTools protocol over two pipes
 commands on file descriptor 3 and writes replies and events on 4, each message JSON ended by a
 NUL byte), so no port is opened and no websocket client is needed. `Browser` launches one
 headless Chromium with a new empty profile and the flags this closed network needs, and `Page`
-is one tab: `send()` a command and get its result, `events` for what happened meanwhile.
+is one tab: `send()` a command and get its result, `events()` for what happened meanwhile.
 """
 
 from __future__ import annotations
