@@ -206,3 +206,17 @@ def test_the_pdf(report, browser):
     images = pdf_images(pdf)
     assert Counter((i["width"], i["height"]) for i in images) == Counter(_figure_sizes(report))
     assert all(i["page"] > 1 for i in images)
+
+
+def test_a_failed_print_keeps_the_report(report, marrow_cli, monkeypatch, tmp_path):
+    """Chromium found but failing: the fits and the HTML are still written, with a warning and exit 3."""
+    monkeypatch.setenv("MARROW_CHROMIUM", shutil.which("false"))
+    plan = _plan(tmp_path / "plan.toml", "\n".join([  # the fixture's model, compiled already in this process
+        "[sampler]", "chains = 2", "draws = 200", "tune = 200", "seed = 5",
+        "[models]", 'run = ["response"]', "[report]", "figures = false", "pdf = true", "",
+    ]))
+    out = tmp_path / "rep"
+    code, _, err = marrow_cli("report", "--plan", plan, "--out", out, "--quiet")
+    assert code == 3 and "report.pdf could not be printed: Chromium exited (code 1)" in err
+    assert (out / "report.html").is_file() and (out / "fits" / "response.nc").is_file()
+    assert not (out / "report.pdf").exists()

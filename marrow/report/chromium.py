@@ -183,7 +183,12 @@ class Browser:
                 continue
             chunk = os.read(self._from_browser, 1 << 20)
             if not chunk:
-                raise BrowserError(f"Chromium closed the DevTools pipe: {self._stderr()}")
+                try:
+                    code = self._process.wait(timeout=2) if self._process is not None else None
+                except subprocess.TimeoutExpired:
+                    code = None
+                how = f"exited (code {code})" if code is not None else "closed the DevTools pipe"
+                raise BrowserError(f"Chromium {how}: {self._stderr()}")
             self._buffer += chunk
         raw, self._buffer = self._buffer.split(b"\0", 1)
         return json.loads(raw)
