@@ -1,5 +1,6 @@
 # Two entry points (see README): `make report` and `make test`. Both create .venv with the pinned
-# dependencies of requirements.lock first (once; again when the lock or pyproject changes).
+# dependencies of requirements.lock first (once; again when the lock or pyproject changes). `make test`
+# also installs headless Chromium and poppler-utils for the browser tests when they are missing.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -22,6 +23,7 @@ report: $(STAMP)
 	$(BIN)/marrow report --out $(REPORT_DIR) --force
 
 test: $(STAMP)
+	bash tests/browser_check.sh
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)

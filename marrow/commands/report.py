@@ -20,9 +20,11 @@ from marrow.commands.common import data_options, info, split_list, warn
               help="Report folder to create (report.html, report.md, tables/, figures/, fits/, manifest.json).")
 @click.option("--force", is_flag=True, help="Replace an existing report folder (swapped in only when complete).")
 @click.option("--quick", is_flag=True, help="2 chains x 200 draws (tune 200): for trying things out, not for results.")
+@click.option("--pdf", is_flag=True,
+              help="Also write report.pdf beside report.html, printed by headless Chromium (plan key [report] pdf).")
 @click.option("--quiet", is_flag=True, help="No progress messages (warnings still shown).")
 def report(data_path: Path | None, recovery_path: Path | None, plan_path: Path | None, covariates: str | None,
-           out_dir: Path, force: bool, quick: bool, quiet: bool, adam=None) -> int:
+           out_dir: Path, force: bool, quick: bool, pdf: bool, quiet: bool, adam=None) -> int:
     """Run the whole analysis and write a self-contained HTML report (plus Markdown, tables, figures, fits).
 
     \b
@@ -34,6 +36,7 @@ def report(data_path: Path | None, recovery_path: Path | None, plan_path: Path |
       marrow report --out marrow-report
       marrow init --out analysis.toml && marrow report --plan analysis.toml --out report --force
       marrow report --data trial.csv --recovery recovery.csv --covariates prior_atg --out report
+      marrow report --out marrow-report --pdf      # also report.pdf (needs Chromium)
     """
     from marrow.errors import OutputExistsError
     from marrow.report.plan import load_plan
@@ -43,11 +46,21 @@ def report(data_path: Path | None, recovery_path: Path | None, plan_path: Path |
         raise OutputExistsError(str(out_dir))
     plan = load_plan(plan_path, data_path, recovery_path,
                      split_list(covariates) if covariates is not None else None, quick, adam=adam)
+    if pdf and not plan.pdf:
+        from dataclasses import replace
+
+        plan = replace(plan, pdf=True, overrides={**plan.overrides, "pdf": True})
+    if plan.pdf:  # a missing browser must stop the run before anything is fitted
+        from marrow.report.chromium import find_chromium
+
+        find_chromium()
     start = time.perf_counter()
     outcome = run_report(plan, out_dir, force, progress=lambda message: info(message, quiet))
     elapsed = time.perf_counter() - start
 
     counts = {status: sum(1 for s in outcome.steps if s.status == status) for status in ("ok", "skipped", "failed")}
+    if outcome.pdf_pages:
+        info(f"wrote {out_dir}/report.pdf ({outcome.pdf_pages} pages)", quiet)
     info(f"wrote {out_dir}/report.html (and report.md, tables/, figures/, fits/, manifest.json) in {elapsed:.0f} s: "
          f"{counts['ok']} model(s) fitted, {counts['skipped']} skipped, {counts['failed']} failed", quiet)
     if not quiet and outcome.headline is not None and not outcome.headline.empty:
@@ -60,7 +73,9 @@ def report(data_path: Path | None, recovery_path: Path | None, plan_path: Path |
     for step in outcome.steps:
         if step.status == "failed":
             warn(f"{step.label}: FAILED: {step.note.splitlines()[0]}")
-    return 3 if counts["failed"] else 0
+    if outcome.pdf_error:
+        warn(f"report.pdf could not be printed: {outcome.pdf_error}")
+    return 3 if counts["failed"] or outcome.pdf_error else 0
 
 
 @click.command()

@@ -29,7 +29,7 @@ _SECTION_KEYS = {
     "sampler": {"chains", "draws", "tune", "seed", "sampler", "target_accept", "cores"},
     "thresholds": {"response_rate", "adverse_event_rate", "max_rhat", "min_ess", "max_divergences", "min_bfmi",
                    "max_treedepth_share", "max_pareto_k"},
-    "report": {"figures", "dpi"},
+    "report": {"figures", "dpi", "pdf"},
 }
 _MODEL_KEYS = {
     "response": {"covariates"},
@@ -68,6 +68,7 @@ class Plan:
     text: str = ""  # the plan file's contents, embedded in the report
     overrides: dict[str, Any] = field(default_factory=dict)  # command-line options that changed the plan
     adam: Any = None  # marrow.data.adam.AdamInput when the data are ADaM datasets ([data] adam or --adam)
+    pdf: bool = False  # also print report.pdf with headless Chromium (marrow.report.pdf)
 
     @property
     def synthetic(self) -> bool:
@@ -90,6 +91,7 @@ class Plan:
             "figures": self.figures,
             "dpi": self.dpi,
             "overrides": self.overrides,
+            "pdf": self.pdf,
         }
 
 
@@ -247,9 +249,10 @@ def load_plan(
     dpi = _typed(report.get("dpi", 200), int, f"{where} [report] dpi", "a whole number")
     if not 50 <= dpi <= 1200:
         raise UsageError(f"{where} [report] dpi must be between 50 and 1200")
+    make_pdf = _typed(report.get("pdf", False), bool, f"{where} [report] pdf", "true or false")
     title = _typed(table.get("title", "Bayesian analysis of a multicenter phase II trial"), str, f"{where} title", "text")
     return Plan(title, plan_patients, plan_recovery, chosen, prior, settings, thresholds, tuple(steps), figures, dpi,
-                str(plan_path) if plan_path else None, text, overrides, plan_adam)
+                str(plan_path) if plan_path else None, text, overrides, plan_adam, make_pdf)
 
 
 def _adam(data: dict[str, Any], base: Path, where: str, adam: Any, patients: Path | None, recovery: Path | None,
@@ -271,6 +274,7 @@ def _adam(data: dict[str, Any], base: Path, where: str, adam: Any, patients: Pat
     folder = _path(data["adam"], base, f"{where} [data] adam")
     mapping = _path(data["adam_mapping"], base, f"{where} [data] adam_mapping") if "adam_mapping" in data else None
     return AdamInput.from_options(folder, mapping=mapping)
+                str(plan_path) if plan_path else None, text, overrides, make_pdf)
 
 
 def _spec(name: str, options: dict[str, Any], covariates: tuple[str, ...], response_rate: float, ae_rate: float,

@@ -95,6 +95,8 @@ class Outcome:
     versions: dict[str, str] = field(default_factory=dict)
     tables: list[str] = field(default_factory=list)
     out: str = ""
+    pdf_pages: int = 0  # report.pdf's pages (plan.pdf), or 0
+    pdf_error: str = ""  # why report.pdf could not be printed (the rest of the folder stands)
 
     @property
     def diagnostics_failed(self) -> list[StepOut]:
@@ -296,6 +298,15 @@ def _build(plan: Plan, work: Path, progress: Progress) -> Outcome:
 
     outcome.seconds = time.perf_counter() - started
     (work / "report.html").write_text(render_html(outcome), encoding="utf-8")
+    if plan.pdf:  # printed inside the folder being built, so it is swapped in with the rest or not at all
+        from marrow.report.pdf import write_pdf
+
+        tick = time.perf_counter()
+        try:
+            outcome.pdf_pages = write_pdf(work / "report.html", work / "report.pdf", "SYNTHETIC DATA" if plan.synthetic else "")
+            progress(f"report.pdf: {outcome.pdf_pages} page(s) printed by headless Chromium ({time.perf_counter() - tick:.1f} s)")
+        except MarrowError as exc:  # the fits and the HTML must not be lost to a browser failure
+            outcome.pdf_error = str(exc)
     (work / "report.md").write_text(render_markdown(outcome), encoding="utf-8")
     (work / "manifest.json").write_text(json.dumps(manifest(outcome), indent=2) + "\n", encoding="utf-8")
     return outcome
