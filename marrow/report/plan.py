@@ -274,7 +274,6 @@ def _adam(data: dict[str, Any], base: Path, where: str, adam: Any, patients: Pat
     folder = _path(data["adam"], base, f"{where} [data] adam")
     mapping = _path(data["adam_mapping"], base, f"{where} [data] adam_mapping") if "adam_mapping" in data else None
     return AdamInput.from_options(folder, mapping=mapping)
-                str(plan_path) if plan_path else None, text, overrides, make_pdf)
 
 
 def _spec(name: str, options: dict[str, Any], covariates: tuple[str, ...], response_rate: float, ae_rate: float,
