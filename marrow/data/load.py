@@ -123,9 +123,10 @@ def parse_csv_bytes(data: bytes, name: str, problems: ProblemList, notes: list[s
     except Exception as exc:  # pandas raises many types for unreadable files
         problems.add(name, f"cannot be read ({type(exc).__name__}: {exc})", expected="CSV with a header row, or Parquet")
         return None
-    if len(table.columns) == len(header):
-        _check_unique_names(header, name, problems)
     table.columns = [str(c).strip() for c in table.columns]
+    if len(table.columns) == len(header):
+        # pandas renames a repeated name ('center' -> 'center.1'); report it and keep the first copy.
+        table = table.loc[:, _check_unique_names(header, name, problems)]
     if table.empty:
         problems.add(name, "table is empty", expected="at least one data row")
         return None
@@ -231,7 +232,7 @@ def _check_number(raw: pd.Series, column: str, name: str, problems: ProblemList,
     blank = _blank(raw)
     required = pd.Series(True, index=raw.index) if required is None else required
     sign = ">= 0" if zero_ok else "> 0"
-    expected = f"a number {sign} and at most {maximum:g}"
+    expected = f"a number {sign} and at most {maximum:,.0f}"
     if (blank & required).any():
         problems.add(name, "missing values", column, _rows(blank & required), f"a number {sign} in every row")
     not_number = values.isna() & ~blank
@@ -246,7 +247,7 @@ def _check_number(raw: pd.Series, column: str, name: str, problems: ProblemList,
         problems.add(name, "values are negative" if zero_ok else "values are not positive", column, _rows(too_low), expected)
     too_high = finite & (values > maximum)
     if too_high.any():
-        problems.add(name, f"values are implausibly large (above {maximum:g})", column, _rows(too_high), expected)
+        problems.add(name, f"values are implausibly large (above {maximum:,.0f})", column, _rows(too_high), expected)
     return values.where(finite & ~too_low & ~too_high)
 
 
@@ -405,7 +406,7 @@ def _validate_outcome(table: pd.DataFrame, name: str, needs: Needs, problems: Pr
             out["responder"] = values
     elif needed and not needs.ordinal:
         variant = _variant(table, "response") or _variant(table, "responder")
-        hint = f"; a column '{variant}' is present: names are matched exactly, rename it" if variant else ""
+        hint = f"; a column '{variant}' is present: names are matched exactly, rename it to '{_normal_name(variant)}'" if variant else ""
         problems.add(name, "no outcome column" + hint, "response", expected="a 'response' column (CR/PR/NR) or a 0/1 'responder' column")
 
 
@@ -419,11 +420,11 @@ def _check_covariate(raw: pd.Series, column: str, name: str, problems: ProblemLi
         problems.add(name, "covariate values cannot be read as numbers", column, _rows(bad), "0/1, yes/no, true/false or a number")
     infinite = np.isinf(values)
     if infinite.any():
-        problems.add(name, "covariate values are not finite", column, _rows(infinite), f"a finite number of at most {MAX_ABS_COVARIATE:g} in size")
+        problems.add(name, "covariate values are not finite", column, _rows(infinite), f"a finite number of at most {MAX_ABS_COVARIATE:,.0f} in size")
     huge = ~infinite & (values.abs() > MAX_ABS_COVARIATE)
     if huge.any():
-        problems.add(name, f"covariate values are implausibly large (beyond +-{MAX_ABS_COVARIATE:g}; rescale them)", column,
-                     _rows(huge), f"a number of at most {MAX_ABS_COVARIATE:g} in size")
+        problems.add(name, f"covariate values are implausibly large (beyond +-{MAX_ABS_COVARIATE:,.0f}; rescale them)", column,
+                     _rows(huge), f"a number of at most {MAX_ABS_COVARIATE:,.0f} in size")
     values = values.where(~infinite & ~huge)
     if values.notna().any() and values.nunique(dropna=True) < 2:
         problems.add(name, "covariate is constant, so its effect cannot be estimated", column, expected="at least two distinct values")
@@ -493,7 +494,7 @@ def _check_intervals(table: pd.DataFrame, raw_day: pd.Series, recovered: pd.Seri
                          column, _rows(alone), "both day_lower and day_upper on an interval row, or neither")
     lower = _check_number(table["day_lower"], "day_lower", name, problems, required=pd.Series(False, index=table.index), zero_ok=True)
     upper = _check_number(table["day_upper"], "day_upper", name, problems, required=pd.Series(False, index=table.index))
-    day = _check_number(raw_day, "day", name, problems, required=~interval)
+    day = _check_number(raw_day, "day", name, problems, required=~(given_lower | given_upper))
     order = interval & lower.notna() & upper.notna() & (lower >= upper)
     if order.any():
         problems.add(name, "day_lower is not below day_upper", "day_lower", _rows(order), "0 <= day_lower < day_upper")
@@ -501,7 +502,7 @@ def _check_intervals(table: pd.DataFrame, raw_day: pd.Series, recovered: pd.Seri
     if censored.any():
         problems.add(name, "an interval is given on a censored row (recovered = 0)", "day_lower", _rows(censored),
                      "day_lower/day_upper only where recovered = 1; a censored row gives its last day known not recovered in 'day'")
-    disagree = interval & day.notna() & upper.notna() & (day != upper)
+    disagree = interval & (recovered == 1) & day.notna() & upper.notna() & (day != upper)
     if disagree.any():
         problems.add(name, "day disagrees with day_upper on an interval row", "day", _rows(disagree),
                      "day blank, or equal to day_upper, where day_lower and day_upper are given")
