@@ -15,6 +15,7 @@ import hashlib
 import io
 import re
 import sys
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -38,6 +39,7 @@ MAX_DAYS = 1e6
 MAX_ABS_COVARIATE = 1e6
 _TRUE = {"1", "1.0", "yes", "y", "true", "t"}
 _FALSE = {"0", "0.0", "no", "n", "false", "f"}
+_NUMBER = re.compile(r"[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|inf|infinity|nan)", re.ASCII | re.IGNORECASE)
 _DECIMAL_COMMA = re.compile(r"^\s*[+-]?\d*,\d+(?:[eE][+-]?\d+)?\s*$")
 # Who needs each optional patients column, for the note when it is left out.
 _USED_BY = {
@@ -172,83 +174,108 @@ def _check_unique_names(names: Sequence[str], name: str, problems: ProblemList) 
 
 
 # ----------------------------------------------------------------------------------------------
-# coercion
+# coercion: cells as plain Python text (one pass per column; pandas per-cell operations are slow
+# on the small tables trials have)
 def _rows(mask: pd.Series | np.ndarray) -> tuple[int, ...]:
     """1-based data row numbers where mask is true."""
     return tuple(int(i) + 1 for i in np.flatnonzero(np.asarray(mask, dtype=bool)))
 
 
-def _text(values: pd.Series) -> pd.Series:
-    return values.astype("string").str.strip()
+def _cells(values: pd.Series) -> np.ndarray:
+    """Each cell as stripped text (object array); None where missing or blank."""
+    out = np.empty(len(values), dtype=object)
+    for i, value in enumerate(values.tolist()):
+        if value is None or value is pd.NA or value is pd.NaT or (isinstance(value, float) and value != value):
+            out[i] = None
+        else:
+            text = str(value).strip()
+            out[i] = text if text else None
+    return out
 
 
-def _blank(values: pd.Series) -> pd.Series:
+def _blank_cells(cells: np.ndarray) -> np.ndarray:
+    return np.fromiter((c is None for c in cells), dtype=bool, count=len(cells))
+
+
+def _blank(values: pd.Series) -> np.ndarray:
     """True where a cell is missing or only whitespace."""
-    text = _text(values)
-    return (text.isna() | (text == "")).fillna(True).astype(bool)
+    return _blank_cells(_cells(values))
+
+
+def _binary_cells(cells: np.ndarray) -> np.ndarray:
+    def one(cell: str | None) -> float:
+        if cell is None:
+            return np.nan
+        lower = cell.lower()
+        return 1.0 if lower in _TRUE else 0.0 if lower in _FALSE else np.nan
+    return np.fromiter((one(c) for c in cells), dtype=np.float64, count=len(cells))
+
+
+def _numeric_cells(cells: np.ndarray) -> np.ndarray:
+    """Decimal numbers (ASCII digits, optional exponent, inf/nan words) as float64; the rest NaN."""
+    def one(cell: str | None) -> float:
+        if cell is None or not _NUMBER.fullmatch(cell):
+            return np.nan
+        return float(cell)
+    return np.fromiter((one(c) for c in cells), dtype=np.float64, count=len(cells))
 
 
 def coerce_binary(values: pd.Series) -> pd.Series:
     """Map 0/1, yes/no, true/false (any case) to 0.0/1.0; anything else becomes NaN."""
-    text = _text(values).str.lower()
-    out = pd.Series(np.nan, index=values.index, dtype="float64")
-    out[text.isin(_TRUE).fillna(False).astype(bool)] = 1.0
-    out[text.isin(_FALSE).fillna(False).astype(bool)] = 0.0
-    return out
+    return pd.Series(_binary_cells(_cells(values)), index=values.index)
 
 
 def coerce_numeric(values: pd.Series) -> pd.Series:
     """Numbers as float64 (inf and -inf kept, to be rejected by the checks); the rest NaN."""
-    numeric = pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values.dtype)
-    out = pd.to_numeric(values if numeric else _text(values), errors="coerce")
-    return pd.Series(out.astype("Float64").to_numpy(dtype="float64", na_value=np.nan), index=values.index)
+    return pd.Series(_numeric_cells(_cells(values)), index=values.index)
 
 
 def coerce_covariate(values: pd.Series) -> pd.Series:
     """A covariate: binary words become 0/1, numbers stay numbers, the rest NaN."""
-    binary = coerce_binary(values)
-    numeric = coerce_numeric(values)
-    return binary.where(binary.notna(), numeric)
+    cells = _cells(values)
+    binary = _binary_cells(cells)
+    return pd.Series(np.where(np.isnan(binary), _numeric_cells(cells), binary), index=values.index)
 
 
 # ----------------------------------------------------------------------------------------------
 # column checks: each records problems and returns the column with invalid cells as NaN
 def _check_binary(table: pd.DataFrame, column: str, name: str, problems: ProblemList) -> pd.Series:
-    raw = table[column]
-    coerced = coerce_binary(raw)
-    missing = _blank(raw)
+    cells = _cells(table[column])
+    coerced = _binary_cells(cells)
+    missing = _blank_cells(cells)
     if missing.any():
         problems.add(name, "missing values", column, _rows(missing), "0 or 1 in every row")
-    bad = coerced.isna() & ~missing
+    bad = np.isnan(coerced) & ~missing
     if bad.any():
         problems.add(name, "values are not 0/1", column, _rows(bad), "0/1, yes/no or true/false")
-    return coerced
+    return pd.Series(coerced, index=table.index)
 
 
-def _check_number(raw: pd.Series, column: str, name: str, problems: ProblemList, *, required: pd.Series | None = None,
+def _check_number(raw: pd.Series, column: str, name: str, problems: ProblemList, *, required: np.ndarray | None = None,
                   zero_ok: bool = False, maximum: float = MAX_DAYS) -> pd.Series:
     """A day count: finite, > 0 (>= 0 with `zero_ok`) and <= `maximum`; blank cells are errors where `required`."""
-    values = coerce_numeric(raw)
-    blank = _blank(raw)
-    required = pd.Series(True, index=raw.index) if required is None else required
+    cells = _cells(raw)
+    values = _numeric_cells(cells)
+    blank = _blank_cells(cells)
+    required = np.ones(len(raw), dtype=bool) if required is None else np.asarray(required, dtype=bool)
     sign = ">= 0" if zero_ok else "> 0"
     expected = f"a number {sign} and at most {maximum:,.0f}"
     if (blank & required).any():
         problems.add(name, "missing values", column, _rows(blank & required), f"a number {sign} in every row")
-    not_number = values.isna() & ~blank
+    not_number = np.isnan(values) & ~blank
     if not_number.any():
         problems.add(name, "values are not numbers", column, _rows(not_number), expected)
     infinite = np.isinf(values)
     if infinite.any():
         problems.add(name, "values are not finite", column, _rows(infinite), expected)
-    finite = values.notna() & ~infinite
+    finite = np.isfinite(values)
     too_low = finite & ((values < 0) if zero_ok else (values <= 0))
     if too_low.any():
         problems.add(name, "values are negative" if zero_ok else "values are not positive", column, _rows(too_low), expected)
     too_high = finite & (values > maximum)
     if too_high.any():
         problems.add(name, f"values are implausibly large (above {maximum:,.0f})", column, _rows(too_high), expected)
-    return values.where(finite & ~too_low & ~too_high)
+    return pd.Series(np.where(finite & ~too_low & ~too_high, values, np.nan), index=raw.index)
 
 
 def _check_positive(table: pd.DataFrame, column: str, name: str, problems: ProblemList) -> pd.Series:
@@ -256,11 +283,17 @@ def _check_positive(table: pd.DataFrame, column: str, name: str, problems: Probl
 
 
 def _check_text(table: pd.DataFrame, column: str, name: str, problems: ProblemList) -> pd.Series:
-    values = _text(table[column])
-    empty = _blank(table[column])
+    cells = _cells(table[column])
+    empty = _blank_cells(cells)
     if empty.any():
         problems.add(name, "empty values", column, _rows(empty), "non-empty text")
-    return values.where(~empty)
+    return pd.Series(cells, index=table.index, dtype="string")
+
+
+def _repeated(keys: list) -> np.ndarray:
+    """True for every key (not None) that occurs more than once."""
+    counts = Counter(k for k in keys if k is not None)
+    return np.array([k is not None and counts[k] > 1 for k in keys], dtype=bool)
 
 
 def _normal_name(column: str) -> str:
@@ -317,17 +350,17 @@ def _optional(table: pd.DataFrame, column: str, needed: bool, check: Callable, n
 
 
 def _check_response(table: pd.DataFrame, column: str, name: str, problems: ProblemList) -> pd.Series:
-    written = _text(table[column])
-    codes = written.str.upper()
-    missing = _blank(table[column])
+    cells = _cells(table[column])
+    missing = _blank_cells(cells)
     if missing.any():
         problems.add(name, "missing response", column, _rows(missing), "CR, PR or NR")
-    unknown = ~codes.isin(RESPONSE_CODES).fillna(False).astype(bool) & ~missing
+    codes = np.array([c.upper() if c is not None and c.upper() in RESPONSE_CODES else None for c in cells], dtype=object)
+    unknown = np.array([c is None for c in codes]) & ~missing
     if unknown.any():
-        seen = sorted(set(written[unknown].astype(str)))
+        seen = sorted(set(cells[unknown]))  # as written, not upper-cased
         listed = ", ".join(seen[:5]) + (f" and {len(seen) - 5} more" if len(seen) > 5 else "")
         problems.add(name, f"unknown response codes ({listed})", column, _rows(unknown), "CR, PR or NR (any case)")
-    return codes.where(~missing & ~unknown)
+    return pd.Series(codes, index=table.index, dtype="string")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -336,19 +369,21 @@ def _unique_columns(table: pd.DataFrame, name: str, problems: ProblemList) -> pd
     """Column names as trimmed text; duplicated names are a problem (the first copy is validated)."""
     names = [str(c).strip() for c in table.columns]
     keep = _check_unique_names(names, name, problems)
-    table = table.copy()
-    table.columns = names
-    return table.loc[:, keep]
+    if names != list(table.columns) or not all(keep):
+        table = table.set_axis(names, axis=1).loc[:, keep]
+    if not table.index.equals(pd.RangeIndex(len(table))):
+        table = table.reset_index(drop=True)
+    return table
 
 
 def validate_patients(table: pd.DataFrame, name: str, needs: Needs, problems: ProblemList,
                       notes: list[str] | None = None) -> pd.DataFrame:
     """Normalise and check the patients table; problems are recorded, not raised."""
     notes = notes if notes is not None else []
-    out = pd.DataFrame(index=table.index)
+    out: dict[str, pd.Series] = {}
     if _require(table, ["patient_id", "center"], name, "identifies patients and centers", problems):
         ids = _check_text(table, "patient_id", name, problems)
-        dup = ids.duplicated(keep=False) & ids.notna()
+        dup = _repeated(list(ids.to_numpy(dtype=object, na_value=None)))
         if dup.any():
             problems.add(name, "duplicated patient_id", "patient_id", _rows(dup), "each patient_id once")
         out["patient_id"] = ids
@@ -381,11 +416,11 @@ def validate_patients(table: pd.DataFrame, name: str, needs: Needs, problems: Pr
             problems.add(name, "covariate asked for is absent", column, expected=f"one of the columns: {candidates}")
             continue
         out[column] = _check_covariate(table[column], column, name, problems)
-    return out
+    return pd.DataFrame(out, index=table.index)
 
 
 def _validate_outcome(table: pd.DataFrame, name: str, needs: Needs, problems: ProblemList, notes: list[str],
-                      out: pd.DataFrame) -> None:
+                      out: dict[str, pd.Series]) -> None:
     """`response` (CR/PR/NR, with `responder` derived) or else `responder` (0/1), into `out` when valid."""
     needed = needs.response or needs.ordinal
     why = "the response model needs an outcome"
@@ -393,7 +428,7 @@ def _validate_outcome(table: pd.DataFrame, name: str, needs: Needs, problems: Pr
         codes = _optional(table, "response", needed, _check_response, name, problems, notes, why)
         if codes is not None:
             out["response"] = codes
-            out["responder"] = codes.isin(("CR", "PR")).astype("float64").where(codes.notna())
+            out["responder"] = pd.Series(np.where(codes.isna(), np.nan, codes.isin(("CR", "PR"))), index=codes.index)
             return
         if needed:
             return
@@ -411,24 +446,27 @@ def _validate_outcome(table: pd.DataFrame, name: str, needs: Needs, problems: Pr
 
 
 def _check_covariate(raw: pd.Series, column: str, name: str, problems: ProblemList) -> pd.Series:
-    values = coerce_covariate(raw)
-    missing = _blank(raw)
+    cells = _cells(raw)
+    binary = _binary_cells(cells)
+    values = np.where(np.isnan(binary), _numeric_cells(cells), binary)
+    missing = _blank_cells(cells)
     if missing.any():
         problems.add(name, "missing covariate values", column, _rows(missing), "a value in every row")
-    bad = values.isna() & ~missing
+    bad = np.isnan(values) & ~missing
     if bad.any():
         problems.add(name, "covariate values cannot be read as numbers", column, _rows(bad), "0/1, yes/no, true/false or a number")
     infinite = np.isinf(values)
     if infinite.any():
         problems.add(name, "covariate values are not finite", column, _rows(infinite), f"a finite number of at most {MAX_ABS_COVARIATE:,.0f} in size")
-    huge = ~infinite & (values.abs() > MAX_ABS_COVARIATE)
+    huge = np.isfinite(values) & (np.abs(values) > MAX_ABS_COVARIATE)
     if huge.any():
         problems.add(name, f"covariate values are implausibly large (beyond +-{MAX_ABS_COVARIATE:,.0f}; rescale them)", column,
                      _rows(huge), f"a number of at most {MAX_ABS_COVARIATE:,.0f} in size")
-    values = values.where(~infinite & ~huge)
-    if values.notna().any() and values.nunique(dropna=True) < 2:
+    values = np.where(infinite | huge, np.nan, values)
+    valid = values[~np.isnan(values)]
+    if valid.size and np.unique(valid).size < 2:
         problems.add(name, "covariate is constant, so its effect cannot be estimated", column, expected="at least two distinct values")
-    return values
+    return pd.Series(values, index=raw.index)
 
 
 def validate_recovery(
@@ -448,7 +486,7 @@ def validate_recovery(
         other = next(c for c in INTERVAL_COLUMNS if c not in present)
         _missing_column(table, other, name, f"interval-censored rows need both day_lower and day_upper, '{present[0]}' is present", problems)
         return None
-    out = pd.DataFrame(index=table.index)
+    out: dict[str, pd.Series] = {}
     out["patient_id"] = _check_text(table, "patient_id", name, problems)
     out["lineage"] = _check_text(table, "lineage", name, problems)
     out["recovered"] = _check_binary(table, "recovered", name, problems)
@@ -462,19 +500,25 @@ def validate_recovery(
     out["day"] = day
     out["day_lower"] = lower.astype("float64")
     out["day_upper"] = upper.astype("float64")
+    out = pd.DataFrame({c: out[c] for c in RECOVERY_COLUMNS + INTERVAL_COLUMNS}, index=table.index)
 
     if "patient_id" in patients.columns:
-        known = set(patients["patient_id"].dropna())
-        unknown = out["patient_id"].notna() & ~out["patient_id"].isin(known)
+        known_ids = list(patients["patient_id"].to_numpy(dtype=object, na_value=None))
+        ids = list(out["patient_id"].to_numpy(dtype=object, na_value=None))
+        known = set(known_ids) - {None}
+        unknown = np.array([i is not None and i not in known for i in ids], dtype=bool)
         if unknown.any():
             problems.add(name, f"patient_id not found in {patients_name}", "patient_id", _rows(unknown), "a patient_id of the patients table")
-        dup = out.duplicated(["patient_id", "lineage"], keep=False) & out["patient_id"].notna()
+        lineages = list(out["lineage"].to_numpy(dtype=object, na_value=None))
+        dup = _repeated([(i, g) if i is not None else None for i, g in zip(ids, lineages)])
         if dup.any():
             problems.add(name, "duplicated (patient_id, lineage) pair", "lineage", _rows(dup), "one row per patient and lineage")
-        if "followup_days" in patients.columns and patients["patient_id"].is_unique:
+        if "followup_days" in patients.columns and not _repeated(known_ids).any():
             # Invalid follow-up values are NaN here: they are reported once, in the patients table.
-            follow = out["patient_id"].map(patients.set_index("patient_id")["followup_days"].to_dict())
-            late = out["day_upper"].notna() & follow.notna() & (out["day_upper"] > follow)
+            by_id = dict(zip(known_ids, patients["followup_days"].to_numpy(dtype=np.float64)))
+            follow = np.array([by_id.get(i, np.nan) for i in ids], dtype=np.float64)
+            upper = out["day_upper"].to_numpy(dtype=np.float64)
+            late = ~np.isnan(upper) & ~np.isnan(follow) & (upper > follow)
             if late.any():
                 column = "day_upper" if present else "day"
                 problems.add(name, f"recovery day is after the patient's followup_days in {patients_name}", column,
@@ -583,22 +627,20 @@ def load_frames(
     if len(patients) == 0:
         problems.add(patients_name, "table is empty", expected="at least one data row")
         problems.raise_if_any()
-    patients = _unique_columns(patients, patients_name, problems).reset_index(drop=True)
+    patients = _unique_columns(patients, patients_name, problems)
     validated = validate_patients(patients, patients_name, needs, problems, notes)
     checked_recovery = None
     if recovery is not None:
         if len(recovery) == 0:
             problems.add(recovery_name, "table is empty", expected="at least one data row")
         else:
-            recovery = _unique_columns(recovery, recovery_name, problems).reset_index(drop=True)
+            recovery = _unique_columns(recovery, recovery_name, problems)
             checked_recovery = validate_recovery(recovery, recovery_name, validated, patients_name, problems)
     problems.raise_if_any()
 
-    for column in ("responder", "died", "adverse_event"):
-        if column in validated.columns:
-            validated[column] = validated[column].astype("int64")
+    validated = validated.astype({c: "int64" for c in ("responder", "died", "adverse_event") if c in validated.columns})
     if checked_recovery is not None:
-        checked_recovery["recovered"] = checked_recovery["recovered"].astype("int64")
+        checked_recovery = checked_recovery.astype({"recovered": "int64"})
     return TrialData(
         patients=validated,
         recovery=checked_recovery,
