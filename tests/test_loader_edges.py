@@ -275,7 +275,7 @@ def test_notes_are_announced_on_stderr(tmp_path, patients_frame, capsys):
 
 
 def test_bad_files_raise_no_warnings(tmp_path, patients_frame):
-    mixed = pd.concat([patients_frame] * 200, ignore_index=True)  # large enough for pandas' chunked type guessing
+    mixed = pd.concat([patients_frame] * 100, ignore_index=True)  # large enough for pandas' chunked type guessing
     mixed["patient_id"] = [f"Q{i}" for i in range(len(mixed))]
     mixed.loc[::3, "age"] = "forty"
     path = tmp_path / "mixed.csv"

@@ -133,7 +133,7 @@ def csv_bytes(draw) -> bytes:
     return text.encode(encoding, errors="replace") + draw(st.sampled_from([b"", b"\n", b"\xff", b"\x00"]))
 
 
-@settings(FUZZ, max_examples=200)
+@settings(FUZZ, max_examples=100)
 @given(data=csv_bytes(), needs=st.sampled_from(NEEDS[:3]))
 def test_any_csv_file_reads_or_reports_problems(data, needs):
     problems, notes = ProblemList(), []
