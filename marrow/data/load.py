@@ -55,13 +55,13 @@ _USED_BY = {
 class Needs:
     """What the requested model needs from the data; anything else is optional."""
 
-    response: bool = False  # an outcome: `response` (CR/PR/NR) or `responder` (0/1)
     ordinal: bool = False  # the `response` column itself (implies an outcome)
     followup: bool = False
     died: bool = False
     adverse_event: bool = False
     recovery: bool = False
     covariates: tuple[str, ...] = field(default_factory=tuple)
+    response: bool = False  # an outcome: `response` (CR/PR/NR) or `responder` (0/1); last, for positional callers
 
 
 def file_sha256(path: Path) -> str:
