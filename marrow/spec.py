@@ -54,6 +54,7 @@ class ModelSpec:
     def needs(self) -> Needs:
         """The columns and tables this model requires of the data."""
         return Needs(
+            response=self.model == "response",
             ordinal=self.model == "response" and self.outcome == "ordinal",
             followup=self.model == "survival",
             died=self.model == "survival",

@@ -24,10 +24,15 @@ class SourceFile:
 class TrialData:
     """Validated trial tables.
 
-    `patients` has one row per patient with normalised columns: `patient_id`, `center`,
-    `responder` (0/1), `response` ("NR"/"PR"/"CR", or missing when only `responder` was given),
-    and, where present, `followup_days`, `died`, `adverse_event` and the numeric covariates.
-    `recovery` (or None) has `patient_id`, `lineage`, `day`, `recovered`.
+    `patients` has one row per patient: `patient_id`, `center`, the covariates asked for (float),
+    and each of these only when present and valid: `response` ("NR"/"PR"/"CR"), `responder` (0/1,
+    from `response` when given), `followup_days` (float), `died` and `adverse_event` (0/1). So
+    `column in patients.columns` means the column can be used; a contract column left out because
+    the model did not need it and it failed validation is explained in `notes`.
+    `recovery` (or None) has `patient_id`, `lineage`, `day`, `recovered` and float `day_lower`,
+    `day_upper`: an interval-censored row (recovered between the two) has day = day_upper, every
+    other row day_lower = day_upper = day.
+    `notes` are plain sentences about how the data was read (columns left out, file format).
     """
 
     patients: pd.DataFrame
@@ -35,6 +40,7 @@ class TrialData:
     covariates: tuple[str, ...]
     sources: tuple[SourceFile, ...]
     synthetic: bool = False
+    notes: tuple[str, ...] = ()
 
     @property
     def centers(self) -> tuple[str, ...]:
@@ -64,7 +70,20 @@ class TrialData:
 
     @property
     def has_ordinal_response(self) -> bool:
-        return bool(self.patients["response"].notna().all())
+        """Every patient has a CR/PR/NR response (not only a 0/1 responder)."""
+        return "response" in self.patients.columns and bool(self.patients["response"].notna().all())
+
+    @property
+    def has_responder(self) -> bool:
+        """A 0/1 outcome (`responder`) is there for every patient."""
+        return "responder" in self.patients.columns
+
+    @property
+    def interval_censored(self) -> bool:
+        """Some recovery is known only to lie in an interval (day_lower < day_upper)."""
+        if self.recovery is None:
+            return False
+        return bool((self.recovery["day_lower"] < self.recovery["day_upper"]).any())
 
     def coords(self) -> dict[str, list[str]]:
         """Named coords for every dimension the data defines."""
