@@ -179,6 +179,8 @@ def test_missing_usubjid_variable(tmp_path):
 def test_datasets_not_given_are_named():
     messages = problems(AdamInput(datasets.ADSL_XPT), Needs(followup=True, recovery=True))
     assert any(m.startswith("ADTTE (not given)") and "--adtte FILE" in m for m in messages)
+    assert not any(m.startswith("ADRS") for m in messages)  # only the response model needs ADRS
+    messages = problems(AdamInput(datasets.ADSL_XPT), Needs(response=True))
     assert any(m.startswith("ADRS (not given), column 'AVALC'") and "--adrs FILE" in m for m in messages)
     with pytest.raises(UsageError, match="needs ADSL"):
         AdamInput.from_options(adrs=datasets.ADRS_XPT)
@@ -222,7 +224,7 @@ def test_adrs_missing_and_unknown_records(tmp_path):
     adrs = read_xpt("adrs")
     adrs.loc[[5, 6], "ANL01FL"] = "N"
     adrs.loc[7, "AVALC"] = ""  # blank: SAS missing
-    messages = problems(AdamInput.from_options(write_adam(tmp_path / "adam", adrs=adrs)))
+    messages = problems(AdamInput.from_options(write_adam(tmp_path / "adam", adrs=adrs)), Needs(response=True))
     [missing] = messages
     assert "adrs.xpt (ADRS), column 'AVALC'" in missing and "USUBJID P006, P007, P008" in missing
     assert "no ADRS record with PARAMCD = 'BESTRSP' and ANL01FL = 'Y' for USUBJID P006, P007" in missing
