@@ -232,9 +232,12 @@ def coerce_numeric(values: pd.Series) -> pd.Series:
 
 def coerce_covariate(values: pd.Series) -> pd.Series:
     """A covariate: binary words become 0/1, numbers stay numbers, the rest NaN."""
-    cells = _cells(values)
+    return pd.Series(_covariate_cells(_cells(values)), index=values.index)
+
+
+def _covariate_cells(cells: list) -> np.ndarray:
     binary = _binary_cells(cells)
-    return pd.Series(np.where(np.isnan(binary), _numeric_cells(cells), binary), index=values.index)
+    return np.where(np.isnan(binary), _numeric_cells(cells), binary)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -447,8 +450,7 @@ def _validate_outcome(table: pd.DataFrame, name: str, needs: Needs, problems: Pr
 
 def _check_covariate(raw: pd.Series, column: str, name: str, problems: ProblemList) -> pd.Series:
     cells = _cells(raw)
-    binary = _binary_cells(cells)
-    values = np.where(np.isnan(binary), _numeric_cells(cells), binary)
+    values = _covariate_cells(cells)
     missing = _blank_cells(cells)
     if missing.any():
         problems.add(name, "missing covariate values", column, _rows(missing), "a value in every row")
