@@ -2,13 +2,20 @@
 
 Commands live in `marrow.commands.*` and are imported when used (their modules import only click
 at the top), so `marrow --help` stays fast. Errors become messages and exit codes here, in one place:
-0 ok, 1 failed diagnostics, 2 data or usage error, 3 internal error.
+0 ok, 1 failed diagnostics, 2 data or usage error, 3 internal error, 130 interrupted (Ctrl-C),
+143 terminated (SIGTERM). SIGTERM is turned into an interrupt, so the same cleanup runs: no
+temporary file or half-built report folder is left behind.
 """
 
 from __future__ import annotations
 
 import importlib
+import signal
 import sys
+import threading
+import traceback
+from contextlib import contextmanager
+from typing import Iterator
 
 import click
 
@@ -31,6 +38,30 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 EXIT_INTERNAL = 3
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+EXIT_TERMINATED = 143  # 128 + SIGTERM
+
+
+class Terminated(KeyboardInterrupt):
+    """Raised in the main thread on SIGTERM: an interrupt, so every cleanup that handles Ctrl-C runs."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
+    raise Terminated()
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """While inside, SIGTERM raises `Terminated` in the main thread (elsewhere this does nothing)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class LazyGroup(click.Group):
@@ -71,10 +102,11 @@ Example (the bundled synthetic trial):
   marrow diagnose response.nc
   marrow report --out marrow-report
 
-Exit codes: 0 ok, 1 failed diagnostics, 2 data or usage error, 3 internal error.""",
+Exit codes: 0 ok, 1 failed diagnostics, 2 data or usage error, 3 internal error,
+130 interrupted, 143 terminated (SIGTERM).""",
 )
 @click.version_option(__version__, prog_name="marrow")
-@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+@click.option("--debug", is_flag=True, help="Show full tracebacks on errors (the exit code stays the same).")
 @click.option("--no-worker", is_flag=True, help="Run in this process even when a worker is running (`marrow worker`).")
 def cli(debug: bool, no_worker: bool) -> None:
     """marrow: Bayesian analysis of multicenter phase II trials.
@@ -98,8 +130,12 @@ def main(argv: list[str] | None = None) -> None:
         code = delegate(sys.argv[1:])
         if code is not None:
             sys.exit(code)
-        exit_now(run(sys.argv[1:]))
-    sys.exit(run(list(argv)))
+        with sigterm_as_interrupt():
+            code = run(sys.argv[1:])
+        exit_now(code)
+    with sigterm_as_interrupt():
+        code = run(list(argv))
+    sys.exit(code)
 
 
 def exit_now(code: int) -> None:
@@ -121,7 +157,7 @@ def exit_now(code: int) -> None:
 
 
 def run(argv: list[str]) -> int:
-    """Run the CLI in this process and map errors to exit codes (re-raises with --debug)."""
+    """Run the CLI in this process and map errors to exit codes (with --debug, also print the traceback)."""
     from marrow.errors import MarrowError
 
     argv = list(argv)
@@ -133,20 +169,30 @@ def run(argv: list[str]) -> int:
     except click.ClickException as exc:
         exc.show()
         code = exc.exit_code
-    except click.exceptions.Abort:
-        click.echo("marrow: aborted", err=True)
-        code = 130
+    except click.exceptions.Abort as exc:  # click turns an interrupt inside a command into Abort
+        code = _interrupted(exc.__cause__ if isinstance(exc.__cause__, KeyboardInterrupt) else None, "aborted")
     except MarrowError as exc:
         if debug:
-            raise
+            traceback.print_exc(file=sys.stderr)
         click.echo(f"marrow: error: {exc}", err=True)
         code = exc.exit_code
-    except KeyboardInterrupt:
-        click.echo("marrow: interrupted", err=True)
-        code = 130
+    except KeyboardInterrupt as exc:
+        code = _interrupted(exc, "interrupted")
     except Exception as exc:  # the last line of defence: no traceback unless asked
         if debug:
-            raise
-        click.echo(f"marrow: internal error: {type(exc).__name__}: {exc}\n(rerun with --debug for the traceback)", err=True)
+            traceback.print_exc(file=sys.stderr)
+            click.echo(f"marrow: internal error: {type(exc).__name__}: {exc}", err=True)
+        else:
+            click.echo(f"marrow: internal error: {type(exc).__name__}: {exc}\n(rerun with --debug for the traceback)",
+                       err=True)
         code = EXIT_INTERNAL
     return code if isinstance(code, int) else 0
+
+
+def _interrupted(exc: KeyboardInterrupt | None, word: str) -> int:
+    """Message and exit code of an interrupt: 143 for SIGTERM, 130 for Ctrl-C (or an aborted prompt)."""
+    if isinstance(exc, Terminated):
+        click.echo("marrow: terminated (SIGTERM)", err=True)
+        return EXIT_TERMINATED
+    click.echo(f"marrow: {word}", err=True)
+    return EXIT_INTERRUPTED

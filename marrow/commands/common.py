@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
 
@@ -35,6 +36,17 @@ def data_options(func):
 
 
 def format_options(func):
+    """--format, --force and --out; the command checks that --out can be written before it starts."""
+
+    @functools.wraps(func)
+    def checked(*args, **kwargs):
+        if kwargs.get("out_path") is not None:
+            from marrow.fits.io import check_writable
+
+            check_writable(kwargs["out_path"], kwargs.get("force", False))  # before loading anything
+        return func(*args, **kwargs)
+
+    func = checked
     func = click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path),
                         help="Write to this file (atomically) instead of the terminal.")(func)
     func = click.option("--force", is_flag=True, help="Overwrite an existing output file.")(func)

@@ -134,7 +134,9 @@ def run_report(plan: Plan, out: Path | str, force: bool = False, progress: Progr
 
 def _swap(work: Path, out: Path) -> None:
     """Put the finished folder in place: old one moved aside first, deleted last."""
-    os.chmod(work, 0o755)  # mkdtemp makes it private
+    from marrow.fits.io import output_mode
+
+    os.chmod(work, output_mode(folder=True))  # mkdtemp makes it private; outputs follow the umask (fits/io.py)
     old = None
     if out.exists() or out.is_symlink():
         old = out.with_name(f".{out.name}.old-{os.getpid()}")
