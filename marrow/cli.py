@@ -10,6 +10,7 @@ temporary file or half-built report folder is left behind.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import signal
 import sys
 import threading
@@ -170,7 +171,8 @@ def run(argv: list[str]) -> int:
         exc.show()
         code = exc.exit_code
     except click.exceptions.Abort as exc:  # click turns an interrupt inside a command into Abort
-        code = _interrupted(exc.__cause__ if isinstance(exc.__cause__, KeyboardInterrupt) else None, "aborted")
+        cause = exc.__cause__ if isinstance(exc.__cause__, KeyboardInterrupt) else None
+        code = _interrupted(cause, "aborted" if cause is None else "interrupted")
     except MarrowError as exc:
         if debug:
             traceback.print_exc(file=sys.stderr)

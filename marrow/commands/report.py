@@ -36,10 +36,11 @@ def report(data_path: Path | None, recovery_path: Path | None, plan_path: Path |
       marrow report --data trial.csv --recovery recovery.csv --covariates prior_atg --out report
     """
     from marrow.fits.io import check_writable
+
+    check_writable(out_dir, force, folder=True)  # before validating or sampling anything
     from marrow.report.plan import load_plan
     from marrow.report.run import run_report
 
-    check_writable(out_dir, force, folder=True)  # before validating or sampling anything
     plan = load_plan(plan_path, data_path, recovery_path,
                      split_list(covariates) if covariates is not None else None, quick)
     start = time.perf_counter()
