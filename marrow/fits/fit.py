@@ -45,7 +45,9 @@ class Fit:
         path = Path(path)
         self.provenance[VARIABLES_KEY] = json.dumps(saved_variables(self.idata), sort_keys=True)
         self.idata.posterior.attrs.update({PREFIX + k: v for k, v in self.provenance.items()})
-        with atomic_path(path, force) as tmp:
+        # A NetCDF file of draws is about as large as the arrays (random floats do not compress).
+        size = int(1.05 * sum(getattr(self.idata, group).nbytes for group in self.idata.groups())) + 2**16
+        with atomic_path(path, force, size_hint=size) as tmp:
             self.idata.to_netcdf(str(tmp))
         return path
 

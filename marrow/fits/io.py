@@ -115,15 +115,34 @@ def remove_folders(created: list[Path]) -> None:
             return
 
 
+def check_space(path: Path, needed: int) -> None:
+    """Refuse (exit 2) to start writing about `needed` bytes where less is free."""
+    try:
+        free = shutil.disk_usage(_existing_ancestor(path.parent)).free
+    except OSError:
+        return
+    if free < needed:
+        raise UsageError(f"cannot write {path}: it needs about {_size(needed)} and only {_size(free)} "
+                         "are free there; nothing was written")
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n / 1e3:.0f} kB"
+
+
 @contextmanager
-def atomic_path(path: Path | str, force: bool = False) -> Iterator[Path]:
+def atomic_path(path: Path | str, force: bool = False, size_hint: int | None = None) -> Iterator[Path]:
     """Yield a new temporary file beside `path`; on success it replaces `path` in one step.
 
     On any failure nothing is left behind: the temporary file and the folders created for it are
     removed. An `OSError` while writing (a full disk, a lost mount) becomes a `UsageError` naming
-    the file (exit 2); an interrupt propagates after the cleanup."""
+    the file (exit 2); an interrupt propagates after the cleanup. `size_hint` (bytes about to be
+    written) is checked against the free space first: HDF5, behind NetCDF, cannot be relied on to
+    fail cleanly when the disk fills up under it."""
     path = Path(path)
     check_writable(path, force)
+    if size_hint is not None:
+        check_space(path, size_hint)
     created = make_folders(path.parent)
     tmp: Path | None = None
     done = False

@@ -114,4 +114,4 @@ def check_provenance(provenance: dict[str, str], idata) -> None:
     lost += [f"'{group}/{name}'" for group, names in recorded.items() if group in groups
              for name in names if name not in getattr(idata, group).data_vars]
     if lost:
-        raise UsageError(f"{', '.join(lost)} missing (the fit was saved with them; was the file edited?)")
+        raise UsageError(f"{', '.join(lost)} missing, though marrow saved the fit with them (was the file edited?)")
