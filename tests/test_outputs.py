@@ -139,6 +139,21 @@ def test_a_rejected_fit_creates_no_folders(tmp_path, marrow_cli):
     assert leftovers(tmp_path) == ["bad.csv"]
 
 
+def test_a_report_that_fails_removes_the_folders_it_created(tmp_path, monkeypatch):
+    from marrow.errors import DataError, Problem
+    from marrow.report import run
+    from marrow.report.plan import load_plan
+
+    def rejected(plan, work, progress):
+        (work / "report.html").write_text("half")
+        raise DataError([Problem("trial.csv", "bad")])
+
+    monkeypatch.setattr(run, "_build", rejected)
+    with pytest.raises(DataError):
+        run.run_report(load_plan(None, None, None, None, True), tmp_path / "newdir" / "sub" / "report")
+    assert leftovers(tmp_path) == []
+
+
 # ---- written atomically; a failed write leaves nothing -------------------------------------------
 
 def test_a_full_disk_is_exit_2_naming_the_file_and_leaves_nothing(tmp_path, monkeypatch, marrow_cli):
@@ -186,20 +201,18 @@ def test_a_fit_too_large_for_the_free_space_is_refused_before_writing(tmp_path, 
 @pytest.mark.parametrize("interrupt", [KeyboardInterrupt, cli.Terminated])
 def test_an_interrupted_write_removes_its_temporary_file_and_new_folders(tmp_path, interrupt):
     target = tmp_path / "a" / "b" / "o.txt"
-    with pytest.raises(interrupt):
-        with io.atomic_path(target) as tmp:
-            tmp.write_text("half")
-            assert tmp.parent == target.parent and tmp.name.startswith(".o.txt.")
-            raise interrupt()
+    with pytest.raises(interrupt), io.atomic_path(target) as tmp:
+        tmp.write_text("half")
+        assert tmp.parent == target.parent and tmp.name.startswith(".o.txt.")
+        raise interrupt()
     assert leftovers(tmp_path) == []
 
 
 def test_atomic_folder_swaps_in_complete_folders_only(tmp_path):
     target = tmp_path / "new" / "report"
-    with pytest.raises(cli.Terminated):
-        with io.atomic_folder(target) as work:
-            (work / "report.html").write_text("half")
-            raise cli.Terminated()
+    with pytest.raises(cli.Terminated), io.atomic_folder(target) as work:
+        (work / "report.html").write_text("half")
+        raise cli.Terminated()
     assert leftovers(tmp_path) == []
     with io.atomic_folder(target) as work:
         (work / "report.html").write_text("first")
@@ -244,11 +257,10 @@ def test_the_worker_log_is_no_more_readable_than_its_socket(tmp_path, umask):
 
 def test_sigterm_becomes_an_interrupt_inside_and_is_restored_outside():
     before = signal.getsignal(signal.SIGTERM)
-    with pytest.raises(cli.Terminated):
-        with cli.sigterm_as_interrupt():
-            os.kill(os.getpid(), signal.SIGTERM)  # the handler runs at the next bytecode
-            for _ in range(1000):
-                pass
+    with pytest.raises(cli.Terminated), cli.sigterm_as_interrupt():
+        os.kill(os.getpid(), signal.SIGTERM)  # the handler runs at the next bytecode
+        for _ in range(1000):
+            pass
     assert signal.getsignal(signal.SIGTERM) == before
     assert issubclass(cli.Terminated, KeyboardInterrupt)  # every Ctrl-C cleanup also runs on SIGTERM
 

@@ -62,7 +62,7 @@ def test_a_bad_base_file_is_named_with_its_key(tmp_path):
     base = write_set(tmp_path, "[survival.beta]\ndist = 'Normal'\nmu = 0\nsigma = 1e9\n", name="base.toml")
     child = tmp_path / "child.toml"
     child.write_text(f'base = "{base.name}"\n', encoding="utf-8")
-    with pytest.raises(UsageError, match=rf"child\.toml: base 'base\.toml': .*base\.toml: prior 'survival\.beta'"):
+    with pytest.raises(UsageError, match=r"child\.toml: base 'base\.toml': .*base\.toml: prior 'survival\.beta'"):
         load_prior_set(child)
 
 

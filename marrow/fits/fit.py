@@ -9,7 +9,13 @@ from typing import Any
 
 from marrow.errors import MarrowError, UsageError
 from marrow.fits.io import atomic_path
-from marrow.fits.provenance import PREFIX, VARIABLES_KEY, check_provenance, read_provenance, saved_variables
+from marrow.fits.provenance import (
+    PREFIX,
+    VARIABLES_KEY,
+    check_provenance,
+    read_provenance,
+    saved_variables,
+)
 from marrow.spec import ModelSpec, SamplerSettings
 
 
