@@ -59,8 +59,8 @@ class Fit:
 
     @classmethod
     def load(cls, path: Path | str) -> "Fit":
-        """Read a fit saved by marrow, all of it, now; a `UsageError` (exit 2) naming the file and what
-        is wrong for a missing, foreign, truncated or edited file."""
+        """Read a fit saved by marrow; a `UsageError` (exit 2) naming the file and what is wrong for a
+        missing, foreign, truncated or edited file."""
         import arviz as az
 
         path = Path(path)
@@ -68,10 +68,8 @@ class Fit:
             raise UsageError(f"fit file {path} not found")
         if path.is_dir():
             raise UsageError(f"fit file {path} is a folder, not a NetCDF file")
-        try:
-            # Eager: a truncated or damaged file fails here, not in the middle of a summary.
-            with az.rc_context({"data.load": "eager"}):
-                idata = az.from_netcdf(str(path))
+        try:  # HDF5 checks the file's recorded length on opening, so a truncated file fails here
+            idata = az.from_netcdf(str(path))
         except Exception as exc:  # netCDF/HDF5 raise assorted errors for foreign files
             raise UsageError(f"{path} is not a readable fit file ({type(exc).__name__}: {exc})") from None
         if "posterior" not in idata.groups():
