@@ -43,26 +43,40 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 EXIT_TERMINATED = 143  # 128 + SIGTERM
 
 
-class Terminated(KeyboardInterrupt):
-    """Raised in the main thread on SIGTERM: an interrupt, so every cleanup that handles Ctrl-C runs."""
+def _on_sigterm(signum, frame) -> None:
+    from marrow.fits.io import Terminated, note_interrupt
 
-
-def _raise_terminated(signum, frame) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
+    note_interrupt(Terminated)
     raise Terminated()
+
+
+def _on_sigint(signum, frame) -> None:
+    from marrow.fits.io import note_interrupt
+
+    note_interrupt(KeyboardInterrupt)
+    signal.default_int_handler(signum, frame)  # raises KeyboardInterrupt, as Python always does
 
 
 @contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
-    """While inside, SIGTERM raises `Terminated` in the main thread (elsewhere this does nothing)."""
+    """While inside, SIGTERM raises `Terminated` (a KeyboardInterrupt) in the main thread, and both it
+    and Ctrl-C are remembered so that no output is written afterwards: PyMC and nutpie stop sampling
+    on an interrupt and return the draws so far, which must not be saved as a finished fit.
+    Outside the main thread this does nothing."""
+    from marrow.fits.io import note_interrupt
+
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    previous = {sig: signal.signal(sig, handler) for sig, handler in
+                ((signal.SIGTERM, _on_sigterm), (signal.SIGINT, _on_sigint))}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        note_interrupt(None)
 
 
 class LazyGroup(click.Group):
@@ -193,6 +207,8 @@ def run(argv: list[str]) -> int:
 
 def _interrupted(exc: KeyboardInterrupt | None, word: str) -> int:
     """Message and exit code of an interrupt: 143 for SIGTERM, 130 for Ctrl-C (or an aborted prompt)."""
+    from marrow.fits.io import Terminated
+
     if isinstance(exc, Terminated):
         click.echo("marrow: terminated (SIGTERM)", err=True)
         return EXIT_TERMINATED

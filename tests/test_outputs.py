@@ -198,7 +198,7 @@ def test_a_fit_too_large_for_the_free_space_is_refused_before_writing(tmp_path, 
     assert leftovers(tmp_path) == []
 
 
-@pytest.mark.parametrize("interrupt", [KeyboardInterrupt, cli.Terminated])
+@pytest.mark.parametrize("interrupt", [KeyboardInterrupt, io.Terminated])
 def test_an_interrupted_write_removes_its_temporary_file_and_new_folders(tmp_path, interrupt):
     target = tmp_path / "a" / "b" / "o.txt"
     with pytest.raises(interrupt), io.atomic_path(target) as tmp:
@@ -210,9 +210,9 @@ def test_an_interrupted_write_removes_its_temporary_file_and_new_folders(tmp_pat
 
 def test_atomic_folder_swaps_in_complete_folders_only(tmp_path):
     target = tmp_path / "new" / "report"
-    with pytest.raises(cli.Terminated), io.atomic_folder(target) as work:
+    with pytest.raises(io.Terminated), io.atomic_folder(target) as work:
         (work / "report.html").write_text("half")
-        raise cli.Terminated()
+        raise io.Terminated()
     assert leftovers(tmp_path) == []
     with io.atomic_folder(target) as work:
         (work / "report.html").write_text("first")
@@ -256,19 +256,36 @@ def test_the_worker_log_is_no_more_readable_than_its_socket(tmp_path, umask):
 # ---- SIGTERM cleans up like Ctrl-C -------------------------------------------------------------
 
 def test_sigterm_becomes_an_interrupt_inside_and_is_restored_outside():
-    before = signal.getsignal(signal.SIGTERM)
-    with pytest.raises(cli.Terminated), cli.sigterm_as_interrupt():
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    with pytest.raises(io.Terminated), cli.sigterm_as_interrupt():
         os.kill(os.getpid(), signal.SIGTERM)  # the handler runs at the next bytecode
         for _ in range(1000):
             pass
-    assert signal.getsignal(signal.SIGTERM) == before
-    assert issubclass(cli.Terminated, KeyboardInterrupt)  # every Ctrl-C cleanup also runs on SIGTERM
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
+    assert issubclass(io.Terminated, KeyboardInterrupt)  # every Ctrl-C cleanup also runs on SIGTERM
+
+
+@pytest.mark.parametrize(("sig", "interrupt"), [(signal.SIGTERM, io.Terminated), (signal.SIGINT, KeyboardInterrupt)])
+def test_no_output_is_written_after_an_interrupt_a_sampler_swallowed(tmp_path, sig, interrupt):
+    """PyMC and nutpie catch KeyboardInterrupt and return the draws so far: these must not be saved."""
+    with cli.sigterm_as_interrupt():
+        try:
+            os.kill(os.getpid(), sig)
+            for _ in range(1000):
+                pass
+        except KeyboardInterrupt:
+            pass  # what the sampler does
+        with pytest.raises(interrupt):
+            io.write_text(tmp_path / "new" / "o.txt", "partial draws")
+    assert leftovers(tmp_path) == []
+    io.write_text(tmp_path / "o.txt", "a later, complete run")  # outside, the interrupt is forgotten
+    assert leftovers(tmp_path) == ["o.txt"]
 
 
 def test_a_terminated_command_exits_143_and_ctrl_c_130(monkeypatch, capsys):
     import marrow.commands.priors as priors_command
 
-    for raised, code, word in ((cli.Terminated, 143, "terminated"), (KeyboardInterrupt, 130, "interrupted")):
+    for raised, code, word in ((io.Terminated, 143, "terminated"), (KeyboardInterrupt, 130, "interrupted")):
         def stop(*args, raised=raised, **kwargs):
             raise raised()
 

@@ -7,7 +7,8 @@ log are private (0600/0700; `marrow.worker.protocol`).
 
 `check_writable` runs before any data are loaded or anything is sampled and creates nothing.
 `atomic_path` creates missing folders only when the file is written and removes them again, with
-its temporary file, if the write fails or is interrupted (Ctrl-C, SIGTERM).
+its temporary file, if the write fails or is interrupted (Ctrl-C, SIGTERM). Once the process has
+been interrupted, no output is written at all (see `refuse_if_interrupted`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,28 @@ from marrow.errors import OutputExistsError, UsageError
 
 FILE_MODE = 0o666  # before the umask, as open() and every ordinary program use
 FOLDER_MODE = 0o777
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised as an interrupt so that every cleanup that handles Ctrl-C also runs."""
+
+
+# The interrupt received by this process (set by the CLI's signal handlers), or None. PyMC and nutpie
+# catch KeyboardInterrupt while sampling and return the draws so far; an output must then not be
+# written as if the run had completed, so every write checks this first.
+_received: type[KeyboardInterrupt] | None = None
+
+
+def note_interrupt(kind: type[KeyboardInterrupt] | None) -> None:
+    """Record that the process was interrupted (None forgets it)."""
+    global _received
+    _received = kind
+
+
+def refuse_if_interrupted() -> None:
+    """Raise the interrupt this process received, if any, instead of writing an output."""
+    if _received is not None:
+        raise _received()
 
 
 def current_umask() -> int:
@@ -140,6 +163,7 @@ def atomic_path(path: Path | str, force: bool = False, size_hint: int | None = N
     written) is checked against the free space first: HDF5, behind NetCDF, cannot be relied on to
     fail cleanly when the disk fills up under it."""
     path = Path(path)
+    refuse_if_interrupted()
     check_writable(path, force)
     if size_hint is not None:
         check_space(path, size_hint)
@@ -149,6 +173,7 @@ def atomic_path(path: Path | str, force: bool = False, size_hint: int | None = N
     try:
         tmp = _create_file(path.parent, _temp_name(path.name))
         yield tmp
+        refuse_if_interrupted()
         os.replace(tmp, path)
         done = True
     except OSError as exc:
@@ -171,6 +196,7 @@ def atomic_folder(path: Path | str, force: bool = False) -> Iterator[Path]:
     once the new one is in place; on failure or interrupt the work folder and any parents created
     for it are removed."""
     path = Path(path)
+    refuse_if_interrupted()
     check_writable(path, force, folder=True)
     created = make_folders(path.parent)
     work: Path | None = None
@@ -179,6 +205,7 @@ def atomic_folder(path: Path | str, force: bool = False) -> Iterator[Path]:
         work = path.parent / f".{path.name}.building-{secrets.token_hex(4)}"
         work.mkdir()
         yield work
+        refuse_if_interrupted()
         old = None
         if path.exists() or path.is_symlink():
             old = path.with_name(f".{path.name}.old-{secrets.token_hex(4)}")
