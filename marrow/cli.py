@@ -187,22 +187,39 @@ def run(argv: list[str]) -> int:
     except click.exceptions.Abort as exc:  # click turns an interrupt inside a command into Abort
         cause = exc.__cause__ if isinstance(exc.__cause__, KeyboardInterrupt) else None
         code = _interrupted(cause, "aborted" if cause is None else "interrupted")
-    except MarrowError as exc:
-        if debug:
-            traceback.print_exc(file=sys.stderr)
-        click.echo(f"marrow: error: {exc}", err=True)
-        code = exc.exit_code
     except KeyboardInterrupt as exc:
         code = _interrupted(exc, "interrupted")
-    except Exception as exc:  # the last line of defence: no traceback unless asked
-        if debug:
-            traceback.print_exc(file=sys.stderr)
-            click.echo(f"marrow: internal error: {type(exc).__name__}: {exc}", err=True)
+    except Exception as exc:
+        if _after_interrupt() is not None:  # e.g. a sampler stopped early and its partial draws broke a step
+            if debug:
+                traceback.print_exc(file=sys.stderr)
+            code = _interrupted(_after_interrupt()(), "interrupted")
+        elif isinstance(exc, MarrowError):
+            if debug:
+                traceback.print_exc(file=sys.stderr)
+            click.echo(f"marrow: error: {exc}", err=True)
+            code = exc.exit_code
         else:
-            click.echo(f"marrow: internal error: {type(exc).__name__}: {exc}\n(rerun with --debug for the traceback)",
-                       err=True)
-        code = EXIT_INTERNAL
+            code = _internal_error(exc, debug)
     return code if isinstance(code, int) else 0
+
+
+def _after_interrupt() -> type[KeyboardInterrupt] | None:
+    """The interrupt received while the command ran (PyMC and nutpie swallow it and return early)."""
+    from marrow.fits.io import received_interrupt
+
+    return received_interrupt()
+
+
+def _internal_error(exc: Exception, debug: bool) -> int:
+    """The last line of defence: one line, no traceback unless asked; exit 3."""
+    if debug:
+        traceback.print_exc(file=sys.stderr)
+        click.echo(f"marrow: internal error: {type(exc).__name__}: {exc}", err=True)
+    else:
+        click.echo(f"marrow: internal error: {type(exc).__name__}: {exc}\n(rerun with --debug for the traceback)",
+                   err=True)
+    return EXIT_INTERNAL
 
 
 def _interrupted(exc: KeyboardInterrupt | None, word: str) -> int:

@@ -294,6 +294,22 @@ def test_a_terminated_command_exits_143_and_ctrl_c_130(monkeypatch, capsys):
         assert f"marrow: {word}" in capsys.readouterr().err
 
 
+def test_an_error_caused_by_an_interrupt_the_sampler_swallowed_is_reported_as_the_interrupt(monkeypatch, capsys):
+    import marrow.commands.priors as priors_command
+
+    def sampler_stopped_early(*args, **kwargs):
+        io.note_interrupt(io.Terminated)  # what the SIGTERM handler records
+        raise ValueError("p < 0, p > 1 or p contains NaNs")  # what partial draws did downstream
+
+    monkeypatch.setattr(priors_command, "emit", sampler_stopped_early)
+    try:
+        assert cli.run(["priors", "list"]) == 143
+    finally:
+        io.note_interrupt(None)
+    err = capsys.readouterr().err
+    assert "terminated" in err and "internal error" not in err
+
+
 SLOW_WRITE = textwrap.dedent("""
     import sys, time
     from pathlib import Path

@@ -42,6 +42,11 @@ def note_interrupt(kind: type[KeyboardInterrupt] | None) -> None:
     _received = kind
 
 
+def received_interrupt() -> type[KeyboardInterrupt] | None:
+    """The interrupt this process received (Terminated or KeyboardInterrupt), or None."""
+    return _received
+
+
 def refuse_if_interrupted() -> None:
     """Raise the interrupt this process received, if any, instead of writing an output."""
     if _received is not None:
