@@ -475,7 +475,7 @@ def test_fit_passes_cores_through(monkeypatch, tmp_path, marrow_cli):
 
     seen = {}
 
-    def capture(spec, settings, *args):
+    def capture(spec, settings, *args, **kwargs):
         seen["cores"] = settings.cores
         raise UsageError("stop here")
 
