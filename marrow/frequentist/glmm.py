@@ -272,3 +272,66 @@ def fit_glmm(cells: BinomialCells, nodes: int = DEFAULT_NODES) -> GLMMFit:
         loglik=float(loglik), nodes=nodes, converged=converged, hessian_pd=positive, boundary=bool(boundary),
         message="; ".join(messages),
     )
+
+
+# --- rows for `marrow compare` -----------------------------------------------------------------------
+
+def _exp(value: float) -> float:
+    """exp without overflow (inf beyond float range, NaN kept): separated fits run to huge coefficients."""
+    return math.nan if math.isnan(value) else (math.inf if value > 709 else math.exp(value))
+
+
+ROW_COLUMNS = ["key", "label", "element", "estimate", "lower", "upper", "se", "n", "method", "flag", "problem", "working"]
+
+
+def glmm_rows(data, covariates: tuple[str, ...] = (), nodes: int = DEFAULT_NODES, level: float = LEVEL):
+    """Intercept, coefficients (log-odds and odds ratios) and center sd of the random-intercept
+    logistic MLE on the response, for `marrow compare`; empty with fewer than two centers or without
+    a `responder` column. Covariates are used uncentred, as marrow's response model uses them."""
+    import pandas as pd
+
+    patients = data.patients
+    if "responder" not in patients.columns or patients["center"].nunique() < 2:
+        return pd.DataFrame(columns=ROW_COLUMNS)
+    from marrow.frequentist.logistic import detect_separation
+
+    usable = tuple(c for c in covariates if patients[c].nunique() > 1)
+    n = len(patients)
+    rows = []
+    method = f"random-intercept logistic MLE, adaptive Gauss-Hermite ({nodes} nodes; glmer nAGQ = {nodes}), Wald"
+    X = np.column_stack([np.ones(n)] + [patients[c].to_numpy(dtype=float) for c in usable])
+    separation = detect_separation(X, patients["responder"].to_numpy(dtype=float), ("intercept", *usable))
+    if separation.separated:
+        # The marginal likelihood then increases without bound along the separating direction: no MLE.
+        problem = f"separation: no finite MLE ({separation.reason})"
+        labels = [("intercept", "Intercept (log-odds)", "")] + [
+            item for c in usable for item in (("beta", f"Coefficient (log-odds), {c}", c), ("odds_ratio", f"Odds ratio, {c}", c))]
+        for key, label, element in labels + [("center_sd", "Center sd (log-odds)", "")]:
+            rows.append({"key": key, "label": label, "element": element, "estimate": math.nan, "lower": math.nan,
+                         "upper": math.nan, "se": math.nan, "n": n, "method": method, "flag": "", "problem": problem,
+                         "working": None})
+        return pd.DataFrame(rows, columns=ROW_COLUMNS)
+    fit = fit_glmm(cells_from_trial(data, usable), nodes)
+    if not fit.boundary:
+        method += " (log sd)"
+    shared = "; ".join(m for m in (("" if fit.converged else "optimiser did not converge"),
+                                   ("" if fit.hessian_pd else "Hessian not positive definite")) if m)
+
+    def add(key, label, element, estimate, lower, upper, se, working, problem=shared):
+        rows.append({"key": key, "label": label, "element": element, "estimate": estimate, "lower": lower,
+                     "upper": upper, "se": se, "n": n, "method": method, "flag": "", "problem": problem,
+                     "working": working})
+
+    low, high = fit.interval(0, level)
+    add("intercept", "Intercept (log-odds)", "", float(fit.coef[0]), low, high, float(fit.se[0]), "identity")
+    for j, covariate in enumerate(usable, start=1):
+        low, high = fit.interval(j, level)
+        add("beta", f"Coefficient (log-odds), {covariate}", covariate, float(fit.coef[j]), low, high,
+            float(fit.se[j]), "identity")
+        add("odds_ratio", f"Odds ratio, {covariate}", covariate, _exp(fit.coef[j]), _exp(low), _exp(high), math.nan,
+            "log")
+    low, high = fit.sd_interval(level)
+    boundary = "center sd at the boundary (0)" if fit.boundary else ""
+    add("center_sd", "Center sd (log-odds)", "", fit.sd, low, high, fit.log_sd_se, "log",
+        "; ".join(m for m in (shared, boundary) if m))
+    return pd.DataFrame(rows, columns=ROW_COLUMNS)
