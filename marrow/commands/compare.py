@@ -71,7 +71,9 @@ def compare(fit_paths: tuple[Path, ...], data_path: Path | None, recovery_path: 
         text += "".join(f"\n{line}" for line in skipped) + ("\n" if skipped else "")
     else:
         shown = display_table(table)
-        sources = ", ".join(f"{s.role} {Path(s.path).name} ({s.rows} rows)" for s in data.sources)
+        from marrow.formatting import plural
+
+        sources = ", ".join(f"{s.role} {Path(s.path).name} ({plural(s.rows, 'row')})" for s in data.sources)
         fitted = ", ".join(f"{path.name} ({fit.spec.label})" for path, fit in zip(fit_paths, fits)) or "none"
         text = f"{title}\ndata: {sources}\nfits: {fitted}\n"
         for section in shown["section"].unique():

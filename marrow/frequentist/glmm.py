@@ -202,13 +202,18 @@ def _start(cells: BinomialCells) -> np.ndarray:
     return start
 
 
-def _optimise(objective, start: np.ndarray):
+def _optimise(objective, start: np.ndarray, bounds=None):
+    """Minimise with L-BFGS-B (bounds keep log sd finite, so a boundary fit stops quickly), then a
+    BFGS polish from there when the optimum is interior."""
     from scipy.optimize import minimize
 
     with warnings.catch_warnings(), np.errstate(over="ignore", under="ignore"):
         warnings.simplefilter("ignore")
-        result = minimize(objective, start, method="BFGS", options={"gtol": 1e-7, "maxiter": 1000})
-        result = minimize(objective, result.x, method="BFGS", options={"gtol": 1e-8, "maxiter": 1000})
+        result = minimize(objective, start, method="L-BFGS-B", bounds=bounds,
+                          options={"ftol": 1e-14, "gtol": 1e-9, "maxiter": 2000})
+        at_bound = bounds is not None and any(b[0] is not None and x <= b[0] + 1e-6 for x, b in zip(result.x, bounds))
+        if not at_bound:
+            result = minimize(objective, result.x, method="BFGS", options={"gtol": 1e-8, "maxiter": 1000})
     return result
 
 
@@ -248,8 +253,10 @@ def fit_glmm(cells: BinomialCells, nodes: int = DEFAULT_NODES) -> GLMMFit:
         return -value if np.isfinite(value) else 1e300
 
     start = _start(cells)
-    result = _optimise(negative, start)
     fixed = _optimise(negative_fixed, start[:p])
+    start[:p] = fixed.x
+    bounds = [(None, None)] * p + [(math.log(BOUNDARY_SD / 10), math.log(100.0))]
+    result = _optimise(negative, start, bounds)
     boundary = math.exp(result.x[p]) < BOUNDARY_SD or -fixed.fun >= -result.fun - 1e-8
     if boundary:
         theta, objective, loglik = fixed.x, negative_fixed, -fixed.fun

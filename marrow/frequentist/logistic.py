@@ -60,7 +60,8 @@ def detect_separation(X: np.ndarray, y: np.ndarray, names: tuple[str, ...]) -> S
             mine = X[:, j] == level
             if mine.any() and y[mine].min() == y[mine].max():
                 outcome = "no responders" if y[mine].max() == 0 else "only responders"
-                reasons.append(f"{name}={level:g}: {outcome} ({int(mine.sum())} patients)")
+                count = int(mine.sum())
+                reasons.append(f"{name}={level:g}: {outcome} ({count} patient{'' if count == 1 else 's'})")
     s = np.where(y > 0, 1.0, -1.0)
     A = s[:, None] * X
     result = linprog(-A.sum(axis=0), A_ub=-A, b_ub=np.zeros(len(y)), bounds=[(-1, 1)] * X.shape[1], method="highs")
