@@ -401,14 +401,16 @@ def cure_model(data: TrialData, covariates: tuple[str, ...] | None = None, level
     time, event = table["day"].to_numpy(float), table["recovered"].to_numpy(int)
     z = norm.ppf(0.5 + level / 2)
     rows = []
-    theta, cov = fit_cure(time, event, lineage, np.zeros((len(table), 0)), L)
-
     def expit(v: float) -> float:
         return 1.0 / (1.0 + np.exp(-v))
 
     for l, name in enumerate(lineages):
         mine = lineage == l
-        logit_cure, se = -theta[l], float(np.sqrt(cov[l, l])) if np.isfinite(cov[l, l]) and cov[l, l] > 0 else np.nan
+        # Without covariates the lineages share no parameter: one fit each, so a lineage at the
+        # boundary (a singular Hessian) leaves the others' intervals intact.
+        n_mine = int(mine.sum())
+        theta, cov = fit_cure(time[mine], event[mine], np.zeros(n_mine, dtype=int), np.zeros((n_mine, 0)), 1)
+        logit_cure, se = -theta[0], float(np.sqrt(cov[0, 0])) if np.isfinite(cov[0, 0]) and cov[0, 0] > 0 else np.nan
         last_event = time[mine & (event == 1)].max() if (mine & (event == 1)).any() else np.nan
         censored_after = int(np.sum(mine & (event == 0) & (time > last_event)))
         rows.append({"key": "cure_fraction", "label": f"Cure fraction (never recover), {name}", "element": name,
