@@ -281,7 +281,7 @@ def _covariate_groups(fit: Fit, x_mean: np.ndarray) -> tuple[list[str], np.ndarr
     rows = np.unique(np.round(idata.constant_data[name].to_numpy().reshape(-1, len(x_mean)), 12), axis=0)
     if len(rows) > MAX_GROUPS:
         return None
-    raw = rows + x_mean
+    raw = np.round(rows + x_mean, 9) + 0.0  # centring and back leaves ~1e-13 of rounding (and -0)
     labels = [", ".join(f"{c}={v:.6g}" for c, v in zip(fit.spec.covariates, row)) for row in raw]
     return labels, rows
 
