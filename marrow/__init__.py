@@ -12,5 +12,6 @@ _flags = _os.environ.get("PYTENSOR_FLAGS", "")
 if "blas__ldflags" not in _flags and "blas.ldflags" not in _flags:
     _os.environ["PYTENSOR_FLAGS"] = ",".join(x for x in (_flags, "blas__ldflags=") if x)
 
-# ArviZ 0.23 announces its 1.0 refactor on import; it is noise for marrow's users.
-_warnings.filterwarnings("ignore", message="ArviZ is undergoing a major refactor")
+# ArviZ 0.23 announces its 1.0 refactor on import (once a day); it is noise for marrow's users. Its
+# text starts with a newline and `message` must match from the start, hence the leading \s*.
+_warnings.filterwarnings("ignore", message=r"\s*ArviZ is undergoing a major refactor", category=FutureWarning)

@@ -2,13 +2,21 @@
 
 Commands live in `marrow.commands.*` and are imported when used (their modules import only click
 at the top), so `marrow --help` stays fast. Errors become messages and exit codes here, in one place:
-0 ok, 1 failed diagnostics, 2 data or usage error, 3 internal error.
+0 ok, 1 failed diagnostics, 2 data or usage error, 3 internal error, 130 interrupted (Ctrl-C),
+143 terminated (SIGTERM). SIGTERM is turned into an interrupt, so the same cleanup runs: no
+temporary file or half-built report folder is left behind.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import signal
 import sys
+import threading
+import traceback
+from contextlib import contextmanager
+from typing import Iterator
 
 import click
 
@@ -31,6 +39,44 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 EXIT_INTERNAL = 3
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+EXIT_TERMINATED = 143  # 128 + SIGTERM
+
+
+def _on_sigterm(signum, frame) -> None:
+    from marrow.fits.io import Terminated, note_interrupt
+
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
+    note_interrupt(Terminated)
+    raise Terminated()
+
+
+def _on_sigint(signum, frame) -> None:
+    from marrow.fits.io import note_interrupt
+
+    note_interrupt(KeyboardInterrupt)
+    signal.default_int_handler(signum, frame)  # raises KeyboardInterrupt, as Python always does
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """While inside, SIGTERM raises `Terminated` (a KeyboardInterrupt) in the main thread, and both it
+    and Ctrl-C are remembered so that no output is written afterwards: PyMC and nutpie stop sampling
+    on an interrupt and return the draws so far, which must not be saved as a finished fit.
+    Outside the main thread this does nothing."""
+    from marrow.fits.io import note_interrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, handler) for sig, handler in
+                ((signal.SIGTERM, _on_sigterm), (signal.SIGINT, _on_sigint))}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        note_interrupt(None)
 
 
 class LazyGroup(click.Group):
@@ -71,10 +117,11 @@ Example (the bundled synthetic trial):
   marrow diagnose response.nc
   marrow report --out marrow-report
 
-Exit codes: 0 ok, 1 failed diagnostics, 2 data or usage error, 3 internal error.""",
+Exit codes: 0 ok, 1 failed diagnostics, 2 data or usage error, 3 internal error,
+130 interrupted, 143 terminated (SIGTERM).""",
 )
 @click.version_option(__version__, prog_name="marrow")
-@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+@click.option("--debug", is_flag=True, help="Show full tracebacks on errors (the exit code stays the same).")
 @click.option("--no-worker", is_flag=True, help="Run in this process even when a worker is running (`marrow worker`).")
 def cli(debug: bool, no_worker: bool) -> None:
     """marrow: Bayesian analysis of multicenter phase II trials.
@@ -98,8 +145,12 @@ def main(argv: list[str] | None = None) -> None:
         code = delegate(sys.argv[1:])
         if code is not None:
             sys.exit(code)
-        exit_now(run(sys.argv[1:]))
-    sys.exit(run(list(argv)))
+        with sigterm_as_interrupt():
+            code = run(sys.argv[1:])
+        exit_now(code)
+    with sigterm_as_interrupt():
+        code = run(list(argv))
+    sys.exit(code)
 
 
 def exit_now(code: int) -> None:
@@ -121,7 +172,7 @@ def exit_now(code: int) -> None:
 
 
 def run(argv: list[str]) -> int:
-    """Run the CLI in this process and map errors to exit codes (re-raises with --debug)."""
+    """Run the CLI in this process and map errors to exit codes (with --debug, also print the traceback)."""
     from marrow.errors import MarrowError
 
     argv = list(argv)
@@ -133,20 +184,50 @@ def run(argv: list[str]) -> int:
     except click.ClickException as exc:
         exc.show()
         code = exc.exit_code
-    except click.exceptions.Abort:
-        click.echo("marrow: aborted", err=True)
-        code = 130
-    except MarrowError as exc:
-        if debug:
-            raise
-        click.echo(f"marrow: error: {exc}", err=True)
-        code = exc.exit_code
-    except KeyboardInterrupt:
-        click.echo("marrow: interrupted", err=True)
-        code = 130
-    except Exception as exc:  # the last line of defence: no traceback unless asked
-        if debug:
-            raise
-        click.echo(f"marrow: internal error: {type(exc).__name__}: {exc}\n(rerun with --debug for the traceback)", err=True)
-        code = EXIT_INTERNAL
+    except click.exceptions.Abort as exc:  # click turns an interrupt inside a command into Abort
+        cause = exc.__cause__ if isinstance(exc.__cause__, KeyboardInterrupt) else None
+        code = _interrupted(cause, "aborted" if cause is None else "interrupted")
+    except KeyboardInterrupt as exc:
+        code = _interrupted(exc, "interrupted")
+    except Exception as exc:
+        if _after_interrupt() is not None:  # e.g. a sampler stopped early and its partial draws broke a step
+            if debug:
+                traceback.print_exc(file=sys.stderr)
+            code = _interrupted(_after_interrupt()(), "interrupted")
+        elif isinstance(exc, MarrowError):
+            if debug:
+                traceback.print_exc(file=sys.stderr)
+            click.echo(f"marrow: error: {exc}", err=True)
+            code = exc.exit_code
+        else:
+            code = _internal_error(exc, debug)
     return code if isinstance(code, int) else 0
+
+
+def _after_interrupt() -> type[KeyboardInterrupt] | None:
+    """The interrupt received while the command ran (PyMC and nutpie swallow it and return early)."""
+    from marrow.fits.io import received_interrupt
+
+    return received_interrupt()
+
+
+def _internal_error(exc: Exception, debug: bool) -> int:
+    """The last line of defence: one line, no traceback unless asked; exit 3."""
+    if debug:
+        traceback.print_exc(file=sys.stderr)
+        click.echo(f"marrow: internal error: {type(exc).__name__}: {exc}", err=True)
+    else:
+        click.echo(f"marrow: internal error: {type(exc).__name__}: {exc}\n(rerun with --debug for the traceback)",
+                   err=True)
+    return EXIT_INTERNAL
+
+
+def _interrupted(exc: KeyboardInterrupt | None, word: str) -> int:
+    """Message and exit code of an interrupt: 143 for SIGTERM, 130 for Ctrl-C (or an aborted prompt)."""
+    from marrow.fits.io import Terminated
+
+    if isinstance(exc, Terminated):
+        click.echo("marrow: terminated (SIGTERM)", err=True)
+        return EXIT_TERMINATED
+    click.echo(f"marrow: {word}", err=True)
+    return EXIT_INTERRUPTED

@@ -12,6 +12,11 @@ if TYPE_CHECKING:
 FORMATS = ("table", "csv", "markdown", "latex", "json")
 
 
+def plural(count: int, word: str, many: str | None = None) -> str:
+    """'1 center', '2 centers' (`many` for irregular plurals)."""
+    return f"{count} {word if count == 1 else (many or word + 's')}"
+
+
 def fmt_number(value, digits: int = 3) -> str:
     """Compact number: integers as integers, NaN as a dash, others to `digits` significant decimals."""
     if value is None or (isinstance(value, float) and math.isnan(value)):

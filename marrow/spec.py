@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -83,9 +84,20 @@ class ModelSpec:
         return cls(**kwargs)
 
 
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the OS has one, else all of them)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # macOS and Windows have no affinity mask
+        return max(1, os.cpu_count() or 1)
+
+
 @dataclass(frozen=True)
 class SamplerSettings:
-    """How to sample. `target_accept=None` and `sampler="auto"` take the model's defaults."""
+    """How to sample. `target_accept=None` and `sampler="auto"` take the model's defaults.
+
+    `cores` (chains sampled in parallel) defaults to the CPUs available to the process and is capped
+    at `chains`; the value stored in a fit is the one used."""
 
     chains: int = 4
     draws: int = 1000
@@ -93,15 +105,17 @@ class SamplerSettings:
     seed: int = 2017
     sampler: str = "auto"
     target_accept: float | None = None
-    cores: int = 2
+    cores: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.sampler not in SAMPLERS:
             raise UsageError(f"unknown sampler '{self.sampler}'; choose one of {', '.join(SAMPLERS)}")
-        for name in ("chains", "draws", "cores"):
+        for name in ("chains", "draws") + (("cores",) if self.cores is not None else ()):
             if getattr(self, name) < 1:
                 raise UsageError(f"--{name} must be at least 1")
+        cores = available_cpus() if self.cores is None else self.cores
+        object.__setattr__(self, "cores", min(cores, self.chains))  # frozen: fixed once, here
         if self.tune < 0:
             raise UsageError("--tune must be >= 0")
         if self.target_accept is not None and not 0.5 <= self.target_accept < 1:

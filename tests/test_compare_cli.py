@@ -53,7 +53,8 @@ def test_csv_and_json_hold_published_numbers(capsys):
     assert overall["freq"] == pytest.approx(21 / 74)
     assert (round(overall["freq_lower"], 3), round(overall["freq_upper"], 3)) == (0.185, 0.401)
     assert table["bayes"].isna().all()
-    medians = table[table["variable"] == "median_days"].set_index("element")["freq"].to_dict()
+    kaplan_meier = (table["variable"] == "median_days") & table["method"].str.startswith("Kaplan-Meier")
+    medians = table[kaplan_meier].set_index("element")["freq"].to_dict()
     assert medians == {"leukocytic": 19, "erythrocytic": 17, "megakaryocytic": 31}
     survival = table[(table["variable"] == "survival_at") & (table["element"].astype(str) == "365.25")].iloc[0]
     assert survival["freq"] == pytest.approx(0.878, abs=5e-4)
@@ -98,11 +99,16 @@ def test_user_csv(capsys, tmp_path):
     code, out, err = run(capsys, "--data", str(path), "--covariates", "smoker", "--format", "csv")
     assert code == 0, err
     table = pd.read_csv(io.StringIO(out))
+    skipped = table["flag"].fillna("").str.startswith("skipped: ")
+    assert set(table.loc[skipped, "flag"]) == {"skipped: Time to recovery (no recovery table)",
+                                               "skipped: Overall survival (no 'followup_days' or 'died' columns)",
+                                               "skipped: Safety (no 'adverse_event' column)"}
+    table = table[~skipped]
     assert set(table["section"]) == {"Response"}  # no CR/PR codes, no recovery, survival or safety data
     overall = table[(table["variable"] == "response_rate") & table["method"].str.startswith("exact")].iloc[0]
     assert overall["freq"] == pytest.approx(6 / 24) and overall["n"] == 24
     assert "cr_rate" not in set(table["variable"])
-    assert (table["variable"] == "odds_ratio").sum() == 4  # Wald, profile, GEE, Fisher
+    assert (table["variable"] == "odds_ratio").sum() == 5  # Wald, profile, GEE, Fisher, random-intercept MLE
 
 
 def test_user_csv_errors_are_clear(capsys, tmp_path):

@@ -154,7 +154,7 @@ def test_separation_detected_and_firth_used(separated):
     assert row["flag"].startswith("separation: Firth used")
     assert not table["method"].str.startswith("logistic regression").any()
     gee = _row(table, "odds_ratio", "GEE", "active_infection")
-    assert np.isnan(gee["estimate"]) and "separation" in gee["flag"]
+    assert np.isnan(gee["estimate"]) and "separation" in gee["problem"]
 
 
 def test_separation_by_linear_programme_only():
@@ -288,7 +288,7 @@ def _weibull_aft_negloglik(theta, t, e, X):
 
 
 def test_recovery_aft_against_direct_likelihood(trial):
-    table = survival.recovery_aft(trial, COVARIATES)
+    table = survival.recovery_aft(trial, COVARIATES, families=("weibull",))
     merged = survival.recovery_table(trial)
     mine = merged[(merged["lineage"] == "leukocytic") & (merged["responder"] == 1)]
     X = np.column_stack([np.ones(len(mine)), mine[list(COVARIATES)].to_numpy(float)])
@@ -297,7 +297,7 @@ def test_recovery_aft_against_direct_likelihood(trial):
     direct = optimize.minimize(_weibull_aft_negloglik, start, args=(t, e, X), method="Nelder-Mead",
                                options={"xatol": 1e-9, "fatol": 1e-10, "maxiter": 40000, "maxfev": 40000})
     for j, covariate in enumerate(COVARIATES, start=1):
-        row = _row(table, "time_ratio", None, f"leukocytic, {covariate}")
+        row = _row(table, "time_ratio", "Weibull AFT", f"leukocytic, {covariate}")
         assert np.log(row["estimate"]) == pytest.approx(direct.x[j], abs=2e-3)
 
 
@@ -463,7 +463,7 @@ def test_bayes_columns_follow_variable_names_of_every_model(trial):
     # time_ratio exists in the recovery fake only: it fills the recovery rows, never the survival ones.
     assert one("time_ratio", "prior_atg", "Time to recovery")["bayes"] == pytest.approx(0.9, rel=0.1)
     survival_ratio = table[(table["section"] == "Overall survival") & (table["variable"] == "time_ratio")]
-    assert len(survival_ratio) == 2 and survival_ratio["bayes"].isna().all()
+    assert len(survival_ratio) == 2 * 3 and survival_ratio["bayes"].isna().all()  # weibull, lognormal, exponential
     # Dims that do not match (the per-lineage AFT rows against a shared time_ratio) stay empty.
     assert np.isnan(one("time_ratio", "leukocytic, prior_atg")["bayes"])
     # Disagreement and its reasons.
@@ -471,3 +471,141 @@ def test_bayes_columns_follow_variable_names_of_every_model(trial):
     assert one("center_rate", "Center A")["flag"].startswith("disagree: shrinkage")
     assert one("center_rate", "Center G")["flag"].startswith("disagree: shrinkage")
     assert one("response_rate", "")["flag"] == ""
+
+
+# --- not estimable, and sections by available columns -------------------------------------------------
+
+def test_not_estimable_rule():
+    from marrow.frequentist.estimable import not_estimable
+
+    assert not_estimable(2.0, 1.0, 4.0, "log") == ""
+    assert not_estimable(-1.4, -2.3, -0.5, "identity") == ""
+    assert not_estimable(0.74, 0.63, 0.83, "logit") == ""
+    # An odds ratio of 4e-20 with an interval spanning 300 orders of magnitude.
+    assert "beyond" in not_estimable(4e-20, 1e-170, 1e130, "log")
+    assert "orders of magnitude" in not_estimable(0.5, 1e-6, 1e4, "log")
+    assert not_estimable(2.0, np.nan, np.nan, "log").startswith("estimate without an interval")
+    assert not_estimable(np.inf, 1.0, np.inf, None) == "estimate is infinite"
+    assert not_estimable(np.nan, np.nan, np.nan, None) == "no estimate"
+    assert "boundary" in not_estimable(0.0, 0.0, 0.3, "log")
+    assert "beyond" in not_estimable(1e-9, 1e-12, 1e-6, "logit")  # a cure fraction at the boundary
+    assert not_estimable(3.0, 1.0, 9.0, "log", problem="optimiser did not converge") == "optimiser did not converge"
+    # Exact and Kaplan-Meier rows need only an estimate and an interval (a median's upper limit may be inf).
+    assert not_estimable(31.0, 30.0, np.inf, None) == ""
+    assert not_estimable(0.0, 0.0, 0.3, None) == ""
+
+
+def _degenerate_trial():
+    """Complete separation (x = 1: all respond, x = 0: none) and a lineage in which everyone recovers."""
+    from marrow.data.trial import TrialData
+
+    n = 30
+    x = np.tile([0, 1], n // 2)
+    patients = pd.DataFrame({"patient_id": [f"D{i:02d}" for i in range(n)], "center": np.repeat(["K1", "K2", "K3"], 10),
+                             "responder": x, "response": np.where(x == 1, "PR", "NR"), "x": x.astype(float)})
+    rng = np.random.default_rng(4)
+    everyone = pd.DataFrame({"patient_id": patients["patient_id"], "lineage": "alpha",
+                             "day": rng.integers(8, 40, n).astype(float), "recovered": 1})
+    recovers = rng.random(n) < 0.5
+    some = pd.DataFrame({"patient_id": patients["patient_id"], "lineage": "beta",
+                         "day": np.where(recovers, rng.integers(10, 60, n), 200).astype(float),
+                         "recovered": recovers.astype(int)})
+    return TrialData(patients, pd.concat([everyone, some], ignore_index=True), ("x",), ())
+
+
+def test_separation_and_cure_boundary_are_not_estimable():
+    table = comparison_table(_degenerate_trial(), [], ("x",))
+    flagged = table[table["flag"].str.contains("not estimable", regex=False)]
+    assert flagged[["freq", "freq_lower", "freq_upper"]].isna().all().all()
+    cure = table[(table["variable"] == "cure_fraction") & (table["element"] == "alpha")].iloc[0]
+    assert "not estimable" in cure["flag"] and np.isnan(cure["freq"])
+    assert "not estimable" not in table[(table["variable"] == "cure_fraction") & (table["element"] == "beta")].iloc[0]["flag"]
+    fisher = table[table["method"].str.startswith("Fisher")].iloc[0]
+    assert "not estimable" in fisher["flag"] and np.isnan(fisher["freq"])
+    glmm = table[table["method"].str.startswith("random-intercept")]
+    assert len(glmm) and glmm["flag"].str.contains("not estimable: separation").all()
+    gee = table[table["method"].str.startswith("GEE")].iloc[0]
+    assert gee["flag"].startswith("not estimable: separation")
+    # Firth still gives a finite, flagged estimate; exact rates are untouched.
+    assert np.isfinite(table[table["method"].str.startswith("Firth")]["freq"]).all()
+    assert table[table["variable"] == "response_rate"]["flag"].eq("").all()
+
+
+def test_not_estimable_in_every_format(tmp_path, capsys):
+    import json
+
+    from marrow.cli import main
+
+    # The separated patients only (the cure boundary is checked above): cheap to recompute per format.
+    _degenerate_trial().patients.drop(columns="response").to_csv(tmp_path / "p.csv", index=False)
+
+    def run(fmt: str) -> str:
+        with pytest.raises(SystemExit) as exited:
+            main(["compare", "--data", str(tmp_path / "p.csv"), "--covariates", "x", "--format", fmt])
+        out = capsys.readouterr().out
+        assert exited.value.code == 0
+        return out
+
+    for fmt in ("table", "markdown", "latex"):
+        text = run(fmt)
+        assert "not estimable: separation" in text and "Skipped: Overall survival" in text if fmt == "latex" \
+            else "skipped: Overall survival (no 'followup_days' or 'died' columns)" in text
+        import re
+
+        numbers = re.sub(r"p = [0-9.e+-]+", "", text)  # Fisher's p-value may be tiny; estimates may not
+        # (a Kaplan-Meier median's interval may legitimately end at inf, "23-inf": median not reached)
+        assert "not estimable" in text and not re.search(r"(?<!\d-)\binf\b|e-\d\d", numbers)
+    rows = json.loads(run("json"))
+    assert rows["skipped"] == ["skipped: Time to recovery (no recovery table)",
+                               "skipped: Overall survival (no 'followup_days' or 'died' columns)",
+                               "skipped: Safety (no 'adverse_event' column)"]
+    flagged = [r for r in rows["rows"] if "not estimable" in (r["flag"] or "")]
+    assert flagged and all(r["freq"] is None and r["freq_lower"] is None for r in flagged)
+    import io
+
+    csv = pd.read_csv(io.StringIO(run("csv")))
+    marked = csv["flag"].fillna("").str.contains("not estimable")
+    assert marked.any() and csv.loc[marked, "freq"].isna().all()
+
+
+def test_survival_only_trial_runs_the_survival_section():
+    from marrow.data.trial import TrialData
+
+    rng = np.random.default_rng(8)
+    n = 60
+    x = rng.binomial(1, 0.5, n)
+    time = rng.weibull(1.3, n) * 400 * np.exp(0.4 * x)
+    follow = np.minimum(time, 500.0)
+    patients = pd.DataFrame({"patient_id": [f"S{i:02d}" for i in range(n)], "center": np.repeat(["A", "B"], n // 2),
+                             "followup_days": follow, "died": (time <= 500).astype(int), "prior_atg": x.astype(float)})
+    table = comparison_table(TrialData(patients, None, ("prior_atg",), ()), [], ("prior_atg",))
+    assert set(table["section"]) == {"Overall survival"}
+    assert table.attrs["skipped"] == ["skipped: Response (no 'responder' column)",
+                                      "skipped: Time to recovery (no recovery table)",
+                                      "skipped: Safety (no 'adverse_event' column)"]
+    families = table[table["variable"] == "median_days"]["method"].str.split(" AFT").str[0]
+    assert list(families) == ["Weibull", "log-normal", "exponential"]
+    assert {"aft_intercept", "shape", "time_ratio", "hazard_ratio", "survival_at"} <= set(table["variable"])
+
+
+def test_aft_intercept_shape_and_median_against_direct_likelihood(trial):
+    """Weibull AFT rows (covariates centred) against a direct scipy fit of lifelines' parameterisation."""
+    table = survival.survival_aft(trial, COVARIATES, families=("weibull", "exponential"))
+    patients = trial.patients
+    x = patients[list(COVARIATES)].to_numpy(float)
+    X = np.column_stack([np.ones(len(x)), x - x.mean(axis=0)])
+    t, e = patients["followup_days"].to_numpy(float), patients["died"].to_numpy(float)
+    direct = optimize.minimize(_weibull_aft_negloglik, np.r_[np.log(t.mean()), 0, 0, 0], args=(t, e, X),
+                               method="Nelder-Mead", options={"xatol": 1e-9, "fatol": 1e-10, "maxiter": 40000,
+                                                              "maxfev": 40000})
+    b0, rho = direct.x[0], np.exp(direct.x[-1])
+    weibull = table[table["family"] == "weibull"].set_index("key")
+    assert weibull.loc["aft_intercept", "estimate"] == pytest.approx(b0, abs=2e-3)
+    assert weibull.loc["shape", "estimate"] == pytest.approx(rho, rel=2e-3)
+    assert weibull.loc["median_days", "estimate"] == pytest.approx(np.exp(b0) * np.log(2) ** (1 / rho), rel=3e-3)
+    # Exponential: the MLE of the rate without covariates would be deaths / total time; with centred
+    # covariates its median is exp(intercept) log 2.
+    exponential = table[table["family"] == "exponential"].set_index("key")
+    assert "shape" not in exponential.index
+    assert exponential.loc["median_days", "estimate"] == pytest.approx(
+        np.exp(exponential.loc["aft_intercept", "estimate"]) * np.log(2), rel=1e-9)

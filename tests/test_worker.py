@@ -288,7 +288,7 @@ def test_execute_turns_an_exception_into_exit_3_and_restores_state(monkeypatch, 
     assert response["exit_code"] == 3 and response["stdout"] == ""
     assert "marrow: internal error: RuntimeError: kaboom" in response["stderr"] and "Traceback" not in response["stderr"]
     response = server.execute(["--debug", "summarize", "f.nc"], str(tmp_path))
-    assert response["exit_code"] == 1 and "Traceback" in response["stderr"] and "kaboom" in response["stderr"]
+    assert response["exit_code"] == 3 and "Traceback" in response["stderr"] and "kaboom" in response["stderr"]
     assert os.getcwd() == cwd and sys.argv == argv
     assert "refused" in server.execute(["summarize"], str(tmp_path / "missing"))
 

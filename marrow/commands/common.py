@@ -65,8 +65,20 @@ def adam_options(func):
 
 
 def format_options(func):
+    """--format, --force and --out; the command checks that --out can be written before it starts."""
+
+    command = func
+
+    @functools.wraps(command)
+    def checked(*args, **kwargs):
+        if kwargs.get("out_path") is not None:
+            from marrow.fits.io import check_writable
+
+            check_writable(kwargs["out_path"], kwargs.get("force", False))  # before loading anything
+        return command(*args, **kwargs)
+
     func = click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path),
-                        help="Write to this file (atomically) instead of the terminal.")(func)
+                        help="Write to this file (atomically) instead of the terminal.")(checked)
     func = click.option("--force", is_flag=True, help="Overwrite an existing output file.")(func)
     func = click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
                         help="Output format.")(func)

@@ -45,21 +45,41 @@ def compare(fit_paths: tuple[Path, ...], data_path: Path | None, recovery_path: 
     table = comparison_table(data, fits, chosen)
     synthetic = data.synthetic or any(fit.provenance.get("synthetic_data") == "true" for fit in fits)
     title = "Bayesian and frequentist estimates" + (" [bundled SYNTHETIC trial]" if synthetic else "")
-    if fmt in ("csv", "json"):
-        text = render(table, fmt, title=title)
+    skipped = table.attrs.get("skipped", [])
+    if out_path is not None:
+        for line in skipped:
+            info(line)
+    if fmt == "csv":
+        # One row per skipped section, its reason in `flag`, so the file says what it lacks.
+        import pandas as pd
+
+        notes = pd.DataFrame([{"section": line.split(" (")[0].removeprefix("skipped: "), "flag": line}
+                              for line in skipped]).reindex(columns=table.columns)
+        text = render(table, fmt, title=title) + (notes.to_csv(index=False, header=False, lineterminator="\n")
+                                                  if skipped else "")
+    elif fmt == "json":
+        import json
+
+        payload = json.loads(render(table, fmt, title=title))
+        payload["skipped"] = skipped
+        text = json.dumps(payload, indent=2) + "\n"
     elif fmt == "latex":
         text = latex_table(table)
     elif fmt == "markdown":
         # Our cells are already formatted text; keep tabulate from re-parsing them as numbers.
         text = f"**{title}**\n\n" + display_table(table).to_markdown(index=False, disable_numparse=True) + "\n"
+        text += "".join(f"\n{line}" for line in skipped) + ("\n" if skipped else "")
     else:
         shown = display_table(table)
-        sources = ", ".join(f"{s.role} {Path(s.path).name} ({s.rows} rows)" for s in data.sources)
+        from marrow.formatting import plural
+
+        sources = ", ".join(f"{s.role} {Path(s.path).name} ({plural(s.rows, 'row')})" for s in data.sources)
         fitted = ", ".join(f"{path.name} ({fit.spec.label})" for path, fit in zip(fit_paths, fits)) or "none"
         text = f"{title}\ndata: {sources}\nfits: {fitted}\n"
         for section in shown["section"].unique():
             part = shown[shown["section"] == section].drop(columns=["section"])
             text += render(part, "table", title=section)
+        text += "".join(f"{line}\n" for line in skipped)
         text += "Bayes: posterior median, 95% equal-tailed interval. freq: estimate, 95% confidence interval.\n"
     emit(text, out_path, force)
     return 0

@@ -24,7 +24,9 @@ def sampler_options(func):
         click.option("--seed", type=int, default=2017, show_default=True, help="Random seed; same seed, same numbers."),
         click.option("--tune", type=int, default=1000, show_default=True, help="Warm-up iterations per chain."),
         click.option("--draws", type=int, default=1000, show_default=True, help="Draws per chain after warm-up."),
-        click.option("--chains", type=int, default=4, show_default=True, help="Number of chains (run on 2 cores)."),
+        click.option("--cores", type=int, default=None,
+                     help="Chains sampled in parallel. Default: the CPUs available to marrow, at most --chains."),
+        click.option("--chains", type=int, default=4, show_default=True, help="Number of chains."),
         click.option("--prior", default="weakly-informative", show_default=True,
                      help="Prior set: a shipped name (see `marrow priors list`) or a TOML file."),
         click.option("--covariates", default="", help="Comma-separated covariate columns, e.g. prior_atg,active_infection."),
@@ -52,7 +54,8 @@ def run_fit(spec_kwargs: dict, options: dict) -> int:
 
     spec = ModelSpec(covariates=split_list(options["covariates"]), **spec_kwargs)
     settings = SamplerSettings(chains=options["chains"], draws=options["draws"], tune=options["tune"],
-                               seed=options["seed"], sampler=options["sampler"], target_accept=options["target_accept"])
+                               seed=options["seed"], sampler=options["sampler"], target_accept=options["target_accept"],
+                               cores=options["cores"])
     out = options["out_path"] or Path(f"fit-{spec.model}.nc")
     check_writable(out, options["force"])  # before sampling, so no work is wasted
     if options["recovery_path"] is not None and options["data_path"] is None:

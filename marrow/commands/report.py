@@ -38,12 +38,12 @@ def report(data_path: Path | None, recovery_path: Path | None, plan_path: Path |
       marrow report --data trial.csv --recovery recovery.csv --covariates prior_atg --out report
       marrow report --out marrow-report --pdf      # also report.pdf (needs Chromium)
     """
-    from marrow.errors import OutputExistsError
+    from marrow.fits.io import check_writable
+
+    check_writable(out_dir, force, folder=True)  # before validating or sampling anything
     from marrow.report.plan import load_plan
     from marrow.report.run import run_report
 
-    if out_dir.exists() and not force:  # before validating or sampling anything
-        raise OutputExistsError(str(out_dir))
     plan = load_plan(plan_path, data_path, recovery_path,
                      split_list(covariates) if covariates is not None else None, quick, adam=adam)
     if pdf and not plan.pdf:

@@ -49,7 +49,7 @@ def start(idle_timeout: float) -> int:
       marrow worker start --idle-timeout 120
     """
     from marrow.worker.client import request
-    from marrow.worker.protocol import log_path, socket_path
+    from marrow.worker.protocol import log_path, open_private_log, socket_path
 
     path = socket_path()
     running = request("ping", path)
@@ -60,7 +60,7 @@ def start(idle_timeout: float) -> int:
     _check_socket_path(path)
     _make_private_dirs(path.parent)
     try:
-        with open(log, "w") as log_file:
+        with open_private_log(log) as log_file:
             process = subprocess.Popen(
                 [sys.executable, "-m", "marrow.worker", "--socket", str(path), "--idle-timeout", f"{idle_timeout:g}"],
                 stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,

@@ -10,7 +10,13 @@ from datetime import datetime, timezone
 from importlib import metadata
 from typing import Any
 
+from marrow.errors import MarrowError, UsageError
+
 PREFIX = "marrow_"
+VARIABLES_KEY = "variables"  # {group: [variable, ...]} as saved; `Fit.load` checks the file still has them
+REQUIRED = ("spec", "sampler", "priors", "data_sources")
+JSON_VALUED = ("spec", "sampler", "priors", "data_sources", "covariates", "data_sha256", "data_rows",
+               "synthetic_data", "versions", "timings", VARIABLES_KEY)
 TRACKED_PACKAGES = ("marrow", "pymc", "pytensor", "arviz", "numpy", "pandas", "xarray", "scipy", "nutpie", "numpyro")
 
 
@@ -55,3 +61,57 @@ def build_provenance(data, spec, priors, settings, extra: dict[str, Any] | None 
 def read_provenance(attrs: dict[str, Any]) -> dict[str, str]:
     """The marrow attrs of a group, without the prefix."""
     return {k[len(PREFIX):]: str(v) for k, v in attrs.items() if k.startswith(PREFIX)}
+
+
+def saved_variables(idata) -> dict[str, list[str]]:
+    """The variables of every group of `idata`, as recorded in a saved fit."""
+    return {group: sorted(str(name) for name in getattr(idata, group).data_vars) for group in idata.groups()}
+
+
+def _json(provenance: dict[str, str], key: str) -> Any:
+    try:
+        return json.loads(provenance[key])
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"attribute '{PREFIX}{key}' is not valid JSON ({exc})") from None
+
+
+def check_provenance(provenance: dict[str, str], idata) -> None:
+    """Raise `UsageError` saying what is wrong when a fit's provenance or variables do not hold together.
+
+    Checks that the required attrs are there and parse (model spec, sampler settings, prior set,
+    data sources), that every JSON attr is JSON, and that each group still holds the variables the
+    fit was saved with (fits saved before marrow recorded them: a posterior with chain and draw)."""
+    from marrow.priors import PriorSet
+    from marrow.spec import ModelSpec, SamplerSettings
+
+    missing = [PREFIX + key for key in REQUIRED if key not in provenance]
+    if missing:
+        raise UsageError(f"attribute(s) {', '.join(missing)} missing")
+    values = {key: _json(provenance, key) for key in JSON_VALUED if key in provenance}
+    parsers = (("spec", ModelSpec.from_json), ("sampler", SamplerSettings.from_json),
+               ("priors", lambda text: PriorSet.from_dict(json.loads(text))))
+    for key, parse in parsers:
+        try:
+            parse(provenance[key])
+        except MarrowError as exc:
+            raise UsageError(f"attribute '{PREFIX}{key}': {exc}") from None
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            raise UsageError(f"attribute '{PREFIX}{key}' does not describe a {key} ({type(exc).__name__}: {exc})") from None
+    sources = values["data_sources"]
+    if not isinstance(sources, list) or not all(isinstance(s, dict) and {"role", "path", "sha256", "rows"} <= set(s)
+                                                 for s in sources):
+        raise UsageError(f"attribute '{PREFIX}data_sources' must be a list of {{role, path, sha256, rows}} records")
+    posterior = idata.posterior
+    if not {"chain", "draw"} <= set(posterior.dims) or not posterior.data_vars:
+        raise UsageError("the posterior group has no draws (no chain and draw dimensions or no variables)")
+    recorded = values.get(VARIABLES_KEY)
+    if recorded is None:
+        return
+    if not isinstance(recorded, dict):
+        raise UsageError(f"attribute '{PREFIX}{VARIABLES_KEY}' must map each group to its variables")
+    groups = set(idata.groups())
+    lost = [f"group '{group}'" for group in recorded if group not in groups]
+    lost += [f"'{group}/{name}'" for group, names in recorded.items() if group in groups
+             for name in names if name not in getattr(idata, group).data_vars]
+    if lost:
+        raise UsageError(f"{', '.join(lost)} missing, though marrow saved the fit with them (was the file edited?)")

@@ -177,6 +177,9 @@ def fit_model(
     provenance = build_provenance(
         data, spec, priors, settings,
         extra={"target_accept": target_accept, "timings": {k: round(v, 3) for k, v in timings.items()},
+               # the means the model centred covariates at, for uncentred intercepts (`summarize --all`)
+               **({"covariate_means": dict(zip(inputs.coords["covariate"], map(float, inputs.extra["x_mean"])))}
+                  if "x_mean" in inputs.extra else {}),
                **({"log_likelihood_omitted": omitted} if omitted else {})},
     )
     return Fit(idata, provenance)

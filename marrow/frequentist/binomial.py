@@ -44,7 +44,7 @@ def response_rates(data: TrialData, methods: tuple[str, ...] = tuple(METHODS)) -
     patients = data.patients
     n = len(patients)
     parts = [_rows("response_rate", "Response rate (CR or PR)", "", int(patients["responder"].sum()), n, methods)]
-    if data.has_ordinal_response:
+    if "response" in patients.columns and patients["response"].notna().all():
         for code, key, label in (("CR", "cr_rate", "Complete response rate"), ("PR", "pr_rate", "Partial response rate")):
             parts.append(_rows(key, label, "", int((patients["response"] == code).sum()), n, methods))
     return pd.concat(parts, ignore_index=True)

@@ -4,7 +4,8 @@ penalised logistic regression when the data are separated.
 
 `logistic_effects(data, covariates)` returns one tidy row per (covariate, method) with columns
 `key` ("odds_ratio"), `label`, `element` (the covariate), `estimate`, `lower`, `upper`, `n`,
-`p_value`, `method`, `flag`.
+`p_value`, `method`, `flag`, `problem` (why a row is not estimable, '' if it is; judged with the
+other rows by `marrow.frequentist.estimable`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import pandas as pd
 from marrow.data import TrialData
 
 LEVEL = 0.95
-COLUMNS = ["key", "label", "element", "estimate", "lower", "upper", "n", "p_value", "method", "flag"]
+COLUMNS = ["key", "label", "element", "estimate", "lower", "upper", "n", "p_value", "method", "flag", "problem"]
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,8 @@ def detect_separation(X: np.ndarray, y: np.ndarray, names: tuple[str, ...]) -> S
             mine = X[:, j] == level
             if mine.any() and y[mine].min() == y[mine].max():
                 outcome = "no responders" if y[mine].max() == 0 else "only responders"
-                reasons.append(f"{name}={level:g}: {outcome} ({int(mine.sum())} patients)")
+                count = int(mine.sum())
+                reasons.append(f"{name}={level:g}: {outcome} ({count} patient{'' if count == 1 else 's'})")
     s = np.where(y > 0, 1.0, -1.0)
     A = s[:, None] * X
     result = linprog(-A.sum(axis=0), A_ub=-A, b_ub=np.zeros(len(y)), bounds=[(-1, 1)] * X.shape[1], method="highs")
@@ -168,10 +170,10 @@ def logistic_effects(data: TrialData, covariates: tuple[str, ...] | None = None,
     separation = detect_separation(X, y, names)
     rows = []
 
-    def add(covariate: str, estimate, lower, upper, method: str, flag: str = "", p_value=np.nan) -> None:
+    def add(covariate: str, estimate, lower, upper, method: str, flag: str = "", p_value=np.nan, problem: str = "") -> None:
         rows.append({"key": "odds_ratio", "label": f"Odds ratio, {covariate}", "element": covariate,
                      "estimate": estimate, "lower": lower, "upper": upper, "n": n, "p_value": p_value,
-                     "method": method, "flag": flag})
+                     "method": method, "flag": flag, "problem": problem})
 
     z = norm.ppf(0.5 + level / 2)
     if separation.separated:
@@ -187,29 +189,32 @@ def logistic_effects(data: TrialData, covariates: tuple[str, ...] | None = None,
     else:
         result, messages = logit_mle(X, y, names)
         note = _short(messages)
+        problem = "" if result.mle_retvals.get("converged", True) else "optimiser did not converge"
         params, bse = np.asarray(result.params), np.asarray(result.bse)
         pvalues = np.asarray(result.pvalues)
         for j, covariate in enumerate(covariates, start=1):
             add(covariate, float(np.exp(params[j])), float(np.exp(params[j] - z * bse[j])),
-                float(np.exp(params[j] + z * bse[j])), "logistic regression (Logit), Wald", note, float(pvalues[j]))
+                float(np.exp(params[j] + z * bse[j])), "logistic regression (Logit), Wald", note, float(pvalues[j]),
+                problem)
             low, high = profile_interval(X, y, j, params[j], bse[j], float(result.llf), level)
             lr = _lr_p(X, y, j, float(result.llf))
             add(covariate, float(np.exp(params[j])), float(np.exp(low)), float(np.exp(high)),
-                "logistic regression (Logit), profile likelihood", note, lr)
+                "logistic regression (Logit), profile likelihood", note, lr, problem)
     n_centers = data.patients["center"].nunique()
     if separation.separated:
         for covariate in covariates:
             add(covariate, np.nan, np.nan, np.nan, "GEE logistic, exchangeable within center, robust SE",
-                "separation: not estimable")
+                problem="separation: no finite estimate")
     elif n_centers > 1:
         result, messages = gee_logit(data, covariates)
+        gee_problem = "optimiser did not converge" if any("converge" in m.lower() for m in messages) else ""
         params, bse, pvalues = np.asarray(result.params), np.asarray(result.bse), np.asarray(result.pvalues)
         few = f"few clusters ({n_centers})" if n_centers < 10 else ""
         for j, covariate in enumerate(covariates, start=1):
             flag = "; ".join(f for f in (few, _short(messages)) if f)
             add(covariate, float(np.exp(params[j])), float(np.exp(params[j] - z * bse[j])),
                 float(np.exp(params[j] + z * bse[j])), "GEE logistic, exchangeable within center, robust SE", flag,
-                float(pvalues[j]))
+                float(pvalues[j]), gee_problem)
     for j, covariate in enumerate(covariates, start=1):
         if not _is_binary(X[:, j]):
             continue

@@ -1,14 +1,20 @@
-"""Time to recovery and overall survival: Kaplan-Meier (lifelines), Weibull AFT (lifelines), Cox (lifelines),
-and a maximum-likelihood Weibull mixture cure model (scipy; lifelines has none).
+"""Time to recovery and overall survival: Kaplan-Meier (lifelines), accelerated failure time MLEs
+(lifelines' Weibull, log-logistic and log-normal AFT fitters, and an exponential AFT written as a
+lifelines custom regression), Cox (lifelines), and a maximum-likelihood Weibull mixture cure model
+(scipy; lifelines has none).
 
 Every function returns a tidy DataFrame with columns `key` (the matching posterior variable),
-`label`, `element`, `estimate`, `lower`, `upper`, `n`, `events`, `method`, `flag`, and is empty
-when the data lack what it needs. Times are in days.
+`label`, `element`, `estimate`, `lower`, `upper`, `n`, `events`, `method`, `flag`, `problem` (why
+the fit cannot be trusted, e.g. a non-converged optimiser; '' when none), `working` (the scale
+on which `marrow.frequentist.estimable` judges the estimate; None for non-parametric rows) and
+`family` (the AFT family, matched against a Bayesian fit's family; '' for other rows), and is
+empty when the data lack what it needs. Times are in days.
 """
 
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -18,10 +24,18 @@ from marrow.data import TrialData
 LEVEL = 0.95
 RECOVERY_DAYS = (30.0, 90.0, 180.0)
 SURVIVAL_DAYS = (182.6, 365.25, 730.5)
-COLUMNS = ["key", "label", "element", "estimate", "lower", "upper", "n", "events", "method", "flag"]
+COLUMNS = ["key", "label", "element", "estimate", "lower", "upper", "n", "events", "method", "flag", "problem",
+           "working", "family"]
+LN2 = float(np.log(2.0))
+# family -> (readable name, whether it has a shape parameter). Order = order of rows.
+AFT_FAMILIES = {"weibull": ("Weibull", True), "loglogistic": ("log-logistic", True), "lognormal": ("log-normal", True),
+                "exponential": ("exponential", False)}
+SURVIVAL_FAMILIES = ("weibull", "lognormal", "exponential")
+RECOVERY_FAMILIES = ("weibull", "loglogistic", "lognormal", "exponential")
 
 
 def _frame(rows: list[dict]) -> pd.DataFrame:
+    rows = [{"problem": "", "working": None, "family": "", **row} for row in rows]
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -38,8 +52,16 @@ def recovery_table(data: TrialData) -> pd.DataFrame | None:
     """The recovery table joined with each patient's response and covariates; None without recovery data."""
     if data.recovery is None:
         return None
-    columns = ["patient_id", "responder", *data.covariates]
+    columns = ["patient_id", *(["responder"] if "responder" in data.patients.columns else []), *data.covariates]
     return data.recovery.merge(data.patients[columns], on="patient_id", how="left")
+
+
+def _responders(table: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """Responders (CR or PR) of a recovery table and the words for them; every patient when the
+    patients table has no response column."""
+    if "responder" not in table.columns:
+        return table, "all patients (no response column)"
+    return table[table["responder"] == 1], "among responders"
 
 
 # --- time to recovery ------------------------------------------------------------------------------------
@@ -57,8 +79,9 @@ def recovery_medians(data: TrialData, level: float = LEVEL) -> pd.DataFrame:
     if table is None:
         return _frame([])
     rows = []
+    chosen, who = _responders(table)
     for lineage in data.lineages:
-        mine = table[(table["lineage"] == lineage) & (table["responder"] == 1)]
+        mine = chosen[chosen["lineage"] == lineage]
         if mine.empty:
             continue
         kmf = KaplanMeierFitter(alpha=1 - level).fit(mine["day"], mine["recovered"])
@@ -69,7 +92,7 @@ def recovery_medians(data: TrialData, level: float = LEVEL) -> pd.DataFrame:
         rows.append({"key": "median_days", "label": f"Median days to recovery, {lineage}", "element": lineage,
                      "estimate": float(kmf.median_survival_time_), "lower": float(ci.iloc[0, 0]),
                      "upper": float(ci.iloc[0, 1]), "n": len(mine), "events": events,
-                     "method": f"Kaplan-Meier among responders; {span} ({events}/{len(mine)} recovered)", "flag": ""})
+                     "method": f"Kaplan-Meier {who}; {span} ({events}/{len(mine)} recovered)", "flag": ""})
     return _frame(rows)
 
 
@@ -113,17 +136,139 @@ def weibull_aft(frame: pd.DataFrame, duration: str, event: str, covariates: list
     return summary, _warnings_note(caught)
 
 
-def recovery_aft(data: TrialData, covariates: tuple[str, ...] | None = None, level: float = LEVEL) -> pd.DataFrame:
-    """Weibull AFT time ratios (exp of the log-scale coefficients) among responders.
+def _exponential_fitter(level: float):
+    """An exponential AFT as a lifelines custom parametric regression: S(t) = exp(-t / lambda),
+    log lambda = x' beta (lifelines has no exponential regression fitter)."""
+    from lifelines.fitters import ParametricRegressionFitter
 
-    Pooled over lineages (lineage indicators in the model; element = covariate) and per lineage
-    (element = "lineage, covariate"). A time ratio < 1 means faster recovery.
+    class ExponentialAFTFitter(ParametricRegressionFitter):
+        _fitted_parameter_names = ["lambda_"]
+
+        def _cumulative_hazard(self, params, T, Xs):
+            import autograd.numpy as anp
+
+            return T / anp.exp(anp.dot(Xs["lambda_"], params["lambda_"]))
+
+    return ExponentialAFTFitter(alpha=1 - level)
+
+
+@dataclass(frozen=True)
+class AFTResult:
+    """One AFT MLE with covariates centred at their mean: `estimates` maps a name ('intercept',
+    'log_shape' in marrow's convention k, 'log_median' of the trial-average patient, each covariate's
+    log time ratio) to (estimate, standard error); `problem` says why it cannot be used ('' if none)."""
+
+    family: str
+    estimates: dict
+    note: str = ""
+    problem: str = ""
+
+
+def aft_mle(frame: pd.DataFrame, duration: str, event: str, covariates: list[str], family: str,
+            level: float = LEVEL) -> AFTResult:
+    """Fit an AFT model of `family` (weibull, loglogistic, lognormal, exponential) with lifelines.
+
+    Covariates are centred at their mean (as marrow's Bayesian survival and recovery models centre
+    them), so the intercept and the median refer to the trial-average patient; time ratios are
+    unchanged by centring. Shapes are reported as marrow's k in u = k (log t - log median): Weibull
+    rho, log-logistic beta, 1 / sigma for the log-normal. The log median and its standard error
+    come from the delta method on lifelines' covariance of (intercept, log shape).
+    """
+    from lifelines import LogLogisticAFTFitter, LogNormalAFTFitter, WeibullAFTFitter
+
+    work = frame[[duration, event]].astype(float).copy()
+    for c in covariates:
+        work[c] = frame[c].astype(float) - float(frame[c].astype(float).mean())
+    fitters = {"weibull": ("lambda_", "rho_", WeibullAFTFitter), "loglogistic": ("alpha_", "beta_", LogLogisticAFTFitter),
+               "lognormal": ("mu_", "sigma_", LogNormalAFTFitter)}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            if family == "exponential":
+                location, shape_name = "lambda_", None
+                work["Intercept"] = 1.0
+                fitter = _exponential_fitter(level).fit(work, duration, event,
+                                                        regressors={"lambda_": ["Intercept", *covariates]})
+            else:
+                location, shape_name, kind = fitters[family]
+                fitter = kind(alpha=1 - level).fit(work, duration, event)
+        except Exception as exc:  # lifelines raises ConvergenceError and numerical errors of many kinds
+            return AFTResult(family, {}, problem=f"optimiser did not converge ({type(exc).__name__})")
+    note = _warnings_note(caught)
+    params, cov = fitter.params_, fitter.variance_matrix_
+    names = [(location, "Intercept")] + ([(shape_name, "Intercept")] if shape_name else [])
+    V = cov.loc[names, names].to_numpy(dtype=float)
+    b0 = float(params[(location, "Intercept")])
+    gamma = float(params[(shape_name, "Intercept")]) if shape_name else 0.0
+    # log median and its gradient in (intercept, log shape parameter)
+    if family == "weibull":
+        log_median, gradient = b0 + np.exp(-gamma) * np.log(LN2), np.array([1.0, -np.exp(-gamma) * np.log(LN2)])
+    elif family == "exponential":
+        log_median, gradient = b0 + np.log(LN2), np.array([1.0])
+    else:
+        log_median, gradient = b0, np.array([1.0, 0.0])
+    estimates = {"intercept": (b0, float(np.sqrt(V[0, 0])))}
+    if shape_name:
+        estimates["log_shape"] = (-gamma if family == "lognormal" else gamma, float(np.sqrt(V[1, 1])))
+    estimates["log_median"] = (float(log_median), float(np.sqrt(gradient @ V @ gradient)))
+    for c in covariates:
+        estimates[c] = (float(params[(location, c)]), float(np.sqrt(cov.loc[(location, c), (location, c)])))
+    bad = [name for name, (_, se) in estimates.items() if not np.isfinite(se)]
+    problem = "Hessian not positive definite" if bad else ""
+    return AFTResult(family, estimates, note, problem)
+
+
+def aft_rows(result: AFTResult, covariates: list[str], what: str, element: str, n: int, events: int, who: str,
+             level: float = LEVEL) -> list[dict]:
+    """Rows of one AFT MLE: intercept (log days), shape, median of the trial-average patient, time ratios.
+
+    `what` names the outcome in labels ('survival' or the lineage); `element` is the lineage ('' for
+    survival), the posterior coordinate the Bayesian side matches."""
+    from scipy.stats import norm
+
+    z = float(norm.ppf(0.5 + level / 2))
+    name, _ = AFT_FAMILIES[result.family]
+    method = f"{name} AFT MLE{' ' + who if who else ''} (lifelines), covariates centred, Wald"
+    common = {"n": n, "events": events, "method": method, "flag": result.note, "problem": result.problem,
+              "family": result.family}
+    if not result.estimates:
+        return [{"key": "median_days", "label": f"Median days, {what}, {name} AFT", "element": element,
+                 "estimate": np.nan, "lower": np.nan, "upper": np.nan, "working": "log", **common}]
+
+    def exp_row(key, label, sub, est_se):
+        estimate, se = est_se
+        return {"key": key, "label": label, "element": sub, "estimate": float(np.exp(estimate)),
+                "lower": float(np.exp(estimate - z * se)), "upper": float(np.exp(estimate + z * se)),
+                "working": "log", **common}
+
+    e = result.estimates
+    intercept, se = e["intercept"]
+    rows = [{"key": "aft_intercept", "label": f"AFT intercept (log days), {what}, {name}", "element": element,
+             "estimate": intercept, "lower": intercept - z * se, "upper": intercept + z * se, "working": "identity",
+             **common},
+            exp_row("median_days", f"Median days, {what}, {name} AFT (trial-average patient)", element, e["log_median"])]
+    if "log_shape" in e:
+        rows.append(exp_row("shape", f"Shape k, {what}, {name} AFT", element, e["log_shape"]))
+    for c in covariates:
+        sub = f"{element}, {c}" if element else c
+        rows.append(exp_row("time_ratio", f"Time ratio, {c}, {what} ({name} AFT)", sub, e[c]))
+    return rows
+
+
+def recovery_aft(data: TrialData, covariates: tuple[str, ...] | None = None, level: float = LEVEL,
+                 families: tuple[str, ...] = RECOVERY_FAMILIES) -> pd.DataFrame:
+    """AFT MLEs of time to recovery among responders (all patients without a response column).
+
+    Pooled over lineages: Weibull time ratios with lineage indicators (element = covariate). Per
+    lineage and family (`aft_rows`): intercept, shape, median and time ratios (element = lineage, or
+    "lineage, covariate"). A time ratio < 1 means faster recovery.
     """
     covariates = tuple(data.covariates if covariates is None else covariates)
     table = recovery_table(data)
-    if table is None or not covariates:
+    if table is None:
         return _frame([])
-    responders = table[table["responder"] == 1].copy()
+    chosen, who = _responders(table)
+    responders = chosen.copy()
     rows = []
     lineages = list(data.lineages)
     dummies = []
@@ -137,17 +282,16 @@ def recovery_aft(data: TrialData, covariates: tuple[str, ...] | None = None, lev
         for covariate in usable:
             rows.append(_ratio_row("time_ratio", f"Time ratio, {covariate} (recovery, all lineages)", covariate,
                                    summary.loc[covariate], len(responders), int(responders["recovered"].sum()),
-                                   "Weibull AFT MLE among responders, lineage-adjusted", note))
+                                   f"Weibull AFT MLE {who}, lineage-adjusted", note))
     for lineage in lineages:
         mine = responders[responders["lineage"] == lineage]
-        usable = [c for c in covariates if mine[c].nunique() > 1]
-        if not usable or mine["recovered"].sum() < 2:
+        events = int(mine["recovered"].sum())
+        if events < 2:
             continue
-        summary, note = weibull_aft(mine, "day", "recovered", usable, level)
-        for covariate in usable:
-            rows.append(_ratio_row("time_ratio", f"Time ratio, {covariate}, {lineage}", f"{lineage}, {covariate}",
-                                   summary.loc[covariate], len(mine), int(mine["recovered"].sum()),
-                                   "Weibull AFT MLE among responders", note))
+        usable = [c for c in covariates if mine[c].nunique() > 1]
+        for family in families:
+            result = aft_mle(mine, "day", "recovered", usable, family, level)
+            rows += aft_rows(result, usable, lineage, lineage, len(mine), events, who, level)
     return _frame(rows)
 
 
@@ -156,7 +300,7 @@ def _ratio_row(key: str, label: str, element: str, row: pd.Series, n: int, event
     upper = [c for c in row.index if c.startswith("exp(coef) upper")][0]
     return {"key": key, "label": label, "element": element, "estimate": float(row["exp(coef)"]),
             "lower": float(row[lower]), "upper": float(row[upper]), "n": n, "events": events,
-            "method": method, "flag": flag}
+            "method": method, "flag": flag, "working": "log"}
 
 
 # --- mixture cure model --------------------------------------------------------------------------------
@@ -257,21 +401,24 @@ def cure_model(data: TrialData, covariates: tuple[str, ...] | None = None, level
     time, event = table["day"].to_numpy(float), table["recovered"].to_numpy(int)
     z = norm.ppf(0.5 + level / 2)
     rows = []
-    theta, cov = fit_cure(time, event, lineage, np.zeros((len(table), 0)), L)
-
     def expit(v: float) -> float:
         return 1.0 / (1.0 + np.exp(-v))
 
     for l, name in enumerate(lineages):
         mine = lineage == l
-        logit_cure, se = -theta[l], float(np.sqrt(cov[l, l])) if np.isfinite(cov[l, l]) and cov[l, l] > 0 else np.nan
+        # Without covariates the lineages share no parameter: one fit each, so a lineage at the
+        # boundary (a singular Hessian) leaves the others' intervals intact.
+        n_mine = int(mine.sum())
+        theta, cov = fit_cure(time[mine], event[mine], np.zeros(n_mine, dtype=int), np.zeros((n_mine, 0)), 1)
+        logit_cure, se = -theta[0], float(np.sqrt(cov[0, 0])) if np.isfinite(cov[0, 0]) and cov[0, 0] > 0 else np.nan
         last_event = time[mine & (event == 1)].max() if (mine & (event == 1)).any() else np.nan
         censored_after = int(np.sum(mine & (event == 0) & (time > last_event)))
         rows.append({"key": "cure_fraction", "label": f"Cure fraction (never recover), {name}", "element": name,
                      "estimate": float(expit(logit_cure)), "lower": float(expit(logit_cure - z * se)),
                      "upper": float(expit(logit_cure + z * se)), "n": int(mine.sum()), "events": int(event[mine].sum()),
-                     "method": "Weibull mixture cure MLE, all patients, Wald (logit)",
-                     "flag": "" if censored_after else "no censoring after the last recovery: cure not identified"})
+                     "method": "Weibull mixture cure MLE, all patients, Wald (logit)", "flag": "", "working": "logit",
+                     "problem": ("" if censored_after else "no censoring after the last recovery: cure not identified")
+                     or ("" if np.isfinite(se) else "Hessian not positive definite")})
     covariates = tuple(data.covariates if covariates is None else covariates)
     usable = [c for c in covariates if table[c].nunique() > 1]
     if usable:
@@ -288,7 +435,8 @@ def cure_model(data: TrialData, covariates: tuple[str, ...] | None = None, level
                              "estimate": float(np.exp(log_ratio)), "lower": float(np.exp(log_ratio - z * se)),
                              "upper": float(np.exp(log_ratio + z * se)), "n": n_patients, "events": events,
                              "method": f"Weibull mixture cure MLE ({what}), all lineages, robust (patient) Wald",
-                             "flag": ""})
+                             "flag": "", "working": "log",
+                             "problem": "" if np.isfinite(se) else "Hessian not positive definite"})
     return _frame(rows)
 
 
@@ -346,13 +494,19 @@ def cox_effects(data: TrialData, covariates: tuple[str, ...] | None = None, leve
     return _frame(rows)
 
 
-def survival_aft(data: TrialData, covariates: tuple[str, ...] | None = None, level: float = LEVEL) -> pd.DataFrame:
-    """Weibull AFT time ratios for overall survival (lifelines), Wald intervals."""
-    prepared = _survival_frame(data, covariates)
-    if prepared is None:
+def survival_aft(data: TrialData, covariates: tuple[str, ...] | None = None, level: float = LEVEL,
+                 families: tuple[str, ...] = SURVIVAL_FAMILIES) -> pd.DataFrame:
+    """AFT MLEs of overall survival per family (`aft_rows`): intercept, shape, median of the
+    trial-average patient and time ratios, Wald intervals. Weibull rows first."""
+    if not _has_survival(data):
         return _frame([])
-    patients, usable, frame = prepared
-    summary, note = weibull_aft(frame, "followup_days", "died", usable, level)
+    covariates = tuple(data.covariates if covariates is None else covariates)
+    patients = data.patients
+    usable = [c for c in covariates if patients[c].nunique() > 1]
+    frame = patients[["followup_days", "died", *usable]].astype(float)
     events = int(patients["died"].sum())
-    return _frame([_ratio_row("time_ratio", f"Time ratio, {c} (survival)", c, summary.loc[c], len(patients), events,
-                              "Weibull AFT MLE", note) for c in usable])
+    rows = []
+    for family in families:
+        result = aft_mle(frame, "followup_days", "died", usable, family, level)
+        rows += aft_rows(result, usable, "survival", "", len(patients), events, "", level)
+    return _frame(rows)

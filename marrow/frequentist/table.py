@@ -3,8 +3,13 @@ read from saved fits, flags where they disagree.
 
 `comparison_table(data, fits)` is what `marrow compare` and the report call. Its columns:
 section, quantity, variable, element, bayes, bayes_lower, bayes_upper, freq, freq_lower,
-freq_upper, n, method, flag, scale. `display_table` turns it into the printed columns
+freq_upper, freq_se, n, method, flag, scale. `display_table` turns it into the printed columns
 (section, quantity, bayes, bayes 95% interval, freq, freq 95% interval, method, flag).
+
+Sections run when the data have their columns (`sections`); the others are listed in
+`table.attrs["skipped"]` as "skipped: <section> (<reason>)". A frequentist estimate that is not
+estimable (`marrow.frequentist.estimable`) has its numbers removed (NaN) and the flag
+"not estimable: <reason>".
 """
 
 from __future__ import annotations
@@ -20,48 +25,106 @@ from marrow.data import TrialData
 
 SECTIONS = {"response": "Response", "recovery": "Time to recovery", "survival": "Overall survival", "safety": "Safety"}
 COLUMNS = ["section", "quantity", "variable", "element", "bayes", "bayes_lower", "bayes_upper", "freq", "freq_lower",
-           "freq_upper", "n", "method", "flag", "scale"]
+           "freq_upper", "freq_se", "n", "method", "flag", "scale"]
 SMALL_N = 10
 SHRINKAGE_MIN_GAP = 0.05  # |raw - pooled| below which shrinkage is not reported
 PROB = 0.95
 # posterior variable -> display scale (digits)
 SCALES = {"odds_ratio": "ratio", "time_ratio": "ratio", "hazard_ratio": "ratio", "cure_odds_ratio": "ratio",
-          "median_days": "days"}
+          "median_days": "days", "shape": "ratio", "intercept": "log-odds", "beta": "log-odds", "center_sd": "sd",
+          "aft_intercept": "log"}
+# variable -> working scale of `marrow.frequentist.estimable` when a row does not give its own
+WORKING = {"odds_ratio": "log", "time_ratio": "log", "hazard_ratio": "log", "cure_odds_ratio": "log", "shape": "log",
+           "center_sd": "log", "intercept": "identity", "beta": "identity", "aft_intercept": "identity",
+           "cure_fraction": "logit"}
+
+
+def sections(data: TrialData) -> tuple[list[str], list[str]]:
+    """(models whose frequentist section the data support, ["skipped: <section> (<reason>)", ...]).
+
+    Decided from the columns present: response needs `responder`, time to recovery a recovery table,
+    overall survival `followup_days` and `died`, safety `adverse_event` (a column with missing
+    values counts as absent)."""
+    columns = data.patients.columns
+
+    def missing(*names: str) -> str:
+        absent = [n for n in names if n not in columns]
+        if absent:
+            return "no " + " or ".join(f"'{n}'" for n in absent) + (" column" if len(absent) == 1 else " columns")
+        blank = [n for n in names if data.patients[n].isna().any()]
+        return ", ".join(f"'{n}' has missing values" for n in blank)
+
+    reasons = {"response": missing("responder"), "recovery": "" if data.recovery is not None else "no recovery table",
+               "survival": missing("followup_days", "died"), "safety": missing("adverse_event")}
+    run = [model for model, reason in reasons.items() if not reason]
+    skipped = [f"skipped: {SECTIONS[model]} ({reason})" for model, reason in reasons.items() if reason]
+    return run, skipped
 
 
 # --- frequentist rows ------------------------------------------------------------------------------------
 
-def frequentist_rows(data: TrialData, covariates: tuple[str, ...] | None = None) -> pd.DataFrame:
-    """Every frequentist estimate the data support, tagged with the model and posterior variable it matches."""
-    from marrow.frequentist import binomial, logistic, survival
+# Frequentist rows of recently seen data (by content): `compare` and the report in one process, or
+# the resident worker, refit nothing. A few MB at most.
+_CACHE: dict[tuple, pd.DataFrame] = {}
+CACHE_SIZE = 8
 
+
+def _content_key(data: TrialData, covariates: tuple[str, ...]) -> tuple:
+    def digest(frame: pd.DataFrame | None) -> tuple:
+        if frame is None:
+            return ()
+        return (tuple(frame.columns), int(pd.util.hash_pandas_object(frame, index=False).sum()))
+
+    return digest(data.patients), digest(data.recovery), covariates, tuple(data.covariates)
+
+
+def frequentist_rows(data: TrialData, covariates: tuple[str, ...] | None = None) -> pd.DataFrame:
+    """Every frequentist estimate the data support, tagged with the model and posterior variable it
+    matches; `attrs["skipped"]` lists the sections the data do not support. Pure in its inputs;
+    results are kept for the last CACHE_SIZE distinct (data content, covariates)."""
     covariates = tuple(data.covariates if covariates is None else covariates)
-    parts: list[tuple[str, pd.DataFrame]] = [
-        ("response", binomial.response_rates(data)),
-        ("response", binomial.center_rates(data)),
-        ("response", logistic.logistic_effects(data, covariates)),
-        ("recovery", survival.recovery_medians(data)),
-        ("recovery", survival.recovery_incidence(data)),
-        ("recovery", survival.cure_model(data, covariates)),
-        ("recovery", survival.recovery_aft(data, covariates)),
-        ("survival", survival.overall_survival(data)),
-        ("survival", survival.cox_effects(data, covariates)),
-        ("survival", survival.survival_aft(data, covariates)),
-        ("safety", binomial.adverse_event_rate(data)),
-    ]
+    key = _content_key(data, covariates)
+    if key not in _CACHE:
+        if len(_CACHE) >= CACHE_SIZE:
+            _CACHE.pop(next(iter(_CACHE)))
+        _CACHE[key] = _compute_rows(data, covariates)
+    rows = _CACHE[key].copy()
+    rows.attrs["skipped"] = list(_CACHE[key].attrs["skipped"])
+    return rows
+
+
+def _compute_rows(data: TrialData, covariates: tuple[str, ...]) -> pd.DataFrame:
+    from marrow.frequentist import binomial, glmm, logistic, survival
+
+    run, skipped = sections(data)
+    producers = {
+        "response": (lambda: binomial.response_rates(data), lambda: binomial.center_rates(data),
+                     lambda: logistic.logistic_effects(data, covariates), lambda: glmm.glmm_rows(data, covariates)),
+        "recovery": (lambda: survival.recovery_medians(data), lambda: survival.recovery_incidence(data),
+                     lambda: survival.cure_model(data, covariates), lambda: survival.recovery_aft(data, covariates)),
+        "survival": (lambda: survival.overall_survival(data), lambda: survival.cox_effects(data, covariates),
+                     lambda: survival.survival_aft(data, covariates)),
+        "safety": (lambda: binomial.adverse_event_rate(data),),
+    }
     frames = []
-    for model, part in parts:
-        if part is None or part.empty:
-            continue
-        part = part.copy()
-        part["model"] = model
-        if "flag" not in part.columns:
-            part["flag"] = ""
-        if "events" in part.columns:
-            few = part["events"].notna() & (part["events"] < SMALL_N) & part["key"].isin(["hazard_ratio", "time_ratio"])
-            part.loc[few, "flag"] = [_join(f, f"few events ({int(e)})") for f, e in zip(part.loc[few, "flag"], part.loc[few, "events"])]
-        frames.append(part)
-    rows = pd.concat(frames, ignore_index=True)
+    for model in run:
+        for produce in producers[model]:
+            part = produce()
+            if part is None or part.empty:
+                continue
+            part = part.copy()
+            part["model"] = model
+            for column, default in (("flag", ""), ("problem", ""), ("working", None), ("family", ""), ("se", np.nan)):
+                if column not in part.columns:
+                    part[column] = default
+            if "events" in part.columns:
+                few = part["events"].notna() & (part["events"] < SMALL_N) & part["key"].isin(["hazard_ratio", "time_ratio"])
+                part.loc[few, "flag"] = [_join(f, f"few events ({int(e)})") for f, e in zip(part.loc[few, "flag"], part.loc[few, "events"])]
+            frames.append(part.astype(object))
+    rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+        columns=["key", "label", "element", "estimate", "lower", "upper", "n", "method", "flag", "problem", "working",
+                 "family", "se", "model"])
+    rows.attrs["skipped"] = skipped
     return rows
 
 
@@ -96,10 +159,21 @@ def posterior_draws(fit, variable: str, element: str) -> np.ndarray | None:
     return da.isel(selection).to_numpy().reshape(-1)
 
 
-def bayes_summary(fits: Sequence, model: str, variable: str, element: str, prob: float = PROB):
-    """(median, lower, upper) of the equal-tailed `prob` interval from the first fit of `model` that has the quantity."""
+def _fit_family(fit) -> str:
+    """The family a fit used (its spec's, else its model's default); '' for models without families."""
+    from marrow.models import module_for
+
+    family = getattr(fit.spec, "family", None)
+    return family or getattr(module_for(fit.spec.model), "DEFAULT_FAMILY", "") or ""
+
+
+def bayes_summary(fits: Sequence, model: str, variable: str, element: str, prob: float = PROB, family: str = ""):
+    """(median, lower, upper) of the equal-tailed `prob` interval from the first fit of `model` that has the
+    quantity (and, when `family` is given, that was fitted with that family)."""
     for fit in fits:
         if fit.spec.model != model:
+            continue
+        if family and _fit_family(fit) != family:
             continue
         draws = posterior_draws(fit, variable, element)
         if draws is None or draws.size == 0:
@@ -140,15 +214,21 @@ def comparison_table(data: TrialData, fits: Iterable = (), covariates: tuple[str
     rates "shrinkage s" = (raw - posterior median) / (raw - pooled posterior median), the pooled
     median being that of `response_rate`, shown when |raw - pooled| >= 0.05.
     """
+    from marrow.frequentist.estimable import not_estimable
+
     fits = list(fits)
     rows = frequentist_rows(data, covariates)
     out = []
     pooled = bayes_summary(fits, "response", "response_rate", "", prob)
     for _, row in rows.iterrows():
-        bayes = bayes_summary(fits, row["model"], row["key"], row["element"], prob)
+        bayes = bayes_summary(fits, row["model"], row["key"], row["element"], prob, row["family"] or "")
         b, bl, bu = bayes if bayes else (np.nan, np.nan, np.nan)
         n = int(row["n"]) if _finite(row.get("n")) else None
         flags = [row["flag"]] if isinstance(row["flag"], str) else []
+        working = row["working"] if isinstance(row["working"], str) else WORKING.get(row["key"])
+        reason = not_estimable(row["estimate"], row["lower"], row["upper"], working,
+                               row["problem"] if isinstance(row["problem"], str) else "")
+        freq = (np.nan, np.nan, np.nan, np.nan) if reason else (row["estimate"], row["lower"], row["upper"], row["se"])
         small = n is not None and n < SMALL_N
         if small:
             flags.append(f"small n ({n})")
@@ -157,30 +237,36 @@ def comparison_table(data: TrialData, fits: Iterable = (), covariates: tuple[str
             # Close to the pooled rate the ratio is noise; not shown there.
             if abs(denominator) >= SHRINKAGE_MIN_GAP:
                 flags.append(f"shrinkage {(raw - b) / denominator:.2f}")
-        if disagreement(b, bl, bu, row["estimate"], row["lower"], row["upper"]):
+        if not reason and disagreement(b, bl, bu, row["estimate"], row["lower"], row["upper"]):
             text = " ".join(flags)
             if row["key"] == "center_rate":
-                reason = "shrinkage"
+                cause = "shrinkage"
             elif "separation" in text:
-                reason = "separation"
+                cause = "separation"
             elif small:
-                reason = "small n"
+                cause = "small n"
             elif "few events" in text:
-                reason = "few events"
-            elif row["key"] == "time_ratio" and "among responders" in row["method"]:
-                reason = "AFT without cure fraction"
+                cause = "few events"
+            elif row["key"] in ("time_ratio", "median_days", "shape") and "AFT" in row["method"] \
+                    and "among responders" in row["method"]:
+                cause = "AFT without cure fraction"
             else:
-                reason = ""
-            flags.insert(0, "disagree" + (f": {reason}" if reason else ""))
+                cause = ""
+            flags.insert(0, "disagree" + (f": {cause}" if cause else ""))
+        if reason:
+            flags.insert(0, f"not estimable: {reason}")
         out.append({
             "section": SECTIONS[row["model"]], "quantity": row["label"], "variable": row["key"],
             "element": row["element"], "bayes": b, "bayes_lower": bl, "bayes_upper": bu,
-            "freq": row["estimate"], "freq_lower": row["lower"], "freq_upper": row["upper"], "n": n,
+            "freq": freq[0], "freq_lower": freq[1], "freq_upper": freq[2], "freq_se": freq[3], "n": n,
             "method": row["method"], "flag": _join(*flags), "scale": SCALES.get(row["key"], "rate"),
         })
     table = pd.DataFrame(out, columns=COLUMNS)
+    for column in ("bayes", "bayes_lower", "bayes_upper", "freq", "freq_lower", "freq_upper", "freq_se"):
+        table[column] = pd.to_numeric(table[column], errors="coerce").astype(float)
     table["n"] = table["n"].astype("Int64")
     table.attrs["interval"] = f"{prob:.0%} equal-tailed credible interval"
+    table.attrs["skipped"] = list(rows.attrs.get("skipped", []))
     return table
 
 
@@ -204,7 +290,8 @@ def _number(value, scale: str) -> str:
 def _interval(lower, upper, scale: str) -> str:
     if not _finite(lower, upper):
         return "-"
-    return f"{_number(lower, scale)}-{_number(upper, scale)}"
+    joiner = " to " if lower < 0 or upper < 0 else "-"
+    return f"{_number(lower, scale)}{joiner}{_number(upper, scale)}"
 
 
 def display_table(table: pd.DataFrame) -> pd.DataFrame:
@@ -232,7 +319,8 @@ METHOD_FAMILIES = {
     "cure_fraction": "a maximum-likelihood Weibull mixture cure model",
     "survival_at": "Kaplan-Meier survival with Greenwood intervals",
     "hazard_ratio": "Cox proportional hazards",
-    "time_ratio": "Weibull accelerated failure time models",
+    "time_ratio": "Weibull, log-logistic, log-normal and exponential accelerated failure time models",
+    "center_sd": "a random-intercept logistic model by maximum likelihood (adaptive Gauss-Hermite quadrature)",
     "ae_rate": "an exact interval for the adverse-event rate",
 }
 
@@ -248,7 +336,13 @@ def caption(table: pd.DataFrame) -> str:
                 "with 95% confidence intervals")
     else:
         lead = "Frequentist estimates with 95% confidence intervals (no Bayesian fit given)"
-    return f"{lead}. Methods: " + "; ".join(methods) + "."
+    text = f"{lead}. Methods: " + "; ".join(methods) + "."
+    if table["flag"].str.contains("not estimable").any():
+        text += " Rows marked not estimable have no finite, informative estimate (reason in the flag)."
+    skipped = table.attrs.get("skipped", [])
+    if skipped:
+        text += " " + "; ".join(s[0].upper() + s[1:] for s in skipped) + "."
+    return text
 
 
 def latex_table(table: pd.DataFrame) -> str:
@@ -301,10 +395,13 @@ def data_for_fits(fits: Sequence = (), data_path: Path | str | None = None, reco
         if file_sha256(path) != recorded[role][1]:
             raise UsageError(f"{path} is not the {role} file the fit was made from (SHA-256 {file_sha256(path)[:12]} "
                              f"on disk, {recorded[role][1][:12]} recorded); refit, or pass the original file")
-    needs = Needs(recovery=recovery is not None or patients is None, covariates=tuple(covariates))
+    # compare needs no column beyond patient and center: each section runs when its columns exist.
+    optional = {"response": False} if "response" in getattr(Needs, "__dataclass_fields__", {}) else {}
+    needs = Needs(recovery=recovery is not None or patients is None, covariates=tuple(covariates), **optional)
     first = load_trial(patients, recovery, needs, announce=announce)
     present = set(first.patients.columns)
-    needs = Needs(ordinal="response" in present and first.has_ordinal_response,
-                  followup="followup_days" in present, died="died" in present and "followup_days" in present,
-                  adverse_event="adverse_event" in present, recovery=needs.recovery, covariates=tuple(covariates))
+    ordinal = "response" in present and first.patients["response"].notna().all()
+    needs = Needs(ordinal=bool(ordinal), followup="followup_days" in present,
+                  died="died" in present and "followup_days" in present, adverse_event="adverse_event" in present,
+                  recovery=needs.recovery, covariates=tuple(covariates), **optional)
     return load_trial(patients, recovery, needs)

@@ -12,40 +12,69 @@ from typing import Any
 
 from marrow.errors import UsageError
 
-# Distribution name -> (argument -> check, support). Checks return an error text or None.
-_POSITIVE = ("must be > 0", lambda v: v > 0)
-_ANY = ("must be a finite number", lambda v: True)
-_WEIGHT = ("must be between 0 and 1", lambda v: 0 <= v <= 1)
+# Every catalog parameter lives on a log-odds, log-time or log scale, or is a rate in (0, 1), so
+# arguments far outside these bounds are typing mistakes, not beliefs (1e300 overflows the sampler).
+# Each kind: (lowest, highest, must be > 0). docs/priors.md lists them.
+LOCATION_BOUND = 1e3  # |mu|: a log-odds of 1000, or e^1000 days, is already absurd
+SCALE_BOUNDS = (1e-6, 1e3)  # sigma: from a fixed value to far flatter than any scale marrow uses
+SHAPE_BOUNDS = (1e-6, 1e6)  # nu, lam, alpha, beta: degrees of freedom, rates and Beta/Gamma shapes
 WEIGHT_TOLERANCE = 1e-6
 
 
 @dataclass(frozen=True)
+class ArgKind:
+    """What an argument may be: a range, and whether it must be > 0 (said first when it is not)."""
+
+    low: float
+    high: float
+    positive: bool
+    what: str
+
+    def error(self, value: float) -> str | None:
+        """Why `value` is not allowed (text to follow the argument's name), or None."""
+        if self.positive and value <= 0:
+            return "must be > 0"
+        if not self.low <= value <= self.high:
+            return f"must be between {self.low:g} and {self.high:g} ({self.what}; see docs/priors.md)"
+        return None
+
+
+_LOCATION = ArgKind(-LOCATION_BOUND, LOCATION_BOUND, False, "marrow's bound for a location")
+_SCALE = ArgKind(*SCALE_BOUNDS, True, "marrow's bound for a scale")
+_SHAPE = ArgKind(*SHAPE_BOUNDS, True, "marrow's bound for a shape or rate")
+_WEIGHT = ArgKind(0.0, 1.0, False, "a mixture weight")
+
+
+@dataclass(frozen=True)
 class DistSpec:
-    args: dict[str, tuple[str, Any]]
+    args: dict[str, ArgKind]
     support: str  # "real", "positive" or "unit"
     defaults: dict[str, float] = field(default_factory=dict)
     vector: bool = False  # every argument is a list of numbers of one common length (mixtures)
 
 
 DISTRIBUTIONS: dict[str, DistSpec] = {
-    "Normal": DistSpec({"mu": _ANY, "sigma": _POSITIVE}, "real"),
-    "StudentT": DistSpec({"nu": _POSITIVE, "mu": _ANY, "sigma": _POSITIVE}, "real"),
-    "HalfNormal": DistSpec({"sigma": _POSITIVE}, "positive"),
-    "HalfStudentT": DistSpec({"nu": _POSITIVE, "sigma": _POSITIVE}, "positive"),
-    "Exponential": DistSpec({"lam": _POSITIVE}, "positive"),
-    "LogNormal": DistSpec({"mu": _ANY, "sigma": _POSITIVE}, "positive"),
-    "Gamma": DistSpec({"alpha": _POSITIVE, "beta": _POSITIVE}, "positive"),
-    "Beta": DistSpec({"alpha": _POSITIVE, "beta": _POSITIVE}, "unit"),
+    "Normal": DistSpec({"mu": _LOCATION, "sigma": _SCALE}, "real"),
+    "StudentT": DistSpec({"nu": _SHAPE, "mu": _LOCATION, "sigma": _SCALE}, "real"),
+    "HalfNormal": DistSpec({"sigma": _SCALE}, "positive"),
+    "HalfStudentT": DistSpec({"nu": _SHAPE, "sigma": _SCALE}, "positive"),
+    "Exponential": DistSpec({"lam": _SHAPE}, "positive"),
+    "LogNormal": DistSpec({"mu": _LOCATION, "sigma": _SCALE}, "positive"),
+    "Gamma": DistSpec({"alpha": _SHAPE, "beta": _SHAPE}, "positive"),
+    "Beta": DistSpec({"alpha": _SHAPE, "beta": _SHAPE}, "unit"),
     # A finite mixture of normals, e.g. a meta-analytic-predictive prior on a log-odds
     # (marrow priors map): weights w sum to 1, one mu and one sigma > 0 per component.
-    "NormalMixture": DistSpec({"w": _WEIGHT, "mu": _ANY, "sigma": _POSITIVE}, "real", vector=True),
+    "NormalMixture": DistSpec({"w": _WEIGHT, "mu": _LOCATION, "sigma": _SCALE}, "real", vector=True),
 }
 
 
 def _as_number(key: str, arg: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise UsageError(f"prior '{key}': argument '{arg}' must be a number, got {value!r}")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer too large for a float
+        number = math.inf
     if not math.isfinite(number):
         raise UsageError(f"prior '{key}': argument '{arg}' must be finite, got {value!r}")
     return number
@@ -60,10 +89,10 @@ def _as_numbers(key: str, arg: str, value: Any) -> tuple[float, ...]:
 def _check_vector(key: str, dist: str, spec: DistSpec, given: dict[str, Any]) -> dict[str, tuple[float, ...]]:
     """Validate the list arguments of a mixture: numbers, common length, per-element checks, weights sum to 1."""
     args: dict[str, tuple[float, ...]] = {}
-    for arg, (text, check) in spec.args.items():
+    for arg, kind in spec.args.items():
         values = _as_numbers(key, arg, given[arg])
         for i, value in enumerate(values):
-            if not check(value):
+            if (text := kind.error(value)) is not None:
                 raise UsageError(f"prior '{key}': element {i + 1} of argument '{arg}' of {dist} {text}, got {value:g}")
         args[arg] = values
     lengths = {arg: len(v) for arg, v in args.items()}
@@ -107,9 +136,9 @@ class Prior:
             args: dict[str, Any] = _check_vector(key, dist, spec, given)
         else:
             args = {}
-            for arg, (text, check) in spec.args.items():
+            for arg, kind in spec.args.items():
                 value = _as_number(key, arg, given[arg])
-                if not check(value):
+                if (text := kind.error(value)) is not None:
                     raise UsageError(f"prior '{key}': argument '{arg}' of {dist} {text}, got {value:g}")
                 args[arg] = value
         reason = table.get("reason", "")

@@ -79,6 +79,11 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise UsageError(f"prior file {path} not found") from None
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"prior file {path} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"prior file {path} is not UTF-8 text (byte {exc.start + 1} cannot be read); "
+                         "TOML must be UTF-8: save it again as UTF-8 in your editor") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read prior file {path}: {exc.strerror or exc}") from None
 
 
 def _check_support(key: str, prior: Prior) -> None:
@@ -133,7 +138,10 @@ def parse_prior_set(table: dict[str, Any], source: str, seen: tuple[str, ...] = 
     unknown = sorted(k for k in entries if k not in PARAMETERS)
     if unknown:
         raise UsageError(_unknown_message(source, unknown))
-    priors = {key: Prior.from_dict(key, value) for key, value in entries.items()}
+    try:
+        priors = {key: Prior.from_dict(key, value) for key, value in entries.items()}
+    except UsageError as exc:  # each message names the key; say which file it is in
+        raise UsageError(f"{source}: {exc}") from None
     if base_name is not None:
         resolved = _resolve_base(base_name, source)
         identity = _identity(resolved)
@@ -149,7 +157,10 @@ def parse_prior_set(table: dict[str, Any], source: str, seen: tuple[str, ...] = 
     if missing:
         raise UsageError(f"{source}: no prior given for {', '.join(missing)}; add them or set base = \"{DEFAULT_SET}\"")
     for key, prior in priors.items():
-        _check_support(key, prior)
+        try:
+            _check_support(key, prior)
+        except UsageError as exc:
+            raise UsageError(f"{source}: {exc}") from None
     ordered = {k: priors[k] for k in PARAMETERS}
     return PriorSet(str(name), str(table.get("description", "")), ordered, source)
 

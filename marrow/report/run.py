@@ -23,7 +23,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from marrow.errors import DataError, MarrowError, OutputExistsError, UsageError
+from marrow.errors import DataError, MarrowError, OutputExistsError
 from marrow.report.plan import Plan, Step
 
 SECTIONS = {  # endpoint section id -> (title, models shown there)
@@ -118,11 +118,10 @@ def run_report(plan: Plan, out: Path | str, force: bool = False, progress: Progr
     out = Path(out)
     if out.exists() and not force:
         raise OutputExistsError(str(out))
+    from marrow.fits.io import make_folders, remove_folders
+
     parent = out.resolve().parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"cannot create folder {parent}: {exc}") from None
+    created = make_folders(parent)  # removed again if the report fails: a rejected run leaves no folders
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=parent))
     try:
         outcome = _build(plan, work, progress)
@@ -130,13 +129,16 @@ def run_report(plan: Plan, out: Path | str, force: bool = False, progress: Progr
         _swap(work, out)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
+        remove_folders(created)
         raise
     return outcome
 
 
 def _swap(work: Path, out: Path) -> None:
     """Put the finished folder in place: old one moved aside first, deleted last."""
-    os.chmod(work, 0o755)  # mkdtemp makes it private
+    from marrow.fits.io import output_mode
+
+    os.chmod(work, output_mode(folder=True))  # mkdtemp makes it private; outputs follow the umask (fits/io.py)
     old = None
     if out.exists() or out.is_symlink():
         old = out.with_name(f".{out.name}.old-{os.getpid()}")

@@ -78,6 +78,14 @@ def log_path(sock_path: Path) -> Path:
     return sock_path.with_suffix(".log") if sock_path.suffix else sock_path.with_name(sock_path.name + ".log")
 
 
+def open_private_log(path: Path):
+    """Open the worker's log for writing, truncated, mode 0600 like its socket (an older, more
+    readable log is made private first); commands' outputs can be in it."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # os.open's mode applies only to a new file
+    return os.fdopen(fd, "w")
+
+
 def make_private_dirs(folder: Path) -> None:
     """Create `folder` and missing parents with mode 0700 (existing folders are left as they are)."""
     missing = []

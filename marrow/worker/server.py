@@ -362,7 +362,7 @@ def execute(argv: list[str], cwd: str, real_stderr=None) -> dict:
                 code = run(argv)
             except SystemExit as exc:  # a command that calls sys.exit itself
                 code = _exit_code(exc.code, err)
-            except Exception:  # only with --debug: run() re-raises; Python would print this and exit 1
+            except Exception:  # run() maps every exception to an exit code; this is a last resort
                 traceback.print_exc(file=err)
                 code = EXIT_DEBUG_TRACEBACK
     finally:
