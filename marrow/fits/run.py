@@ -142,10 +142,15 @@ def fit_model(
     progress: bool = False,
     model=None,
 ) -> Fit:
-    """Fit `spec` to `data`. Pass a `model` built earlier (and data swapped in) to skip rebuilding."""
-    from marrow.models import module_for
+    """Fit `spec` to `data`. Pass a `model` built earlier (and data swapped in) to skip rebuilding.
+
+    `priors` are as stated (log times in days); the fit uses and records them in `spec.time_unit`.
+    The provenance records the hierarchy levels the data could not estimate (`dropped_levels`)."""
+    from marrow import time_units
+    from marrow.models import levels, module_for
 
     module = module_for(spec.model)
+    priors = time_units.priors_in_unit(priors, spec.time_unit)
     timings: dict[str, float] = {}
     start = time.perf_counter()
     inputs = module.inputs(data, spec)
@@ -177,6 +182,7 @@ def fit_model(
     provenance = build_provenance(
         data, spec, priors, settings,
         extra={"target_accept": target_accept, "timings": {k: round(v, 3) for k, v in timings.items()},
-               **({"log_likelihood_omitted": omitted} if omitted else {})},
+               **({"log_likelihood_omitted": omitted} if omitted else {}),
+               levels.ATTR: levels.to_json(inputs.dropped)},
     )
     return Fit(idata, provenance)
