@@ -73,7 +73,7 @@ def fit_and_save(spec, settings, prior, data_path, recovery_path, out: Path, for
 
     priors = load_prior_set(prior)
     data = load_trial(data_path, recovery_path, spec.needs(), announce=True)
-    info(f"fitting {spec.label}: {len(data.patients)} patients, {len(data.centers)} centers, "
+    info(f"fitting {spec.label}: {len(data.patients)} patients, {len(data.centers)} center{'s' if len(data.centers) != 1 else ''}, "
          f"{settings.chains} chains x {settings.draws} draws (seed {settings.seed}, prior '{priors.name}')", quiet)
     result = fit_model(data, spec, priors, settings, progress=not quiet and sys.stderr.isatty())
     for note in notes(result.provenance):  # a changed model is said even with --quiet
