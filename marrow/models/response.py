@@ -118,20 +118,22 @@ def build(inputs: ModelInputs, spec: ModelSpec, priors) -> "pm.Model":
         d = {name: pm.Data(name, value, dims=_data_dims(name)) for name, value in inputs.arrays.items()}
         intercept = p["intercept"].create("intercept")
         centers = levels.kept(dims.CENTER, inputs.dropped)
+        if centers:
+            center_sd = p["center_sd"].create("center_sd")
+            center_z = pm.Normal("center_z", 0.0, 1.0, dims=dims.CENTER)
+            center_effect = pm.Deterministic("center_effect", center_sd * center_z, dims=dims.CENTER)
         fixed = intercept
         if inputs.coords[dims.COVARIATE]:
             beta = p["beta"].create("beta", dims=dims.COVARIATE)
             pm.Deterministic("odds_ratio", pt.exp(beta), dims=dims.COVARIATE)
             fixed = fixed + pt.dot(d["cell_x"], beta)
-        eta = fixed + pt.zeros_like(d["cell_n"], dtype="float64")
         if centers:
-            center_sd = p["center_sd"].create("center_sd")
-            center_z = pm.Normal("center_z", 0.0, 1.0, dims=dims.CENTER)
-            center_effect = pm.Deterministic("center_effect", center_sd * center_z, dims=dims.CENTER)
-            eta = eta + center_effect[d["cell_center"]]
+            eta = fixed + center_effect[d["cell_center"]]
             # A new center: its effect drawn from the center distribution, same patient mix as the trial.
             new_center_z = pm.Normal("new_center_z", 0.0, 1.0)
             eta_new = fixed + center_sd * new_center_z
+        else:
+            eta = fixed + pt.zeros_like(d["cell_n"], dtype="float64")  # one value per cell
 
         p_resp = pm.math.invlogit(eta)
         if spec.outcome == "ordinal":

@@ -59,10 +59,11 @@ def build(inputs: ModelInputs, spec: ModelSpec, priors) -> "pm.Model":
             pm.Binomial("events", n=d["center_n"].sum(), p=rate, observed=d["center_events"].sum())
         else:
             intercept = p["intercept"].create("intercept")
-            eta = intercept + pt.zeros_like(d["center_n"], dtype="float64")
             if levels.kept(dims.CENTER, inputs.dropped):
                 center_sd = p["center_sd"].create("center_sd")
-                eta = eta + center_sd * pm.Normal("center_z", 0.0, 1.0, dims=dims.CENTER)
+                eta = intercept + center_sd * pm.Normal("center_z", 0.0, 1.0, dims=dims.CENTER)
+            else:
+                eta = intercept + pt.zeros_like(d["center_n"], dtype="float64")
             center_rate = pm.Deterministic("center_rate", pm.math.invlogit(eta), dims=dims.CENTER)
             pm.Binomial("events", n=d["center_n"], p=center_rate, observed=d["center_events"], dims=dims.CENTER)
             pm.Deterministic("ae_rate", pt.dot(d["center_n"], center_rate) / d["center_n"].sum())
