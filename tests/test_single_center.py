@@ -45,6 +45,8 @@ def test_dropped_levels_needs_two_groups_and_ignores_absent_levels():
     assert levels.from_provenance(provenance) == found
     assert "single center (A)" in levels.notes(provenance)[0] and "center_sd" in levels.notes(provenance)[0]
     assert levels.notes({}) == []  # fits made before the record
+    stated = {levels.ATTR: levels.to_json([*found, "one lineage: no lineage sd"])}  # a model's own sentence
+    assert levels.from_provenance(stated) == found and levels.notes(stated)[1] == "one lineage: no lineage sd"
     with pytest.raises(UsageError, match="dropped_levels.*damaged"):
         levels.notes({levels.ATTR: "[{not json"})
 

@@ -134,6 +134,17 @@ def default_target_accept(module, inputs) -> float:
     return chooser(inputs) if chooser is not None else module.DEFAULT_TARGET_ACCEPT
 
 
+def _stated_levels(module, inputs, spec) -> list[str]:
+    """Sentences from a model that states its left-out levels itself (`dropped_levels(n_centers, n_lineages,
+    spec)`), besides the `ModelInputs.dropped` record every model can give."""
+    from marrow import dims
+
+    hook = getattr(module, "dropped_levels", None)
+    if hook is None:
+        return []
+    return list(hook(len(inputs.coords.get(dims.CENTER, ())), len(inputs.coords.get(dims.LINEAGE, ())), spec))
+
+
 def fit_model(
     data: TrialData,
     spec: ModelSpec,
@@ -183,6 +194,6 @@ def fit_model(
         data, spec, priors, settings,
         extra={"target_accept": target_accept, "timings": {k: round(v, 3) for k, v in timings.items()},
                **({"log_likelihood_omitted": omitted} if omitted else {}),
-               levels.ATTR: levels.to_json(inputs.dropped)},
+               levels.ATTR: levels.to_json([*inputs.dropped, *_stated_levels(module, inputs, spec)])},
     )
     return Fit(idata, provenance)

@@ -13,6 +13,9 @@ Usage in a model module (the recovery model does the same for `dims.LINEAGE` and
     dropped = dropped_levels({dims.CENTER: list(data.centers)}, {dims.CENTER: ("center_sd", "new_center_rate")})
     if levels.kept(dims.CENTER, dropped): ...      # build the center effects
     return ModelInputs(arrays, coords, extra, dropped=dropped)
+
+A model may instead (or also) state its left-out levels as sentences with a module function
+`dropped_levels(n_centers, n_lineages, spec) -> list[str]`; `fit_model` records those in the same attr.
 """
 
 from __future__ import annotations
@@ -65,8 +68,9 @@ def kept(level: str, dropped: Sequence[DroppedLevel]) -> bool:
     return all(d.level != level for d in dropped)
 
 
-def to_json(dropped: Sequence[DroppedLevel]) -> str:
-    return json.dumps([asdict(d) for d in dropped])
+def to_json(dropped: Sequence[DroppedLevel | str]) -> str:
+    """The provenance attr: a JSON list of DroppedLevel dicts (a model may also state a level as a sentence)."""
+    return json.dumps([d if isinstance(d, str) else asdict(d) for d in dropped])
 
 
 def from_provenance(provenance: Mapping[str, str]) -> tuple[DroppedLevel, ...]:
@@ -76,7 +80,8 @@ def from_provenance(provenance: Mapping[str, str]) -> tuple[DroppedLevel, ...]:
         return ()
     try:
         items = json.loads(text)
-        return tuple(DroppedLevel(str(d["level"]), str(d["label"]), tuple(d.get("variables", ()))) for d in items)
+        return tuple(DroppedLevel(str(d["level"]), str(d["label"]), tuple(d.get("variables", ())))
+                     for d in items if not isinstance(d, str))
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         from marrow.errors import UsageError
 
@@ -84,5 +89,11 @@ def from_provenance(provenance: Mapping[str, str]) -> tuple[DroppedLevel, ...]:
 
 
 def notes(provenance: Mapping[str, str]) -> list[str]:
-    """Sentences describing what the fit left out, from its provenance."""
-    return [d.note() for d in from_provenance(provenance)]
+    """Sentences describing what the fit left out, from its provenance (sentences recorded as such kept)."""
+    stated = []
+    if provenance.get(ATTR):
+        try:
+            stated = [d for d in json.loads(provenance[ATTR]) if isinstance(d, str)]
+        except (ValueError, TypeError):
+            pass  # from_provenance below names the damage
+    return [d.note() for d in from_provenance(provenance)] + stated
