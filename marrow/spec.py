@@ -1,21 +1,45 @@
-"""`ModelSpec` and `SamplerSettings`: small frozen, JSON-able descriptions of what to fit and how."""
+"""`ModelSpec` and `SamplerSettings`: small frozen, JSON-able descriptions of what to fit and how.
+
+Light to import (no numpy or pandas), so the CLI's option declarations can read its constants."""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from marrow.data.load import Needs
+from marrow import time_units
 from marrow.errors import UsageError
+
+if TYPE_CHECKING:
+    from marrow.data.load import Needs
 
 MODELS = ("response", "recovery", "survival", "safety")
 OUTCOMES = ("binary", "ordinal")
 RECOVERY_FAMILIES = ("weibull", "lognormal", "loglogistic")
 SURVIVAL_FAMILIES = ("weibull", "exponential")
 SAFETY_FAMILIES = ("beta-binomial", "hierarchical")
+FAMILIES = {"recovery": RECOVERY_FAMILIES, "survival": SURVIVAL_FAMILIES, "safety": SAFETY_FAMILIES}
+# The family a model fits when none is given: the one source for labels, builders, CLI and plan defaults.
+# Recovery: log-logistic passes PSIS-LOO on the bundled trial where Weibull does not (docs/models.md).
+DEFAULT_FAMILIES = {"recovery": "loglogistic", "survival": "weibull", "safety": "beta-binomial"}
+TIMED_MODELS = ("recovery", "survival")  # models whose data and results are times (time_unit, horizons)
 SAMPLERS = ("auto", "pymc", "nutpie", "numpyro")
+
+
+def default_family(model: str) -> str | None:
+    """The family `model` fits when `family` is None (None for models without families)."""
+    return DEFAULT_FAMILIES.get(model)
+
+
+class SpecError(UsageError):
+    """A bad ModelSpec value; `field` names the ModelSpec field, so callers (the plan) can name their own key."""
+
+    def __init__(self, field_name: str, message: str):
+        self.field = field_name
+        super().__init__(message)
 
 
 @dataclass(frozen=True)
@@ -30,30 +54,47 @@ class ModelSpec:
     frailty: bool = False
     per_lineage_effects: bool = False
     threshold: float = 0.15
-    by_days: tuple[float, ...] = ()
-    at_days: tuple[float, ...] = ()
     n_future: int = 50
+    # Times: the unit of the data's time columns (time_units.UNITS), and the times at which the
+    # recovery model reports P(recovered by t) and the survival model S(t), in that unit; when given
+    # they replace the defaults (time_units.recovery_horizons / survival_horizons).
+    time_unit: str = time_units.DEFAULT_UNIT
+    horizons: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
-            raise UsageError(f"unknown model '{self.model}'; choose one of {', '.join(MODELS)}")
+            raise SpecError("model", f"unknown model '{self.model}'; choose one of {', '.join(MODELS)}")
         if self.outcome not in OUTCOMES:
-            raise UsageError(f"unknown outcome '{self.outcome}'; choose binary or ordinal")
-        families = {"recovery": RECOVERY_FAMILIES, "survival": SURVIVAL_FAMILIES, "safety": SAFETY_FAMILIES}.get(self.model)
+            raise SpecError("outcome", f"unknown outcome '{self.outcome}'; choose binary or ordinal")
+        families = FAMILIES.get(self.model)
         if self.family is not None and (families is None or self.family not in families):
             allowed = ", ".join(families) if families else "none (this model has no family)"
-            raise UsageError(f"unknown family '{self.family}' for the {self.model} model; choose {allowed}")
+            raise SpecError("family", f"unknown family '{self.family}' for the {self.model} model; choose {allowed}")
         if len(set(self.covariates)) != len(self.covariates):
-            raise UsageError(f"a covariate is listed twice: {', '.join(self.covariates)}")
+            raise SpecError("covariates", f"a covariate is listed twice: {', '.join(self.covariates)}")
         if not 0 < self.threshold < 1:
-            raise UsageError(f"--threshold must be a rate between 0 and 1, got {self.threshold}")
-        if any(d <= 0 for d in self.by_days + self.at_days):
-            raise UsageError("days given with --by-day/--at-days must be > 0")
+            raise SpecError("threshold", f"the threshold must be a rate between 0 and 1, got {self.threshold}")
         if self.n_future < 1:
-            raise UsageError("--n-future must be at least 1")
+            raise SpecError("n_future", f"the future cohort size must be at least 1, got {self.n_future}")
+        if self.time_unit not in time_units.UNITS:
+            raise SpecError("time_unit", f"unknown time unit {self.time_unit!r}; choose {', '.join(time_units.UNITS)}")
+        if self.model not in TIMED_MODELS and (self.horizons or self.time_unit != time_units.DEFAULT_UNIT):
+            raise SpecError("time_unit" if not self.horizons else "horizons",
+                            f"the {self.model} model has no times; time_unit and horizons apply to "
+                            f"{' and '.join(TIMED_MODELS)}")
+        if any(not math.isfinite(h) or h <= 0 for h in self.horizons):
+            shown = ", ".join(f"{h:g}" for h in self.horizons)
+            raise SpecError("horizons", f"times must be finite and > 0 ({self.time_unit}), got {shown}")
 
-    def needs(self) -> Needs:
+    @property
+    def resolved_family(self) -> str | None:
+        """The family fitted: `family`, or the model's default (DEFAULT_FAMILIES) when None."""
+        return self.family or default_family(self.model)
+
+    def needs(self) -> "Needs":
         """The columns and tables this model requires of the data."""
+        from marrow.data.load import Needs  # pandas: not at import, so the CLI's --help stays light
+
         return Needs(
             response=self.model == "response",
             ordinal=self.model == "response" and self.outcome == "ordinal",
@@ -66,19 +107,29 @@ class ModelSpec:
 
     @property
     def label(self) -> str:
-        """Short readable name, e.g. 'response (ordinal)' or 'recovery (weibull cure)'."""
+        """Short readable name, e.g. 'response (ordinal)', 'recovery (loglogistic cure)', 'survival (weibull, weeks)'."""
         if self.model == "response":
             return f"response ({self.outcome})"
+        unit = f", {self.time_unit}" if self.time_unit != time_units.DEFAULT_UNIT else ""
         if self.model == "recovery":
-            return f"recovery ({self.family or 'weibull'} {'cure' if self.cure else 'AFT, no cure'})"
-        return f"{self.model} ({self.family})" if self.family else self.model
+            return f"recovery ({self.resolved_family} {'cure' if self.cure else 'AFT, no cure'}{unit})"
+        return f"{self.model} ({self.resolved_family}{unit})"
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> "ModelSpec":
+        """Read a spec written by any marrow version (fits without time_unit are in days).
+
+        Fits before `horizons` stored `at_days` (survival) or `by_days` (recovery): extra days added
+        to the defaults, which is what their horizons were."""
         payload = json.loads(text)
+        legacy = [float(d) for d in (payload.get("at_days") or []) + (payload.get("by_days") or [])]
+        if legacy and not payload.get("horizons"):
+            defaults = (time_units.survival_horizons("days") if payload.get("model") == "survival"
+                        else time_units.recovery_horizons("days"))
+            payload["horizons"] = time_units.horizons(list(defaults) + legacy, ())
         known = {f.name for f in fields(cls)}
         kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in payload.items() if k in known}
         return cls(**kwargs)
@@ -110,16 +161,16 @@ class SamplerSettings:
 
     def __post_init__(self) -> None:
         if self.sampler not in SAMPLERS:
-            raise UsageError(f"unknown sampler '{self.sampler}'; choose one of {', '.join(SAMPLERS)}")
+            raise SpecError("sampler", f"unknown sampler '{self.sampler}'; choose one of {', '.join(SAMPLERS)}")
         for name in ("chains", "draws") + (("cores",) if self.cores is not None else ()):
             if getattr(self, name) < 1:
-                raise UsageError(f"--{name} must be at least 1")
+                raise SpecError(name, f"{name} must be at least 1, got {getattr(self, name)}")
         cores = available_cpus() if self.cores is None else self.cores
         object.__setattr__(self, "cores", min(cores, self.chains))  # frozen: fixed once, here
         if self.tune < 0:
-            raise UsageError("--tune must be >= 0")
+            raise SpecError("tune", f"tune must be >= 0, got {self.tune}")
         if self.target_accept is not None and not 0.5 <= self.target_accept < 1:
-            raise UsageError("--target-accept must be in [0.5, 1)")
+            raise SpecError("target_accept", f"target_accept must be in [0.5, 1), got {self.target_accept}")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

@@ -31,7 +31,7 @@ def recovery_fits(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("recovery_fits")
     variants = {
-        "weibull.nc": ["--family", "weibull", "--covariates", "prior_atg,active_infection", "--by-day", "60"],
+        "weibull.nc": ["--family", "weibull", "--covariates", "prior_atg,active_infection", "--by-day", "30,60,90,180"],
         "lognormal.nc": ["--family", "lognormal"],
         "no-cure.nc": ["--family", "weibull", "--no-cure"],
     }

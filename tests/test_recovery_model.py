@@ -95,7 +95,7 @@ def interval(fit, var):
 )
 def test_graph_dims_follow_data_and_logp_is_finite(family, cure, frailty, per_lineage):
     spec = ModelSpec("recovery", family=family, cure=cure, frailty=frailty, per_lineage_effects=per_lineage,
-                     covariates=("prior_atg", "active_infection"), by_days=(60,))
+                     covariates=("prior_atg", "active_infection"), horizons=(30, 60, 90, 180))
     data = load_trial(needs=spec.needs())
     model = build_model(data, spec, load_prior_set())
     assert list(model.coords[dims.LINEAGE]) == list(data.lineages)

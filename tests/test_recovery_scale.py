@@ -75,7 +75,7 @@ def parameter_names(spec: ModelSpec) -> list[str]:
 def test_population_quantities_equal_per_patient_averages(tmp_path, trial_frames, family, cure, per_lineage,
                                                          covariates):
     spec = ModelSpec("recovery", family=family, cure=cure, per_lineage_effects=per_lineage, covariates=covariates,
-                     by_days=(45,))
+                     horizons=(45,))
     data = trial_for(tmp_path, trial_frames, spec)
     model = build_model(data, spec, load_prior_set())
     derived = ["recovered_by", "cumulative_incidence"] + (["cure_fraction"] if cure else [])

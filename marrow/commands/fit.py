@@ -8,6 +8,8 @@ from pathlib import Path
 import click
 
 from marrow.commands.common import data_options, info, split_days, split_list, warn
+from marrow.formatting import plural
+from marrow.spec import DEFAULT_FAMILIES, RECOVERY_FAMILIES, SAFETY_FAMILIES, SURVIVAL_FAMILIES
 
 
 def sampler_options(func):
@@ -69,13 +71,16 @@ def fit_and_save(spec, settings, prior, data_path, recovery_path, out: Path, for
     """Load and validate data (tables, or ADaM datasets when `adam` is given), fit, save atomically. Returns the `Fit`."""
     from marrow.data.adam import load_input
     from marrow.fits.run import fit_model
+    from marrow.models.levels import notes
     from marrow.priors import load_prior_set
 
     priors = load_prior_set(prior)
     data = load_input(data_path, recovery_path, spec.needs(), adam=adam, announce=True)
-    info(f"fitting {spec.label}: {len(data.patients)} patients, {len(data.centers)} centers, "
+    info(f"fitting {spec.label}: {len(data.patients)} patients, {plural(len(data.centers), 'center')}, "
          f"{settings.chains} chains x {settings.draws} draws (seed {settings.seed}, prior '{priors.name}')", quiet)
     result = fit_model(data, spec, priors, settings, progress=not quiet and sys.stderr.isatty())
+    for note in notes(result.provenance):  # a changed model is said even with --quiet
+        click.echo(f"note: {note}", err=True)
     result.save(out, force)
     return result
 
@@ -93,6 +98,40 @@ def report_fit_status(fitted, out: Path, quiet: bool) -> int:
     else:
         info("diagnostics: all checks passed", quiet)
     return 0
+
+
+def time_options(name: str, alias: str, what: str, defaults: str, example: str):
+    """--time-unit and the horizon option (`--at`/`--by`, with its days-only alias) of a time-to-event fit;
+    the command receives `time_unit` and `horizons` (a tuple in that unit, empty = the defaults)."""
+    from marrow.time_units import DEFAULT_UNIT, UNITS
+
+    def decorate(func):
+        def wrapper(time_unit: str, horizon_text: str, alias_text: str, **kwargs):
+            if horizon_text and alias_text:
+                raise click.UsageError(f"give --{name} or {alias}, not both")
+            if alias_text and time_unit != "days":
+                raise click.UsageError(f"{alias} takes days; with --time-unit {time_unit} give --{name} "
+                                       f"in {time_unit}")
+            try:
+                values = split_days(horizon_text or alias_text)
+            except click.BadParameter as exc:
+                raise click.UsageError(f"--{name}: {exc.message}") from None
+            return func(time_unit=time_unit, horizons=values, **kwargs)
+
+        import functools
+
+        wrapper = functools.wraps(func)(wrapper)
+        wrapper = click.option(alias, "alias_text", default="",
+                               help=f"Alias of --{name} for times in days (only with --time-unit days).")(wrapper)
+        wrapper = click.option(f"--{name}", "horizon_text", default="",
+                               help=f"Times for {what}, in the --time-unit, e.g. {example}; they replace the "
+                                    f"defaults ({defaults}, converted to the unit).")(wrapper)
+        wrapper = click.option("--time-unit", type=click.Choice(UNITS), default=DEFAULT_UNIT, show_default=True,
+                               help="Unit of the data's times (followup_days, recovery day) and of every "
+                                    "reported time and label.")(wrapper)
+        return wrapper
+
+    return decorate
 
 
 @fit.command("response")
@@ -116,43 +155,46 @@ def fit_response(outcome: str, threshold: float, **options) -> int:
 
 @fit.command("recovery")
 @sampler_options
-@click.option("--family", type=click.Choice(["weibull", "lognormal", "loglogistic"]), default="loglogistic",
+@click.option("--family", type=click.Choice(list(RECOVERY_FAMILIES)), default=DEFAULT_FAMILIES["recovery"],
               show_default=True, help="Latency distribution among those who recover (see docs/models.md).")
 @click.option("--cure/--no-cure", default=True, show_default=True,
               help="Mixture cure model (some never recover) or a plain censored AFT model.")
 @click.option("--per-lineage-effects", is_flag=True, help="Covariate effects specific to each lineage.")
 @click.option("--frailty", is_flag=True, help="Patient frailty shared across lineages.")
-@click.option("--by-day", "by_day", default="", help="Extra days for P(recovered by day), e.g. 60,120.")
-def fit_recovery(family: str, cure: bool, per_lineage_effects: bool, frailty: bool, by_day: str, **options) -> int:
+@time_options("by", "--by-day", "P(recovered by t)", "day 30, 90 and 180", "7,14,30")
+def fit_recovery(family: str, cure: bool, per_lineage_effects: bool, frailty: bool, time_unit: str,
+                 horizons: tuple[float, ...], **options) -> int:
     """Lineage-specific time to recovery, with a cure fraction by default.
 
     \b
     Examples:
       marrow fit recovery --covariates prior_atg,active_infection --out recovery.nc
       marrow fit recovery --family lognormal --no-cure --out aft.nc
+      marrow fit recovery --time-unit weeks --by 2,4,12 --data trial.csv --recovery rec.csv --out weeks.nc
     """
     return run_fit({"model": "recovery", "family": family, "cure": cure, "per_lineage_effects": per_lineage_effects,
-                    "frailty": frailty, "by_days": split_days(by_day)}, options)
+                    "frailty": frailty, "time_unit": time_unit, "horizons": horizons}, options)
 
 
 @fit.command("survival")
 @sampler_options
-@click.option("--family", type=click.Choice(["weibull", "exponential"]), default="weibull", show_default=True,
+@click.option("--family", type=click.Choice(list(SURVIVAL_FAMILIES)), default=DEFAULT_FAMILIES["survival"], show_default=True,
               help="Parametric survival distribution.")
-@click.option("--at-days", default="", help="Extra days for survival probabilities, e.g. 90,1095.")
-def fit_survival(family: str, at_days: str, **options) -> int:
+@time_options("at", "--at-days", "survival probabilities S(t)", "6, 12 and 24 months", "3,6,12")
+def fit_survival(family: str, time_unit: str, horizons: tuple[float, ...], **options) -> int:
     """Overall survival on followup_days and died.
 
     \b
-    Example:
+    Examples:
       marrow fit survival --out survival.nc
+      marrow fit survival --time-unit months --at 6,12,36 --data trial.csv --out survival.nc
     """
-    return run_fit({"model": "survival", "family": family, "at_days": split_days(at_days)}, options)
+    return run_fit({"model": "survival", "family": family, "time_unit": time_unit, "horizons": horizons}, options)
 
 
 @fit.command("safety")
 @sampler_options
-@click.option("--family", type=click.Choice(["beta-binomial", "hierarchical"]), default="beta-binomial",
+@click.option("--family", type=click.Choice(list(SAFETY_FAMILIES)), default=DEFAULT_FAMILIES["safety"],
               show_default=True, help="Beta-binomial rate, or logistic with centers partially pooled.")
 @click.option("--threshold", type=float, default=0.15, show_default=True, help="Report P(adverse-event rate > THRESHOLD).")
 @click.option("--n-future", type=int, default=50, show_default=True, help="Size of a future cohort for predicted events.")

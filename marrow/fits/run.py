@@ -134,6 +134,17 @@ def default_target_accept(module, inputs) -> float:
     return chooser(inputs) if chooser is not None else module.DEFAULT_TARGET_ACCEPT
 
 
+def _stated_levels(module, inputs, spec) -> list[str]:
+    """Sentences from a model that states its left-out levels itself (`dropped_levels(n_centers, n_lineages,
+    spec)`), besides the `ModelInputs.dropped` record every model can give."""
+    from marrow import dims
+
+    hook = getattr(module, "dropped_levels", None)
+    if hook is None:
+        return []
+    return list(hook(len(inputs.coords.get(dims.CENTER, ())), len(inputs.coords.get(dims.LINEAGE, ())), spec))
+
+
 def fit_model(
     data: TrialData,
     spec: ModelSpec,
@@ -142,10 +153,15 @@ def fit_model(
     progress: bool = False,
     model=None,
 ) -> Fit:
-    """Fit `spec` to `data`. Pass a `model` built earlier (and data swapped in) to skip rebuilding."""
-    from marrow.models import module_for
+    """Fit `spec` to `data`. Pass a `model` built earlier (and data swapped in) to skip rebuilding.
+
+    `priors` are as stated (log times in days); the fit uses and records them in `spec.time_unit`.
+    The provenance records the hierarchy levels the data could not estimate (`dropped_levels`)."""
+    from marrow import time_units
+    from marrow.models import levels, module_for
 
     module = module_for(spec.model)
+    priors = time_units.priors_in_unit(priors, spec.time_unit)
     timings: dict[str, float] = {}
     start = time.perf_counter()
     inputs = module.inputs(data, spec)
@@ -180,6 +196,7 @@ def fit_model(
                # the means the model centred covariates at, for uncentred intercepts (`summarize --all`)
                **({"covariate_means": dict(zip(inputs.coords["covariate"], map(float, inputs.extra["x_mean"])))}
                   if "x_mean" in inputs.extra else {}),
-               **({"log_likelihood_omitted": omitted} if omitted else {})},
+               **({"log_likelihood_omitted": omitted} if omitted else {}),
+               levels.ATTR: levels.to_json([*inputs.dropped, *_stated_levels(module, inputs, spec)])},
     )
     return Fit(idata, provenance)

@@ -14,7 +14,7 @@ class Quantity:
 
     var: str
     label: str
-    scale: str = "rate"  # rate, ratio, days, log-odds, sd, probability
+    scale: str = "rate"  # rate, ratio, days, weeks, months (a time in the fit's unit), log-odds, sd, probability, count
 
 
 @dataclass(frozen=True)
@@ -23,11 +23,13 @@ class ModelInputs:
 
     A model built from one `ModelInputs` accepts another of the same structure through
     `marrow.models.swap_data`, without being rebuilt (simulation studies refit this way).
+    `dropped` lists the hierarchy levels left out because the data cannot estimate them.
     """
 
     arrays: dict[str, np.ndarray]
     coords: dict[str, list[str]]
     extra: dict[str, Any] = field(default_factory=dict)
+    dropped: tuple = ()  # `marrow.models.levels.DroppedLevel`s: hierarchy levels the data cannot estimate
 
 
 def replace_groups(idata, **groups) -> None:

@@ -30,15 +30,15 @@ import math
 import numpy as np
 import pandas as pd
 
-from marrow import dims
+from marrow import dims, time_units
 from marrow.data import TrialData
 from marrow.models.inputs import ModelInputs, Quantity, replace_groups
-from marrow.spec import ModelSpec
+from marrow.spec import DEFAULT_FAMILIES, ModelSpec
 
 DEFAULT_TARGET_ACCEPT = 0.99
-DEFAULT_FAMILY = "loglogistic"  # passes PSIS-LOO on the bundled trial where Weibull does not (docs/models.md)
+DEFAULT_FAMILY = DEFAULT_FAMILIES["recovery"]  # why log-logistic: marrow/spec.py, docs/models.md
 DEFAULT_SAMPLER = "nutpie"  # ~120 leapfrog steps per draw at target_accept 0.99: low per-step overhead matters
-REPORT_DAYS = (30.0, 90.0, 180.0)
+REPORT_DAYS = time_units.RECOVERY_HORIZON_DAYS  # in days; report_days converts them to the fit's unit
 GRID_DAY = dims.GRID_DAY
 GRID_POINTS = 60
 LN2 = math.log(2.0)
@@ -46,15 +46,13 @@ LN2_LOG = math.log(LN2)
 
 
 def family_of(spec: ModelSpec) -> str:
-    return spec.family or DEFAULT_FAMILY
+    return spec.resolved_family
 
 
 def report_days(spec: ModelSpec) -> list:
-    """Days of P(recovered by day): 30, 90, 180 plus spec.by_days; ints when all are whole (for labels)."""
-    days = sorted(set(REPORT_DAYS) | {float(d) for d in spec.by_days})
-    if all(float(d).is_integer() for d in days):
-        return [int(d) for d in days]
-    return days
+    """Times of P(recovered by t), in the fit's unit: `spec.horizons`, or day 30, 90 and 180 converted to
+    the unit when none are given; ints when all are whole (labels read "day 30")."""
+    return time_units.horizons(spec.horizons, time_units.recovery_horizons(spec.time_unit))
 
 
 # --- latency families, written once for numpy and once for pytensor -------------------------------
@@ -465,11 +463,12 @@ def augment(idata, inputs: ModelInputs, spec: ModelSpec, rng: np.random.Generato
 def quantities(spec: ModelSpec) -> list[Quantity]:
     """Reported quantities, in order; variables absent from a fit (no covariates, no cure) are skipped."""
     per = ", {lineage}" if spec.per_lineage_effects else ""
-    out = [Quantity("median_days", "Median days to recovery, {lineage}", "days")]
+    unit, one = spec.time_unit, time_units.SINGULAR[spec.time_unit]
+    out = [Quantity("median_days", f"Median {unit} to recovery, {{lineage}}", unit)]
     if spec.cure:
         out.append(Quantity("cure_fraction", "Never recovers (cure fraction), {lineage}", "probability"))
     out += [
-        Quantity("recovered_by", "P(recovered by day {day}), {lineage}", "probability"),
+        Quantity("recovered_by", f"P(recovered by {one} {{day}}), {{lineage}}", "probability"),
         Quantity("time_ratio", "Time ratio, {covariate}" + per, "ratio"),
     ]
     if spec.cure:

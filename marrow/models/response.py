@@ -7,6 +7,8 @@ Ordinal:  P(response >= PR) = logistic(eta),  P(CR) = logistic(eta - cr_gap),  c
 The likelihood is summed over cells of identical (center, covariates) as binomial (multinomial)
 counts, which is exact; pointwise log-likelihood is per patient for PSIS-LOO (stored once per group of
 identical patients above PER_PATIENT_LOO_LIMIT, expanded exactly by `marrow.loo`).
+With a single center the center level is left out (`marrow.models.levels`): eta_i = intercept + x_i' beta,
+and the fit has no center_sd, center_z, center_effect or new-center quantities.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import pandas as pd
 
 from marrow import dims
 from marrow.data import TrialData
+from marrow.models import levels
 from marrow.models.inputs import ModelInputs, Quantity, replace_groups
 from marrow.spec import ModelSpec
 
@@ -32,6 +35,8 @@ CATEGORIES = ["NR", "PR", "CR"]
 # once per group of patients with the same (cell, outcome), whose terms are identical at every draw,
 # so memory grows with cells, not patients (`marrow.loo` expands PSIS-LOO to patients exactly).
 PER_PATIENT_LOO_LIMIT = 5000
+# What the center level adds to a fit; left out with a single center.
+CENTER_VARIABLES = ("center_sd", "center_effect", "new_center_rate")
 
 
 def _cell_label(center: str, covariates: tuple[str, ...], values: tuple[float, ...]) -> str:
@@ -91,7 +96,8 @@ def inputs(data: TrialData, spec: ModelSpec) -> ModelInputs:
         dims.CATEGORY: CATEGORIES if spec.outcome == "ordinal" else ["NR", "R"],
     }
     extra = {"cell_of_patient": cell_of_patient, "patient_category": category}
-    return ModelInputs(arrays, coords, extra)
+    dropped = levels.dropped_levels({dims.CENTER: centers}, {dims.CENTER: CENTER_VARIABLES})
+    return ModelInputs(arrays, coords, extra, dropped)
 
 
 def default_target_accept(inputs: ModelInputs) -> float:
@@ -111,18 +117,23 @@ def build(inputs: ModelInputs, spec: ModelSpec, priors) -> "pm.Model":
     with pm.Model(coords=coords) as model:
         d = {name: pm.Data(name, value, dims=_data_dims(name)) for name, value in inputs.arrays.items()}
         intercept = p["intercept"].create("intercept")
-        center_sd = p["center_sd"].create("center_sd")
-        center_z = pm.Normal("center_z", 0.0, 1.0, dims=dims.CENTER)
-        center_effect = pm.Deterministic("center_effect", center_sd * center_z, dims=dims.CENTER)
+        centers = levels.kept(dims.CENTER, inputs.dropped)
+        if centers:
+            center_sd = p["center_sd"].create("center_sd")
+            center_z = pm.Normal("center_z", 0.0, 1.0, dims=dims.CENTER)
+            center_effect = pm.Deterministic("center_effect", center_sd * center_z, dims=dims.CENTER)
         fixed = intercept
         if inputs.coords[dims.COVARIATE]:
             beta = p["beta"].create("beta", dims=dims.COVARIATE)
             pm.Deterministic("odds_ratio", pt.exp(beta), dims=dims.COVARIATE)
             fixed = fixed + pt.dot(d["cell_x"], beta)
-        eta = fixed + center_effect[d["cell_center"]]
-        # A new center: its effect drawn from the center distribution, same patient mix as the trial.
-        new_center_z = pm.Normal("new_center_z", 0.0, 1.0)
-        eta_new = fixed + center_sd * new_center_z
+        if centers:
+            eta = fixed + center_effect[d["cell_center"]]
+            # A new center: its effect drawn from the center distribution, same patient mix as the trial.
+            new_center_z = pm.Normal("new_center_z", 0.0, 1.0)
+            eta_new = fixed + center_sd * new_center_z
+        else:
+            eta = fixed + pt.zeros_like(d["cell_n"], dtype="float64")  # one value per cell
 
         p_resp = pm.math.invlogit(eta)
         if spec.outcome == "ordinal":
@@ -136,8 +147,9 @@ def build(inputs: ModelInputs, spec: ModelSpec, priors) -> "pm.Model":
             pm.Binomial("responders", n=d["cell_n"], p=p_resp, observed=d["cell_responders"], dims=dims.CELL)
         pm.Deterministic("response_rate", pt.dot(d["cell_weight"], p_resp))
         pm.Deterministic("center_rate", pt.dot(d["center_weight"], p_resp), dims=dims.CENTER)
-        # sum(w * p) rather than dot: without covariates eta_new is a scalar and must broadcast over cells.
-        pm.Deterministic("new_center_rate", pt.sum(d["cell_weight"] * pm.math.invlogit(eta_new)))
+        if centers:
+            # sum(w * p) rather than dot: without covariates eta_new is a scalar and must broadcast over cells.
+            pm.Deterministic("new_center_rate", pt.sum(d["cell_weight"] * pm.math.invlogit(eta_new)))
     return model
 
 
@@ -242,7 +254,9 @@ def cell_probabilities(post, inputs: ModelInputs, spec: ModelSpec) -> np.ndarray
     posterior quantity and would dominate sampling output, the file and the diagnostics."""
     from scipy.special import expit
 
-    eta = post["intercept"].to_numpy()[..., None] + post["center_effect"].to_numpy()[..., inputs.arrays["cell_center"]]
+    eta = post["intercept"].to_numpy()[..., None] + np.zeros(len(inputs.arrays["cell_center"]))
+    if "center_effect" in post:  # absent when the single center's level was left out
+        eta = eta + post["center_effect"].to_numpy()[..., inputs.arrays["cell_center"]]
     if inputs.coords[dims.COVARIATE]:
         eta = eta + np.einsum("ck,...k->...c", inputs.arrays["cell_x"], post["beta"].to_numpy())
     p_resp = expit(eta)

@@ -4,6 +4,8 @@ beta-binomial (default): events ~ Binomial(n, rate), rate ~ Beta(safety.rate); c
   posterior is Beta(a + events, b + n - events), but it is sampled like every other model.
 hierarchical: events_c ~ Binomial(n_c, logistic(intercept + u_c)), u_c = center_sd * z_c
   (non-centred); ae_rate is the trial-population average sum_c n_c p_c / n.
+With a single center the hierarchical model leaves the center level out (`marrow.models.levels`):
+  events ~ Binomial(n, logistic(intercept)), no center_sd.
 future_events ~ Binomial(n_future, ae_rate) (posterior predictive, also stored in the posterior so
 that summaries report it). Pointwise log-likelihood is stored per patient (Bernoulli).
 """
@@ -14,15 +16,17 @@ import numpy as np
 
 from marrow import dims
 from marrow.data import TrialData
+from marrow.models import levels
 from marrow.models.inputs import ModelInputs, Quantity, replace_groups
-from marrow.spec import ModelSpec
+from marrow.spec import DEFAULT_FAMILIES, ModelSpec
 
 DEFAULT_TARGET_ACCEPT = 0.95
-DEFAULT_FAMILY = "beta-binomial"
+DEFAULT_FAMILY = DEFAULT_FAMILIES["safety"]
+CENTER_VARIABLES = ("center_sd",)  # what the hierarchical model's center level adds
 
 
 def family_of(spec: ModelSpec) -> str:
-    return spec.family or DEFAULT_FAMILY
+    return spec.resolved_family
 
 
 def inputs(data: TrialData, spec: ModelSpec) -> ModelInputs:
@@ -35,7 +39,10 @@ def inputs(data: TrialData, spec: ModelSpec) -> ModelInputs:
         "center_events": np.bincount(center, weights=event, minlength=len(centers)).astype(np.int64),
     }
     coords = {dims.CENTER: centers, dims.PATIENT: list(data.patient_ids)}
-    return ModelInputs(arrays, coords, {"patient_center": center, "patient_event": event})
+    dropped = ()
+    if family_of(spec) == "hierarchical":  # the beta-binomial model has no center level
+        dropped = levels.dropped_levels({dims.CENTER: centers}, {dims.CENTER: CENTER_VARIABLES})
+    return ModelInputs(arrays, coords, {"patient_center": center, "patient_event": event}, dropped)
 
 
 def build(inputs: ModelInputs, spec: ModelSpec, priors) -> "pm.Model":
@@ -52,10 +59,12 @@ def build(inputs: ModelInputs, spec: ModelSpec, priors) -> "pm.Model":
             pm.Binomial("events", n=d["center_n"].sum(), p=rate, observed=d["center_events"].sum())
         else:
             intercept = p["intercept"].create("intercept")
-            center_sd = p["center_sd"].create("center_sd")
-            center_z = pm.Normal("center_z", 0.0, 1.0, dims=dims.CENTER)
-            center_rate = pm.Deterministic("center_rate", pm.math.invlogit(intercept + center_sd * center_z),
-                                           dims=dims.CENTER)
+            if levels.kept(dims.CENTER, inputs.dropped):
+                center_sd = p["center_sd"].create("center_sd")
+                eta = intercept + center_sd * pm.Normal("center_z", 0.0, 1.0, dims=dims.CENTER)
+            else:
+                eta = intercept + pt.zeros_like(d["center_n"], dtype="float64")
+            center_rate = pm.Deterministic("center_rate", pm.math.invlogit(eta), dims=dims.CENTER)
             pm.Binomial("events", n=d["center_n"], p=center_rate, observed=d["center_events"], dims=dims.CENTER)
             pm.Deterministic("ae_rate", pt.dot(d["center_n"], center_rate) / d["center_n"].sum())
     return model

@@ -1,7 +1,8 @@
 """Overall survival: Weibull (default) or exponential accelerated failure time model on followup_days/died.
 
-Covariates are centred at their mean over patients (xc_i = x_i - mean x). For patient i:
-  mu_i = log_median + xc_i' beta          (log median survival, days; exp(beta) are time ratios)
+Times are in the fit's unit (`spec.time_unit`: days, weeks or months; `followup_days` holds times in
+that unit). Covariates are centred at their mean over patients (xc_i = x_i - mean x). For patient i:
+  mu_i = log_median + xc_i' beta          (log median survival in the fit's unit; exp(beta) are time ratios)
   u_i  = k (log t - mu_i),  k = exp(log_shape) (weibull) or 1 (exponential)
   log S(t) = -ln2 * exp(u_i),  log f(t) = log k - log t + log ln2 + u_i + log S(t)
 Likelihood: died: log f(followup); alive: log S(followup) (right-censored). Proportional hazards
@@ -14,25 +15,24 @@ import math
 
 import numpy as np
 
-from marrow import dims
+from marrow import dims, time_units
 from marrow.data import TrialData
 from marrow.models.inputs import ModelInputs, Quantity, replace_groups
-from marrow.spec import ModelSpec
+from marrow.spec import DEFAULT_FAMILIES, ModelSpec
 
 DEFAULT_TARGET_ACCEPT = 0.9
-DEFAULT_FAMILY = "weibull"
-REPORT_DAYS = (182.6, 365.25, 730.5)  # 6, 12 and 24 months
-RMST_HORIZON = 730.5  # restricted mean survival time up to 24 months
+DEFAULT_FAMILY = DEFAULT_FAMILIES["survival"]
 GRID_POINTS = 60
 LN2 = math.log(2.0)
 
 
 def family_of(spec: ModelSpec) -> str:
-    return spec.family or DEFAULT_FAMILY
+    return spec.resolved_family
 
 
-def report_days(spec: ModelSpec) -> list[float]:
-    return sorted(set(REPORT_DAYS) | {float(d) for d in spec.at_days})
+def report_days(spec: ModelSpec) -> list:
+    """Times of S(t), in the fit's unit: `spec.horizons`, or 6, 12 and 24 months when none are given."""
+    return time_units.horizons(spec.horizons, time_units.survival_horizons(spec.time_unit))
 
 
 def inputs(data: TrialData, spec: ModelSpec) -> ModelInputs:
@@ -102,7 +102,7 @@ def build(inputs: ModelInputs, spec: ModelSpec, priors) -> "pm.Model":
         pm.Deterministic("survival_curve", surv(d["grid_log_day"]), dims=dims.GRID_DAY)
         # Weibull RMST(tau) = lambda * Gamma(1 + 1/k) * P(1/k, (tau/lambda)^k), lambda = median / ln2^(1/k).
         log_scale = mu - pt.log(LN2) / shape
-        x_tau = pt.exp(shape * (math.log(RMST_HORIZON) - log_scale))
+        x_tau = pt.exp(shape * (math.log(time_units.rmst_horizon(spec.time_unit)) - log_scale))
         rmst = pt.exp(log_scale + pt.gammaln(1.0 + 1.0 / shape)) * pt.gammainc(1.0 / shape, x_tau)
         pm.Deterministic("rmst", rmst.mean())
     return model
@@ -138,8 +138,9 @@ def augment(idata, inputs: ModelInputs, spec: ModelSpec, rng: np.random.Generato
     with np.errstate(divide="ignore", over="ignore"):
         death_day = np.exp(rows["mu"] + np.log(-np.log(v) / LN2) / rows["shape"])
     followup = inputs.extra["followup"]
+    year = time_units.one_year(spec.time_unit)
     deaths = (death_day <= followup[None, :]).sum(axis=1)
-    deaths_year = (death_day <= np.minimum(followup, 365.25)[None, :]).sum(axis=1)
+    deaths_year = (death_day <= np.minimum(followup, year)[None, :]).sum(axis=1)
     died = inputs.arrays["died"]
     chain_draw = ("chain", "draw")
     coords = {"chain": post["chain"].to_numpy(), "draw": post["draw"].to_numpy()}
@@ -150,7 +151,7 @@ def augment(idata, inputs: ModelInputs, spec: ModelSpec, rng: np.random.Generato
     )
     observed = xr.Dataset({
         "deaths": ((), int(died.sum())),
-        "deaths_first_year": ((), int(((followup <= 365.25) & (died == 1)).sum())),
+        "deaths_first_year": ((), int(((followup <= year) & (died == 1)).sum())),
     })
     log_lik = xr.Dataset(
         {"survival": (chain_draw + (dims.PATIENT,), rows["loglik"].reshape(n_chain, n_draw, -1))},
@@ -160,11 +161,13 @@ def augment(idata, inputs: ModelInputs, spec: ModelSpec, rng: np.random.Generato
 
 
 def quantities(spec: ModelSpec) -> list[Quantity]:
-    """Reported quantities; absent variables (no covariates, exponential shape) are skipped."""
+    """Reported quantities; absent variables (no covariates, exponential shape) are skipped. Times are
+    in the fit's unit (the variable names keep `days` for every unit)."""
+    unit, one = spec.time_unit, time_units.SINGULAR[spec.time_unit]
     return [
-        Quantity("survival_at", "Overall survival at day {day}", "probability"),
-        Quantity("rmst", f"Restricted mean survival to day {RMST_HORIZON:g} (days)", "days"),
-        Quantity("median_days", "Median survival (days), trial-average patient", "days"),
+        Quantity("survival_at", f"Overall survival at {one} {{day}}", "probability"),
+        Quantity("rmst", f"Restricted mean survival to {one} {time_units.rmst_horizon(unit):g} ({unit})", unit),
+        Quantity("median_days", f"Median survival ({unit}), trial-average patient", unit),
         Quantity("time_ratio", "Time ratio, {covariate}", "ratio"),
         Quantity("hazard_ratio", "Hazard ratio of death, {covariate}", "ratio"),
         Quantity("shape", "Weibull shape", "ratio"),
@@ -172,6 +175,11 @@ def quantities(spec: ModelSpec) -> list[Quantity]:
 
 
 def probabilities(idata, spec: ModelSpec) -> list[tuple[str, float]]:
-    """Posterior probability that 12-month overall survival exceeds 80% (a common benchmark)."""
-    at = idata.posterior["survival_at"].sel({dims.DAY: 365.25}).to_numpy()
-    return [("P(12-month overall survival > 0.8)", float((at > 0.8).mean()))]
+    """Posterior probability that 12-month overall survival exceeds 80% (a common benchmark); none when
+    the fit's horizons leave out 12 months."""
+    at = idata.posterior["survival_at"]
+    year = [t for t in at[dims.DAY].to_numpy() if time_units.same_time(t, time_units.one_year(spec.time_unit))]
+    if not year:
+        return []
+    values = at.sel({dims.DAY: year[0]}).to_numpy()
+    return [("P(12-month overall survival > 0.8)", float((values > 0.8).mean()))]

@@ -67,7 +67,9 @@ def kinds_for(fit) -> list[str]:
     model = fit.spec.model
     out = []
     if model == "response":
-        out += ["ppc", "centers"]
+        out.append("ppc")
+        if "new_center_rate" in posterior:  # absent when a single center's level was left out
+            out.append("centers")
     if model == "recovery" and "cumulative_incidence" in posterior:
         out.append("recovery")
     if model == "survival" and "survival_curve" in posterior:

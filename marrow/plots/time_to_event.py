@@ -4,6 +4,7 @@
 censored when not recovered) as a step curve with censoring ticks and the number at risk beneath,
 with the posterior median and 95% band of the model's `cumulative_incidence`.
 `survival`: the same for overall survival (KM of followup_days/died against `survival_curve`).
+Times are in the fit's unit (`spec.time_unit`), and so is the x-axis title.
 """
 
 from __future__ import annotations
@@ -45,7 +46,13 @@ def _ticks(xmax: float) -> np.ndarray:
     return ticks[(ticks >= 0) & (ticks <= xmax + 1e-9)]
 
 
-def _panel(ax, risk_ax, durations, events, grid, band, cumulative: bool, xmax: float, title: str, ylabel: str) -> None:
+def time_axis_label(fit) -> str:
+    """x-axis title in the fit's time unit, e.g. 'Weeks since treatment'."""
+    return f"{fit.spec.time_unit.capitalize()} since treatment"
+
+
+def _panel(ax, risk_ax, durations, events, grid, band, cumulative: bool, xmax: float, title: str, ylabel: str,
+           xlabel: str) -> None:
     times, surv = kaplan_meier(durations, events)
     curve = 1.0 - surv if cumulative else surv
     med, lo, hi = band
@@ -76,7 +83,7 @@ def _panel(ax, risk_ax, durations, events, grid, band, cumulative: bool, xmax: f
         risk_ax.text(t, 0.55, str(n), ha="center", va="center", fontsize=6.5)
     risk_ax.text(0.0, 1.02, "Number at risk", transform=risk_ax.transAxes, ha="left", va="bottom", fontsize=6.5,
                  color="#444444")
-    risk_ax.set_xlabel("Days since treatment")
+    risk_ax.set_xlabel(xlabel)
 
 
 def _band(da, exclude: tuple[str, ...] = ()) -> tuple[np.ndarray, tuple]:
@@ -112,7 +119,7 @@ def plot_recovery(fit, data, width: float = style.WIDTHS["double"]):
         band = interval(draws(ci.sel({dims.LINEAGE: ci[dims.LINEAGE].to_numpy()[i]})))
         _panel(ax, risk_ax, rows["day"].to_numpy(float), rows["recovered"].to_numpy(int), grid, band, True, xmax,
                f"{style.plain(lineage)} (n={len(rows)}, {int(rows['recovered'].sum())} recovered)",
-               "Recovered (%)" if c == 0 else "")
+               "Recovered (%)" if c == 0 else "", time_axis_label(fit))
         if c > 0:
             ax.tick_params(labelleft=False)
     handles, labels = first.get_legend_handles_labels()
@@ -138,7 +145,7 @@ def plot_survival(fit, data, width: float = style.WIDTHS["double"]):
     events = patients["died"].to_numpy(int)
     _panel(ax, risk_ax, durations, events, grid, band, False, float(grid.max()),
            style.wrap(f"Overall survival (n={len(durations)}, {int(events.sum())} deaths)", width - 0.6),
-           "Alive (%)")
+           "Alive (%)", time_axis_label(fit))
     handles, labels = ax.get_legend_handles_labels()
     ax.legend(handles, labels, loc="lower left", fontsize=6)
     return fig

@@ -57,6 +57,8 @@ def render_markdown(outcome) -> str:
             if s.status != "ok":
                 out += [f"{s.status.upper()}: {_md_text(s.note.splitlines()[0])}", ""]
                 continue
+            if s.note:
+                out += [f"Note: {_md_text(s.note)}", ""]
             out += [_table(_summary_table(s.summary))]
             out += [f"- {_md_text(text)} = {value:.3f}" for text, value in s.probabilities] + [""]
             for f in s.figures:

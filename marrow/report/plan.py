@@ -13,9 +13,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from marrow import time_units
 from marrow.diagnostics import Thresholds
 from marrow.errors import UsageError
-from marrow.spec import ModelSpec, SamplerSettings
+from marrow.spec import DEFAULT_FAMILIES, ModelSpec, SamplerSettings, SpecError
 
 TEMPLATE = Path(__file__).with_name("analysis.toml")
 BUNDLED_COVARIATES = ("prior_atg", "active_infection")
@@ -24,7 +25,7 @@ QUICK = {"chains": 2, "draws": 200, "tune": 200}
 
 _TOP_KEYS = {"title", "data", "priors", "sampler", "thresholds", "models", "report"}
 _SECTION_KEYS = {
-    "data": {"patients", "recovery", "covariates", "adam", "adam_mapping"},
+    "data": {"patients", "recovery", "covariates", "adam", "adam_mapping", "time_unit"},
     "priors": {"set"},
     "sampler": {"chains", "draws", "tune", "seed", "sampler", "target_accept", "cores"},
     "thresholds": {"response_rate", "adverse_event_rate", "max_rhat", "min_ess", "max_divergences", "min_bfmi",
@@ -34,12 +35,14 @@ _SECTION_KEYS = {
 _MODEL_KEYS = {
     "response": {"covariates"},
     "ordinal": {"covariates"},
-    "recovery": {"covariates", "family", "cure", "frailty", "per_lineage_effects", "by_days"},
-    "survival": {"covariates", "family", "at_days"},
+    "recovery": {"covariates", "family", "cure", "frailty", "per_lineage_effects", "by", "by_days"},
+    "survival": {"covariates", "family", "at", "at_days"},
     "safety": {"covariates", "family", "n_future"},
 }
 for _keys in _MODEL_KEYS.values():
     _keys.add("sampler")
+# Horizon keys of the time-to-event models: (key in the fit's time unit, its alias in days).
+_HORIZON_KEYS = {"recovery": ("by", "by_days"), "survival": ("at", "at_days")}
 
 
 @dataclass(frozen=True)
@@ -130,9 +133,9 @@ def _names(value: Any, where: str) -> tuple[str, ...]:
     return tuple(value)
 
 
-def _days(value: Any, where: str) -> tuple[float, ...]:
+def _times(value: Any, where: str, unit: str) -> tuple[float, ...]:
     if not isinstance(value, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
-        raise UsageError(f"{where} must be a list of numbers of days, e.g. [60, 120]")
+        raise UsageError(f"{where} must be a list of times in {unit}, e.g. [3, 6, 12]")
     return tuple(float(v) for v in value)
 
 
@@ -188,6 +191,9 @@ def load_plan(
         chosen = _names(data["covariates"], f"{where} [data] covariates")
     else:
         chosen = BUNDLED_COVARIATES if plan_patients is None and (plan_adam is None or plan_adam.bundled) else ()
+    unit = _typed(data.get("time_unit", time_units.DEFAULT_UNIT), str, f"{where} [data] time_unit", "text")
+    if unit not in time_units.UNITS:
+        raise UsageError(f"{where} [data] time_unit must be one of {', '.join(time_units.UNITS)}, got {unit!r}")
 
     prior = sections["priors"].get("set", "weakly-informative")
     _typed(prior, str, f"{where} [priors] set", "a prior set name or a .toml file")
@@ -207,7 +213,10 @@ def load_plan(
     if quick:
         overrides["quick"] = True
         sampler.update(QUICK)
-    settings = SamplerSettings(**sampler)
+    try:
+        settings = SamplerSettings(**sampler)
+    except SpecError as exc:
+        raise UsageError(f"{where} [sampler] {exc.field}: {exc}") from None
 
     limits = dict(sections["thresholds"])
     for key, value in limits.items():
@@ -238,9 +247,12 @@ def load_plan(
         step_sampler = options.get("sampler")
         if step_sampler is not None:
             _typed(step_sampler, str, f"{where} [models.{name}] sampler", "pymc, nutpie or numpyro")
-            SamplerSettings(sampler=step_sampler)  # validates the name
-        steps.append(Step(name, _spec(name, options, chosen, response_rate, ae_rate, f"{where} [models.{name}]"),
-                          explicit, step_sampler))
+            try:
+                SamplerSettings(sampler=step_sampler)  # validates the name
+            except SpecError as exc:
+                raise UsageError(f"{where} [models.{name}] sampler: {exc}") from None
+        steps.append(Step(name, _spec(name, options, chosen, response_rate, ae_rate, unit, where), explicit,
+                          step_sampler))
     if explicit and "recovery" in run and plan_patients is not None and plan_recovery is None:
         raise UsageError(f"{where}: the recovery model needs a recovery table ([data] recovery or --recovery)")
 
@@ -277,36 +289,44 @@ def _adam(data: dict[str, Any], base: Path, where: str, adam: Any, patients: Pat
 
 
 def _spec(name: str, options: dict[str, Any], covariates: tuple[str, ...], response_rate: float, ae_rate: float,
-          where: str) -> ModelSpec:
-    """The ModelSpec of a plan step; ModelSpec's own checks give the messages for bad families and values."""
-    chosen = _names(options["covariates"], f"{where} covariates") if "covariates" in options else covariates
+          unit: str, where: str) -> ModelSpec:
+    """The ModelSpec of a plan step; ModelSpec's own checks decide, and their messages name the plan key."""
+    table = f"{where} [models.{name}]"
+    keys = {"covariates": f"{table} covariates" if "covariates" in options else f"{where} [data] covariates",
+            "family": f"{table} family", "n_future": f"{table} n_future", "time_unit": f"{where} [data] time_unit",
+            "threshold": f"{where} [thresholds] " + ("adverse_event_rate" if name == "safety" else "response_rate")}
+    chosen = _names(options["covariates"], f"{table} covariates") if "covariates" in options else covariates
     kwargs: dict[str, Any] = {}
     if name in ("response", "ordinal"):
         kwargs = {"model": "response", "outcome": "binary" if name == "response" else "ordinal",
                   "threshold": response_rate, "covariates": chosen}
-    elif name == "recovery":
-        kwargs = {"model": "recovery", "family": options.get("family", "loglogistic"), "covariates": chosen}
+    elif name in _HORIZON_KEYS:
+        kwargs = {"model": name, "family": options.get("family", DEFAULT_FAMILIES[name]), "covariates": chosen,
+                  "time_unit": unit}
         for key in ("cure", "frailty", "per_lineage_effects"):
-            if key in options:
-                kwargs[key] = _typed(options[key], bool, f"{where} {key}", "true or false")
-        if "by_days" in options:
-            kwargs["by_days"] = _days(options["by_days"], f"{where} by_days")
-    elif name == "survival":
-        kwargs = {"model": "survival", "family": options.get("family", "weibull"), "covariates": chosen}
-        if "at_days" in options:
-            kwargs["at_days"] = _days(options["at_days"], f"{where} at_days")
+            if key in options and name == "recovery":
+                kwargs[key] = _typed(options[key], bool, f"{table} {key}", "true or false")
+        key, alias = _HORIZON_KEYS[name]
+        if key in options and alias in options:
+            raise UsageError(f"{table}: give {key} or {alias}, not both")
+        if alias in options and unit != "days":
+            raise UsageError(f"{table} {alias} takes days, but [data] time_unit is {unit}: give {key} in {unit}")
+        given = key if key in options else alias
+        keys["horizons"] = f"{table} {given}"
+        if given in options:
+            kwargs["horizons"] = _times(options[given], f"{table} {given}", unit)
     else:
         # Safety takes no covariates unless asked: its priors describe a rate, not effects.
-        kwargs = {"model": "safety", "family": options.get("family", "beta-binomial"), "threshold": ae_rate,
-                  "covariates": _names(options["covariates"], f"{where} covariates") if "covariates" in options else ()}
+        kwargs = {"model": "safety", "family": options.get("family", DEFAULT_FAMILIES["safety"]), "threshold": ae_rate,
+                  "covariates": _names(options["covariates"], f"{table} covariates") if "covariates" in options else ()}
         if "n_future" in options:
-            kwargs["n_future"] = _typed(options["n_future"], int, f"{where} n_future", "a whole number")
+            kwargs["n_future"] = _typed(options["n_future"], int, f"{table} n_future", "a whole number")
     if isinstance(kwargs.get("family"), bool) or not isinstance(kwargs.get("family", ""), str):
-        raise UsageError(f"{where} family must be text")
+        raise UsageError(f"{table} family must be text")
     try:
         return ModelSpec(**kwargs)
-    except UsageError as exc:
-        raise UsageError(f"{where}: {exc}") from None
+    except SpecError as exc:
+        raise UsageError(f"{keys.get(exc.field, table)}: {exc}") from None
 
 
 def step_settings(plan: Plan, step: Step) -> SamplerSettings:

@@ -23,7 +23,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from marrow.errors import DataError, MarrowError, OutputExistsError
+from marrow.errors import DataError, MarrowError, OutputExistsError, Problem, UsageError
 from marrow.report.plan import Plan, Step
 
 SECTIONS = {  # endpoint section id -> (title, models shown there)
@@ -176,10 +176,22 @@ def prepare(plan: Plan, progress: Progress = _silent) -> list[StepOut]:
             out.data = _load(plan, needs)
         except DataError as exc:
             if step.explicit:
-                raise DataError(exc.problems) from None
-            out.status = "skipped"
-            out.note = "the data do not support this model: " + "; ".join(p.describe() for p in exc.problems)
+                # The plan asked for this model by name: its data must support it (exit 2, nothing sampled).
+                named = Problem(plan.source or "the analysis plan",
+                                f"[models] run names '{step.name}' ({step.spec.label}), which these data cannot fit",
+                                expected="its columns, valid in every row (see the problems below), or a plan "
+                                         "without it")
+                raise DataError([named, *exc.problems]) from None
+            out.status, out.note = "skipped", unsupported(exc.problems)
     return outs
+
+
+def unsupported(problems: list) -> str:
+    """Why the data do not support a model: the columns at fault first, then every problem."""
+    columns = list(dict.fromkeys(p.column for p in problems if p.column))
+    head = (f"the data have no usable {', '.join(repr(c) for c in columns)} column{'s' if len(columns) > 1 else ''}"
+            if columns else "the data do not support this model")
+    return head + " (" + "; ".join(p.describe() for p in problems) + ")"
 
 
 def _run_step(step: Step, out: StepOut, plan: Plan, work: Path, priors, progress: Progress) -> None:
@@ -197,6 +209,11 @@ def _run_step(step: Step, out: StepOut, plan: Plan, work: Path, priors, progress
         warnings.filterwarnings("ignore", message=".*idata_kwargs.*ignored by the nutpie sampler.*")
         fit = fit_model(out.data, step.spec, priors, settings, progress=False)
     out.timings["fit_s"] = time.perf_counter() - start
+    from marrow.models.levels import notes
+
+    out.note = "; ".join(notes(fit.provenance))  # e.g. a single center: its level left out
+    if out.note:
+        progress(f"  note: {out.note}")
     fit_path = work / "fits" / f"{step.name}.nc"
     fit.save(fit_path, force=True)
     out.fit, out.fit_file = fit, f"fits/{step.name}.nc"
@@ -371,6 +388,8 @@ def fmt_value(value: float, scale: str) -> str:
         return f"{100 * value:.0f}%"
     if scale in ("days", "count"):
         return f"{value:.0f}"
+    if scale in ("weeks", "months"):
+        return f"{value:.1f}"
     if scale == "ratio":
         return f"{value:.2f}" if value < 10 else f"{value:.1f}"
     return f"{value:.2f}"
@@ -418,6 +437,14 @@ def _same(a, b) -> bool:
         return False
 
 
+def _is_number(text) -> bool:
+    try:
+        float(text)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
 def _scale_of(outcome: Outcome, variable: str) -> str:
     for step in outcome.steps:
         if step.summary is not None and variable in set(step.summary["variable"]):
@@ -432,7 +459,7 @@ HEADLINE = [  # (step name, variable, element filter (None = all), label overrid
     ("response", "odds_ratio", None, None),
     ("recovery", "median_days", None, None),
     ("recovery", "cure_fraction", None, None),
-    ("survival", "survival_at", "365.25", "12-month overall survival"),
+    ("survival", "survival_at", "12 months", "12-month overall survival"),  # in the fit's time unit
     ("safety", "ae_rate", None, "Adverse-event rate"),
 ]
 
@@ -446,7 +473,12 @@ def headline_table(outcome: Outcome) -> pd.DataFrame:
         if step is None or step.summary is None:
             continue
         table = step.summary[step.summary["variable"] == variable]
-        if element is not None:
+        if element == "12 months":
+            from marrow.time_units import one_year, same_time
+
+            year = one_year(step.fit.spec.time_unit)
+            table = table[[_is_number(e) and same_time(float(e), year) for e in table["element"]]]
+        elif element is not None:
             table = table[[_same(e, element) for e in table["element"]]]
         for _, row in table.iterrows():
             probability = ""
