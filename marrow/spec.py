@@ -32,6 +32,7 @@ class ModelSpec:
     by_days: tuple[float, ...] = ()
     at_days: tuple[float, ...] = ()
     n_future: int = 50
+    competing_death: bool = False
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
@@ -50,13 +51,15 @@ class ModelSpec:
             raise UsageError("days given with --by-day/--at-days must be > 0")
         if self.n_future < 1:
             raise UsageError("--n-future must be at least 1")
+        if self.competing_death and self.model != "recovery":
+            raise UsageError("competing death (--competing-death) is an option of the recovery model only")
 
     def needs(self) -> Needs:
         """The columns and tables this model requires of the data."""
         return Needs(
             ordinal=self.model == "response" and self.outcome == "ordinal",
-            followup=self.model == "survival",
-            died=self.model == "survival",
+            followup=self.model == "survival" or self.competing_death,
+            died=self.model == "survival" or self.competing_death,
             adverse_event=self.model == "safety",
             recovery=self.model == "recovery",
             covariates=self.covariates,
@@ -68,7 +71,8 @@ class ModelSpec:
         if self.model == "response":
             return f"response ({self.outcome})"
         if self.model == "recovery":
-            return f"recovery ({self.family or 'weibull'} {'cure' if self.cure else 'AFT, no cure'})"
+            death = ", death competing" if self.competing_death else ""
+            return f"recovery ({self.family or 'weibull'} {'cure' if self.cure else 'AFT, no cure'}{death})"
         return f"{self.model} ({self.family})" if self.family else self.model
 
     def to_json(self) -> str:
