@@ -70,6 +70,11 @@ def fit_and_save(spec, settings, prior, data_path, recovery_path, out: Path, for
 
     priors = load_prior_set(prior)
     data = load_trial(data_path, recovery_path, spec.needs(), announce=True)
+    if spec.model == "recovery":
+        from marrow.models.recovery import dropped_levels
+
+        for note in dropped_levels(len(data.centers), len(data.lineages), spec):
+            warn(note)
     info(f"fitting {spec.label}: {len(data.patients)} patients, {len(data.centers)} centers, "
          f"{settings.chains} chains x {settings.draws} draws (seed {settings.seed}, prior '{priors.name}')", quiet)
     result = fit_model(data, spec, priors, settings, progress=not quiet and sys.stderr.isatty())
@@ -119,16 +124,21 @@ def fit_response(outcome: str, threshold: float, **options) -> int:
 @click.option("--per-lineage-effects", is_flag=True, help="Covariate effects specific to each lineage.")
 @click.option("--frailty", is_flag=True, help="Patient frailty shared across lineages.")
 @click.option("--by-day", "by_day", default="", help="Extra days for P(recovered by day), e.g. 60,120.")
-def fit_recovery(family: str, cure: bool, per_lineage_effects: bool, frailty: bool, by_day: str, **options) -> int:
+@click.option("--competing-death", is_flag=True,
+              help="Death (died/followup_days) competes with recovery: its own Weibull hazard, and cumulative "
+                   "incidences of recovery and of death before recovery.")
+def fit_recovery(family: str, cure: bool, per_lineage_effects: bool, frailty: bool, by_day: str,
+                 competing_death: bool, **options) -> int:
     """Lineage-specific time to recovery, with a cure fraction by default.
 
     \b
     Examples:
       marrow fit recovery --covariates prior_atg,active_infection --out recovery.nc
       marrow fit recovery --family lognormal --no-cure --out aft.nc
+      marrow fit recovery --competing-death --out competing.nc
     """
     return run_fit({"model": "recovery", "family": family, "cure": cure, "per_lineage_effects": per_lineage_effects,
-                    "frailty": frailty, "by_days": split_days(by_day)}, options)
+                    "frailty": frailty, "by_days": split_days(by_day), "competing_death": competing_death}, options)
 
 
 @fit.command("survival")

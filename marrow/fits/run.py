@@ -9,6 +9,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from marrow import dims
 from marrow.data import TrialData
 from marrow.fits.fit import Fit
 from marrow.fits.provenance import build_provenance
@@ -134,6 +135,15 @@ def default_target_accept(module, inputs) -> float:
     return chooser(inputs) if chooser is not None else module.DEFAULT_TARGET_ACCEPT
 
 
+def _dropped_levels(module, inputs, spec) -> dict:
+    """{'dropped_levels': [...]} when the model left out hierarchy levels the data cannot estimate."""
+    dropped = getattr(module, "dropped_levels", None)
+    if dropped is None:
+        return {}
+    notes = dropped(len(inputs.coords.get(dims.CENTER, ())), len(inputs.coords.get(dims.LINEAGE, ())), spec)
+    return {"dropped_levels": notes} if notes else {}
+
+
 def fit_model(
     data: TrialData,
     spec: ModelSpec,
@@ -177,6 +187,6 @@ def fit_model(
     provenance = build_provenance(
         data, spec, priors, settings,
         extra={"target_accept": target_accept, "timings": {k: round(v, 3) for k, v in timings.items()},
-               **({"log_likelihood_omitted": omitted} if omitted else {})},
+               **({"log_likelihood_omitted": omitted} if omitted else {}), **_dropped_levels(module, inputs, spec)},
     )
     return Fit(idata, provenance)

@@ -31,9 +31,11 @@ SCALES = {"odds_ratio": "ratio", "time_ratio": "ratio", "hazard_ratio": "ratio",
 
 # --- frequentist rows ------------------------------------------------------------------------------------
 
-def frequentist_rows(data: TrialData, covariates: tuple[str, ...] | None = None) -> pd.DataFrame:
-    """Every frequentist estimate the data support, tagged with the model and posterior variable it matches."""
-    from marrow.frequentist import binomial, logistic, survival
+def frequentist_rows(data: TrialData, covariates: tuple[str, ...] | None = None,
+                     competing: bool = False) -> pd.DataFrame:
+    """Every frequentist estimate the data support, tagged with the model and posterior variable it
+    matches; Aalen-Johansen incidences only with `competing` (a --competing-death fit to compare)."""
+    from marrow.frequentist import binomial, interval, logistic, survival
 
     covariates = tuple(data.covariates if covariates is None else covariates)
     parts: list[tuple[str, pd.DataFrame]] = [
@@ -44,6 +46,10 @@ def frequentist_rows(data: TrialData, covariates: tuple[str, ...] | None = None)
         ("recovery", survival.recovery_incidence(data)),
         ("recovery", survival.cure_model(data, covariates)),
         ("recovery", survival.recovery_aft(data, covariates)),
+        ("recovery", interval.turnbull_incidence(data)),  # interval-censored data only
+        ("recovery", interval.interval_weibull_medians(data)),
+        ("recovery", interval.interval_aft(data, covariates)),
+        ("recovery", interval.competing_incidence(data) if competing else None),
         ("survival", survival.overall_survival(data)),
         ("survival", survival.cox_effects(data, covariates)),
         ("survival", survival.survival_aft(data, covariates)),
@@ -141,7 +147,7 @@ def comparison_table(data: TrialData, fits: Iterable = (), covariates: tuple[str
     median being that of `response_rate`, shown when |raw - pooled| >= 0.05.
     """
     fits = list(fits)
-    rows = frequentist_rows(data, covariates)
+    rows = frequentist_rows(data, covariates, competing=any(getattr(f.spec, "competing_death", False) for f in fits))
     out = []
     pooled = bayes_summary(fits, "response", "response_rate", "", prob)
     for _, row in rows.iterrows():
@@ -230,6 +236,7 @@ METHOD_FAMILIES = {
     "median_days": "Kaplan-Meier medians among responders",
     "recovered_by": "cumulative incidence as 1 - Kaplan-Meier",
     "cure_fraction": "a maximum-likelihood Weibull mixture cure model",
+    "recovery_cif": "Aalen-Johansen cumulative incidence with death as a competing event",
     "survival_at": "Kaplan-Meier survival with Greenwood intervals",
     "hazard_ratio": "Cox proportional hazards",
     "time_ratio": "Weibull accelerated failure time models",
