@@ -21,6 +21,7 @@ RECOVERY_DAYS = (30.0, 90.0, 180.0)
 COLUMNS = ["key", "label", "element", "estimate", "lower", "upper", "n", "events", "method", "flag"]
 CENSORED, RECOVERED, DIED = 0, 1, 2  # Aalen-Johansen event codes
 AJ_SEED = 2017  # lifelines jitters tied event times; a fixed seed keeps the numbers reproducible
+AJ_JITTER = 1e-7  # days; estimates are read just past each day, so ties at that day all count
 
 
 def _frame(rows: list[dict]) -> pd.DataFrame:
@@ -56,26 +57,35 @@ def has_intervals(data: TrialData) -> bool:
 
 # --- Turnbull ------------------------------------------------------------------------------------------
 
-def turnbull(lower: np.ndarray, upper: np.ndarray):
-    """lifelines' Turnbull NPMLE: (times, F lower bound, F upper bound) of the cumulative incidence.
-    The NPMLE is not unique inside its Turnbull intervals; the two bounds bracket every solution."""
-    from lifelines import KaplanMeierFitter
+OPEN_LEFT = 1e-6  # days added to an interval's lower end: lifelines' NPMLE takes closed intervals
 
+
+def turnbull(lower: np.ndarray, upper: np.ndarray):
+    """Turnbull NPMLE of the cumulative incidence (lifelines' `npmle`, EM): (times, F lower bound,
+    F upper bound) as right-continuous steps. An interval (L, R] is passed as [L + 1e-6, R], so a
+    recovery seen at a visit is not put on the previous visit's day. The NPMLE is not unique
+    inside its Turnbull intervals [a, b]: by day t the mass of those with b <= t has surely
+    occurred (lower bound), that of those with a <= t possibly (upper bound); at visit days the two agree."""
+    from lifelines.fitters.npmle import npmle
+
+    lower, upper = np.asarray(lower, float), np.asarray(upper, float)
+    left = np.where(lower < upper, lower + OPEN_LEFT, lower)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # convergence chatter of the EM; the result is checked in tests
-        fitter = KaplanMeierFitter().fit_interval_censoring(lower, upper)
-    frame = fitter.survival_function_
-    times = frame.index.to_numpy(float)
-    s = frame.to_numpy(float)
-    return times, 1.0 - s.max(axis=1), 1.0 - s.min(axis=1)
+        warnings.simplefilter("ignore")  # convergence chatter of the EM; the estimate is checked in tests
+        mass, intervals = npmle(left, upper)
+    starts = np.array([i.left for i in intervals], dtype=float)
+    ends = np.array([i.right for i in intervals], dtype=float)
+    mass = np.asarray(mass, dtype=float)
+    times = np.unique(np.concatenate([[0.0], starts[np.isfinite(starts)], ends[np.isfinite(ends)]]))
+    f_low = np.array([mass[ends <= t].sum() for t in times])
+    f_high = np.array([mass[starts <= t].sum() for t in times])
+    return times, f_low, np.maximum(f_high, f_low)
 
 
 def _turnbull_at(times, f_low, f_high, day: float) -> tuple[float, float]:
     """(F lower bound, F upper bound) at `day` (right-continuous steps)."""
     i = np.searchsorted(times, day, side="right") - 1
-    if i < 0:
-        return 0.0, 0.0
-    return float(f_low[i]), float(f_high[i])
+    return (float(f_low[i]), float(f_high[i])) if i >= 0 else (0.0, 0.0)
 
 
 def turnbull_incidence(data: TrialData, days: tuple[float, ...] = RECOVERY_DAYS) -> pd.DataFrame:
@@ -191,13 +201,19 @@ def competing_events(data: TrialData, lineage: str) -> tuple[np.ndarray, np.ndar
 
 
 def aalen_johansen(time: np.ndarray, event: np.ndarray, cause: int, level: float = LEVEL):
-    """lifelines AalenJohansenFitter for `cause`: (fitter, warnings note). Tied times are jittered by
-    lifelines (seeded, so reproducible)."""
+    """lifelines AalenJohansenFitter for `cause`: (fitter, warnings note). lifelines cannot take tied
+    event times and moves them by up to `AJ_JITTER` days (seeded; numpy's global random state, which
+    it reseeds, is restored afterwards)."""
     from lifelines import AalenJohansenFitter
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        fitter = AalenJohansenFitter(alpha=1 - level, seed=AJ_SEED).fit(time, event, event_of_interest=cause)
+    state = np.random.get_state()
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            fitter = AalenJohansenFitter(alpha=1 - level, seed=AJ_SEED, jitter_level=AJ_JITTER).fit(
+                time, event, event_of_interest=cause)
+    finally:
+        np.random.set_state(state)
     note = _note([w for w in caught if "Tied event times" not in str(w.message)])
     return fitter, note
 
@@ -205,7 +221,7 @@ def aalen_johansen(time: np.ndarray, event: np.ndarray, cause: int, level: float
 def _aj_at(fitter, day: float) -> tuple[float, float, float]:
     cif = fitter.cumulative_density_
     band = fitter.confidence_interval_
-    upto = cif.index <= day
+    upto = cif.index <= day + 10 * AJ_JITTER
     if not upto.any():
         return 0.0, 0.0, 0.0
     i = np.flatnonzero(upto)[-1]
