@@ -70,7 +70,7 @@ def visit_trial(n: int = 300, seed: int = 3, centers: int = 1):
     return _trial(patients, pd.concat(parts, ignore_index=True), ModelSpec("recovery", family="weibull"))
 
 
-def visit_trial_with_deaths(n: int = 300, seed: int = 4, centers: int = 1):
+def visit_trial_with_deaths(n: int = 300, seed: int = 5, centers: int = 1):
     """Visits as in `visit_trial`, and deaths from a Weibull hazard (DEATH_MEDIAN, DEATH_SHAPE),
     independent of recovery; follow-up ends at death or the last visit. A recovery before death is
     seen at the next visit, or at death if that comes first (a final assessment); a lineage not
@@ -100,7 +100,9 @@ def visit_trial_with_deaths(n: int = 300, seed: int = 4, centers: int = 1):
 @functools.lru_cache(maxsize=1)
 def visit_death_fit():
     """The one real fit these tests and tests/test_competing_death.py share (once per process):
-    visit-based recovery with death competing, one center."""
+    visit-based recovery with death competing, one center. (Seed 4 drew 19.7% deaths by day 90
+    against 15.1% expected, 2.2 standard errors: the truth then lies outside the posterior of that
+    sample; seed 5 draws 15.3%.)"""
     data, _ = visit_trial_with_deaths()
     spec = ModelSpec("recovery", family="weibull", competing_death=True)
     return data, fit_model(data, spec, load_prior_set(), SamplerSettings(**FAST))
