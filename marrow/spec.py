@@ -60,6 +60,7 @@ class ModelSpec:
     # they replace the defaults (time_units.recovery_horizons / survival_horizons).
     time_unit: str = time_units.DEFAULT_UNIT
     horizons: tuple[float, ...] = ()
+    competing_death: bool = False  # recovery only: death (died/followup_days) competes with recovery
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
@@ -85,6 +86,8 @@ class ModelSpec:
         if any(not math.isfinite(h) or h <= 0 for h in self.horizons):
             shown = ", ".join(f"{h:g}" for h in self.horizons)
             raise SpecError("horizons", f"times must be finite and > 0 ({self.time_unit}), got {shown}")
+        if self.competing_death and self.model != "recovery":
+            raise SpecError("competing_death", "competing death is an option of the recovery model only")
 
     @property
     def resolved_family(self) -> str | None:
@@ -98,8 +101,8 @@ class ModelSpec:
         return Needs(
             response=self.model == "response",
             ordinal=self.model == "response" and self.outcome == "ordinal",
-            followup=self.model == "survival",
-            died=self.model == "survival",
+            followup=self.model == "survival" or self.competing_death,
+            died=self.model == "survival" or self.competing_death,
             adverse_event=self.model == "safety",
             recovery=self.model == "recovery",
             covariates=self.covariates,
@@ -112,7 +115,8 @@ class ModelSpec:
             return f"response ({self.outcome})"
         unit = f", {self.time_unit}" if self.time_unit != time_units.DEFAULT_UNIT else ""
         if self.model == "recovery":
-            return f"recovery ({self.resolved_family} {'cure' if self.cure else 'AFT, no cure'}{unit})"
+            death = ", death competing" if self.competing_death else ""
+            return f"recovery ({self.resolved_family} {'cure' if self.cure else 'AFT, no cure'}{death}{unit})"
         return f"{self.model} ({self.resolved_family}{unit})"
 
     def to_json(self) -> str:

@@ -162,8 +162,11 @@ def fit_response(outcome: str, threshold: float, **options) -> int:
 @click.option("--per-lineage-effects", is_flag=True, help="Covariate effects specific to each lineage.")
 @click.option("--frailty", is_flag=True, help="Patient frailty shared across lineages.")
 @time_options("by", "--by-day", "P(recovered by t)", "day 30, 90 and 180", "7,14,30")
+@click.option("--competing-death", is_flag=True,
+              help="Death (died/followup_days) competes with recovery: its own Weibull hazard, and cumulative "
+                   "incidences of recovery and of death before recovery.")
 def fit_recovery(family: str, cure: bool, per_lineage_effects: bool, frailty: bool, time_unit: str,
-                 horizons: tuple[float, ...], **options) -> int:
+                 horizons: tuple[float, ...], competing_death: bool, **options) -> int:
     """Lineage-specific time to recovery, with a cure fraction by default.
 
     \b
@@ -171,9 +174,11 @@ def fit_recovery(family: str, cure: bool, per_lineage_effects: bool, frailty: bo
       marrow fit recovery --covariates prior_atg,active_infection --out recovery.nc
       marrow fit recovery --family lognormal --no-cure --out aft.nc
       marrow fit recovery --time-unit weeks --by 2,4,12 --data trial.csv --recovery rec.csv --out weeks.nc
+      marrow fit recovery --competing-death --out competing.nc
     """
     return run_fit({"model": "recovery", "family": family, "cure": cure, "per_lineage_effects": per_lineage_effects,
-                    "frailty": frailty, "time_unit": time_unit, "horizons": horizons}, options)
+                    "frailty": frailty, "time_unit": time_unit, "horizons": horizons,
+                    "competing_death": competing_death}, options)
 
 
 @fit.command("survival")

@@ -9,6 +9,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from marrow import dims
 from marrow.data import TrialData
 from marrow.fits.fit import Fit
 from marrow.fits.provenance import build_provenance

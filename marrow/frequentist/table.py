@@ -78,30 +78,35 @@ def _content_key(data: TrialData, covariates: tuple[str, ...]) -> tuple:
     return digest(data.patients), digest(data.recovery), covariates, tuple(data.covariates)
 
 
-def frequentist_rows(data: TrialData, covariates: tuple[str, ...] | None = None) -> pd.DataFrame:
+def frequentist_rows(data: TrialData, covariates: tuple[str, ...] | None = None,
+                     competing: bool = False) -> pd.DataFrame:
     """Every frequentist estimate the data support, tagged with the model and posterior variable it
-    matches; `attrs["skipped"]` lists the sections the data do not support. Pure in its inputs;
-    results are kept for the last CACHE_SIZE distinct (data content, covariates)."""
+    matches; Aalen-Johansen incidences only with `competing` (a --competing-death fit to compare);
+    `attrs["skipped"]` lists the sections the data do not support. Pure in its inputs; results are
+    kept for the last CACHE_SIZE distinct (data content, covariates, competing)."""
     covariates = tuple(data.covariates if covariates is None else covariates)
-    key = _content_key(data, covariates)
+    key = (*_content_key(data, covariates), competing)
     if key not in _CACHE:
         if len(_CACHE) >= CACHE_SIZE:
             _CACHE.pop(next(iter(_CACHE)))
-        _CACHE[key] = _compute_rows(data, covariates)
+        _CACHE[key] = _compute_rows(data, covariates, competing)
     rows = _CACHE[key].copy()
     rows.attrs["skipped"] = list(_CACHE[key].attrs["skipped"])
     return rows
 
 
-def _compute_rows(data: TrialData, covariates: tuple[str, ...]) -> pd.DataFrame:
-    from marrow.frequentist import binomial, glmm, logistic, survival
+def _compute_rows(data: TrialData, covariates: tuple[str, ...], competing: bool) -> pd.DataFrame:
+    from marrow.frequentist import binomial, glmm, interval, logistic, survival
 
     run, skipped = sections(data)
     producers = {
         "response": (lambda: binomial.response_rates(data), lambda: binomial.center_rates(data),
                      lambda: logistic.logistic_effects(data, covariates), lambda: glmm.glmm_rows(data, covariates)),
         "recovery": (lambda: survival.recovery_medians(data), lambda: survival.recovery_incidence(data),
-                     lambda: survival.cure_model(data, covariates), lambda: survival.recovery_aft(data, covariates)),
+                     lambda: survival.cure_model(data, covariates), lambda: survival.recovery_aft(data, covariates),
+                     lambda: interval.turnbull_incidence(data),  # these three: interval-censored data only
+                     lambda: interval.interval_weibull_medians(data), lambda: interval.interval_aft(data, covariates),
+                     lambda: interval.competing_incidence(data) if competing else None),
         "survival": (lambda: survival.overall_survival(data), lambda: survival.cox_effects(data, covariates),
                      lambda: survival.survival_aft(data, covariates)),
         "safety": (lambda: binomial.adverse_event_rate(data),),
@@ -217,7 +222,7 @@ def comparison_table(data: TrialData, fits: Iterable = (), covariates: tuple[str
     from marrow.frequentist.estimable import not_estimable
 
     fits = list(fits)
-    rows = frequentist_rows(data, covariates)
+    rows = frequentist_rows(data, covariates, competing=any(getattr(f.spec, "competing_death", False) for f in fits))
     out = []
     pooled = bayes_summary(fits, "response", "response_rate", "", prob)
     for _, row in rows.iterrows():
@@ -317,6 +322,7 @@ METHOD_FAMILIES = {
     "median_days": "Kaplan-Meier medians among responders",
     "recovered_by": "cumulative incidence as 1 - Kaplan-Meier",
     "cure_fraction": "a maximum-likelihood Weibull mixture cure model",
+    "recovery_cif": "Aalen-Johansen cumulative incidence with death as a competing event",
     "survival_at": "Kaplan-Meier survival with Greenwood intervals",
     "hazard_ratio": "Cox proportional hazards",
     "time_ratio": "Weibull, log-logistic, log-normal and exponential accelerated failure time models",

@@ -12,9 +12,18 @@ Latency (those who recover), accelerated failure time with location mu_il = log 
   weibull:     log S = -ln2 * exp(u)              (median exactly exp(mu))
   loglogistic: log S = -softplus(u)
   lognormal:   log S = log Phi(-u)                (sigma of log T = 1 / k_l)
-Likelihood per row: recovered: log pi + log f(t); censored: logaddexp(log(1 - pi), log pi + log S(t)).
-Without cure: recovered: log f(t); censored: log S(t). The frailty f_i = frailty_sd * z_i is a patient
+Likelihood per row: recovered: log pi + log f(t); censored: logaddexp(log(1 - pi), log pi + log S(t));
+recovered within a visit interval (L, R] (day_lower < day_upper): log pi + log(S(L) - S(R)), by the
+stable log-diff-exp of `marrow.models.latency`. Without cure: log f(t), log S(t), log(S(L) - S(R)). The frailty f_i = frailty_sd * z_i is a patient
 effect on the latency log-scale shared by the patient's lineages (positive = slower recovery).
+
+With spec.competing_death, death (patients' died/followup_days) has its own cause-specific Weibull
+hazard (location death_log_median + xc_i' death_beta, shape death_shape; the survival priors), and
+each lineage's recovery is censored at death; `augment` adds the cumulative incidence of recovery
+and of death before recovery per lineage (integrated numerically: `competing_incidence`).
+
+With a single center the cure model has no center effect; with a single lineage the lineage
+parameters are not pooled (no lineage sd) and no lineage comparison is reported (`dropped_levels`).
 
 The graph sums the likelihood over cells of identical rows with integer weights and averages
 population quantities over distinct (center, covariate) groups weighted by patient counts, so its
@@ -32,6 +41,7 @@ import pandas as pd
 
 from marrow import dims, time_units
 from marrow.data import TrialData
+from marrow.models import latency
 from marrow.models.inputs import ModelInputs, Quantity, replace_groups
 from marrow.spec import DEFAULT_FAMILIES, ModelSpec
 
@@ -43,6 +53,8 @@ GRID_DAY = dims.GRID_DAY
 GRID_POINTS = 60
 LN2 = math.log(2.0)
 LN2_LOG = math.log(LN2)
+DEATH_FAMILY = "weibull"  # the cause-specific hazard of death with --competing-death
+CIF_STEPS = 400  # steps of the numerical integration of the cumulative incidences
 
 
 def family_of(spec: ModelSpec) -> str:
@@ -55,41 +67,36 @@ def report_days(spec: ModelSpec) -> list:
     return time_units.horizons(spec.horizons, time_units.recovery_horizons(spec.time_unit))
 
 
-# --- latency families, written once for numpy and once for pytensor -------------------------------
+# --- latency families: written once in marrow.models.latency ---------------------------------------
 
 def log_density_np(family: str, log_t, mu, k):
     """(log f(t), log S(t)) for latency location mu (log median) and shape k; numpy, broadcasting."""
-    from scipy.special import log_ndtr
-
-    u = k * (log_t - mu)
-    if family == "weibull":
-        log_s = -LN2 * np.exp(np.minimum(u, 700.0))
-        log_f = np.log(k) - log_t + LN2_LOG + u + log_s
-    elif family == "loglogistic":
-        log_s = -np.logaddexp(0.0, u)
-        log_f = np.log(k) - log_t + u + 2.0 * log_s
-    else:
-        log_s = log_ndtr(-u)
-        log_f = np.log(k) - log_t - 0.5 * u**2 - 0.5 * math.log(2 * math.pi)
-    return log_f, log_s
+    return latency.log_density(family, log_t, mu, k)
 
 
 def _log_density_pt(family: str, log_t, mu, k):
-    """(log f(t), log S(t)) in pytensor; same formulas as `log_density_np`."""
-    import pytensor.tensor as pt
-    from pymc.distributions.dist_math import normal_lccdf
+    """(log f(t), log S(t)) in pytensor; the same formulas as `log_density_np`."""
+    return latency.log_density(family, log_t, mu, k, latency.pytensor_ops())
 
-    u = k * (log_t - mu)
-    if family == "weibull":
-        log_s = -LN2 * pt.exp(u)
-        log_f = pt.log(k) - log_t + LN2_LOG + u + log_s
-    elif family == "loglogistic":
-        log_s = -pt.softplus(u)
-        log_f = pt.log(k) - log_t + u + 2.0 * log_s
-    else:
-        log_s = normal_lccdf(0.0, 1.0, u)
-        log_f = pt.log(k) - log_t - 0.5 * u**2 - 0.5 * math.log(2 * math.pi)
-    return log_f, log_s
+
+# --- which hierarchy levels the data can estimate ---------------------------------------------------
+
+def estimable_levels(n_centers: int, n_lineages: int, spec: ModelSpec) -> dict[str, bool]:
+    """Hierarchy levels the data can estimate: a center effect needs two centers (cure model only),
+    lineage pooling (and any comparison across lineages) two lineages."""
+    return {"center_effect": bool(spec.cure) and n_centers > 1, "lineage_pooling": n_lineages > 1}
+
+
+def dropped_levels(n_centers: int, n_lineages: int, spec: ModelSpec) -> list[str]:
+    """One sentence per hierarchy level left out because the data cannot estimate it."""
+    levels = estimable_levels(n_centers, n_lineages, spec)
+    notes = []
+    if spec.cure and not levels["center_effect"]:
+        notes.append("one center: the cure model has no center effect (cure_center_sd not estimated)")
+    if not levels["lineage_pooling"]:
+        notes.append("one lineage: lineage parameters are not pooled (no lineage sd) and no comparison "
+                     "across lineages is reported")
+    return notes
 
 
 # --- inputs -----------------------------------------------------------------------------------------
@@ -102,11 +109,39 @@ def _distinct(columns: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return first, index.reshape(-1), counts
 
 
-def _cells(rows: np.ndarray, unit: np.ndarray, day: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Each distinct (unit, day) among `rows`: a representative row and its number of rows; and the
-    cell of each of `rows`."""
-    first, index, counts = _distinct(np.column_stack([unit[rows], day[rows]]))
+def _cells(rows: np.ndarray, unit: np.ndarray, *days: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each distinct (unit, day[, day ...]) among `rows`: a representative row and its number of rows;
+    and the cell of each of `rows`."""
+    first, index, counts = _distinct(np.column_stack([unit[rows], *(day[rows] for day in days)]))
     return rows[first], counts.astype(np.float64), index
+
+
+def day_bounds(recovery: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(lower, upper) day of every row. An interval-censored row (recovered between two visits) has
+    lower < upper (lower may be 0); every other row lower == upper == day. A table without
+    `day_lower`/`day_upper` columns is all exact."""
+    day = recovery["day"].to_numpy(dtype=np.float64)
+    lower = recovery["day_lower"].to_numpy(dtype=np.float64) if "day_lower" in recovery.columns else day
+    upper = recovery["day_upper"].to_numpy(dtype=np.float64) if "day_upper" in recovery.columns else day
+    return lower, upper
+
+
+def interval_rows(recovery: pd.DataFrame) -> np.ndarray:
+    """Boolean mask of the interval-censored rows (recovered, day_lower < day_upper)."""
+    lower, upper = day_bounds(recovery)
+    return (recovery["recovered"].to_numpy() == 1) & (lower < upper)
+
+
+def _interval_cells(rows: np.ndarray, unit: np.ndarray, lower: np.ndarray, row: dict, spec: ModelSpec) -> dict:
+    """Interval cells: distinct (unit, lower, upper) among interval rows `rows`, with weights, the log
+    upper day (`interval_log_day`), the log lower day and whether it is > 0 (`interval_has_lower`;
+    a lower day of 0 gets a finite placeholder, unused, so gradients stay finite)."""
+    cells, weight, _ = _cells(rows, unit, lower, row["row_log_day"])
+    out = _latency_cells("interval", cells, row, spec)
+    out["interval_weight"] = weight
+    out["interval_has_lower"] = row["row_has_lower"][cells]
+    out["interval_log_lower"] = row["row_log_lower"][cells]
+    return out
 
 
 def _latency_cells(prefix: str, rows: np.ndarray, row: dict, spec: ModelSpec) -> dict:
@@ -138,8 +173,10 @@ def inputs(data: TrialData, spec: ModelSpec) -> ModelInputs:
     lineage_lookup = {name: i for i, name in enumerate(lineages)}
     row_patient = rec["patient_id"].map(patient_lookup).to_numpy(dtype=np.int64)
     row_lineage = rec["lineage"].map(lineage_lookup).to_numpy(dtype=np.int64)
-    day = rec["day"].to_numpy(dtype=np.float64)
+    lower, day = day_bounds(rec)
     recovered = rec["recovered"].to_numpy(dtype=np.int64)
+    interval = interval_rows(rec)
+    has_lower = interval & (lower > 0)
 
     x = data.covariate_matrix()
     x_mean = x.mean(axis=0) if x.shape[1] else np.zeros(0)
@@ -150,13 +187,19 @@ def inputs(data: TrialData, spec: ModelSpec) -> ModelInputs:
         "row_patient": row_patient,
         "row_log_day": np.log(day),
         "row_recovered": recovered,
+        "row_interval": interval,
+        "row_has_lower": has_lower.astype(np.float64),
+        # log lower day of interval rows; a finite placeholder (log day - 1) where there is none
+        "row_log_lower": np.log(np.where(has_lower, lower, day / math.e)),
     }
     arrays = {"pattern_x": x[first] - x_mean, "pattern_weight": pattern_n / n_patients}
     # With frailty every (patient, lineage) has its own latency location.
     unit = row_patient * n_lineages + row_lineage if spec.frailty else row["row_loc"]
-    events, censored = np.flatnonzero(recovered == 1), np.flatnonzero(recovered == 0)
+    events, censored = np.flatnonzero((recovered == 1) & ~interval), np.flatnonzero(recovered == 0)
     cells, arrays["event_weight"], _ = _cells(events, unit, day)
     arrays.update(_latency_cells("event", cells, row, spec))
+    if interval.any():  # only then: a trial without intervals keeps exactly the graph it had
+        arrays.update(_interval_cells(np.flatnonzero(interval), unit, lower, row, spec))
     cells, censored_weight, censored_cell = _cells(censored, unit, day)
     arrays.update(_latency_cells("censored", cells, row, spec))
     if not spec.cure:
@@ -195,6 +238,8 @@ def inputs(data: TrialData, spec: ModelSpec) -> ModelInputs:
         follow = data.patients["followup_days"].to_numpy(dtype=np.float64)
         censor_day = np.where(np.isfinite(follow), follow, censor_day)
     row_censor = np.maximum(censor_day[row_patient], day)
+    if spec.competing_death:
+        arrays.update(_death_cells(data, patient_pattern))
 
     coords = {
         dims.LINEAGE: lineages,
@@ -207,6 +252,16 @@ def inputs(data: TrialData, spec: ModelSpec) -> ModelInputs:
     }
     extra = {"x_mean": x_mean, "row_day": day, **row, **_replicate_cells(row, unit, row_censor, n_lineages)}
     return ModelInputs(arrays, coords, extra)
+
+
+def _death_cells(data: TrialData, patient_pattern: np.ndarray) -> dict:
+    """Death cells for the cause-specific death hazard: distinct (covariate pattern, died, followup
+    day) among patients, with their number of patients."""
+    follow = data.patients["followup_days"].to_numpy(dtype=np.float64)
+    died = data.patients["died"].to_numpy(dtype=np.int64)
+    first, _, counts = _distinct(np.column_stack([patient_pattern, died, follow]))
+    return {"death_pattern": patient_pattern[first], "death_event": died[first],
+            "death_log_day": np.log(follow[first]), "death_weight": counts.astype(np.float64)}
 
 
 def _replicate_cells(row: dict, unit: np.ndarray, censor_day: np.ndarray, n_lineages: int) -> dict:
@@ -226,11 +281,14 @@ def _replicate_cells(row: dict, unit: np.ndarray, censor_day: np.ndarray, n_line
 
 # --- the PyMC graph ------------------------------------------------------------------------------
 
-def _hierarchical(p, name: str):
-    """Lineage parameter `name` = name_mu + name_sd * z (non-centred), stored with dims lineage."""
+def _hierarchical(p, name: str, pooled: bool = True):
+    """Lineage parameter `name` = name_mu + name_sd * z (non-centred), stored with dims lineage;
+    without pooling (one lineage) it is name_mu itself (no sd, no z)."""
     import pymc as pm
 
     mu = p[f"{name}_mu"].create(f"{name}_mu")
+    if not pooled:
+        return pm.Deterministic(name, mu[None], dims=dims.LINEAGE)
     sd = p[f"{name}_sd"].create(f"{name}_sd")
     z = pm.Normal(f"{name}_z", 0.0, 1.0, dims=dims.LINEAGE)
     return pm.Deterministic(name, mu + sd * z, dims=dims.LINEAGE)
@@ -251,12 +309,46 @@ def _effect_dims(spec: ModelSpec) -> tuple[str, ...]:
     return (dims.LINEAGE, dims.COVARIATE) if spec.per_lineage_effects else (dims.COVARIATE,)
 
 
-def _cell_latency(family: str, d: dict, prefix: str, loc, shape, frailty):
-    """(log f, log S) at the latency cells `prefix` ('event' or 'censored')."""
+def _cell_params(d: dict, prefix: str, loc, shape, frailty):
+    """(location, shape) at the latency cells `prefix` ('event', 'censored' or 'interval')."""
     mu = loc.flatten()[d[f"{prefix}_loc"]]
     if frailty is not None:
         mu = mu + frailty[d[f"{prefix}_patient"]]
-    return _log_density_pt(family, d[f"{prefix}_log_day"], mu, shape[d[f"{prefix}_lineage"]])
+    return mu, shape[d[f"{prefix}_lineage"]]
+
+
+def _cell_latency(family: str, d: dict, prefix: str, loc, shape, frailty):
+    """(log f, log S) at the latency cells `prefix` ('event' or 'censored')."""
+    mu, k = _cell_params(d, prefix, loc, shape, frailty)
+    return _log_density_pt(family, d[f"{prefix}_log_day"], mu, k)
+
+
+def _interval_loglik(family: str, d: dict, loc, shape, frailty):
+    """Weighted sum of log(S(L) - S(R)) over the interval cells (log-diff-exp of log S)."""
+    mu, k = _cell_params(d, "interval", loc, shape, frailty)
+    log_p = latency.log_interval(family, d["interval_log_lower"], d["interval_log_day"], d["interval_has_lower"],
+                                 mu, k, latency.pytensor_ops())
+    return (d["interval_weight"] * log_p).sum()
+
+
+def _death_model(priors, d: dict, has_x: bool):
+    """Cause-specific Weibull hazard of death (priors of the survival model), its likelihood as a
+    Potential; returns nothing (augment reads its parameters from the posterior)."""
+    import pymc as pm
+    import pytensor.tensor as pt
+
+    p = priors.for_model("survival")
+    log_median = p["log_median"].create("death_log_median")
+    shape = pm.Deterministic("death_shape", pt.exp(p["log_shape"].create("death_log_shape")))
+    loc = log_median + pt.zeros((d["pattern_x"].shape[0],))
+    if has_x:
+        beta = p["beta"].create("death_beta", dims=dims.COVARIATE)
+        pm.Deterministic("death_time_ratio", pt.exp(beta), dims=dims.COVARIATE)
+        loc = loc + pt.dot(d["pattern_x"], beta)
+    pm.Deterministic("death_median_days", pt.exp(log_median))
+    log_f, log_s = latency.log_density(DEATH_FAMILY, d["death_log_day"], loc[d["death_pattern"]], shape,
+                                       latency.pytensor_ops())
+    pm.Potential("death_loglik", (d["death_weight"] * pt.switch(pt.eq(d["death_event"], 1), log_f, log_s)).sum())
 
 
 def _cure_loglik(d: dict, eta, log_s):
@@ -282,14 +374,16 @@ def build(inputs: ModelInputs, spec: ModelSpec, priors) -> "pm.Model":
     p = priors.for_model("recovery")
     family = family_of(spec)
     has_x = bool(inputs.coords[dims.COVARIATE])
+    levels = estimable_levels(len(inputs.coords[dims.CENTER]), len(inputs.coords[dims.LINEAGE]), spec)
+    pooled = levels["lineage_pooling"]
     days = np.asarray(inputs.coords[dims.DAY], dtype=np.float64)
     data_dims = {"grid_log_day": (GRID_DAY,)}
     with pm.Model(coords=inputs.coords) as model:
         d = {name: pm.Data(name, value, dims=data_dims.get(name)) for name, value in inputs.arrays.items()}
 
         # Latency: location (log median) and shape per lineage, partially pooled.
-        log_median = _hierarchical(p, "log_median")
-        log_shape = _hierarchical(p, "log_shape")
+        log_median = _hierarchical(p, "log_median", pooled)
+        log_shape = _hierarchical(p, "log_shape", pooled)
         shape = pm.Deterministic("shape", pt.exp(log_shape), dims=dims.LINEAGE)
         loc = pt.zeros((d["pattern_x"].shape[0], 1)) + log_median[None, :]  # (pattern, lineage)
         if has_x:
@@ -303,13 +397,18 @@ def build(inputs: ModelInputs, spec: ModelSpec, priors) -> "pm.Model":
         log_f, _ = _cell_latency(family, d, "event", loc, shape, frailty)
         _, log_s = _cell_latency(family, d, "censored", loc, shape, frailty)
         loglik = (d["event_weight"] * log_f).sum()
+        if "interval_weight" in d:
+            loglik = loglik + _interval_loglik(family, d, loc, shape, frailty)
 
         if spec.cure:
-            cure_intercept = _hierarchical(p, "cure_intercept")
-            cure_center_sd = p["cure_center_sd"].create("cure_center_sd")
-            cure_center_z = pm.Normal("cure_center_z", 0.0, 1.0, dims=dims.CENTER)
-            center_effect = pm.Deterministic("cure_center_effect", cure_center_sd * cure_center_z, dims=dims.CENTER)
-            eta = cure_intercept[None, :] + center_effect[d["group_center"]][:, None]  # (group, lineage)
+            cure_intercept = _hierarchical(p, "cure_intercept", pooled)
+            eta = cure_intercept[None, :] + pt.zeros((d["group_center"].shape[0], 1))  # (group, lineage)
+            if levels["center_effect"]:
+                cure_center_sd = p["cure_center_sd"].create("cure_center_sd")
+                cure_center_z = pm.Normal("cure_center_z", 0.0, 1.0, dims=dims.CENTER)
+                center_effect = pm.Deterministic("cure_center_effect", cure_center_sd * cure_center_z,
+                                                 dims=dims.CENTER)
+                eta = cure_intercept[None, :] + center_effect[d["group_center"]][:, None]
             if has_x:
                 cure_beta, contribution = _effects(p, "cure_beta", "cure_beta", spec, d["pattern_x"])
                 pm.Deterministic("cure_odds_ratio", pt.exp(cure_beta), dims=_effect_dims(spec))
@@ -323,6 +422,8 @@ def build(inputs: ModelInputs, spec: ModelSpec, priors) -> "pm.Model":
             loglik = loglik + (d["censored_weight"] * log_s).sum()
             weight = d["pattern_weight"][:, None]
         pm.Potential("recovery_loglik", loglik)
+        if spec.competing_death:
+            _death_model(priors, d, has_x)
 
         # Derived: trial-average patient median; population averages over the patients table.
         pm.Deterministic("median_days", pt.exp(log_median), dims=dims.LINEAGE)
@@ -369,24 +470,44 @@ def _tables(post, inputs: ModelInputs, spec: ModelSpec, draws: slice) -> dict[st
         out["frailty"] = _draws(post, "frailty_sd", draws)[:, None] * _draws(post, "frailty_z", draws)
     if spec.cure:
         eta = _linear(post, "cure_intercept", "cure_beta", spec, a["pattern_x"], draws)[:, a["group_pattern"], :]
-        out["eta"] = (eta + _draws(post, "cure_center_effect", draws)[:, a["group_center"], None]).reshape(n, -1)
+        if "cure_center_effect" in post:  # absent with one center
+            eta = eta + _draws(post, "cure_center_effect", draws)[:, a["group_center"], None]
+        out["eta"] = eta.reshape(n, -1)
+    if spec.competing_death:
+        loc = _draws(post, "death_log_median", draws)[:, None] + np.zeros((1, a["pattern_x"].shape[0]))
+        if a["pattern_x"].shape[1]:
+            loc = loc + np.einsum("pk,sk->sp", a["pattern_x"], _draws(post, "death_beta", draws))
+        out["death_loc"], out["death_shape"] = loc, _draws(post, "death_shape", draws)
     return out
+
+
+def _params_np(tables: dict, spec: ModelSpec, loc, lineage, patient):
+    """(location, shape) per sample of latency locations `loc`, lineages and patients (indices)."""
+    mu = tables["loc"][:, loc]
+    if spec.frailty:
+        mu = mu + tables["frailty"][:, patient]
+    return mu, tables["shape"][:, lineage]
 
 
 def _latency_np(family: str, tables: dict, spec: ModelSpec, log_day, loc, lineage, patient):
     """(log f, log S) per sample at log days `log_day` of locations `loc`, lineages and patients (indices)."""
-    mu = tables["loc"][:, loc]
-    if spec.frailty:
-        mu = mu + tables["frailty"][:, patient]
-    return log_density_np(family, log_day[None, :], mu, tables["shape"][:, lineage])
+    mu, k = _params_np(tables, spec, loc, lineage, patient)
+    return log_density_np(family, log_day[None, :], mu, k)
 
 
 def pointwise(tables: dict, inputs: ModelInputs, spec: ModelSpec) -> np.ndarray:
-    """(sample, row) log-likelihood, written per row from the model's formulas (log-sum-exp form for
-    censored cure rows), independently of the cell-weighted graph."""
+    """(sample, row) log-likelihood of the recovery rows, written per row from the model's formulas
+    (log-sum-exp form for censored cure rows, log-diff-exp for interval rows), independently of the
+    cell-weighted graph. The death part of a --competing-death fit is not included (one row per
+    patient, not per lineage row)."""
     e = inputs.extra
-    log_f, log_s = _latency_np(family_of(spec), tables, spec, e["row_log_day"], e["row_loc"], e["row_lineage"],
-                               e["row_patient"])
+    family = family_of(spec)
+    mu, k = _params_np(tables, spec, e["row_loc"], e["row_lineage"], e["row_patient"])
+    log_f, log_s = log_density_np(family, e["row_log_day"][None, :], mu, k)
+    if e["row_interval"].any():  # recovered between visits: log(S(L) - S(R)) in place of log f
+        log_p = latency.log_interval(family, e["row_log_lower"][None, :], e["row_log_day"][None, :],
+                                     e["row_has_lower"][None, :], mu, k)
+        log_f = np.where(e["row_interval"][None, :], log_p, log_f)
     event = e["row_recovered"][None, :] == 1
     if not spec.cure:
         return np.where(event, log_f, log_s)
@@ -409,13 +530,93 @@ def _replicate_counts(tables: dict, inputs: ModelInputs, spec: ModelSpec, rng: n
     return np.stack([np.count_nonzero(recovers[:, lo:hi], axis=1) for lo, hi in zip(bounds[:-1], bounds[1:])], axis=-1)
 
 
+def _expit(x: np.ndarray) -> np.ndarray:
+    return np.exp(-np.logaddexp(0.0, -x))
+
+
+def competing_incidence(tables: dict, inputs: ModelInputs, spec: ModelSpec, days) -> tuple[np.ndarray, np.ndarray]:
+    """(sample, lineage, day) population cumulative incidences with death competing: of recovery,
+    CIF_R(t) = int_0^t pi f(s) S_D(s) ds, and of death before recovery,
+    CIF_D(t) = int_0^t f_D(s) (1 - pi + pi S(s)) ds, averaged over the trial's patients (their
+    covariate patterns and, with cure, centers) like `recovered_by`; frailty 0.
+
+    Integrated numerically on `CIF_STEPS` equal steps from 0 to the last of `days` (and the days
+    themselves) as Stieltjes sums with the other factor averaged over each step: the increments of
+    CIF_R, CIF_D and of the probability of neither add up exactly (CIF_R + CIF_D + S_D (1 - pi + pi S) = 1).
+    """
+    a = inputs.arrays
+    family = family_of(spec)
+    days = np.asarray(days, dtype=np.float64)
+    fine = np.union1d(np.linspace(0.0, float(days.max()), CIF_STEPS + 1), days)
+    at = np.searchsorted(fine, days)
+    log_t = np.log(fine[1:])  # S = 1 at day 0
+    n, n_lineages = tables["shape"].shape
+    n_patterns = a["pattern_x"].shape[0]
+    loc = tables["loc"].reshape(n, n_patterns, n_lineages)
+    if spec.cure:
+        unit_pattern, weight = a["group_pattern"], a["group_weight"]
+        pi = _expit(tables["eta"]).reshape(n, len(weight), n_lineages)
+    else:
+        unit_pattern, weight = np.arange(n_patterns), a["pattern_weight"]
+        pi = np.ones((n, n_patterns, n_lineages))
+    loc = loc[:, unit_pattern, :]
+    death_loc = tables["death_loc"][:, unit_pattern]
+    n_units = len(weight)
+    recovery_cif = np.empty((n, n_lineages, len(days)))
+    death_cif = np.empty((n, n_lineages, len(days)))
+    step = max(1, CHUNK_VALUES // (n_units * n_lineages * len(fine)))
+
+    def with_day_zero(log_s):
+        return np.concatenate([np.ones(log_s.shape[:-1] + (1,)), np.exp(log_s)], axis=-1)
+
+    def cumulative(increments):
+        return np.concatenate([np.zeros(increments.shape[:-1] + (1,)), np.cumsum(increments, axis=-1)], axis=-1)
+
+    for start in range(0, n, step):
+        c = slice(start, min(start + step, n))
+        _, log_s = log_density_np(family, log_t, loc[c, :, :, None], tables["shape"][c, None, :, None])
+        s_latency = with_day_zero(log_s)  # (sample, unit, lineage, day)
+        _, log_sd = log_density_np(DEATH_FAMILY, log_t, death_loc[c, :, None], tables["death_shape"][c, None, None])
+        s_death = with_day_zero(log_sd)[:, :, None, :]  # (sample, unit, 1, day)
+        p = pi[c][..., None]
+        not_recovered = 1.0 - p + p * s_latency
+        d_recovery = p * (s_latency[..., :-1] - s_latency[..., 1:]) * 0.5 * (s_death[..., :-1] + s_death[..., 1:])
+        d_death = (s_death[..., :-1] - s_death[..., 1:]) * 0.5 * (not_recovered[..., :-1] + not_recovered[..., 1:])
+        recovery_cif[c] = np.einsum("u,suld->sld", weight, cumulative(d_recovery)[..., at])
+        death_cif[c] = np.einsum("u,suld->sld", weight, cumulative(d_death)[..., at])
+    return recovery_cif, death_cif
+
+
+def _add_competing_incidence(post, inputs: ModelInputs, spec: ModelSpec) -> None:
+    """Add recovery_cif / death_before_recovery (lineage, day) and their curves (lineage, grid_day)
+    to the posterior."""
+    import xarray as xr
+
+    n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
+    report = np.asarray(inputs.coords[dims.DAY], dtype=np.float64)
+    grid = np.asarray(inputs.coords[GRID_DAY], dtype=np.float64)
+    with np.errstate(over="ignore", divide="ignore", under="ignore"):
+        tables = _tables(post, inputs, spec, slice(0, n_chain * n_draw))
+        recovery_cif, death_cif = competing_incidence(tables, inputs, spec, np.concatenate([report, grid]))
+    coords = {"chain": post["chain"].to_numpy(), "draw": post["draw"].to_numpy(),
+              dims.LINEAGE: inputs.coords[dims.LINEAGE], dims.DAY: inputs.coords[dims.DAY],
+              GRID_DAY: inputs.coords[GRID_DAY]}
+    for name, values in (("recovery_cif", recovery_cif), ("death_before_recovery", death_cif)):
+        values = values.reshape(n_chain, n_draw, *values.shape[1:])
+        for suffix, part, day_dim in (("", values[..., :len(report)], dims.DAY),
+                                      ("_curve", values[..., len(report):], GRID_DAY)):
+            dims_ = ("chain", "draw", dims.LINEAGE, day_dim)
+            post[name + suffix] = xr.DataArray(part, dims=dims_, coords={k: coords[k] for k in dims_})
+
+
 def augment(idata, inputs: ModelInputs, spec: ModelSpec, rng: np.random.Generator) -> None:
     """Add recovered counts per lineage (observed; replicated per draw) and, when it fits in
     `marrow.fits.run.MAX_POINTWISE_VALUES`, the per-row log-likelihood; otherwise the posterior's
     attrs['log_likelihood_omitted'] says why. Works in chunks of draws, so memory stays bounded.
 
     A replicated row recovers within follow-up with probability pi * F(censoring day): one Bernoulli
-    draw per row and posterior draw.
+    draw per row and posterior draw. With --competing-death also the cumulative incidences of recovery
+    and of death before recovery (`competing_incidence`), as posterior variables.
     """
     import xarray as xr
 
@@ -458,6 +659,8 @@ def augment(idata, inputs: ModelInputs, spec: ModelSpec, rng: np.random.Generato
     else:
         post.attrs["log_likelihood_omitted"] = omitted_reason(n_rows * n_samples, MAX_POINTWISE_VALUES)
     replace_groups(idata, **groups)
+    if spec.competing_death:
+        _add_competing_incidence(post, inputs, spec)
 
 
 def quantities(spec: ModelSpec) -> list[Quantity]:
@@ -473,6 +676,16 @@ def quantities(spec: ModelSpec) -> list[Quantity]:
     ]
     if spec.cure:
         out.append(Quantity("cure_odds_ratio", "Odds ratio of recovery, {covariate}" + per, "ratio"))
+    if spec.competing_death:
+        out += [
+            Quantity("recovery_cif", f"Cumulative incidence of recovery by {one} {{day}} (death competing), {{lineage}}",
+                     "probability"),
+            Quantity("death_before_recovery", f"Died before recovery by {one} {{day}}, {{lineage}}", "probability"),
+            Quantity("death_median_days", f"Median {unit} to death (cause-specific hazard), trial-average patient",
+                     unit),
+            Quantity("death_time_ratio", "Time ratio of death, {covariate}", "ratio"),
+            Quantity("death_shape", "Weibull shape of the death hazard", "ratio"),
+        ]
     out += [
         Quantity("shape", "Latency shape, {lineage}", "ratio"),
         Quantity("log_median_sd", "Lineage sd of log median latency", "sd"),
@@ -485,8 +698,11 @@ def quantities(spec: ModelSpec) -> list[Quantity]:
 
 
 def probabilities(idata, spec: ModelSpec) -> list[tuple[str, float]]:
-    """Posterior probability that each lineage has the longest median time to recovery."""
+    """Posterior probability that each lineage has the longest median time to recovery (none with a
+    single lineage: there is nothing to compare)."""
     median = idata.posterior["median_days"]
+    if median.sizes[dims.LINEAGE] < 2:
+        return []
     values = median.to_numpy().reshape(-1, median.sizes[dims.LINEAGE])
     slowest = values.argmax(axis=1)
     names = [str(v) for v in median[dims.LINEAGE].to_numpy()]

@@ -2,7 +2,10 @@
 
 `recovery`: per lineage, the KM cumulative incidence of recovery (1 - KM of time to recovery,
 censored when not recovered) as a step curve with censoring ticks and the number at risk beneath,
-with the posterior median and 95% band of the model's `cumulative_incidence`.
+with the posterior median and 95% band of the model's `cumulative_incidence`. With visit intervals
+in the data the observed curve is the Turnbull estimate; for a --competing-death fit it is the
+Aalen-Johansen estimate against `recovery_cif_curve`, with death before recovery (model band and
+Aalen-Johansen, dashed) in the same panel.
 `survival`: the same for overall survival (KM of followup_days/died against `survival_curve`).
 Times are in the fit's unit (`spec.time_unit`), and so is the x-axis title.
 """
@@ -52,13 +55,17 @@ def time_axis_label(fit) -> str:
 
 
 def _panel(ax, risk_ax, durations, events, grid, band, cumulative: bool, xmax: float, title: str, ylabel: str,
-           xlabel: str) -> None:
-    times, surv = kaplan_meier(durations, events)
-    curve = 1.0 - surv if cumulative else surv
+           xlabel: str, observed: tuple | None = None) -> None:
+    """One curve panel; `observed` = (times, curve, label) replaces the Kaplan-Meier step curve."""
+    if observed is None:
+        times, surv = kaplan_meier(durations, events)
+        curve, observed_label = (1.0 - surv if cumulative else surv), "Kaplan\u2013Meier"
+    else:
+        times, curve, observed_label = observed
     med, lo, hi = band
     ax.fill_between(grid, 100 * lo, 100 * hi, color=style.BAYES, alpha=0.22, linewidth=0, label="model, 95% CrI")
     ax.plot(grid, 100 * med, color=style.BAYES, linewidth=1.2, label="model, median")
-    ax.step(times, 100 * curve, where="post", color=style.OBSERVED, linewidth=1.0, label="Kaplan\u2013Meier")
+    ax.step(times, 100 * curve, where="post", color=style.OBSERVED, linewidth=1.0, label=observed_label)
     censored = np.sort(durations[events == 0])
     censored = censored[censored <= xmax]
     if censored.size:
@@ -97,7 +104,9 @@ def plot_recovery(fit, data, width: float = style.WIDTHS["double"]):
     need(fit, "posterior", ["cumulative_incidence"], "recovery")
     if data.recovery is None:
         raise UsageError("--kind recovery needs the recovery table of the fit's data")
-    ci = fit.idata.posterior["cumulative_incidence"]
+    posterior = fit.idata.posterior
+    competing = "recovery_cif_curve" in posterior and "death_before_recovery_curve" in posterior
+    ci = posterior["recovery_cif_curve" if competing else "cumulative_incidence"]
     lineages = [str(v) for v in ci[dims.LINEAGE].to_numpy()]
     rec = data.recovery
     n = len(lineages)
@@ -116,16 +125,55 @@ def plot_recovery(fit, data, width: float = style.WIDTHS["double"]):
         risk_ax = fig.add_subplot(grid_spec[2 * r + 1, c])
         first = first or ax
         rows = rec[rec["lineage"] == lineage]
-        band = interval(draws(ci.sel({dims.LINEAGE: ci[dims.LINEAGE].to_numpy()[i]})))
+        key = {dims.LINEAGE: ci[dims.LINEAGE].to_numpy()[i]}
+        band = interval(draws(ci.sel(key)))
+        observed = _observed_incidence(data, rows, lineage, competing)
         _panel(ax, risk_ax, rows["day"].to_numpy(float), rows["recovered"].to_numpy(int), grid, band, True, xmax,
                f"{style.plain(lineage)} (n={len(rows)}, {int(rows['recovered'].sum())} recovered)",
-               "Recovered (%)" if c == 0 else "", time_axis_label(fit))
+               "Recovered (%)" if c == 0 else "", time_axis_label(fit), observed)
+        if competing:
+            _death_curves(ax, data, lineage, grid, interval(draws(posterior["death_before_recovery_curve"].sel(key))))
         if c > 0:
             ax.tick_params(labelleft=False)
     handles, labels = first.get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncol=style.legend_columns(width, 4), fontsize=6)
-    style.suptitle(fig, f"Cumulative incidence of recovery: {fit.spec.label}", width)
+    what = "Cumulative incidence of recovery and of death before recovery" if competing else "Cumulative incidence of recovery"
+    style.suptitle(fig, f"{what}: {fit.spec.label}", width)
     return fig
+
+
+def _observed_incidence(data, rows, lineage: str, competing: bool) -> tuple | None:
+    """(times, cumulative incidence, label) drawn beside the model: Aalen-Johansen with death
+    competing, Turnbull for interval-censored rows, else None (Kaplan-Meier)."""
+    from marrow.frequentist import interval as freq
+
+    if competing and freq.has_deaths(data):
+        time, event = freq.competing_events(data, lineage)
+        if (event == freq.RECOVERED).any():
+            fitter, _ = freq.aalen_johansen(time, event, freq.RECOVERED)
+            cif = fitter.cumulative_density_
+            return cif.index.to_numpy(float), cif.iloc[:, 0].to_numpy(float), "Aalen\u2013Johansen"
+    lower, upper = freq.bounds(rows)
+    if (np.isfinite(upper) & (lower < upper)).any():
+        times, f_low, f_high = freq.turnbull(lower, upper)
+        return times, 0.5 * (f_low + f_high), "Turnbull"
+    return None
+
+
+def _death_curves(ax, data, lineage: str, grid, band) -> None:
+    """Death before recovery: the posterior band and the Aalen-Johansen estimate, dashed."""
+    from marrow.frequentist import interval as freq
+
+    med, lo, hi = band
+    ax.fill_between(grid, 100 * lo, 100 * hi, color=style.PREDICTIVE, alpha=0.22, linewidth=0,
+                    label="model, died first, 95% CrI")
+    ax.plot(grid, 100 * med, color=style.PREDICTIVE, linewidth=1.2, linestyle="--", label="model, died first")
+    time, event = freq.competing_events(data, lineage)
+    if (event == freq.DIED).any():
+        fitter, _ = freq.aalen_johansen(time, event, freq.DIED)
+        cif = fitter.cumulative_density_
+        ax.step(cif.index.to_numpy(float), 100 * cif.iloc[:, 0].to_numpy(float), where="post", color=style.OBSERVED,
+                linewidth=1.0, linestyle="--", label="Aalen\u2013Johansen, died first")
 
 
 def plot_survival(fit, data, width: float = style.WIDTHS["double"]):
