@@ -177,9 +177,9 @@ def _at_random_point(model, names: list[str], seed: int = 2) -> dict[str, np.nda
 def test_a_table_without_interval_columns_is_all_exact_and_keeps_its_cells(tmp_path):
     spec = ModelSpec("recovery", covariates=("prior_atg",))
     data = load_trial(needs=spec.needs())
-    assert "day_lower" not in data.recovery.columns
-    explicit = data.recovery.assign(day_lower=data.recovery["day"].astype(float), day_upper=data.recovery["day"].astype(float))
-    a, b = model_inputs(data, spec), model_inputs(replace(data, recovery=explicit), spec)
+    assert not data.interval_censored and (data.recovery["day_lower"] == data.recovery["day"]).all()  # the loader fills the bounds
+    bare = data.recovery.drop(columns=["day_lower", "day_upper"])
+    a, b = model_inputs(data, spec), model_inputs(replace(data, recovery=bare), spec)
     assert a.arrays.keys() == b.arrays.keys() and not any(k.startswith("interval") for k in a.arrays)
     for name in a.arrays:
         np.testing.assert_array_equal(a.arrays[name], b.arrays[name])
@@ -280,13 +280,41 @@ def visit_fit():
     return visit_death_fit()
 
 
+def interval_cure_mle(rec: pd.DataFrame, lineage: str) -> dict[str, float]:
+    """Maximum likelihood of the Weibull mixture cure model with interval-censored recoveries, from
+    the definitions (scipy): log(1 - pi) + log(S(L) - S(R)) per interval, log(pi + (1 - pi) S(t))
+    per censored row. Independent of marrow's likelihood code."""
+    from scipy import optimize, stats
+
+    rows = rec[rec["lineage"] == lineage]
+    lower, upper = rows["day_lower"].to_numpy(float), rows["day_upper"].to_numpy(float)
+    event = rows["recovered"].to_numpy(bool)
+
+    def negative_loglik(p):
+        pi, median, k = 1 / (1 + math.exp(-p[0])), math.exp(p[1]), math.exp(p[2])
+        dist = stats.weibull_min(k, scale=median / math.log(2.0) ** (1 / k))
+        interval = np.log(1 - pi) + np.log(np.maximum(dist.sf(lower) - dist.sf(upper), 1e-300))
+        return -np.where(event, interval, np.log(pi + (1 - pi) * dist.sf(upper))).sum()
+
+    p = optimize.minimize(negative_loglik, [0.0, math.log(60.0), 0.5], method="Nelder-Mead",
+                          options={"maxiter": 5000, "xatol": 1e-7, "fatol": 1e-9}).x
+    return {"cure_fraction": 1 / (1 + math.exp(-p[0])), "median_days": math.exp(p[1]), "shape": math.exp(p[2])}
+
+
 def test_interval_model_recovers_medians_cure_fractions_and_shapes(visit_fit):
+    """The posterior sits on the independent interval-censored MLE, and the truth lies within 3.5
+    posterior sds. (Investigated: this sample's slow lineage is itself off, its MLE from the exact,
+    unobserved recovery days is 107 against a true 100 and from the visit intervals 113, so a 95%
+    interval around a correct posterior can miss 100; the agreement with the MLE is the sharp check.)"""
     data, fit = visit_fit
     post = fit.idata.posterior
+    mle = [interval_cure_mle(data.recovery, lineage) for lineage in data.lineages]
     for name, truth in (("median_days", MEDIAN), ("cure_fraction", CURE), ("shape", SHAPE)):
         draws = post[name].to_numpy().reshape(-1, 2)
-        lower, upper = np.quantile(draws, [0.025, 0.975], axis=0)
-        assert np.all((lower < truth) & (truth < upper)), (name, lower, upper)
+        centre, sd = np.median(draws, axis=0), draws.std(axis=0)
+        reference = np.array([m[name] for m in mle])
+        assert np.all(np.abs(centre - reference) < 0.5 * sd), (name, centre, reference, sd)
+        assert np.all(np.abs(centre - np.array(truth)) < 3.5 * sd), (name, centre, truth, sd)
     # A median 25% off (midpoint imputation is 7% off with these visits, test above) is excluded.
     median = post["median_days"].to_numpy().reshape(-1, 2)[:, 0]
     assert np.quantile(median, 0.975) < 1.25 * MEDIAN[0]

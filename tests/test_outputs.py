@@ -398,7 +398,7 @@ def test_a_good_fit_loads_and_summarizes(saved_fit, marrow_cli):
 @pytest.mark.parametrize(("attr", "value", "expected"), [
     ("marrow_spec", '{"model": "response", "outcome"', "attribute 'marrow_spec' is not valid JSON"),
     ("marrow_spec", '{"model": "regression"}', "attribute 'marrow_spec': unknown model 'regression'"),
-    ("marrow_sampler", '{"chains": 0}', "attribute 'marrow_sampler': --chains must be at least 1"),
+    ("marrow_sampler", '{"chains": 0}', "attribute 'marrow_sampler': chains must be at least 1, got 0"),
     ("marrow_sampler", '[1, 2]', "attribute 'marrow_sampler' does not describe a sampler"),
     ("marrow_priors", "not json", "attribute 'marrow_priors' is not valid JSON"),
     ("marrow_priors", '{"name": "x", "priors": {"response.intercept": {"dist": "Normal", "mu": 0, "sigma": -1}}}',
@@ -464,7 +464,7 @@ def test_cores_default_to_the_available_cpus_capped_at_the_chains(monkeypatch):
     monkeypatch.setattr(spec.os, "sched_getaffinity", lambda pid: {3}, raising=False)
     assert spec.SamplerSettings(chains=4).cores == 1
     assert spec.SamplerSettings(chains=4, cores=3).cores == 3 and spec.SamplerSettings(chains=2, cores=3).cores == 2
-    with pytest.raises(UsageError, match="--cores must be at least 1"):
+    with pytest.raises(UsageError, match="cores must be at least 1, got 0"):
         spec.SamplerSettings(cores=0)
     settings = spec.SamplerSettings(chains=4, cores=3)
     assert spec.SamplerSettings.from_json(settings.to_json()) == settings

@@ -338,4 +338,4 @@ def test_the_full_prior_used_is_stored_in_the_fit(one_center_fit):
     assert stored["response.center_sd"].args == {"sigma": 0.01}
     assert stored["response.beta"] == load_prior_set()["response.beta"]
     assert "log_prior" in loaded.idata.groups()
-    assert set(loaded.idata.log_prior.data_vars) == {"intercept", "center_sd"}
+    assert set(loaded.idata.log_prior.data_vars) == {"intercept"}  # one center: no center_sd in the model
