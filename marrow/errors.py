@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from marrow.formatting import plural
+
 EXIT_OK = 0
 EXIT_DIAGNOSTICS = 1
 EXIT_USAGE = 2
@@ -50,7 +52,7 @@ class DataError(MarrowError):
     def __init__(self, problems: list[Problem]):
         self.problems = list(problems)
         lines = [p.describe() for p in self.problems]
-        super().__init__(f"{len(lines)} data problem(s):\n  - " + "\n  - ".join(lines))
+        super().__init__(f"{plural(len(lines), 'data problem')}:\n  - " + "\n  - ".join(lines))
 
 
 class UsageError(MarrowError):

@@ -76,8 +76,8 @@ def fit_and_save(spec, settings, prior, data_path, recovery_path, out: Path, for
 
     priors = load_prior_set(prior)
     data = load_input(data_path, recovery_path, spec.needs(), adam=adam, announce=True)
-    info(f"fitting {spec.label}: {len(data.patients)} patients, {plural(len(data.centers), 'center')}, "
-         f"{settings.chains} chains x {settings.draws} draws (seed {settings.seed}, prior '{priors.name}')", quiet)
+    info(f"fitting {spec.label}: {plural(len(data.patients), 'patient')}, {plural(len(data.centers), 'center')}, "
+         f"{plural(settings.chains, 'chain')} x {plural(settings.draws, 'draw')} (seed {settings.seed}, prior '{priors.name}')", quiet)
     result = fit_model(data, spec, priors, settings, progress=not quiet and sys.stderr.isatty())
     for note in notes(result.provenance):  # a changed model is said even with --quiet
         click.echo(f"note: {note}", err=True)

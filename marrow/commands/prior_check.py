@@ -46,7 +46,7 @@ def prior_check(model: str, prior: str, covariates: str, outcome: str, family: s
     from marrow.data.adam import load_input
     from marrow.errors import UsageError
     from marrow.fits.io import check_writable
-    from marrow.formatting import render
+    from marrow.formatting import plural, render
     from marrow.prior_check import plot_prior_check
     from marrow.prior_check import prior_check as run_check
     from marrow.priors import load_prior_set
@@ -61,10 +61,10 @@ def prior_check(model: str, prior: str, covariates: str, outcome: str, family: s
         if path is not None:
             check_writable(path, force)
     data = load_input(data_path, recovery_path, spec.needs(), adam=adam, announce=True)
-    info(f"prior predictive check of {spec.label} under prior '{priors.name}': {len(data.patients)} patients, "
-         f"{len(data.centers)} centers, {draws} draws (seed {seed}); outcomes not used")
+    info(f"prior predictive check of {spec.label} under prior '{priors.name}': {plural(len(data.patients), 'patient')}, "
+         f"{plural(len(data.centers), 'center')}, {plural(draws, 'draw')} (seed {seed}); outcomes not used")
     check = run_check(data, spec, priors, draws=draws, seed=seed)
-    title = f"Prior predictive check: {spec.label}, prior '{priors.name}' ({draws} draws)"
+    title = f"Prior predictive check: {spec.label}, prior '{priors.name}' ({plural(draws, 'draw')})"
     text = render(check.table, fmt, title=title, caption=title + ".")
     if fmt == "table" and check.notes:
         text += "".join(f"note: {n}\n" for n in check.notes)

@@ -119,7 +119,7 @@ def map_prior(history_path: Path, robust_weight: float, tau_sd: float, max_compo
     """
     from marrow.errors import UsageError
     from marrow.fits.io import check_writable, write_text
-    from marrow.formatting import render
+    from marrow.formatting import plural, render
     from marrow.priors import load_prior_set
     from marrow.priors.map import derive_map_prior, hyper_summary, prior_set_toml, read_history
 
@@ -131,8 +131,8 @@ def map_prior(history_path: Path, robust_weight: float, tau_sd: float, max_compo
     if out_path is not None:
         check_writable(out_path, force)  # before sampling, so no work is wasted
     history = read_history(history_path)  # validation errors before PyMC is imported
-    info(f"fitting the hierarchical model to {len(history)} historical studies "
-         f"({int(history['n'].sum())} patients)", quiet)
+    info(f"fitting the hierarchical model to {plural(len(history), 'historical study', 'historical studies')} "
+         f"({plural(int(history['n'].sum()), 'patient')})", quiet)
     result = derive_map_prior(history_path, robust_weight=robust_weight, tau_sd=tau_sd,
                               max_components=max_components, draws=draws, tune=tune, chains=chains, seed=seed)
     if result.fit.divergences:

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from marrow.commands.common import data_options, info, split_list, warn
+from marrow.formatting import plural
 
 
 @click.command()
@@ -60,9 +61,9 @@ def report(data_path: Path | None, recovery_path: Path | None, plan_path: Path |
 
     counts = {status: sum(1 for s in outcome.steps if s.status == status) for status in ("ok", "skipped", "failed")}
     if outcome.pdf_pages:
-        info(f"wrote {out_dir}/report.pdf ({outcome.pdf_pages} pages)", quiet)
+        info(f"wrote {out_dir}/report.pdf ({plural(outcome.pdf_pages, 'page')})", quiet)
     info(f"wrote {out_dir}/report.html (and report.md, tables/, figures/, fits/, manifest.json) in {elapsed:.0f} s: "
-         f"{counts['ok']} model(s) fitted, {counts['skipped']} skipped, {counts['failed']} failed", quiet)
+         f"{plural(counts['ok'], 'model')} fitted, {counts['skipped']} skipped, {counts['failed']} failed", quiet)
     if not quiet and outcome.headline is not None and not outcome.headline.empty:
         from marrow.formatting import render
 

@@ -95,7 +95,7 @@ def _refit(model: str, prior_names: tuple[str, ...], covariates: str, outcome: s
 
     from marrow.data.adam import load_input
     from marrow.errors import UsageError
-    from marrow.formatting import render
+    from marrow.formatting import plural, render
     from marrow.sensitivity import refit_under_priors
     from marrow.spec import MODELS, ModelSpec, SamplerSettings
 
@@ -108,7 +108,7 @@ def _refit(model: str, prior_names: tuple[str, ...], covariates: str, outcome: s
     data = load_input(data_path, recovery_path, spec.needs(), adam=adam, announce=not quiet)
     table = refit_under_priors(data, spec, list(prior_names), settings, progress=not quiet and sys.stderr.isatty(),
                                announce=None if quiet else info)
-    title = (f"{spec.label} under {len(prior_names)} prior sets: median [95% equal-tailed interval] "
-             f"({chains} chains x {draws} draws, seed {seed})")
+    title = (f"{spec.label} under {plural(len(prior_names), 'prior set')}: median [95% equal-tailed interval] "
+             f"({plural(chains, 'chain')} x {plural(draws, 'draw')}, seed {seed})")
     emit(render(table, fmt, title=title, caption=title + "."), out_path, force)
     return 0

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import expit, gammaln
 
+from marrow.formatting import plural
+
 LEVEL = 0.95
 DEFAULT_NODES = 25  # lme4's maximum for a scalar random effect
 BOUNDARY_SD = 1e-4  # below this the center sd is at the boundary (0)
@@ -305,7 +307,7 @@ def glmm_rows(data, covariates: tuple[str, ...] = (), nodes: int = DEFAULT_NODES
     usable = tuple(c for c in covariates if patients[c].nunique() > 1)
     n = len(patients)
     rows = []
-    method = f"random-intercept logistic MLE, adaptive Gauss-Hermite ({nodes} nodes; glmer nAGQ = {nodes}), Wald"
+    method = f"random-intercept logistic MLE, adaptive Gauss-Hermite ({plural(nodes, 'node')}; glmer nAGQ = {nodes}), Wald"
     X = np.column_stack([np.ones(n)] + [patients[c].to_numpy(dtype=float) for c in usable])
     separation = detect_separation(X, patients["responder"].to_numpy(dtype=float), ("intercept", *usable))
     if separation.separated:

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from marrow.data import TrialData
+from marrow.formatting import plural
 
 LEVEL = 0.95
 RECOVERY_DAYS = (30.0, 90.0, 180.0)
@@ -459,7 +460,7 @@ def overall_survival(data: TrialData, days: tuple[float, ...] = SURVIVAL_DAYS, l
     for day in days:
         estimate, lower, upper = _km_at(kmf, day)
         at_risk = int((patients["followup_days"] >= day).sum())
-        rows.append({"key": "survival_at", "label": f"Survival at day {_day(day)} ({day / 30.4375:.0f} months)",
+        rows.append({"key": "survival_at", "label": f"Survival at day {_day(day)} ({plural(int(round(day / 30.4375)), 'month')})",
                      "element": _day(day), "estimate": estimate, "lower": lower, "upper": upper, "n": len(patients),
                      "events": int(patients["died"].sum()), "method": f"Kaplan-Meier, Greenwood log-log ({at_risk} at risk)",
                      "flag": ""})

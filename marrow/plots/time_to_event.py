@@ -16,6 +16,7 @@ import numpy as np
 
 from marrow import dims
 from marrow.errors import UsageError
+from marrow.formatting import plural
 from marrow.plots import style
 from marrow.plots._common import draws, interval, need, other_dim
 
@@ -192,7 +193,7 @@ def plot_survival(fit, data, width: float = style.WIDTHS["double"]):
     durations = patients["followup_days"].to_numpy(float)
     events = patients["died"].to_numpy(int)
     _panel(ax, risk_ax, durations, events, grid, band, False, float(grid.max()),
-           style.wrap(f"Overall survival (n={len(durations)}, {int(events.sum())} deaths)", width - 0.6),
+           style.wrap(f"Overall survival (n={len(durations)}, {plural(int(events.sum()), 'death')})", width - 0.6),
            "Alive (%)", time_axis_label(fit))
     handles, labels = ax.get_legend_handles_labels()
     ax.legend(handles, labels, loc="lower left", fontsize=6)

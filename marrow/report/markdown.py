@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from marrow.formatting import plural
+
 
 def _md_text(value: str) -> str:
     """Keep user text from breaking a Markdown table or injecting HTML."""
@@ -28,7 +30,7 @@ def render_markdown(outcome) -> str:
 
     plan = outcome.plan
     out = [f"# {_md_text(plan.title)}", ""]
-    out.append(f"{plan.settings.chains} chains x {plan.settings.draws} draws (tune {plan.settings.tune}, seed "
+    out.append(f"{plural(plan.settings.chains, 'chain')} x {plural(plan.settings.draws, 'draw')} (tune {plan.settings.tune}, seed "
                f"{plan.settings.seed}); prior set `{plan.prior}`; {outcome.created_utc}; {outcome.seconds:.0f} s.")
     out.append("")
     if outcome.synthetic:
@@ -86,7 +88,7 @@ def render_markdown(outcome) -> str:
             else f"Skipped: {_md_text(outcome.comparison_note)}", ""]
     out += ["## Analysis plan", "", "```toml", plan.text.rstrip() or "# no plan file: the documented defaults", "```", ""]
     out += ["## Reproducibility", ""]
-    out += [f"- {src['role']}: `{_md_text(src['path'])}` ({src['rows']} rows, sha256 `{src['sha256']}`)"
+    out += [f"- {src['role']}: `{_md_text(src['path'])}` ({plural(int(src['rows']), 'row')}, sha256 `{src['sha256']}`)"
             for src in outcome.sources]
     out += ["- versions: " + ", ".join(f"{k} {v}" for k, v in outcome.versions.items()), ""]
     return "\n".join(out)

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from marrow.errors import DataError, MarrowError, OutputExistsError, Problem, UsageError
+from marrow.formatting import plural
 from marrow.report.plan import Plan, Step
 
 SECTIONS = {  # endpoint section id -> (title, models shown there)
@@ -259,8 +260,8 @@ def _build(plan: Plan, work: Path, progress: Progress) -> Outcome:
         (work / sub).mkdir()
     priors = load_prior_set(plan.prior)
     source = "the bundled SYNTHETIC trial" if plan.synthetic else str(plan.patients or plan.adam.adsl.parent)
-    progress(f"report: {len(plan.steps)} model(s) on {source}; {plan.settings.chains} chains x {plan.settings.draws} "
-             f"draws (tune {plan.settings.tune}, seed {plan.settings.seed}); prior '{priors.name}'")
+    progress(f"report: {plural(len(plan.steps), 'model')} on {source}; {plural(plan.settings.chains, 'chain')} x "
+             f"{plural(plan.settings.draws, 'draw')} (tune {plan.settings.tune}, seed {plan.settings.seed}); prior '{priors.name}'")
     steps = prepare(plan, progress)
     total = len(steps)
     for i, (step, out) in enumerate(zip(plan.steps, steps), start=1):
@@ -289,7 +290,7 @@ def _build(plan: Plan, work: Path, progress: Progress) -> Outcome:
             status = "diagnostics ok" if not bad else f"DIAGNOSTICS FAILED ({', '.join(c.name for c in bad)})"
             drawn = sum(1 for f in out.figures if not f.error)
             progress(f"{prefix}: done in {out.seconds:.1f} s (sampling {out.timings.get('fit_s', 0):.1f} s, "
-                     f"{drawn} figure(s) {out.timings.get('figures_s', 0):.1f} s); {status}")
+                     f"{plural(drawn, 'figure')} {out.timings.get('figures_s', 0):.1f} s); {status}")
         else:
             progress(f"{prefix}: {out.status.upper()}: {out.note.splitlines()[0]}")
 
@@ -323,7 +324,7 @@ def _build(plan: Plan, work: Path, progress: Progress) -> Outcome:
         tick = time.perf_counter()
         try:
             outcome.pdf_pages = write_pdf(work / "report.html", work / "report.pdf", "SYNTHETIC DATA" if plan.synthetic else "")
-            progress(f"report.pdf: {outcome.pdf_pages} page(s) printed by headless Chromium ({time.perf_counter() - tick:.1f} s)")
+            progress(f"report.pdf: {plural(outcome.pdf_pages, 'page')} printed by headless Chromium ({time.perf_counter() - tick:.1f} s)")
         except MarrowError as exc:  # the fits and the HTML must not be lost to a browser failure
             outcome.pdf_error = str(exc)
     (work / "report.md").write_text(render_markdown(outcome), encoding="utf-8")

@@ -30,6 +30,7 @@ from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from datetime import datetime, timezone
 from pathlib import Path
 
+from marrow.formatting import plural
 from marrow.worker.protocol import (
     MAX_SOCKET_PATH,
     OPS,
@@ -142,7 +143,7 @@ class Worker:
         self.inode = (st.st_dev, st.st_ino)
         atexit.register(self.remove_socket)
         signal.signal(signal.SIGTERM, self._on_sigterm)
-        idle = f"exits after {self.idle_minutes:g} idle minutes" if self.idle_minutes > 0 else "no idle timeout"
+        idle = f"exits after {self.idle_minutes:g} idle minute{'' if self.idle_minutes == 1 else 's'}" if self.idle_minutes > 0 else "no idle timeout"
         self.log(f"ready on {self.path} ({idle})")
         self.acceptor = threading.Thread(target=self._accept_loop, name="marrow-worker-accept", daemon=True)
         self.acceptor.start()
@@ -191,7 +192,7 @@ class Worker:
                 break
             if item is not None:
                 self._reply(item[0], {"refused": "the worker is stopping"})
-        self.log(f"exited after {self.served} command(s)")
+        self.log(f"exited after {plural(self.served, 'command')}")
 
     # ---- connections (accepting thread) -----------------------------------------------------
     def _accept_loop(self) -> None:
@@ -302,7 +303,7 @@ class Worker:
             try:
                 item = self.jobs.get(timeout=timeout)
             except queue.Empty:
-                self.request_stop(f"no command for {self.idle_minutes:g} minutes")
+                self.request_stop(f"no command for {self.idle_minutes:g} minute{'' if self.idle_minutes == 1 else 's'}")
                 return
             if item is None or self.stopping.is_set():
                 if item is not None:
