@@ -94,7 +94,7 @@ def report_fit_status(fitted, out: Path, quiet: bool) -> int:
     for check in bad:
         warn(f"{check.name} = {check.value} (threshold {check.threshold}) {check.detail}".rstrip() + f": {check.advice}")
     if bad:
-        warn(f"{len(bad)} diagnostic check(s) failed; run `marrow diagnose {out}` before using this fit")
+        warn(f"{plural(len(bad), 'diagnostic check')} failed; run `marrow diagnose {out}` before using this fit")
     else:
         info("diagnostics: all checks passed", quiet)
     return 0

@@ -101,7 +101,7 @@ def diagnose(fit_path: Path, min_ess: float, max_rhat: float, max_k: float) -> i
 
     from marrow.diagnostics import Thresholds, diagnose as run_checks, failed
     from marrow.fits import Fit
-    from marrow.formatting import render
+    from marrow.formatting import plural, render
 
     fitted = Fit.load(fit_path)
     checks = run_checks(fitted, Thresholds(max_rhat=max_rhat, min_ess=min_ess, max_pareto_k=max_k))
@@ -113,7 +113,7 @@ def diagnose(fit_path: Path, min_ess: float, max_rhat: float, max_k: float) -> i
     for check in bad:
         warn(f"{check.name} = {check.value} fails {check.threshold} {check.detail}".rstrip() + f". Try: {check.advice}")
     if bad:
-        click.echo(f"{len(bad)} check(s) failed", err=True)
+        click.echo(f"{plural(len(bad), 'check')} failed", err=True)
         return 1
     click.echo("all checks passed")
     return 0
