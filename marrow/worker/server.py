@@ -143,7 +143,8 @@ class Worker:
         self.inode = (st.st_dev, st.st_ino)
         atexit.register(self.remove_socket)
         signal.signal(signal.SIGTERM, self._on_sigterm)
-        idle = f"exits after {self.idle_minutes:g} idle minute{'' if self.idle_minutes == 1 else 's'}" if self.idle_minutes > 0 else "no idle timeout"
+        minutes = f"{self.idle_minutes:g} idle minute{'' if self.idle_minutes == 1 else 's'}"
+        idle = f"exits after {minutes}" if self.idle_minutes > 0 else "no idle timeout"
         self.log(f"ready on {self.path} ({idle})")
         self.acceptor = threading.Thread(target=self._accept_loop, name="marrow-worker-accept", daemon=True)
         self.acceptor.start()
