@@ -8,6 +8,7 @@ published cbpp estimates.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -162,3 +163,26 @@ def test_boundary_sd_gives_plain_logistic():
     logit = sm.Logit(frame["y"].to_numpy(float), sm.add_constant(frame[["x"]].to_numpy(float))).fit(disp=0)
     assert fit.coef == pytest.approx(np.asarray(logit.params), abs=1e-4)
     assert fit.se == pytest.approx(np.asarray(logit.bse), rel=1e-3)
+
+
+def test_uncentred_covariates_give_the_transformed_fit(cbpp, fits):
+    # Shifting period2 by +1000 and scaling period4 by 100 is a reparameterisation: the same
+    # likelihood, beta2 and SE unchanged, beta4 and its SE divided by 100, the intercept moved by
+    # -1000 beta2 with variance a' Cov a (a = (1, -1000, 0, 0)). The optimiser must converge on it.
+    X = cbpp.X.copy()
+    X[:, 1] += 1000.0
+    X[:, 3] *= 100.0
+    fit, base = glmm.fit_glmm(replace(cbpp, X=X), 25), fits[25]
+    assert fit.converged and fit.hessian_pd and not fit.boundary, fit.message
+    assert fit.loglik == pytest.approx(base.loglik, abs=1e-6)
+    assert fit.sd == pytest.approx(base.sd, rel=1e-5) and fit.log_sd_se == pytest.approx(base.log_sd_se, rel=1e-4)
+    T = np.diag([1.0, 1.0, 1.0, 0.01])
+    T[0, 1] = -1000.0
+    assert fit.coef == pytest.approx(T @ base.coef, rel=1e-5)
+    assert fit.covariance == pytest.approx(T @ base.covariance @ T.T, rel=1e-4, abs=1e-12)
+    assert fit.se == pytest.approx(np.sqrt(np.diag(T @ base.covariance @ T.T)), rel=1e-4)
+    low, high = fit.interval(0)
+    assert (low, high) == pytest.approx((fit.coef[0] - 1.959964 * fit.se[0], fit.coef[0] + 1.959964 * fit.se[0]),
+                                        rel=1e-6)
+    # An already standardised design is left as it is (the map back is the identity).
+    assert glmm._standardise(glmm._standardise(X)[0])[1] == pytest.approx(np.eye(4), abs=1e-12)

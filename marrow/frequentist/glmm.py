@@ -19,13 +19,19 @@ numpy/scipy, no PyMC. Estimates maximise over (beta, log sd) with scipy's BFGS; 
 come from the inverse numerical Hessian (statsmodels `approx_hess3`) and the sd's Wald interval is
 taken on the log-sd scale. An sd that runs to 0 is a boundary fit (lme4's "singular fit"): the
 fixed effects are then those of the plain logistic regression and the sd has no interval.
+
+The optimiser works on centred, sd-scaled covariate columns (z = (x - mean) / sd): uncentred
+covariates (age ~ 47) make intercept and slope nearly collinear and the optimiser stalls. The
+estimates, their covariance (by the linear map back, which is the delta method exactly) and
+intervals are reported in the original, uncentred parameterisation, as glmer reports them; the
+log-likelihood and center sd do not depend on it. Convergence is judged on the scaled problem.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy.special import expit, gammaln
@@ -57,11 +63,13 @@ class BinomialCells:
 
 @dataclass(frozen=True)
 class GLMMFit:
-    """The MLE: `coef` (log-odds, intercept first) with `se`, the center sd with `log_sd_se`, and checks."""
+    """The MLE: `coef` (log-odds, intercept first) with `se` and `covariance`, the center sd with
+    `log_sd_se`, and checks."""
 
     names: tuple[str, ...]
     coef: np.ndarray
     se: np.ndarray
+    covariance: np.ndarray  # of coef
     sd: float
     log_sd_se: float
     loglik: float
@@ -240,11 +248,27 @@ def _max_gradient(objective, theta: np.ndarray) -> float:
         return float(np.max(np.abs(approx_fprime(theta, objective, 1e-6))))
 
 
+def _standardise(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(Z, T): X with its covariate columns (all but the intercept, column 0) centred and divided by
+    their sd, and the map T taking coefficients gamma on Z to beta on X (X beta = Z gamma, beta = T gamma).
+    Constant columns are left as they are."""
+    mean, sd = X[:, 1:].mean(axis=0), X[:, 1:].std(axis=0)
+    constant = ~(sd > 0)
+    mean, sd = np.where(constant, 0.0, mean), np.where(constant, 1.0, sd)
+    T = np.eye(X.shape[1])
+    T[0, 1:] = -mean / sd
+    T[1:, 1:] = np.diag(1.0 / sd)
+    return np.column_stack([X[:, 0], (X[:, 1:] - mean) / sd]), T
+
+
 def fit_glmm(cells: BinomialCells, nodes: int = DEFAULT_NODES) -> GLMMFit:
-    """Maximum-likelihood fit of the random-intercept logistic model (see module docstring)."""
+    """Maximum-likelihood fit of the random-intercept logistic model (see module docstring): optimised
+    on standardised covariates, reported in the original parameterisation."""
     if nodes < 1:
         raise ValueError("nodes must be >= 1")
     p = cells.X.shape[1]
+    Z, T = _standardise(cells.X)
+    cells = replace(cells, X=Z)
 
     def negative(theta: np.ndarray) -> float:
         value = marginal_loglik(theta[:p], math.exp(theta[p]), cells, nodes)
@@ -267,6 +291,10 @@ def fit_glmm(cells: BinomialCells, nodes: int = DEFAULT_NODES) -> GLMMFit:
     covariance, positive = _hessian(objective, theta)
     gradient = _max_gradient(objective, theta)
     converged = bool(np.isfinite(loglik) and gradient < GRADIENT_TOLERANCE)
+    # Back to the original parameterisation: beta = T gamma, Cov(beta) = T Cov(gamma) T'; log sd as is.
+    full = np.eye(len(theta))
+    full[:p, :p] = T
+    theta, covariance = full @ theta, full @ covariance @ full.T
     se = np.sqrt(np.where(np.diag(covariance) > 0, np.diag(covariance), np.nan))
     messages = []
     if not converged:
@@ -276,7 +304,7 @@ def fit_glmm(cells: BinomialCells, nodes: int = DEFAULT_NODES) -> GLMMFit:
     if boundary:
         messages.append("center sd at the boundary (0): fixed effects are the plain logistic regression's")
     return GLMMFit(
-        names=cells.names, coef=np.asarray(theta[:p], dtype=float), se=se[:p],
+        names=cells.names, coef=np.asarray(theta[:p], dtype=float), se=se[:p], covariance=covariance[:p, :p],
         sd=0.0 if boundary else math.exp(theta[p]), log_sd_se=math.nan if boundary else float(se[p]),
         loglik=float(loglik), nodes=nodes, converged=converged, hessian_pd=positive, boundary=bool(boundary),
         message="; ".join(messages),
@@ -296,7 +324,8 @@ ROW_COLUMNS = ["key", "label", "element", "estimate", "lower", "upper", "se", "n
 def glmm_rows(data, covariates: tuple[str, ...] = (), nodes: int = DEFAULT_NODES, level: float = LEVEL):
     """Intercept, coefficients (log-odds and odds ratios) and center sd of the random-intercept
     logistic MLE on the response, for `marrow compare`; empty with fewer than two centers or without
-    a `responder` column. Covariates are used uncentred, as marrow's response model uses them."""
+    a `responder` column. Covariates are reported uncentred, as marrow's response model uses them
+    (the fit standardises them internally)."""
     import pandas as pd
 
     patients = data.patients
