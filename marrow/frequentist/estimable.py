@@ -11,7 +11,9 @@ output format. Each row is judged on its working scale:
 - `logit` (model-based proportions such as a cure fraction): the same on the logit scale;
 - `identity` (log-odds coefficients, intercepts): |estimate| <= MAX_ABS_LOG, width <= MAX_LOG_WIDTH;
 - None (exact and Kaplan-Meier estimates): only a finite estimate and an interval are required
-  (a Kaplan-Meier median's upper limit may be infinite: not reached).
+  (a Kaplan-Meier median's upper limit may be infinite: not reached);
+- `point` (estimators that give no interval by construction, such as the Turnbull NPMLE): only a
+  finite estimate is required; the row shows '-' for its interval.
 
 `problem` is what the fitting code knows about the fit (non-convergence, Hessian, boundary); it is
 the reason when given.
@@ -23,7 +25,7 @@ import math
 
 MAX_ABS_LOG = 15.0  # exp(15) = 3.3e6: no clinical odds, time or hazard ratio is this far from 1
 MAX_LOG_WIDTH = 20.0  # an interval spanning more than e^20 (8.7 orders of magnitude) says nothing
-WORKING_SCALES = ("log", "logit", "identity")
+WORKING_SCALES = ("log", "logit", "identity", "point")
 
 
 def _number(value) -> float | None:
@@ -56,6 +58,8 @@ def not_estimable(estimate, lower, upper, working: str | None = None, problem: s
         return "no estimate"
     if math.isinf(value):
         return "estimate is infinite"
+    if working == "point":
+        return ""
     if low is None or high is None:
         return "estimate without an interval (no standard error)"
     if working is None:

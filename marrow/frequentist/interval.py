@@ -3,7 +3,8 @@ recovery, all through lifelines: the Turnbull nonparametric estimate, interval-c
 (per lineage and AFT), and the Aalen-Johansen cumulative incidence.
 
 Tidy frames as in `marrow.frequentist.survival` (columns key, label, element, estimate, lower, upper,
-n, events, method, flag), empty when the data lack what the method needs. Times are in days.
+n, events, method, flag), empty when the data lack what the method needs. Times are in the data's
+unit (`unit`, days by default), as are the horizons `days`.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ import numpy as np
 import pandas as pd
 
 from marrow.data import TrialData
+from marrow.time_units import SINGULAR
 
 LEVEL = 0.95
 RECOVERY_DAYS = (30.0, 90.0, 180.0)
-COLUMNS = ["key", "label", "element", "estimate", "lower", "upper", "n", "events", "method", "flag"]
+COLUMNS = ["key", "label", "element", "estimate", "lower", "upper", "n", "events", "method", "flag", "working"]
 CENSORED, RECOVERED, DIED = 0, 1, 2  # Aalen-Johansen event codes
 AJ_SEED = 2017  # lifelines jitters tied event times; a fixed seed keeps the numbers reproducible
 AJ_JITTER = 1e-7  # days; estimates are read just past each day, so ties at that day all count
@@ -88,7 +90,7 @@ def _turnbull_at(times, f_low, f_high, day: float) -> tuple[float, float]:
     return (float(f_low[i]), float(f_high[i])) if i >= 0 else (0.0, 0.0)
 
 
-def turnbull_incidence(data: TrialData, days: tuple[float, ...] = RECOVERY_DAYS) -> pd.DataFrame:
+def turnbull_incidence(data: TrialData, days: tuple[float, ...] = RECOVERY_DAYS, unit: str = "days") -> pd.DataFrame:
     """Cumulative incidence of recovery by each day per lineage, all patients: the Turnbull estimate
     (interval-censored data only). Where the NPMLE is not unique its midpoint is given and the flag
     says so. lifelines gives no interval for it."""
@@ -102,16 +104,16 @@ def turnbull_incidence(data: TrialData, days: tuple[float, ...] = RECOVERY_DAYS)
         for day in days:
             low, high = _turnbull_at(times, f_low, f_high, day)
             flag = "" if math.isclose(low, high, abs_tol=1e-6) else f"NPMLE not unique here: {low:.3f}-{high:.3f}"
-            rows.append({"key": "recovered_by", "label": f"Recovered by day {_day(day)}, {lineage}",
+            rows.append({"key": "recovered_by", "label": f"Recovered by {SINGULAR[unit]} {_day(day)}, {lineage}",
                          "element": f"{lineage}, {_day(day)}", "estimate": 0.5 * (low + high), "lower": np.nan,
-                         "upper": np.nan, "n": len(mine), "events": int(mine["recovered"].sum()),
+                         "upper": np.nan, "working": "point", "n": len(mine), "events": int(mine["recovered"].sum()),
                          "method": "Turnbull NPMLE, interval-censored, all patients (no interval)", "flag": flag})
     return _frame(rows)
 
 
 # --- interval-censored parametric fits -----------------------------------------------------------------
 
-def interval_weibull_medians(data: TrialData, level: float = LEVEL) -> pd.DataFrame:
+def interval_weibull_medians(data: TrialData, level: float = LEVEL, unit: str = "days") -> pd.DataFrame:
     """Median days to recovery among responders per lineage: Weibull MLE with interval censoring
     (lifelines WeibullFitter.fit_interval_censoring); delta-method interval on the log median."""
     from lifelines import WeibullFitter
@@ -134,7 +136,7 @@ def interval_weibull_medians(data: TrialData, level: float = LEVEL) -> pd.DataFr
         grad = np.array([1.0 / lam, -math.log(math.log(2.0)) / rho**2])
         cov = fitter.variance_matrix_.loc[["lambda_", "rho_"], ["lambda_", "rho_"]].to_numpy(float)
         se = float(np.sqrt(grad @ cov @ grad))
-        rows.append({"key": "median_days", "label": f"Median days to recovery, {lineage}", "element": lineage,
+        rows.append({"key": "median_days", "label": f"Median {unit} to recovery, {lineage}", "element": lineage,
                      "estimate": math.exp(log_median), "lower": math.exp(log_median - z * se),
                      "upper": math.exp(log_median + z * se), "n": len(mine), "events": int(mine["recovered"].sum()),
                      "method": "Weibull MLE among responders, interval-censored (delta method)", "flag": _note(caught)})
@@ -228,7 +230,8 @@ def _aj_at(fitter, day: float) -> tuple[float, float, float]:
     return float(cif.iloc[i, 0]), float(band.iloc[i, 0]), float(band.iloc[i, 1])
 
 
-def competing_incidence(data: TrialData, days: tuple[float, ...] = RECOVERY_DAYS, level: float = LEVEL) -> pd.DataFrame:
+def competing_incidence(data: TrialData, days: tuple[float, ...] = RECOVERY_DAYS, level: float = LEVEL,
+                        unit: str = "days") -> pd.DataFrame:
     """Per lineage and day: Aalen-Johansen cumulative incidence of recovery (`recovery_cif`) and of
     death before recovery (`death_before_recovery`), all patients, with lifelines' intervals."""
     if not has_deaths(data):
@@ -236,8 +239,9 @@ def competing_incidence(data: TrialData, days: tuple[float, ...] = RECOVERY_DAYS
     rows = []
     for lineage in data.lineages:
         time, event = competing_events(data, lineage)
-        for cause, key, what in ((RECOVERED, "recovery_cif", "Recovered (death competing) by day"),
-                                 (DIED, "death_before_recovery", "Died before recovery by day")):
+        one = SINGULAR[unit]
+        for cause, key, what in ((RECOVERED, "recovery_cif", f"Recovered (death competing) by {one}"),
+                                 (DIED, "death_before_recovery", f"Died before recovery by {one}")):
             if not (event == cause).any():
                 continue
             fitter, note = aalen_johansen(time, event, cause, level)

@@ -21,6 +21,7 @@ import pandas as pd
 
 from marrow.data import TrialData
 from marrow.formatting import plural
+from marrow.time_units import SINGULAR, to_days
 
 LEVEL = 0.95
 RECOVERY_DAYS = (30.0, 90.0, 180.0)
@@ -67,7 +68,7 @@ def _responders(table: pd.DataFrame) -> tuple[pd.DataFrame, str]:
 
 # --- time to recovery ------------------------------------------------------------------------------------
 
-def recovery_medians(data: TrialData, level: float = LEVEL) -> pd.DataFrame:
+def recovery_medians(data: TrialData, level: float = LEVEL, unit: str = "days") -> pd.DataFrame:
     """Median time to recovery per lineage: Kaplan-Meier among responders (CR or PR), recovery the event.
 
     The interval is lifelines' (the median read off the pointwise log(-log) Greenwood band); the
@@ -90,7 +91,7 @@ def recovery_medians(data: TrialData, level: float = LEVEL) -> pd.DataFrame:
         days = mine.loc[mine["recovered"] == 1, "day"]
         events = int(len(days))
         span = f"range {days.min():g}-{days.max():g}" if events else "no recoveries"
-        rows.append({"key": "median_days", "label": f"Median days to recovery, {lineage}", "element": lineage,
+        rows.append({"key": "median_days", "label": f"Median {unit} to recovery, {lineage}", "element": lineage,
                      "estimate": float(kmf.median_survival_time_), "lower": float(ci.iloc[0, 0]),
                      "upper": float(ci.iloc[0, 1]), "n": len(mine), "events": events,
                      "method": f"Kaplan-Meier {who}; {span} ({events}/{len(mine)} recovered)", "flag": ""})
@@ -106,8 +107,10 @@ def _km_at(kmf, day: float) -> tuple[float, float, float]:
     return estimate, lower, upper
 
 
-def recovery_incidence(data: TrialData, days: tuple[float, ...] = RECOVERY_DAYS, level: float = LEVEL) -> pd.DataFrame:
-    """Cumulative incidence of recovery by each day among all patients: 1 - KM, non-recovery censored."""
+def recovery_incidence(data: TrialData, days: tuple[float, ...] = RECOVERY_DAYS, level: float = LEVEL,
+                       unit: str = "days") -> pd.DataFrame:
+    """Cumulative incidence of recovery by each time (`days`, in `unit`) among all patients: 1 - KM,
+    non-recovery censored."""
     from lifelines import KaplanMeierFitter
 
     table = recovery_table(data)
@@ -119,7 +122,7 @@ def recovery_incidence(data: TrialData, days: tuple[float, ...] = RECOVERY_DAYS,
         kmf = KaplanMeierFitter(alpha=1 - level).fit(mine["day"], mine["recovered"])
         for day in days:
             survival, lower, upper = _km_at(kmf, day)
-            rows.append({"key": "recovered_by", "label": f"Recovered by day {_day(day)}, {lineage}",
+            rows.append({"key": "recovered_by", "label": f"Recovered by {SINGULAR[unit]} {_day(day)}, {lineage}",
                          "element": f"{lineage}, {_day(day)}", "estimate": 1 - survival, "lower": 1 - upper,
                          "upper": 1 - lower, "n": len(mine), "events": int(mine["recovered"].sum()),
                          "method": "1 - Kaplan-Meier, all patients (Greenwood log-log)", "flag": ""})
@@ -220,8 +223,8 @@ def aft_mle(frame: pd.DataFrame, duration: str, event: str, covariates: list[str
 
 
 def aft_rows(result: AFTResult, covariates: list[str], what: str, element: str, n: int, events: int, who: str,
-             level: float = LEVEL) -> list[dict]:
-    """Rows of one AFT MLE: intercept (log days), shape, median of the trial-average patient, time ratios.
+             level: float = LEVEL, unit: str = "days") -> list[dict]:
+    """Rows of one AFT MLE: intercept (log time, in `unit`), shape, median of the trial-average patient, time ratios.
 
     `what` names the outcome in labels ('survival' or the lineage); `element` is the lineage ('' for
     survival), the posterior coordinate the Bayesian side matches."""
@@ -233,7 +236,7 @@ def aft_rows(result: AFTResult, covariates: list[str], what: str, element: str, 
     common = {"n": n, "events": events, "method": method, "flag": result.note, "problem": result.problem,
               "family": result.family}
     if not result.estimates:
-        return [{"key": "median_days", "label": f"Median days, {what}, {name} AFT", "element": element,
+        return [{"key": "median_days", "label": f"Median {unit}, {what}, {name} AFT", "element": element,
                  "estimate": np.nan, "lower": np.nan, "upper": np.nan, "working": "log", **common}]
 
     def exp_row(key, label, sub, est_se):
@@ -244,10 +247,10 @@ def aft_rows(result: AFTResult, covariates: list[str], what: str, element: str, 
 
     e = result.estimates
     intercept, se = e["intercept"]
-    rows = [{"key": "aft_intercept", "label": f"AFT intercept (log days), {what}, {name}", "element": element,
+    rows = [{"key": "aft_intercept", "label": f"AFT intercept (log {unit}), {what}, {name}", "element": element,
              "estimate": intercept, "lower": intercept - z * se, "upper": intercept + z * se, "working": "identity",
              **common},
-            exp_row("median_days", f"Median days, {what}, {name} AFT (trial-average patient)", element, e["log_median"])]
+            exp_row("median_days", f"Median {unit}, {what}, {name} AFT (trial-average patient)", element, e["log_median"])]
     if "log_shape" in e:
         rows.append(exp_row("shape", f"Shape k, {what}, {name} AFT", element, e["log_shape"]))
     for c in covariates:
@@ -257,7 +260,7 @@ def aft_rows(result: AFTResult, covariates: list[str], what: str, element: str, 
 
 
 def recovery_aft(data: TrialData, covariates: tuple[str, ...] | None = None, level: float = LEVEL,
-                 families: tuple[str, ...] = RECOVERY_FAMILIES) -> pd.DataFrame:
+                 families: tuple[str, ...] = RECOVERY_FAMILIES, unit: str = "days") -> pd.DataFrame:
     """AFT MLEs of time to recovery among responders (all patients without a response column).
 
     Pooled over lineages: Weibull time ratios with lineage indicators (element = covariate). Per
@@ -292,7 +295,7 @@ def recovery_aft(data: TrialData, covariates: tuple[str, ...] | None = None, lev
         usable = [c for c in covariates if mine[c].nunique() > 1]
         for family in families:
             result = aft_mle(mine, "day", "recovered", usable, family, level)
-            rows += aft_rows(result, usable, lineage, lineage, len(mine), events, who, level)
+            rows += aft_rows(result, usable, lineage, lineage, len(mine), events, who, level, unit)
     return _frame(rows)
 
 
@@ -448,8 +451,9 @@ def _has_survival(data: TrialData) -> bool:
     return {"followup_days", "died"} <= set(patients.columns) and not patients[["followup_days", "died"]].isna().any().any()
 
 
-def overall_survival(data: TrialData, days: tuple[float, ...] = SURVIVAL_DAYS, level: float = LEVEL) -> pd.DataFrame:
-    """Kaplan-Meier overall survival at each day with lifelines' Greenwood (log-log) interval."""
+def overall_survival(data: TrialData, days: tuple[float, ...] = SURVIVAL_DAYS, level: float = LEVEL,
+                     unit: str = "days") -> pd.DataFrame:
+    """Kaplan-Meier overall survival at each time (`days`, in `unit`) with lifelines' Greenwood (log-log) interval."""
     from lifelines import KaplanMeierFitter
 
     if not _has_survival(data):
@@ -460,7 +464,7 @@ def overall_survival(data: TrialData, days: tuple[float, ...] = SURVIVAL_DAYS, l
     for day in days:
         estimate, lower, upper = _km_at(kmf, day)
         at_risk = int((patients["followup_days"] >= day).sum())
-        rows.append({"key": "survival_at", "label": f"Survival at day {_day(day)} ({plural(int(round(day / 30.4375)), 'month')})",
+        rows.append({"key": "survival_at", "label": f"Survival at {SINGULAR[unit]} {_day(day)} ({plural(int(round(to_days(day, unit) / 30.4375)), 'month')})",
                      "element": _day(day), "estimate": estimate, "lower": lower, "upper": upper, "n": len(patients),
                      "events": int(patients["died"].sum()), "method": f"Kaplan-Meier, Greenwood log-log ({at_risk} at risk)",
                      "flag": ""})
@@ -496,7 +500,7 @@ def cox_effects(data: TrialData, covariates: tuple[str, ...] | None = None, leve
 
 
 def survival_aft(data: TrialData, covariates: tuple[str, ...] | None = None, level: float = LEVEL,
-                 families: tuple[str, ...] = SURVIVAL_FAMILIES) -> pd.DataFrame:
+                 families: tuple[str, ...] = SURVIVAL_FAMILIES, unit: str = "days") -> pd.DataFrame:
     """AFT MLEs of overall survival per family (`aft_rows`): intercept, shape, median of the
     trial-average patient and time ratios, Wald intervals. Weibull rows first."""
     if not _has_survival(data):
@@ -509,5 +513,5 @@ def survival_aft(data: TrialData, covariates: tuple[str, ...] | None = None, lev
     rows = []
     for family in families:
         result = aft_mle(frame, "followup_days", "died", usable, family, level)
-        rows += aft_rows(result, usable, "survival", "", len(patients), events, "", level)
+        rows += aft_rows(result, usable, "survival", "", len(patients), events, "", level, unit)
     return _frame(rows)

@@ -15,13 +15,16 @@ estimable (`marrow.frequentist.estimable`) has its numbers removed (NaN) and the
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 
+from marrow import time_units
 from marrow.data import TrialData
+from marrow.errors import UsageError
 
 SECTIONS = {"response": "Response", "recovery": "Time to recovery", "survival": "Overall survival", "safety": "Safety"}
 COLUMNS = ["section", "quantity", "variable", "element", "bayes", "bayes_lower", "bayes_upper", "freq", "freq_lower",
@@ -63,6 +66,33 @@ def sections(data: TrialData) -> tuple[list[str], list[str]]:
 
 # --- frequentist rows ------------------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class Horizons:
+    """The time unit of the data and the times of the frequentist P(recovered by t) and S(t) rows."""
+    unit: str = time_units.DEFAULT_UNIT
+    recovery: tuple[float, ...] = time_units.RECOVERY_HORIZON_DAYS
+    survival: tuple[float, ...] = time_units.SURVIVAL_HORIZON_DAYS
+
+
+def horizons_of(fits: Sequence) -> Horizons:
+    """The horizons of the fits compared, so both sides report the same times in the same unit:
+    the union of the recovery fits' (and of the survival fits') horizons; the defaults of their
+    unit where there is no such fit. Fits recorded in different units are refused."""
+    timed = [f.spec for f in fits if f.spec.model in ("recovery", "survival")]
+    units = sorted({getattr(s, "time_unit", time_units.DEFAULT_UNIT) for s in timed})
+    if len(units) > 1:
+        raise UsageError(f"the fits compared record time in different units ({', '.join(units)}); "
+                         "compare fits of one unit at a time")
+    unit = units[0] if units else time_units.DEFAULT_UNIT
+
+    def union(model: str, defaults: tuple[float, ...]) -> tuple[float, ...]:
+        chosen = [t for s in timed if s.model == model for t in time_units.horizons(getattr(s, "horizons", ()), defaults)]
+        return tuple(time_units.horizons(chosen, defaults))
+
+    return Horizons(unit, union("recovery", time_units.recovery_horizons(unit)),
+                    union("survival", time_units.survival_horizons(unit)))
+
+
 # Frequentist rows of recently seen data (by content): `compare` and the report in one process, or
 # the resident worker, refit nothing. A few MB at most.
 _CACHE: dict[tuple, pd.DataFrame] = {}
@@ -79,36 +109,40 @@ def _content_key(data: TrialData, covariates: tuple[str, ...]) -> tuple:
 
 
 def frequentist_rows(data: TrialData, covariates: tuple[str, ...] | None = None,
-                     competing: bool = False) -> pd.DataFrame:
+                     competing: bool = False, horizons: Horizons = Horizons()) -> pd.DataFrame:
     """Every frequentist estimate the data support, tagged with the model and posterior variable it
     matches; Aalen-Johansen incidences only with `competing` (a --competing-death fit to compare);
     `attrs["skipped"]` lists the sections the data do not support. Pure in its inputs; results are
-    kept for the last CACHE_SIZE distinct (data content, covariates, competing)."""
+    kept for the last CACHE_SIZE distinct (data content, covariates, competing, horizons)."""
     covariates = tuple(data.covariates if covariates is None else covariates)
-    key = (*_content_key(data, covariates), competing)
+    key = (*_content_key(data, covariates), competing, horizons)
     if key not in _CACHE:
         if len(_CACHE) >= CACHE_SIZE:
             _CACHE.pop(next(iter(_CACHE)))
-        _CACHE[key] = _compute_rows(data, covariates, competing)
+        _CACHE[key] = _compute_rows(data, covariates, competing, horizons)
     rows = _CACHE[key].copy()
     rows.attrs["skipped"] = list(_CACHE[key].attrs["skipped"])
     return rows
 
 
-def _compute_rows(data: TrialData, covariates: tuple[str, ...], competing: bool) -> pd.DataFrame:
+def _compute_rows(data: TrialData, covariates: tuple[str, ...], competing: bool, horizons: Horizons) -> pd.DataFrame:
     from marrow.frequentist import binomial, glmm, interval, logistic, survival
 
     run, skipped = sections(data)
+    unit = horizons.unit
+    recovery_times, survival_times = tuple(map(float, horizons.recovery)), tuple(map(float, horizons.survival))
     producers = {
         "response": (lambda: binomial.response_rates(data), lambda: binomial.center_rates(data),
                      lambda: logistic.logistic_effects(data, covariates), lambda: glmm.glmm_rows(data, covariates)),
-        "recovery": (lambda: survival.recovery_medians(data), lambda: survival.recovery_incidence(data),
-                     lambda: survival.cure_model(data, covariates), lambda: survival.recovery_aft(data, covariates),
-                     lambda: interval.turnbull_incidence(data),  # these three: interval-censored data only
-                     lambda: interval.interval_weibull_medians(data), lambda: interval.interval_aft(data, covariates),
-                     lambda: interval.competing_incidence(data) if competing else None),
-        "survival": (lambda: survival.overall_survival(data), lambda: survival.cox_effects(data, covariates),
-                     lambda: survival.survival_aft(data, covariates)),
+        "recovery": (lambda: survival.recovery_medians(data, unit=unit),
+                     lambda: survival.recovery_incidence(data, recovery_times, unit=unit),
+                     lambda: survival.cure_model(data, covariates), lambda: survival.recovery_aft(data, covariates, unit=unit),
+                     lambda: interval.turnbull_incidence(data, recovery_times, unit),  # these three: intervals only
+                     lambda: interval.interval_weibull_medians(data, unit=unit),
+                     lambda: interval.interval_aft(data, covariates),
+                     lambda: interval.competing_incidence(data, recovery_times, unit=unit) if competing else None),
+        "survival": (lambda: survival.overall_survival(data, survival_times, unit=unit),
+                     lambda: survival.cox_effects(data, covariates), lambda: survival.survival_aft(data, covariates, unit=unit)),
         "safety": (lambda: binomial.adverse_event_rate(data),),
     }
     frames = []
@@ -222,7 +256,8 @@ def comparison_table(data: TrialData, fits: Iterable = (), covariates: tuple[str
     from marrow.frequentist.estimable import not_estimable
 
     fits = list(fits)
-    rows = frequentist_rows(data, covariates, competing=any(getattr(f.spec, "competing_death", False) for f in fits))
+    rows = frequentist_rows(data, covariates, competing=any(getattr(f.spec, "competing_death", False) for f in fits),
+                            horizons=horizons_of(fits))
     out = []
     pooled = bayes_summary(fits, "response", "response_rate", "", prob)
     for _, row in rows.iterrows():
