@@ -65,3 +65,15 @@ def test_turnbull_rows_show_their_estimate_without_an_interval():
     assert len(turnbull) == 3 * len(data.lineages)
     assert turnbull["freq"].notna().all() and turnbull["freq_lower"].isna().all()
     assert not turnbull["flag"].str.contains("not estimable").any()
+
+
+def test_kaplan_meier_rows_of_visit_data_say_they_read_the_upper_day():
+    data = load_trial(needs=NEEDS)
+    plain = frequentist_rows(data, ())
+    assert not plain.loc[plain["key"].isin(["median_days", "recovered_by"]), "flag"].str.contains("visit").any()
+    rec = data.recovery.copy()
+    recovered = rec["recovered"] == 1
+    rec.loc[recovered, "day_lower"] = np.maximum(rec.loc[recovered, "day"] - 10, 0)
+    rows = frequentist_rows(replace(data, recovery=rec), ())
+    km = rows[rows["method"].str.contains("Kaplan-Meier") & rows["key"].isin(["median_days", "recovered_by"])]
+    assert len(km) and km["flag"].str.contains("upper visit day").all()

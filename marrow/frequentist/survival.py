@@ -50,6 +50,17 @@ def _day(day: float) -> str:
     return f"{day:g}"
 
 
+INTERVAL_FLAG = "visit intervals: Kaplan-Meier at the upper visit day (see the interval-censored rows)"
+
+
+def _interval_flag(data: TrialData) -> str:
+    """A flag for Kaplan-Meier rows of interval-censored data, which read each recovery at its upper day."""
+    rec = data.recovery
+    if rec is None or "day_lower" not in rec.columns:
+        return ""
+    return INTERVAL_FLAG if bool(((rec["day_lower"] < rec["day_upper"]) & (rec["recovered"] == 1)).any()) else ""
+
+
 def recovery_table(data: TrialData) -> pd.DataFrame | None:
     """The recovery table joined with each patient's response and covariates; None without recovery data."""
     if data.recovery is None:
@@ -80,7 +91,7 @@ def recovery_medians(data: TrialData, level: float = LEVEL, unit: str = "days") 
     table = recovery_table(data)
     if table is None:
         return _frame([])
-    rows = []
+    rows, flag = [], _interval_flag(data)
     chosen, who = _responders(table)
     for lineage in data.lineages:
         mine = chosen[chosen["lineage"] == lineage]
@@ -94,7 +105,7 @@ def recovery_medians(data: TrialData, level: float = LEVEL, unit: str = "days") 
         rows.append({"key": "median_days", "label": f"Median {unit} to recovery, {lineage}", "element": lineage,
                      "estimate": float(kmf.median_survival_time_), "lower": float(ci.iloc[0, 0]),
                      "upper": float(ci.iloc[0, 1]), "n": len(mine), "events": events,
-                     "method": f"Kaplan-Meier {who}; {span} ({events}/{len(mine)} recovered)", "flag": ""})
+                     "method": f"Kaplan-Meier {who}; {span} ({events}/{len(mine)} recovered)", "flag": flag})
     return _frame(rows)
 
 
@@ -116,7 +127,7 @@ def recovery_incidence(data: TrialData, days: tuple[float, ...] = RECOVERY_DAYS,
     table = recovery_table(data)
     if table is None:
         return _frame([])
-    rows = []
+    rows, flag = [], _interval_flag(data)
     for lineage in data.lineages:
         mine = table[table["lineage"] == lineage]
         kmf = KaplanMeierFitter(alpha=1 - level).fit(mine["day"], mine["recovered"])
@@ -125,7 +136,7 @@ def recovery_incidence(data: TrialData, days: tuple[float, ...] = RECOVERY_DAYS,
             rows.append({"key": "recovered_by", "label": f"Recovered by {SINGULAR[unit]} {_day(day)}, {lineage}",
                          "element": f"{lineage}, {_day(day)}", "estimate": 1 - survival, "lower": 1 - upper,
                          "upper": 1 - lower, "n": len(mine), "events": int(mine["recovered"].sum()),
-                         "method": "1 - Kaplan-Meier, all patients (Greenwood log-log)", "flag": ""})
+                         "method": "1 - Kaplan-Meier, all patients (Greenwood log-log)", "flag": flag})
     return _frame(rows)
 
 
