@@ -57,3 +57,35 @@ def test_the_key_changes_with_structure_not_with_data(patients_frame, tmp_path):
     no_covariates = ModelSpec("response")
     assert key != compiled.structure_key(no_covariates, priors, model_inputs(bundled, no_covariates), None)
     assert key != compiled.structure_key(SPEC, load_prior_set("skeptical"), model_inputs(bundled, SPEC), None)
+
+
+def _relabelled(patients_frame, tmp_path):
+    """The bundled trial with other center names (same design, same outcomes)."""
+    frame = patients_frame.copy()
+    frame["center"] = frame["center"].str.replace("Center ", "Site ")
+    path = tmp_path / "relabelled.csv"
+    frame.to_csv(path, index=False)
+    return load_trial(path, None, SPEC.needs())
+
+
+def test_the_key_does_not_depend_on_labels(patients_frame, tmp_path):
+    from marrow.models import model_inputs
+
+    priors = load_prior_set()
+    bundled, relabelled = load_trial(None, None, SPEC.needs()), _relabelled(patients_frame, tmp_path)
+    assert model_inputs(relabelled, SPEC).coords["center"] != model_inputs(bundled, SPEC).coords["center"]
+    assert (compiled.structure_key(SPEC, priors, model_inputs(bundled, SPEC), None)
+            == compiled.structure_key(SPEC, priors, model_inputs(relabelled, SPEC), None))
+
+
+@pytest.mark.sampling
+def test_relabelled_data_reuse_the_compile_and_carry_their_own_labels(patients_frame, tmp_path):
+    priors = load_prior_set()
+    compiled.clear()
+    first = fit_model(load_trial(None, None, SPEC.needs()), SPEC, priors, SETTINGS)
+    relabelled = fit_model(_relabelled(patients_frame, tmp_path), SPEC, priors, SETTINGS)
+    assert compiled.cached_entries() == 1
+    centers = list(relabelled.idata.posterior["center_rate"]["center"].to_numpy())
+    assert centers and all(c.startswith("Site ") for c in centers)
+    # same design and outcomes: the same numbers, under the new names
+    assert np.array_equal(first.idata.posterior["center_rate"].to_numpy(), relabelled.idata.posterior["center_rate"].to_numpy())

@@ -3,13 +3,16 @@
 Compiling a model for nutpie (numba) takes ~10 s; sampling a small trial takes ~0.3 s. A process that
 fits the same structure again (the resident `marrow worker`, a simulation study) reuses the compiled
 model and swaps the new data in (`CompiledPyMCModel.with_data`), so only the first fit pays.
-The key covers everything the compiled code depends on: model spec, priors, coords, the rank and
-dtype of every data array, and the variables stored. Same key, same compiled code: the draws are
-identical to a fresh compile with the same seed (tested).
+The key covers everything the compiled code depends on: model spec, priors, the length of every
+coordinate (not its labels: a simulated replicate with other center or cell names reuses the
+compiled model, relabelled with its own coordinates), the rank and dtype of every data array, and
+the variables stored. Same key, same compiled code: the draws are identical to a fresh compile
+with the same seed (tested).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections import OrderedDict
@@ -26,7 +29,7 @@ def structure_key(spec: ModelSpec, priors: PriorSet, inputs: ModelInputs, var_na
     """SHA-256 of what the compiled code depends on (not the data values)."""
     arrays = {name: [str(value.dtype), int(value.ndim)] for name, value in sorted(inputs.arrays.items())}
     payload = json.dumps(
-        {"spec": spec.to_json(), "priors": priors.to_json(), "coords": {k: list(map(str, v)) for k, v in inputs.coords.items()},
+        {"spec": spec.to_json(), "priors": priors.to_json(), "coord_sizes": {k: len(v) for k, v in inputs.coords.items()},
          "arrays": arrays, "var_names": var_names},
         sort_keys=True,
     )
@@ -34,14 +37,18 @@ def structure_key(spec: ModelSpec, priors: PriorSet, inputs: ModelInputs, var_na
 
 
 def compiled_nutpie_model(model, key: str, arrays: dict, var_names: list[str] | None):
-    """The nutpie-compiled `model` with `arrays` as its data: from the cache when `key` was seen."""
+    """The nutpie-compiled `model` with `arrays` as its data and `model`'s coordinate labels: from the
+    cache when `key` was seen."""
     import nutpie
+    import pandas as pd
 
     cached = _CACHE.get(key)
     if cached is not None:
         _CACHE.move_to_end(key)
         # Only arrays the graph uses are in the compiled model (e.g. no covariate matrix without covariates).
-        return cached.with_data(**{name: value for name, value in arrays.items() if name in cached.shared_data})
+        swapped = cached.with_data(**{name: value for name, value in arrays.items() if name in cached.shared_data})
+        labels = {name: pd.Index(values) for name, values in model.coords.items() if values is not None}
+        return dataclasses.replace(swapped, _coords={**(swapped.coords or {}), **labels})
     compiled = nutpie.compile_pymc_model(model, var_names=var_names)
     _CACHE[key] = compiled
     while len(_CACHE) > MAX_ENTRIES:
