@@ -15,3 +15,8 @@ if "blas__ldflags" not in _flags and "blas.ldflags" not in _flags:
 # ArviZ 0.23 announces its 1.0 refactor on import (once a day); it is noise for marrow's users. Its
 # text starts with a newline and `message` must match from the start, hence the leading \s*.
 _warnings.filterwarnings("ignore", message=r"\s*ArviZ is undergoing a major refactor", category=FutureWarning)
+
+# The Python API (docs/api.md); light to import: pandas, PyMC and ArviZ load on first use.
+from marrow.api import Refitter, diagnose, fit, from_frames, load_fit, load_trial, summarize  # noqa: E402
+
+__all__ = ["Refitter", "__version__", "diagnose", "fit", "from_frames", "load_fit", "load_trial", "summarize"]
