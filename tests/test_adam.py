@@ -241,6 +241,9 @@ def test_cli_bad_adam_exits_2_before_sampling(tmp_path, marrow_cli):
     assert code == 2 and "one way" in err
     code, _, err = marrow_cli("compare", "--adam", tmp_path / "nowhere")
     assert code == 2 and "not a folder" in err
+    code, _, err = marrow_cli("fit", "survival", "--adam", datasets.ADAM_DIR,
+                              "--time-unit", "weeks", "--out", tmp_path / "w.nc")
+    assert code == 2 and "ADaM times are read in days" in err and not (tmp_path / "w.nc").exists()
 
 
 # --- provenance: reloading a fit's ADaM data -----------------------------------------------------------------

@@ -75,7 +75,7 @@ def fit_and_save(spec, settings, prior, data_path, recovery_path, out: Path, for
     from marrow.priors import load_prior_set
 
     priors = load_prior_set(prior)
-    data = load_input(data_path, recovery_path, spec.needs(), adam=adam, announce=True)
+    data = load_input(data_path, recovery_path, spec.needs(), adam=adam, announce=True, time_unit=spec.time_unit)
     info(f"fitting {spec.label}: {plural(len(data.patients), 'patient')}, {plural(len(data.centers), 'center')}, "
          f"{plural(settings.chains, 'chain')} x {plural(settings.draws, 'draw')} (seed {settings.seed}, prior '{priors.name}')", quiet)
     result = fit_model(data, spec, priors, settings, progress=not quiet and sys.stderr.isatty())

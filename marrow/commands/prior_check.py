@@ -60,7 +60,7 @@ def prior_check(model: str, prior: str, covariates: str, outcome: str, family: s
     for path in (out_path, plot_path):
         if path is not None:
             check_writable(path, force)
-    data = load_input(data_path, recovery_path, spec.needs(), adam=adam, announce=True)
+    data = load_input(data_path, recovery_path, spec.needs(), adam=adam, announce=True, time_unit=spec.time_unit)
     info(f"prior predictive check of {spec.label} under prior '{priors.name}': {plural(len(data.patients), 'patient')}, "
          f"{plural(len(data.centers), 'center')}, {plural(draws, 'draw')} (seed {seed}); outcomes not used")
     check = run_check(data, spec, priors, draws=draws, seed=seed)

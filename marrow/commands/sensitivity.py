@@ -105,7 +105,7 @@ def _refit(model: str, prior_names: tuple[str, ...], covariates: str, outcome: s
         raise UsageError("--recovery needs --data (the patients table it belongs to)")
     spec = ModelSpec(model=model, outcome=outcome, covariates=split_list(covariates), family=family)
     settings = SamplerSettings(chains=chains, draws=draws, tune=tune, seed=seed)
-    data = load_input(data_path, recovery_path, spec.needs(), adam=adam, announce=not quiet)
+    data = load_input(data_path, recovery_path, spec.needs(), adam=adam, announce=not quiet, time_unit=spec.time_unit)
     table = refit_under_priors(data, spec, list(prior_names), settings, progress=not quiet and sys.stderr.isatty(),
                                announce=None if quiet else info)
     title = (f"{spec.label} under {plural(len(prior_names), 'prior set')}: median [95% equal-tailed interval] "

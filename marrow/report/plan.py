@@ -194,6 +194,9 @@ def load_plan(
     unit = _typed(data.get("time_unit", time_units.DEFAULT_UNIT), str, f"{where} [data] time_unit", "text")
     if unit not in time_units.UNITS:
         raise UsageError(f"{where} [data] time_unit must be one of {', '.join(time_units.UNITS)}, got {unit!r}")
+    if plan_adam is not None and unit != time_units.DEFAULT_UNIT:
+        raise UsageError(f"{where} [data] time_unit is {unit}, but ADaM times are read in days (AVAL converted "
+                         "by AVALU): leave time_unit out with ADaM input")
 
     prior = sections["priors"].get("set", "weakly-informative")
     _typed(prior, str, f"{where} [priors] set", "a prior set name or a .toml file")

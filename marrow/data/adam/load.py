@@ -120,13 +120,17 @@ def load_adam_all(source: AdamInput, covariates: tuple[str, ...] = (), announce:
 
 
 def load_input(data_path: Path | str | None = None, recovery_path: Path | str | None = None, needs: Needs = Needs(),
-               adam: AdamInput | None = None, announce: bool = False) -> TrialData:
+               adam: AdamInput | None = None, announce: bool = False, time_unit: str = "days") -> TrialData:
     """The trial from whichever route the user gave: ADaM datasets, or the patients/recovery tables
-    (the bundled synthetic trial when neither)."""
+    (the bundled synthetic trial when neither). `time_unit` is the unit the model reads the times
+    in; ADaM times are always converted to days (AVAL by AVALU), so another unit is refused."""
     if adam is None:
         return load_trial(data_path, recovery_path, needs, announce=announce)
     if data_path is not None or recovery_path is not None:
         raise UsageError("give the data one way: ADaM datasets (--adam/--adsl/--adrs/--adtte) or tables (--data/--recovery)")
+    if time_unit != "days":
+        raise UsageError(f"ADaM times are read in days (AVAL converted by AVALU), not {time_unit}: "
+                         "fit ADaM input with the default --time-unit days")
     return load_adam(adam, needs, announce=announce)
 
 
