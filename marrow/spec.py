@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 MODELS = ("response", "recovery", "survival", "safety")
 OUTCOMES = ("binary", "ordinal")
 RECOVERY_FAMILIES = ("weibull", "lognormal", "loglogistic")
-SURVIVAL_FAMILIES = ("weibull", "exponential")
+SURVIVAL_FAMILIES = ("weibull", "exponential", "lognormal", "loglogistic")
 SAFETY_FAMILIES = ("beta-binomial", "hierarchical")
 FAMILIES = {"recovery": RECOVERY_FAMILIES, "survival": SURVIVAL_FAMILIES, "safety": SAFETY_FAMILIES}
 # The family a model fits when none is given: the one source for labels, builders, CLI and plan defaults.

@@ -52,7 +52,7 @@ PARAMETERS: dict[str, list[Quantity]] = {
     ],
     "survival": [
         Quantity("log_median", "Log median survival (log days)", "log days"),
-        Quantity("log_shape", "Log Weibull shape", "log"),
+        Quantity("log_shape", "Log Weibull shape", "log"),  # "Weibull": the fit's family (`_parameters`)
         Quantity("shape", "Weibull shape k", "ratio"),
         Quantity("beta", "Log time ratio, {covariate}", "log"),
     ],
@@ -149,7 +149,7 @@ def posterior_summary(fit: Fit, hdi: bool = False, prob: float = PROB, all_param
     if all_parameters:
         derived, notes = _derived(fit)
         ds = posterior.assign(derived) if derived else posterior
-        parameters = [q for q in PARAMETERS.get(spec.model, []) if q.var in ds]
+        parameters = [q for q in _parameters(spec) if q.var in ds]
         parameters += [_derived_quantity(name, da) for name, da in derived.items()
                        if name not in {q.var for q in parameters}]
         listed = {q.var for q in present} | {q.var for q in parameters}
@@ -166,6 +166,19 @@ def posterior_summary(fit: Fit, hdi: bool = False, prob: float = PROB, all_param
     table.attrs["interval"] = f"{prob:.0%} {'HDI' if hdi else 'equal-tailed'}"
     table.attrs["notes"] = notes
     return table
+
+
+def _parameters(spec) -> list[Quantity]:
+    """`PARAMETERS` of the fit's model; survival shape labels name the fit's family ('Log-logistic shape k')."""
+    quantities = PARAMETERS.get(spec.model, [])
+    if spec.model != "survival":
+        return quantities
+    from marrow.models.survival import FAMILY_NAMES, family_of, shape_label
+
+    family = family_of(spec)
+    labels = {"log_shape": f"Log {FAMILY_NAMES[family]} shape" + (" (log k = -log sigma)" if family == "lognormal" else ""),
+              "shape": shape_label(family) + ("" if family == "lognormal" else " k")}
+    return [Quantity(q.var, labels.get(q.var, q.label), q.scale) for q in quantities]
 
 
 def _listed(da) -> bool:

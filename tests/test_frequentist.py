@@ -463,7 +463,7 @@ def test_bayes_columns_follow_variable_names_of_every_model(trial):
     # time_ratio exists in the recovery fake only: it fills the recovery rows, never the survival ones.
     assert one("time_ratio", "prior_atg", "Time to recovery")["bayes"] == pytest.approx(0.9, rel=0.1)
     survival_ratio = table[(table["section"] == "Overall survival") & (table["variable"] == "time_ratio")]
-    assert len(survival_ratio) == 2 * 3 and survival_ratio["bayes"].isna().all()  # weibull, lognormal, exponential
+    assert len(survival_ratio) == 2 * 4 and survival_ratio["bayes"].isna().all()  # weibull, loglogistic, lognormal, exponential
     # Dims that do not match (the per-lineage AFT rows against a shared time_ratio) stay empty.
     assert np.isnan(one("time_ratio", "leukocytic, prior_atg")["bayes"])
     # Disagreement and its reasons.
@@ -584,7 +584,7 @@ def test_survival_only_trial_runs_the_survival_section():
                                       "skipped: Time to recovery (no recovery table)",
                                       "skipped: Safety (no 'adverse_event' column)"]
     families = table[table["variable"] == "median_days"]["method"].str.split(" AFT").str[0]
-    assert list(families) == ["Weibull", "log-normal", "exponential"]
+    assert list(families) == ["Weibull", "log-logistic", "log-normal", "exponential"]
     assert {"aft_intercept", "shape", "time_ratio", "hazard_ratio", "survival_at"} <= set(table["variable"])
 
 

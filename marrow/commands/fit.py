@@ -184,7 +184,7 @@ def fit_recovery(family: str, cure: bool, per_lineage_effects: bool, frailty: bo
 @fit.command("survival")
 @sampler_options
 @click.option("--family", type=click.Choice(list(SURVIVAL_FAMILIES)), default=DEFAULT_FAMILIES["survival"], show_default=True,
-              help="Parametric survival distribution.")
+              help="Parametric survival distribution (AFT); exponential = Weibull with shape 1.")
 @time_options("at", "--at-days", "survival probabilities S(t)", "6, 12 and 24 months", "3,6,12")
 def fit_survival(family: str, time_unit: str, horizons: tuple[float, ...], **options) -> int:
     """Overall survival on followup_days and died.

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from marrow.commands.common import data_options, emit, format_options, info, split_list
+from marrow.spec import RECOVERY_FAMILIES, SAFETY_FAMILIES, SURVIVAL_FAMILIES
 
 
 @click.command("prior-check")
@@ -16,8 +17,9 @@ from marrow.commands.common import data_options, emit, format_options, info, spl
 @click.option("--covariates", default="", help="Comma-separated covariate columns, e.g. prior_atg,active_infection.")
 @click.option("--outcome", type=click.Choice(["binary", "ordinal"]), default="binary", show_default=True,
               help="Response model: binary or ordinal.")
-@click.option("--family", default=None, help="Model family (recovery: weibull, lognormal, loglogistic; "
-                                             "survival: weibull, exponential; safety: beta-binomial, hierarchical).")
+@click.option("--family", default=None, help=f"Model family (recovery: {', '.join(RECOVERY_FAMILIES)}; "
+                                             f"survival: {', '.join(SURVIVAL_FAMILIES)}; "
+                                             f"safety: {', '.join(SAFETY_FAMILIES)}).")
 @click.option("--cure/--no-cure", default=True, show_default=True, help="Recovery model: mixture cure or not.")
 @click.option("--frailty", is_flag=True, help="Recovery model: patient frailty shared across lineages.")
 @click.option("--threshold", type=float, default=0.15, show_default=True,

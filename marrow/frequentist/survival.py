@@ -32,7 +32,7 @@ LN2 = float(np.log(2.0))
 # family -> (readable name, whether it has a shape parameter). Order = order of rows.
 AFT_FAMILIES = {"weibull": ("Weibull", True), "loglogistic": ("log-logistic", True), "lognormal": ("log-normal", True),
                 "exponential": ("exponential", False)}
-SURVIVAL_FAMILIES = ("weibull", "lognormal", "exponential")
+SURVIVAL_FAMILIES = ("weibull", "loglogistic", "lognormal", "exponential")  # every family of marrow's survival model
 RECOVERY_FAMILIES = ("weibull", "loglogistic", "lognormal", "exponential")
 
 

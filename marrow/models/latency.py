@@ -1,4 +1,4 @@
-"""Latency families of the recovery model, written once for numpy and for PyTensor.
+"""Latency families of the recovery and survival models, written once for numpy and for PyTensor.
 
 A family is parametrised by its location mu (log median, log days) and shape k through the
 standardised log time u = k (log t - mu):
@@ -10,6 +10,11 @@ standardised log time u = k (log t - mu):
 log f = log h + log S (each family's own closed form is used, see `log_density`). The probability of
 an interval (L, R], S(L) - S(R), is computed on the log scale as log S(L) + log1mexp(log S(R) - log S(L))
 (the stable log-diff-exp; S(0) = 1, so L = 0 gives log1mexp(log S(R)) = log F(R)).
+
+The restricted mean E[min(T, tau)] = integral_0^tau S(t) dt (`restricted_mean`) is closed-form for the
+Weibull (regularised incomplete gamma) and the log-normal (normal CDFs); the log-logistic's needs a
+hypergeometric function, so it is Gauss-Legendre quadrature (`RMST_NODES` nodes on each side of the median).
+`log_time_at_log_survival` inverts S (numpy only: it draws replicated event times).
 
 Every function takes `ops`: `NUMPY` or `pytensor_ops()`, so the formulas exist once.
 """
@@ -37,11 +42,13 @@ class Ops:
     log1mexp: Callable  # log(1 - exp(x)) for x <= 0
     where: Callable
     clip_u: Callable  # bound u before exp in numpy (overflow); identity in PyTensor
+    gammaln: Callable  # log Gamma(x)
+    gammainc: Callable  # regularised lower incomplete gamma P(a, x)
 
 
 def _numpy_ops() -> Ops:
     import numpy as np
-    from scipy.special import log_ndtr
+    from scipy.special import gammainc, gammaln, log_ndtr
 
     def log1mexp(x):
         x = np.asarray(x, dtype=float)
@@ -49,7 +56,8 @@ def _numpy_ops() -> Ops:
             return np.where(x > -LN2, np.log(-np.expm1(x)), np.log1p(-np.exp(x)))
 
     return Ops(exp=np.exp, log=np.log, softplus=lambda x: np.logaddexp(0.0, x), log_norm_sf=lambda x: log_ndtr(-x),
-               log1mexp=log1mexp, where=np.where, clip_u=lambda u: np.minimum(u, 700.0))
+               log1mexp=log1mexp, where=np.where, clip_u=lambda u: np.minimum(u, 700.0), gammaln=gammaln,
+               gammainc=gammainc)
 
 
 def pytensor_ops() -> Ops:
@@ -58,7 +66,7 @@ def pytensor_ops() -> Ops:
     from pymc.distributions.dist_math import normal_lccdf
 
     return Ops(exp=pt.exp, log=pt.log, softplus=pt.softplus, log_norm_sf=lambda x: normal_lccdf(0.0, 1.0, x),
-               log1mexp=pt.log1mexp, where=pt.switch, clip_u=lambda u: u)
+               log1mexp=pt.log1mexp, where=pt.switch, clip_u=lambda u: u, gammaln=pt.gammaln, gammainc=pt.gammainc)
 
 
 NUMPY = _numpy_ops()
@@ -114,6 +122,63 @@ def log_interval(family: str, log_lower, log_upper, has_lower, mu, k, ops: Ops =
     `log_lower` must still be finite (any placeholder: it is not used there, and keeps gradients finite)."""
     log_s_lower = ops.where(has_lower > 0, log_survival(family, log_lower, mu, k, ops), 0.0)
     return log_diff_survival(log_s_lower, log_survival(family, log_upper, mu, k, ops), ops)
+
+
+RMST_NODES = 48
+
+
+def _rmst_nodes():
+    """Gauss-Legendre nodes and weights on [0, 1] (`RMST_NODES` of them)."""
+    import numpy as np
+
+    x, w = np.polynomial.legendre.leggauss(RMST_NODES)
+    return 0.5 * (x + 1.0), 0.5 * w
+
+
+def restricted_mean(family: str, log_tau: float, mu, k, ops: Ops = NUMPY):
+    """E[min(T, tau)] = integral_0^tau S(t) dt for location mu (log median) and shape k; broadcasting
+    over mu and k (the quadrature of the log-logistic adds a trailing axis and sums it away).
+
+      weibull:     lambda Gamma(1 + 1/k) P(1/k, (tau / lambda)^k),  lambda = exp(mu) / ln2^(1/k)
+      lognormal:   exp(mu + 1/(2 k^2)) Phi(u_tau - 1/k) + tau Phi(-u_tau),  u_tau = k (log tau - mu)
+      loglogistic: Gauss-Legendre on [0, t1] with t = t1 x^2 and on [t1, tau] with log t linear,
+                   t1 = min(median, tau) (smooth pieces for any shape)
+    """
+    _check(family)
+    if family == "weibull":
+        log_scale = mu - ops.log(LN2) / k
+        x_tau = ops.exp(k * (log_tau - log_scale))
+        return ops.exp(log_scale + ops.gammaln(1.0 + 1.0 / k)) * ops.gammainc(1.0 / k, x_tau)
+    if family == "lognormal":
+        u = k * (log_tau - mu)
+        return ops.exp(mu + 0.5 / k**2 + ops.log_norm_sf(1.0 / k - u)) + ops.exp(log_tau + ops.log_norm_sf(u))
+    import numpy as np
+
+    x, w = _rmst_nodes()
+    mu, k = mu[..., None], (k[..., None] if getattr(k, "ndim", 0) else k)
+    log_t1 = ops.where(mu < log_tau, mu, log_tau)  # the median, or tau when the median is later
+    # [0, t1]: t = t1 x^2 (S >= 1/2 there); [t1, tau]: t = t1 exp(y x), y = log(tau / t1) >= 0.
+    below = 2.0 * ops.exp(log_t1 + np.log(x)) * ops.exp(log_survival(family, log_t1 + 2.0 * np.log(x), mu, k, ops))
+    span = log_tau - log_t1
+    log_t = log_t1 + span * x
+    above = span * ops.exp(log_t + log_survival(family, log_t, mu, k, ops))
+    return (w * (below + above)).sum(axis=-1)
+
+
+def log_time_at_log_survival(family: str, log_s, mu, k):
+    """log t at which log S(t) = `log_s` (numpy; replicated event times from log_s = log U, U uniform)."""
+    import numpy as np
+    from scipy.special import ndtri_exp
+
+    _check(family)
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        if family == "weibull":
+            u = np.log(-log_s / LN2)
+        elif family == "loglogistic":
+            u = np.log(-np.expm1(log_s)) - log_s
+        else:
+            u = -ndtri_exp(log_s)
+        return mu + u / k
 
 
 def scipy_distribution(family: str, median: float, k: float) -> Any:

@@ -1,12 +1,16 @@
-"""Overall survival: Weibull (default) or exponential accelerated failure time model on followup_days/died.
+"""Overall survival: accelerated failure time model on followup_days/died, family weibull (default),
+exponential, lognormal or loglogistic.
 
 Times are in the fit's unit (`spec.time_unit`: days, weeks or months; `followup_days` holds times in
 that unit). Covariates are centred at their mean over patients (xc_i = x_i - mean x). For patient i:
   mu_i = log_median + xc_i' beta          (log median survival in the fit's unit; exp(beta) are time ratios)
-  u_i  = k (log t - mu_i),  k = exp(log_shape) (weibull) or 1 (exponential)
-  log S(t) = -ln2 * exp(u_i),  log f(t) = log k - log t + log ln2 + u_i + log S(t)
-Likelihood: died: log f(followup); alive: log S(followup) (right-censored). Proportional hazards
-also hold: hazard ratio = exp(-k beta). Population quantities average S over the trial's patients.
+  u_i  = k (log t - mu_i),  k = exp(log_shape), or 1 for the exponential (= Weibull with k = 1)
+The families' log S(t) and log f(t) are those of `marrow.models.latency` (written once there, for
+PyTensor in `build` and numpy in `augment`; the recovery model uses the same), e.g. Weibull
+log S = -ln2 exp(u), log-normal log S = log Phi(-u) (k = 1/sigma), log-logistic log S = -softplus(u).
+Likelihood: died: log f(followup); alive: log S(followup) (right-censored). The Weibull and exponential
+are also proportional-hazards models: hazard ratio = exp(-k beta) (not reported for the other
+families, whose hazard ratios change with time). Population quantities average S over the patients.
 """
 
 from __future__ import annotations
@@ -17,17 +21,31 @@ import numpy as np
 
 from marrow import dims, time_units
 from marrow.data import TrialData
+from marrow.models import latency
 from marrow.models.inputs import ModelInputs, Quantity, replace_groups
 from marrow.spec import DEFAULT_FAMILIES, ModelSpec
 
 DEFAULT_TARGET_ACCEPT = 0.9
 DEFAULT_FAMILY = DEFAULT_FAMILIES["survival"]
 GRID_POINTS = 60
-LN2 = math.log(2.0)
+# family -> readable name (labels)
+FAMILY_NAMES = {"weibull": "Weibull", "exponential": "exponential", "lognormal": "log-normal",
+                "loglogistic": "log-logistic"}
+PROPORTIONAL_HAZARDS = ("weibull", "exponential")  # families whose AFT effects are also hazard ratios
 
 
 def family_of(spec: ModelSpec) -> str:
     return spec.resolved_family
+
+
+def latency_family(family: str) -> str:
+    """The `marrow.models.latency` family whose formulas a survival family uses (exponential: Weibull, k = 1)."""
+    return "weibull" if family == "exponential" else family
+
+
+def has_shape(family: str) -> bool:
+    """Whether the family samples a shape k (`survival.log_shape` is its prior): all but the exponential."""
+    return family != "exponential"
 
 
 def report_days(spec: ModelSpec) -> list:
@@ -67,18 +85,19 @@ def _data_dims(name: str) -> tuple[str, ...]:
 
 
 def build(inputs: ModelInputs, spec: ModelSpec, priors) -> "pm.Model":
-    """The PyMC graph: censored Weibull/exponential likelihood as a Potential, arrays in pm.Data."""
+    """The PyMC graph: the family's censored likelihood (`marrow.models.latency`) as a Potential, arrays in pm.Data."""
     import pymc as pm
     import pytensor.tensor as pt
 
     p = priors.for_model("survival")
-    weibull = family_of(spec) == "weibull"
+    family = family_of(spec)
+    kind, ops = latency_family(family), latency.pytensor_ops()
     has_x = bool(inputs.coords[dims.COVARIATE])
     days = np.asarray(inputs.coords[dims.DAY], dtype=np.float64)
     with pm.Model(coords=inputs.coords) as model:
         d = {name: pm.Data(name, value, dims=_data_dims(name)) for name, value in inputs.arrays.items()}
         log_median = p["log_median"].create("log_median")
-        if weibull:
+        if has_shape(family):
             log_shape = p["log_shape"].create("log_shape")
             shape = pm.Deterministic("shape", pt.exp(log_shape))
         else:
@@ -88,23 +107,21 @@ def build(inputs: ModelInputs, spec: ModelSpec, priors) -> "pm.Model":
             beta = p["beta"].create("beta", dims=dims.COVARIATE)
             mu = mu + pt.dot(d["patient_x"], beta)
             pm.Deterministic("time_ratio", pt.exp(beta), dims=dims.COVARIATE)
-            pm.Deterministic("hazard_ratio", pt.exp(-shape * beta), dims=dims.COVARIATE)
-        u = shape * (d["log_followup"] - mu)
-        log_s = -LN2 * pt.exp(u)
-        log_f = pt.log(shape) - d["log_followup"] + math.log(LN2) + u + log_s
+            if family in PROPORTIONAL_HAZARDS:
+                pm.Deterministic("hazard_ratio", pt.exp(-shape * beta), dims=dims.COVARIATE)
+        log_f, log_s = latency.log_density(kind, d["log_followup"], mu, shape, ops)
         pm.Potential("survival_loglik", pt.switch(pt.eq(d["died"], 1), log_f, log_s).sum())
 
         def surv(log_days):
-            return pt.exp(-LN2 * pt.exp(shape * (log_days[None, :] - mu[:, None]))).mean(axis=0)
+            return pt.exp(latency.log_survival(kind, log_days[None, :], mu[:, None], shape, ops)).mean(axis=0)
 
         pm.Deterministic("median_days", pt.exp(log_median))
         pm.Deterministic("survival_at", surv(pt.as_tensor(np.log(days))), dims=dims.DAY)
         pm.Deterministic("survival_curve", surv(d["grid_log_day"]), dims=dims.GRID_DAY)
-        # Weibull RMST(tau) = lambda * Gamma(1 + 1/k) * P(1/k, (tau/lambda)^k), lambda = median / ln2^(1/k).
-        log_scale = mu - pt.log(LN2) / shape
-        x_tau = pt.exp(shape * (math.log(time_units.rmst_horizon(spec.time_unit)) - log_scale))
-        rmst = pt.exp(log_scale + pt.gammaln(1.0 + 1.0 / shape)) * pt.gammainc(1.0 / shape, x_tau)
-        pm.Deterministic("rmst", rmst.mean())
+        # RMST(tau) per patient (`latency.restricted_mean`: Weibull and log-normal closed forms,
+        # log-logistic quadrature), averaged over the patients.
+        log_tau = math.log(time_units.rmst_horizon(spec.time_unit))
+        pm.Deterministic("rmst", latency.restricted_mean(kind, log_tau, mu, shape, ops).mean())
     return model
 
 
@@ -114,16 +131,15 @@ def _draws(post, name: str) -> np.ndarray:
 
 
 def pointwise(post, inputs: ModelInputs, spec: ModelSpec) -> dict[str, np.ndarray]:
-    """(sample, patient) log-likelihood, location and shape from posterior draws."""
+    """(sample, patient) log-likelihood, location and shape from posterior draws (`latency.log_density`)."""
     a = inputs.arrays
+    family = family_of(spec)
     mu = _draws(post, "log_median")[:, None] + np.zeros((1, len(a["died"])))
     if a["patient_x"].shape[1]:
         mu = mu + np.einsum("pk,sk->sp", a["patient_x"], _draws(post, "beta"))
-    k = _draws(post, "shape")[:, None] if family_of(spec) == "weibull" else np.ones((mu.shape[0], 1))
+    k = _draws(post, "shape")[:, None] if has_shape(family) else np.ones((mu.shape[0], 1))
     with np.errstate(over="ignore", under="ignore"):
-        u = k * (a["log_followup"][None, :] - mu)
-        log_s = -LN2 * np.exp(np.minimum(u, 700.0))
-        log_f = np.log(k) - a["log_followup"][None, :] + math.log(LN2) + u + log_s
+        log_f, log_s = latency.log_density(latency_family(family), a["log_followup"][None, :], mu, k)
     return {"loglik": np.where(a["died"][None, :] == 1, log_f, log_s), "mu": mu, "shape": k}
 
 
@@ -134,9 +150,10 @@ def augment(idata, inputs: ModelInputs, spec: ModelSpec, rng: np.random.Generato
     post = idata.posterior
     n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
     rows = pointwise(post, inputs, spec)
-    v = rng.uniform(size=rows["mu"].shape)
+    v = rng.uniform(size=rows["mu"].shape)  # S(death day) = v
     with np.errstate(divide="ignore", over="ignore"):
-        death_day = np.exp(rows["mu"] + np.log(-np.log(v) / LN2) / rows["shape"])
+        death_day = np.exp(latency.log_time_at_log_survival(latency_family(family_of(spec)), np.log(v), rows["mu"],
+                                                            rows["shape"]))
     followup = inputs.extra["followup"]
     year = time_units.one_year(spec.time_unit)
     deaths = (death_day <= followup[None, :]).sum(axis=1)
@@ -161,8 +178,9 @@ def augment(idata, inputs: ModelInputs, spec: ModelSpec, rng: np.random.Generato
 
 
 def quantities(spec: ModelSpec) -> list[Quantity]:
-    """Reported quantities; absent variables (no covariates, exponential shape) are skipped. Times are
-    in the fit's unit (the variable names keep `days` for every unit)."""
+    """Reported quantities; absent variables (no covariates, exponential shape, hazard ratios of
+    families without proportional hazards) are skipped. Times are in the fit's unit (the variable
+    names keep `days` for every unit)."""
     unit, one = spec.time_unit, time_units.SINGULAR[spec.time_unit]
     return [
         Quantity("survival_at", f"Overall survival at {one} {{day}}", "probability"),
@@ -170,8 +188,14 @@ def quantities(spec: ModelSpec) -> list[Quantity]:
         Quantity("median_days", f"Median survival ({unit}), trial-average patient", unit),
         Quantity("time_ratio", "Time ratio, {covariate}", "ratio"),
         Quantity("hazard_ratio", "Hazard ratio of death, {covariate}", "ratio"),
-        Quantity("shape", "Weibull shape", "ratio"),
+        Quantity("shape", shape_label(family_of(spec)), "ratio"),
     ]
+
+
+def shape_label(family: str) -> str:
+    """'Weibull shape', 'log-normal shape k = 1/sigma', 'log-logistic shape'."""
+    name = FAMILY_NAMES[family]
+    return f"{name[0].upper()}{name[1:]} shape" + (" k = 1/sigma" if family == "lognormal" else "")
 
 
 def probabilities(idata, spec: ModelSpec) -> list[tuple[str, float]]:

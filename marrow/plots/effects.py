@@ -86,6 +86,8 @@ def _from_marrow_frequentist(fit, data) -> pd.DataFrame | None:
     if table is None or table.empty or not needed <= set(table.columns):
         return None
     table = table[table["key"].isin(list(RATIOS))].copy()
+    if spec.model == "survival" and "family" in table.columns and (table["family"] == spec.resolved_family).any():
+        table = table[table["family"] == spec.resolved_family]  # the AFT MLE of the fit's own family
     # One method per estimate: profile likelihood where offered (better than Wald in small trials).
     table["_rank"] = [0 if "profile" in str(m) else 1 if "GEE" not in str(m) and "Fisher" not in str(m) else 2
                       for m in table["method"]]

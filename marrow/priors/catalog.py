@@ -24,7 +24,8 @@ PARAMETERS: dict[str, tuple[str, str]] = {
     "recovery.frailty_sd": ("positive", "sd of the patient frailty shared across lineages"),
     # overall survival
     "survival.log_median": ("real", "log median survival time in days, trial-average covariates (covariates are centred)"),
-    "survival.log_shape": ("real", "log Weibull shape (0 = exponential)"),
+    "survival.log_shape": ("real", "log shape k of the survival family: Weibull or log-logistic k, log-normal 1/sigma "
+                                    "(Weibull: 0 = exponential; the exponential family has none)"),
     "survival.beta": ("real", "covariate effects, log time ratios"),
     # safety
     "safety.rate": ("unit", "adverse-event rate (beta-binomial model)"),
