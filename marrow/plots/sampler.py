@@ -7,6 +7,7 @@ functions keep no global state and return a plain Figure like the others.
 from __future__ import annotations
 
 import math
+import warnings
 from contextlib import contextmanager
 
 import numpy as np
@@ -32,16 +33,24 @@ def _size(fit, names: list[str]) -> int:
     return sum(posterior[n].size // (posterior.sizes["chain"] * posterior.sizes["draw"]) for n in names)
 
 
+ALIAS_MAPPING_DEPRECATION = r"Passing a dict or None as alias_mapping to normalize_kwargs is deprecated"
+
+
 @contextmanager
 def _pyplot_figure():
-    """Let ArviZ draw with pyplot, then detach its figure from pyplot; a fixed seed for its random bands."""
+    """Let ArviZ draw with pyplot, then detach its figure from pyplot; a fixed seed for its random bands.
+
+    ArviZ 0.23's trace and energy plots call matplotlib's `normalize_kwargs` the way matplotlib 3.11
+    deprecates (ALIAS_MAPPING_DEPRECATION): ArviZ's code, not the user's, so it is not shown."""
     import matplotlib.pyplot as plt
 
     state = np.random.get_state()
     np.random.seed(20170601)
     holder: dict = {}
     try:
-        yield holder
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=ALIAS_MAPPING_DEPRECATION, category=DeprecationWarning)
+            yield holder
     finally:
         np.random.set_state(state)
         figure = holder.get("figure")
