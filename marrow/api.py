@@ -71,6 +71,12 @@ def missing(data: TrialData, needs: Needs) -> list[str]:
     return out
 
 
+def _require(data: TrialData, spec: ModelSpec) -> None:
+    lacking = missing(data, spec.needs())
+    if lacking:
+        raise UsageError(f"the {spec.label} model needs {'; '.join(lacking)}")
+
+
 def model_spec(model: str, **options: Any) -> ModelSpec:
     """A `ModelSpec` from keyword options (`covariates` may be any iterable of names)."""
     unknown = sorted(set(options) - set(_SPEC_FIELDS))
@@ -101,9 +107,7 @@ def fit(data: TrialData, model: str, prior: str | Path | None = None, progress: 
 
     model_options, settings = _split(dict(options))
     spec = model_spec(model, **model_options)
-    lacking = missing(data, spec.needs())
-    if lacking:
-        raise UsageError(f"the {spec.label} model needs {'; '.join(lacking)}")
+    _require(data, spec)
     return fit_model(data, spec, load_prior_set(prior), settings, progress=progress)
 
 
@@ -145,16 +149,11 @@ class Refitter:
 
     def refit(self, data: TrialData, seed: int | None = None) -> Fit:
         """Fit `data` (with `seed`, else the settings' seed)."""
-        from marrow import dims
         from marrow.fits.run import fit_model
-        from marrow.models import build_model, model_inputs
+        from marrow.models import build_model
 
-        lacking = missing(data, self.spec.needs())
-        if lacking:
-            raise UsageError(f"the {self.spec.label} model needs {'; '.join(lacking)}")
-        inputs = model_inputs(data, self.spec)
-        design = tuple((name, len(values)) for name, values in sorted(inputs.coords.items())
-                       if name in (dims.CENTER, dims.LINEAGE, dims.COVARIATE))
+        _require(data, self.spec)
+        design = (len(data.centers), len(data.lineages))  # covariates are the spec's
         if self._built is None or design != self._design:
             self._built, self._design = build_model(data, self.spec, self.priors), design
         settings = self.settings if seed is None else replace(self.settings, seed=seed)

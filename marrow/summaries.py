@@ -152,6 +152,7 @@ def posterior_summary(fit: Fit, hdi: bool = False, prob: float = PROB, all_param
         parameters = [q for q in _parameters(spec) if q.var in ds]
         parameters += [_derived_quantity(name, da) for name, da in derived.items()
                        if name not in {q.var for q in parameters}]
+        parameters = [_in_unit(q, spec.time_unit) for q in parameters]
         listed = {q.var for q in present} | {q.var for q in parameters}
         # Anything else sampled (a parameter added to a model and not yet labelled here) is still listed.
         parameters += [Quantity(name, name, "") for name in posterior.data_vars
@@ -179,6 +180,15 @@ def _parameters(spec) -> list[Quantity]:
     labels = {"log_shape": f"Log {FAMILY_NAMES[family]} shape" + (" (log k = -log sigma)" if family == "lognormal" else ""),
               "shape": shape_label(family) + ("" if family == "lognormal" else " k")}
     return [Quantity(q.var, labels.get(q.var, q.label), q.scale) for q in quantities]
+
+
+def _in_unit(quantity: Quantity, unit: str) -> Quantity:
+    """`quantity` with its label and scale in the fit's time unit (`PARAMETERS` are written in days)."""
+    if unit == "days":
+        return quantity
+    label = quantity.label.replace("log days", f"log {unit}").replace("Median days", f"Median {unit}")
+    scale = {"log days": f"log {unit}", "days": unit}.get(quantity.scale, quantity.scale)
+    return Quantity(quantity.var, label, scale)
 
 
 def _listed(da) -> bool:

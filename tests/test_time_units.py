@@ -230,3 +230,16 @@ def test_weeks_fit_from_the_cli_matches_the_days_trial(marrow_cli, tmp_path, tri
     assert [text for text, _ in posterior_probabilities(weeks)] == ["P(12-month overall survival > 0.8)"]
     code, stdout, _ = marrow_cli("summarize", out)
     assert code == 0 and "week 26.09" in stdout and "day 365.25" not in stdout
+
+
+def test_parameter_labels_of_summarize_all_follow_the_time_unit():
+    from marrow.summaries import PARAMETERS, _DERIVED_LABELS, _in_unit
+    from marrow.models.inputs import Quantity
+
+    for model in ("recovery", "survival"):
+        weeks = [_in_unit(q, "weeks") for q in PARAMETERS[model]]
+        assert not any("days" in q.label or "days" in q.scale for q in weeks), model
+        assert any(q.label.endswith("(log weeks)") or "log weeks" in q.label for q in weeks)
+        assert [_in_unit(q, "days") for q in PARAMETERS[model]] == PARAMETERS[model]
+    derived = [_in_unit(Quantity(name, label, scale), "months") for name, (label, scale) in _DERIVED_LABELS.items()]
+    assert {"Median months, {lineage_group}", "log months"} <= {q.label for q in derived} | {q.scale for q in derived}

@@ -55,10 +55,9 @@ INTERVAL_FLAG = "visit intervals: Kaplan-Meier at the upper visit day (see the i
 
 def _interval_flag(data: TrialData) -> str:
     """A flag for Kaplan-Meier rows of interval-censored data, which read each recovery at its upper day."""
-    rec = data.recovery
-    if rec is None or "day_lower" not in rec.columns:
-        return ""
-    return INTERVAL_FLAG if bool(((rec["day_lower"] < rec["day_upper"]) & (rec["recovered"] == 1)).any()) else ""
+    from marrow.frequentist.interval import has_intervals
+
+    return INTERVAL_FLAG if has_intervals(data) else ""
 
 
 def recovery_table(data: TrialData) -> pd.DataFrame | None:
