@@ -37,13 +37,24 @@ def availability() -> str | None:
     """None when brms can run here, else the reason it cannot."""
     rscript = shutil.which("Rscript")
     if rscript is None:
-        return ("R is not installed (no Rscript on PATH); install it with: apt-get install -y "
-                "--no-install-recommends r-base-core r-cran-brms r-cran-rstan r-cran-survival r-cran-lme4")
-    probe = subprocess.run([rscript, "-e", "for (p in c('brms', 'rstan', 'posterior', 'jsonlite')) "
-                            "if (!requireNamespace(p, quietly = TRUE)) { cat(p); quit(status = 1) }"],
-                           capture_output=True, text=True)
+        return (
+            "R is not installed (no Rscript on PATH); install it with: apt-get install -y "
+            "--no-install-recommends r-base-core r-cran-brms r-cran-rstan r-cran-survival r-cran-lme4"
+        )
+    probe = subprocess.run(
+        [
+            rscript,
+            "-e",
+            "for (p in c('brms', 'rstan', 'posterior', 'jsonlite')) "
+            "if (!requireNamespace(p, quietly = TRUE)) { cat(p); quit(status = 1) }",
+        ],
+        capture_output=True,
+        text=True,
+    )
     if probe.returncode != 0:
-        return f"the R package '{probe.stdout.strip() or '?'}' is not installed (apt-get install r-cran-brms r-cran-rstan)"
+        return (
+            f"the R package '{probe.stdout.strip() or '?'}' is not installed (apt-get install r-cran-brms r-cran-rstan)"
+        )
     return None
 
 
@@ -84,22 +95,40 @@ def run(model: str, data=None, runs: int = 1, seed: int = 2017, variant: str | N
     for i in range(runs):
         with tempfile.TemporaryDirectory(prefix="brms-bench-") as work:
             out_json = Path(work) / "result.json"
-            cmd = ["Rscript", str(SCRIPT), script_model, str(patients), str(recovery), str(Path(work) / "fit.rds"),
-                   str(out_json), str(seed)]
+            cmd = [
+                "Rscript",
+                str(SCRIPT),
+                script_model,
+                str(patients),
+                str(recovery),
+                str(Path(work) / "fit.rds"),
+                str(out_json),
+                str(seed),
+            ]
             result = run_checked(cmd, env=None, cwd=Path(work), what="brms run", check=out_json.exists)
             record = json.loads(out_json.read_text())
-        record.update({"model": model, "sampler": "stan", "cache": "-", "wall_s": result["wall_s"],
-                       "maxrss_mb": result["maxrss_mb"], "maxrss_how": result.get("maxrss_how"),
-                       "load_before": result["load_before"],
-                       "sampling_s": record["sample_s"]})
+        record.update(
+            {
+                "model": model,
+                "sampler": "stan",
+                "cache": "-",
+                "wall_s": result["wall_s"],
+                "maxrss_mb": result["maxrss_mb"],
+                "maxrss_how": result.get("maxrss_how"),
+                "load_before": result["load_before"],
+                "sampling_s": record["sample_s"],
+            }
+        )
         if variant is not None:
             record["variant"] = variant
         record["startup_s"] = record["wall_s"] - record["in_process_s"]
         record["ess_per_s"] = record["ess_bulk_min"] / record["wall_s"]
         record["ess_per_sampling_s"] = record["ess_bulk_min"] / record["sample_s"]
-        log(f"  brms   {model:8s} {variant or '':11s} run {i + 1}/{runs}: {record['wall_s']:.1f} s (compile {record['compile_s']:.1f}, "
+        log(
+            f"  brms   {model:8s} {variant or '':11s} run {i + 1}/{runs}: {record['wall_s']:.1f} s (compile {record['compile_s']:.1f}, "
             f"sampling {record['sample_s']:.1f}), min ESS {record['ess_bulk_min']:.0f}, {record['divergences']} divergences, "
-            f"{record['maxrss_mb']:.0f} MB, load {record['load_before']:.1f}")
+            f"{record['maxrss_mb']:.0f} MB, load {record['load_before']:.1f}"
+        )
         results.append(record)
     return results
 
@@ -108,8 +137,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", choices=["response", "recovery"], default="response")
     parser.add_argument("--data", default="bundled", help="'bundled' or a folder from benchmarks/generate.py")
-    parser.add_argument("--variant", default=None, help="response only: cells (default; binomial counts per cell) "
-                        "or per-patient (one Bernoulli row per patient)")
+    parser.add_argument(
+        "--variant",
+        default=None,
+        help="response only: cells (default; binomial counts per cell) or per-patient (one Bernoulli row per patient)",
+    )
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--json", type=Path, help="append the records to this JSON-lines file")
     args = parser.parse_args(argv)

@@ -65,8 +65,19 @@ def data_paths(data: str | Path | None) -> tuple[Path | None, Path | None]:
 
 def fit_command(model: str, data: str | Path | None, sampler: str, out: Path, short: bool = False) -> list[str]:
     """`marrow fit MODEL` on `data`; `short` (10 + 10 draws) only populates the compile cache."""
-    cmd = [MARROW, "fit", model, "--covariates", COVARIATES, "--sampler", sampler,
-           "--out", str(out), "--force", "--quiet"]
+    cmd = [
+        MARROW,
+        "fit",
+        model,
+        "--covariates",
+        COVARIATES,
+        "--sampler",
+        sampler,
+        "--out",
+        str(out),
+        "--force",
+        "--quiet",
+    ]
     if short:
         cmd += ["--tune", "10", "--draws", "10"]
     patients, recovery = data_paths(data)
@@ -161,8 +172,11 @@ def run_measured(cmd: list[str], env: dict | None, cwd: Path | None = None) -> d
     import resource
 
     load = os.getloadavg()[0]
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err, \
-            tempfile.NamedTemporaryFile("r", prefix="maxrss-", suffix=".txt") as rss:
+    with (
+        tempfile.TemporaryFile("w+") as out,
+        tempfile.TemporaryFile("w+") as err,
+        tempfile.NamedTemporaryFile("r", prefix="maxrss-", suffix=".txt") as rss,
+    ):
         full = [GNU_TIME, "--quiet", "-f", "%M", "-o", rss.name, *cmd] if GNU_TIME else cmd
         start = time.perf_counter()
         proc = subprocess.Popen(full, env=env, cwd=cwd, stdout=out, stderr=err, text=True)
@@ -171,19 +185,26 @@ def run_measured(cmd: list[str], env: dict | None, cwd: Path | None = None) -> d
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
-        result = {"wall_s": wall, "returncode": proc.returncode, "stdout": out.read(), "stderr": err.read(),
-                  "load_before": load}
+        result = {
+            "wall_s": wall,
+            "returncode": proc.returncode,
+            "stdout": out.read(),
+            "stderr": err.read(),
+            "load_before": load,
+        }
         reported = rss.read().strip().splitlines()
         if GNU_TIME and reported and reported[-1].strip().isdigit():
             result.update(maxrss_mb=int(reported[-1]) / 1024, maxrss_how="GNU time")
         else:
-            result.update(maxrss_mb=usage.ru_maxrss / 1024, maxrss_how="wait4",
-                          maxrss_floor_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+            result.update(
+                maxrss_mb=usage.ru_maxrss / 1024,
+                maxrss_how="wait4",
+                maxrss_floor_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            )
         return result
 
 
-def run_checked(cmd: list[str], env: dict | None, cwd: Path | None = None, what: str = "run",
-                check=None) -> dict:
+def run_checked(cmd: list[str], env: dict | None, cwd: Path | None = None, what: str = "run", check=None) -> dict:
     """run_measured, raising RuntimeError (with the end of stderr) on a non-zero exit or when
     `check()` is false afterwards (e.g. an expected output file is missing)."""
     result = run_measured(cmd, env, cwd=cwd)
@@ -192,8 +213,14 @@ def run_checked(cmd: list[str], env: dict | None, cwd: Path | None = None, what:
     return result
 
 
-def run_in_cache(cmd: list[str], cache: str, extra_flags: str = "", env_extra: dict | None = None,
-                 cwd: Path | None = None, what: str = "run") -> dict:
+def run_in_cache(
+    cmd: list[str],
+    cache: str,
+    extra_flags: str = "",
+    env_extra: dict | None = None,
+    cwd: Path | None = None,
+    what: str = "run",
+) -> dict:
     """run_checked in the environment of `cache` ('warm' or 'cold'); a cold run's fresh cache
     dirs are deleted afterwards."""
     env, tmp = cache_env(cache, extra_flags, env_extra)
@@ -206,13 +233,14 @@ def run_in_cache(cmd: list[str], cache: str, extra_flags: str = "", env_extra: d
 
 # --- the resident worker (docs/worker.md) ----------------------------------------------------------
 
+
 def parse_worker_status(text: str) -> dict:
     """`marrow worker status` output ("name  value" lines) as a dict; adds peak_memory_mb (float),
     served and pid (int) and `note` (the line saying commands would run in their own process)."""
     info: dict = {}
     for line in text.splitlines():
         if line.startswith("note:"):
-            info["note"] = line[len("note:"):].strip()
+            info["note"] = line[len("note:") :].strip()
             continue
         parts = re.split(r"\s{2,}", line.strip(), maxsplit=1)
         if len(parts) == 2:
@@ -281,9 +309,11 @@ def run_through_worker(cmd: list[str], env: dict, cwd: Path | None = None, what:
     result = run_checked(cmd, env, cwd=cwd, what=what)
     after = worker_status(env)
     if before["served"] is None or after["served"] != before["served"] + 1 or after["pid"] != before["pid"]:
-        raise RuntimeError(f"{what} was not served by the worker (commands served {before['served']} -> "
-                           f"{after['served']}, pid {before['pid']} -> {after['pid']}): {' '.join(cmd)}; "
-                           "did marrow's files change while it ran?")
+        raise RuntimeError(
+            f"{what} was not served by the worker (commands served {before['served']} -> "
+            f"{after['served']}, pid {before['pid']} -> {after['pid']}): {' '.join(cmd)}; "
+            "did marrow's files change while it ran?"
+        )
     result["client_maxrss_mb"] = result["maxrss_mb"]
     result["maxrss_mb"] = after["peak_memory_mb"]
     result["worker_compiled_models"] = after.get("compiled models kept")
@@ -328,8 +358,17 @@ def fit_metrics(path: Path, model: str) -> dict:
     return out
 
 
-def e2e(model: str, data, sampler: str, cache: str = "warm", runs: int = 1, blas: str | None = None,
-        env_extra: dict | None = None, warmup: bool = True, log=print) -> list[dict]:
+def e2e(
+    model: str,
+    data,
+    sampler: str,
+    cache: str = "warm",
+    runs: int = 1,
+    blas: str | None = None,
+    env_extra: dict | None = None,
+    warmup: bool = True,
+    log=print,
+) -> list[dict]:
     """`runs` end-to-end timings of `marrow fit MODEL`. cache='warm': the compile dir is populated
     first by an untimed short run of the same command (the compiled graph does not depend on the
     number of draws); 'cold': fresh cache dirs for every run; 'worker': the short run goes through
@@ -344,7 +383,7 @@ def e2e(model: str, data, sampler: str, cache: str = "warm", runs: int = 1, blas
         cmd = fit_command(model, data, sampler, out)
         short = fit_command(model, data, sampler, out, short=True)
         worker_env = cache_env("worker", extra_flags, env_extra)[0] if cache == "worker" else None
-        with (worker_running(worker_env, log) if cache == "worker" else nullcontext()) as env:
+        with worker_running(worker_env, log) if cache == "worker" else nullcontext() as env:
             if warmup and cache == "worker":
                 run_through_worker(short, env, cwd=work, what="warm-up run through the worker")
             elif warmup and cache == "warm":
@@ -354,22 +393,35 @@ def e2e(model: str, data, sampler: str, cache: str = "warm", runs: int = 1, blas
                     result = run_through_worker(cmd, env, cwd=work)
                 else:
                     result = run_in_cache(cmd, cache, extra_flags, env_extra, cwd=work)
-                record = {"tool": "marrow", "model": model, "sampler": sampler, "cache": cache, "blas": blas_label(blas),
-                          "wall_s": result["wall_s"], "maxrss_mb": result["maxrss_mb"], "load_before": result["load_before"],
-                          "maxrss_how": "marrow worker status" if cache == "worker" else result.get("maxrss_how"),
-                          **{k: v for k, v in (env_extra or {}).items() if k == "XLA_FLAGS"}}
+                record = {
+                    "tool": "marrow",
+                    "model": model,
+                    "sampler": sampler,
+                    "cache": cache,
+                    "blas": blas_label(blas),
+                    "wall_s": result["wall_s"],
+                    "maxrss_mb": result["maxrss_mb"],
+                    "load_before": result["load_before"],
+                    "maxrss_how": "marrow worker status" if cache == "worker" else result.get("maxrss_how"),
+                    **{k: v for k, v in (env_extra or {}).items() if k == "XLA_FLAGS"},
+                }
                 if cache == "worker":
                     record["client_maxrss_mb"] = result["client_maxrss_mb"]
                     record["worker_warmup"] = warmup
                 record.update(fit_metrics(out, model))
                 record["ess_per_s"] = record["ess_bulk_min"] / record["wall_s"]
                 record["ess_per_sampling_s"] = record["ess_bulk_min"] / record["sampling_s"]
-                memory = (f"worker peak {_mb(record['maxrss_mb'])} MB, client {_mb(record['client_maxrss_mb'])} MB"
-                          if cache == "worker" else f"{_mb(record['maxrss_mb'])} MB")
-                log(f"  marrow {model:8s} {sampler:7s} {cache:6s} run {i + 1}/{runs}: {record['wall_s']:.1f} s "
+                memory = (
+                    f"worker peak {_mb(record['maxrss_mb'])} MB, client {_mb(record['client_maxrss_mb'])} MB"
+                    if cache == "worker"
+                    else f"{_mb(record['maxrss_mb'])} MB"
+                )
+                log(
+                    f"  marrow {model:8s} {sampler:7s} {cache:6s} run {i + 1}/{runs}: {record['wall_s']:.1f} s "
                     f"(compile {_num(record['compile_s'])}, sampling {_num(record['sampling_s'])}), "
                     f"min ESS {record['ess_bulk_min']:.0f}, {record['divergences']} divergences, "
-                    f"{memory}, load {record['load_before']:.1f}")
+                    f"{memory}, load {record['load_before']:.1f}"
+                )
                 results.append(record)
     return results
 
@@ -383,6 +435,7 @@ def _num(value) -> str:
 
 
 # --- in-process phases ---------------------------------------------------------------------------
+
 
 def _phases_child(model: str, data, sampler: str, out: Path, exclude: tuple[str, ...] = ()) -> dict:
     """Runs inside a fresh interpreter: time each phase of what `marrow fit` does.
@@ -404,7 +457,9 @@ def _phases_child(model: str, data, sampler: str, out: Path, exclude: tuple[str,
     from marrow.priors import load_prior_set
     from marrow.spec import ModelSpec, SamplerSettings
 
-    spec = ModelSpec(model=model, covariates=tuple(COVARIATES.split(",")), **({"cure": False} if model == "recovery" else {}))
+    spec = ModelSpec(
+        model=model, covariates=tuple(COVARIATES.split(",")), **({"cure": False} if model == "recovery" else {})
+    )
     t = time.perf_counter()
     priors = load_prior_set("weakly-informative")
     patients, recovery = data_paths(data)
@@ -441,29 +496,70 @@ def _phases_child(model: str, data, sampler: str, out: Path, exclude: tuple[str,
     return phases
 
 
-def phases(model: str, data, sampler: str, cache: str = "warm", blas: str | None = None, env_extra: dict | None = None,
-           exclude: tuple[str, ...] = (), log=print) -> dict:
+def phases(
+    model: str,
+    data,
+    sampler: str,
+    cache: str = "warm",
+    blas: str | None = None,
+    env_extra: dict | None = None,
+    exclude: tuple[str, ...] = (),
+    log=print,
+) -> dict:
     """Phase timings from a fresh interpreter (after an untimed warm-up when cache='warm')."""
     if cache not in ("warm", "cold"):
         raise ValueError(f"phases runs with cache warm or cold, not {cache!r}")
     with tempfile.TemporaryDirectory(prefix="marrow-bench-") as work:
         out = Path(work) / "fit.nc"
-        cmd = [sys.executable, str(Path(__file__).resolve()), "_phases", "--model", model, "--data", str(data or "bundled"),
-               "--sampler", sampler, "--out", str(out)] + (["--exclude", ",".join(exclude)] if exclude else [])
+        cmd = [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "_phases",
+            "--model",
+            model,
+            "--data",
+            str(data or "bundled"),
+            "--sampler",
+            sampler,
+            "--out",
+            str(out),
+        ] + (["--exclude", ",".join(exclude)] if exclude else [])
         extra_flags = blas_flag(blas)
         if cache == "warm":
-            run_in_cache(fit_command(model, data, sampler, out, short=True), "warm", extra_flags, env_extra,
-                         cwd=Path(work), what="warm-up run")
+            run_in_cache(
+                fit_command(model, data, sampler, out, short=True),
+                "warm",
+                extra_flags,
+                env_extra,
+                cwd=Path(work),
+                what="warm-up run",
+            )
         result = run_in_cache(cmd, cache, extra_flags, env_extra, cwd=Path(work), what="phases run")
         record = json.loads(result["stdout"].strip().splitlines()[-1])
-        record.update({"tool": "marrow", "model": model, "sampler": sampler, "cache": cache, "blas": blas_label(blas),
-                       "excluded": ",".join(exclude), "process_s": result["wall_s"], "maxrss_mb": result["maxrss_mb"]})
-        record["startup_s"] = record["process_s"] - sum(v for k, v in record.items() if k.endswith("_s") and k not in ("process_s",))
-        log(f"  phases {model} {sampler}{' without ' + ','.join(exclude) if exclude else ''}: " + ", ".join(f"{k} {v:.2f}" for k, v in record.items() if k.endswith("_s")))
+        record.update(
+            {
+                "tool": "marrow",
+                "model": model,
+                "sampler": sampler,
+                "cache": cache,
+                "blas": blas_label(blas),
+                "excluded": ",".join(exclude),
+                "process_s": result["wall_s"],
+                "maxrss_mb": result["maxrss_mb"],
+            }
+        )
+        record["startup_s"] = record["process_s"] - sum(
+            v for k, v in record.items() if k.endswith("_s") and k not in ("process_s",)
+        )
+        log(
+            f"  phases {model} {sampler}{' without ' + ','.join(exclude) if exclude else ''}: "
+            + ", ".join(f"{k} {v:.2f}" for k, v in record.items() if k.endswith("_s"))
+        )
         return record
 
 
 # --- gradient evaluation (BLAS lever) --------------------------------------------------------------
+
 
 def _gradient_child(model: str, data, evals: int) -> dict:
     """Compile the model's logp + gradient with PyTensor's C backend and time one evaluation."""
@@ -478,11 +574,14 @@ def _gradient_child(model: str, data, evals: int) -> dict:
     from marrow.priors import load_prior_set
     from marrow.spec import ModelSpec
 
-    spec = ModelSpec(model=model, covariates=tuple(COVARIATES.split(",")), **({"cure": False} if model == "recovery" else {}))
+    spec = ModelSpec(
+        model=model, covariates=tuple(COVARIATES.split(",")), **({"cure": False} if model == "recovery" else {})
+    )
     patients, recovery = data_paths(data)
     module = module_for(model)
-    pm_model = module.build(module.inputs(load_trial(patients, recovery, spec.needs()), spec), spec,
-                            load_prior_set("weakly-informative"))
+    pm_model = module.build(
+        module.inputs(load_trial(patients, recovery, spec.needs()), spec), spec, load_prior_set("weakly-informative")
+    )
     t = time.perf_counter()
     fn = pm_model.logp_dlogp_function(ravel_inputs=True)
     fn.set_extra_values({})
@@ -493,26 +592,48 @@ def _gradient_child(model: str, data, evals: int) -> dict:
     t = time.perf_counter()
     for _ in range(evals):
         fn(x)
-    return {"blas_ldflags": pytensor.config.blas__ldflags, "compile_s": compile_s,
-            "gradient_us": (time.perf_counter() - t) / evals * 1e6}
+    return {
+        "blas_ldflags": pytensor.config.blas__ldflags,
+        "compile_s": compile_s,
+        "gradient_us": (time.perf_counter() - t) / evals * 1e6,
+    }
 
 
 def gradient(model: str, data, blas: str | None = None, evals: int = 500, repeats: int = 3, log=print) -> dict:
     """Median time of one logp+gradient evaluation over `repeats` fresh processes (warm cache)."""
     values = []
     for _ in range(repeats + 1):  # the first populates the compile dir
-        cmd = [sys.executable, str(Path(__file__).resolve()), "_gradient", "--model", model,
-               "--data", str(data or "bundled"), "--evals", str(evals)]
+        cmd = [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "_gradient",
+            "--model",
+            model,
+            "--data",
+            str(data or "bundled"),
+            "--evals",
+            str(evals),
+        ]
         result = run_in_cache(cmd, "warm", blas_flag(blas), what="gradient run")
         values.append(json.loads(result["stdout"].strip().splitlines()[-1]))
     values = values[1:]
-    record = {"tool": "marrow", "model": model, "blas": blas_label(blas), "repeats": repeats, "evals": evals,
-              "gradient_us": statistics.median(v["gradient_us"] for v in values), "load_before": os.getloadavg()[0]}
-    log(f"  gradient {model} blas={record['blas']}: {record['gradient_us']:.0f} us per logp+gradient (median of {repeats})")
+    record = {
+        "tool": "marrow",
+        "model": model,
+        "blas": blas_label(blas),
+        "repeats": repeats,
+        "evals": evals,
+        "gradient_us": statistics.median(v["gradient_us"] for v in values),
+        "load_before": os.getloadavg()[0],
+    }
+    log(
+        f"  gradient {model} blas={record['blas']}: {record['gradient_us']:.0f} us per logp+gradient (median of {repeats})"
+    )
     return record
 
 
 # --- CLI start-up --------------------------------------------------------------------------------
+
 
 def startup(runs: int = 10, log=print) -> list[dict]:
     """Median wall time of `marrow --help` and `marrow fit --help` (hyperfine when installed)."""
@@ -522,8 +643,21 @@ def startup(runs: int = 10, log=print) -> list[dict]:
         hyperfine = shutil.which("hyperfine")
         if hyperfine:
             with tempfile.NamedTemporaryFile(suffix=".json") as report:
-                subprocess.run([hyperfine, "--warmup", "2", "--runs", str(runs), "-N", "--export-json", report.name,
-                                " ".join(cmd)], check=True, capture_output=True)
+                subprocess.run(
+                    [
+                        hyperfine,
+                        "--warmup",
+                        "2",
+                        "--runs",
+                        str(runs),
+                        "-N",
+                        "--export-json",
+                        report.name,
+                        " ".join(cmd),
+                    ],
+                    check=True,
+                    capture_output=True,
+                )
                 data = json.load(open(report.name))["results"][0]
             median, low, high = data["median"], data["min"], data["max"]
             how = "hyperfine"
@@ -534,7 +668,14 @@ def startup(runs: int = 10, log=print) -> list[dict]:
             times = times[2:]
             median, low, high = statistics.median(times), min(times), max(times)
             how = "repeated"
-        record = {"command": "marrow " + " ".join(args), "median_s": median, "min_s": low, "max_s": high, "runs": runs, "how": how}
+        record = {
+            "command": "marrow " + " ".join(args),
+            "median_s": median,
+            "min_s": low,
+            "max_s": high,
+            "runs": runs,
+            "how": how,
+        }
         log(f"  {record['command']}: median {median:.3f} s (min {low:.3f}, max {high:.3f}, {runs} runs, {how})")
         results.append(record)
     return results
@@ -552,11 +693,21 @@ def main(argv: list[str] | None = None) -> None:
         if name == "_phases":
             p.add_argument("--out", type=Path, required=True)
             continue
-        p.add_argument("--cache", choices=["warm", "cold", "worker"] if name == "e2e" else ["warm", "cold"], default="warm",
-                       help="warm or cold compile cache" + (", or a resident worker (docs/worker.md)" if name == "e2e" else ""))
-        p.add_argument("--blas", default=None, help="PyTensor blas__ldflags ('' = none, no probe), e.g. "
-                       "'-L/usr/lib/x86_64-linux-gnu -l:libopenblas.so.0'; default: not set (PyTensor probes)")
-        p.add_argument("--xla-devices", type=int, default=0, help="XLA_FLAGS host device count (NumPyro parallel chains)")
+        p.add_argument(
+            "--cache",
+            choices=["warm", "cold", "worker"] if name == "e2e" else ["warm", "cold"],
+            default="warm",
+            help="warm or cold compile cache" + (", or a resident worker (docs/worker.md)" if name == "e2e" else ""),
+        )
+        p.add_argument(
+            "--blas",
+            default=None,
+            help="PyTensor blas__ldflags ('' = none, no probe), e.g. "
+            "'-L/usr/lib/x86_64-linux-gnu -l:libopenblas.so.0'; default: not set (PyTensor probes)",
+        )
+        p.add_argument(
+            "--xla-devices", type=int, default=0, help="XLA_FLAGS host device count (NumPyro parallel chains)"
+        )
         if name == "e2e":
             p.add_argument("--runs", type=int, default=1)
         p.add_argument("--json", type=Path, help="append the records to this JSON-lines file")
@@ -588,7 +739,9 @@ def main(argv: list[str] | None = None) -> None:
         gradient(args.model, None if args.data == "bundled" else args.data, args.blas, args.evals)
         return
     data = None if args.data == "bundled" else args.data
-    env_extra = {"XLA_FLAGS": f"--xla_force_host_platform_device_count={args.xla_devices}"} if args.xla_devices else None
+    env_extra = (
+        {"XLA_FLAGS": f"--xla_force_host_platform_device_count={args.xla_devices}"} if args.xla_devices else None
+    )
     if args.what == "e2e":
         records = e2e(args.model, data, args.sampler, args.cache, args.runs, args.blas, env_extra)
     else:

@@ -101,14 +101,16 @@ def generate(
 
     width_p = max(3, len(str(n_patients)))
     ids = np.array([f"P{i + 1:0{width_p}d}" for i in range(n_patients)])
-    patients = pd.DataFrame({
-        "patient_id": ids,
-        "center": centers,
-        "response": response,
-        "followup_days": followup,
-        "died": died,
-        "adverse_event": adverse,
-    })
+    patients = pd.DataFrame(
+        {
+            "patient_id": ids,
+            "center": centers,
+            "response": response,
+            "followup_days": followup,
+            "died": died,
+            "adverse_event": adverse,
+        }
+    )
     for j, name in enumerate(names):
         patients[name] = x[:, j]
     patients["age"] = age
@@ -126,12 +128,16 @@ def generate(
         t = np.ceil(scale * rng.weibull(shape, n_patients)).astype(np.int64)
         t = np.clip(t, 1, None)
         recovered = recovers & (t <= followup)
-        frames.append(pd.DataFrame({
-            "patient_id": ids,
-            "lineage": name,
-            "day": np.where(recovered, t, followup),
-            "recovered": recovered.astype(np.int64),
-        }))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "patient_id": ids,
+                    "lineage": name,
+                    "day": np.where(recovered, t, followup),
+                    "recovered": recovered.astype(np.int64),
+                }
+            )
+        )
     recovery = pd.concat(frames, ignore_index=True)
     # one block per patient, lineages in order, like the bundled file
     recovery["_lineage"] = recovery["lineage"].map({n: i for i, n in enumerate(lineages)})
@@ -163,8 +169,14 @@ def main(argv: list[str] | None = None) -> None:
     patients, centers = SIZES[args.size] if args.size else (2_000, 40)
     patients = args.patients if args.patients is not None else patients
     centers = args.centers if args.centers is not None else centers
-    p, r = write(args.out, n_patients=patients, n_centers=centers, n_lineages=args.lineages,
-                 n_covariates=args.covariates, seed=args.seed)
+    p, r = write(
+        args.out,
+        n_patients=patients,
+        n_centers=centers,
+        n_lineages=args.lineages,
+        n_covariates=args.covariates,
+        seed=args.seed,
+    )
     print(f"wrote {p} ({patients} patients, {centers} centers) and {r} ({patients * args.lineages} rows)")
 
 

@@ -43,8 +43,12 @@ def build(trial, centred: bool):
             log_median = pm.Normal("log_median", mu_m, sd_m, dims="lineage")
             log_shape = pm.Normal("log_shape", mu_k, sd_k, dims="lineage")
         else:
-            log_median = pm.Deterministic("log_median", mu_m + sd_m * pm.Normal("log_median_z", 0, 1, dims="lineage"), dims="lineage")
-            log_shape = pm.Deterministic("log_shape", mu_k + sd_k * pm.Normal("log_shape_z", 0, 1, dims="lineage"), dims="lineage")
+            log_median = pm.Deterministic(
+                "log_median", mu_m + sd_m * pm.Normal("log_median_z", 0, 1, dims="lineage"), dims="lineage"
+            )
+            log_shape = pm.Deterministic(
+                "log_shape", mu_k + sd_k * pm.Normal("log_shape_z", 0, 1, dims="lineage"), dims="lineage"
+            )
         shape = pm.Deterministic("shape", pt.exp(log_shape), dims="lineage")
         time_beta = pm.Normal("time_beta", 0.0, 0.5, dims="covariate")
         loc = log_median[row_lineage] + pt.dot(x, time_beta)[row_patient]
@@ -77,8 +81,17 @@ def main(argv=None) -> None:
     t = time.perf_counter()
     with model, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        idata = pm.sample(tune=args.tune, draws=args.draws, chains=4, cores=2, nuts_sampler=args.sampler,
-                          target_accept=0.95, random_seed=2017, progressbar=False, compute_convergence_checks=False)
+        idata = pm.sample(
+            tune=args.tune,
+            draws=args.draws,
+            chains=4,
+            cores=2,
+            nuts_sampler=args.sampler,
+            target_accept=0.95,
+            random_seed=2017,
+            progressbar=False,
+            compute_convergence_checks=False,
+        )
     call = time.perf_counter() - t
     names = ["log_median", "shape", "time_beta"]
     with warnings.catch_warnings():
@@ -87,14 +100,24 @@ def main(argv=None) -> None:
     stats = idata.sample_stats
     depth = stats["tree_depth"] if "tree_depth" in stats else stats["depth"]
     sampling = float(idata.posterior.attrs["sampling_time"])
-    print(json.dumps({
-        "lever": "centred" if not args.non_centred else "non-centred", "sampler": args.sampler,
-        "tune": args.tune, "draws": args.draws, "in_process_s": time.perf_counter() - start,
-        "compile_s": call - sampling, "sampling_s": sampling, "tree_depth_mean": float(depth.mean()),
-        "step_size_mean": float(stats["step_size"].mean()), "divergences": int(stats["diverging"].sum()),
-        "ess_bulk_min": min(float(ess[v].min()) for v in names),
-        "estimates": {v: idata.posterior[v].mean(("chain", "draw")).round(3).values.tolist() for v in names},
-    }))
+    print(
+        json.dumps(
+            {
+                "lever": "centred" if not args.non_centred else "non-centred",
+                "sampler": args.sampler,
+                "tune": args.tune,
+                "draws": args.draws,
+                "in_process_s": time.perf_counter() - start,
+                "compile_s": call - sampling,
+                "sampling_s": sampling,
+                "tree_depth_mean": float(depth.mean()),
+                "step_size_mean": float(stats["step_size"].mean()),
+                "divergences": int(stats["diverging"].sum()),
+                "ess_bulk_min": min(float(ess[v].min()) for v in names),
+                "estimates": {v: idata.posterior[v].mean(("chain", "draw")).round(3).values.tolist() for v in names},
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -33,7 +33,11 @@ import bench_marrow  # noqa: E402
 import generate  # noqa: E402
 
 DEBIAN_OPENBLAS = "-L/usr/lib/x86_64-linux-gnu -l:libopenblas.so.0"  # apt-get install libopenblas0-pthread
-SIZE_LABELS = {"bundled": "bundled (74 pts, 7 centers)", "medium": "2,000 pts, 40 centers", "large": "20,000 pts, 200 centers"}
+SIZE_LABELS = {
+    "bundled": "bundled (74 pts, 7 centers)",
+    "medium": "2,000 pts, 40 centers",
+    "large": "20,000 pts, 200 centers",
+}
 
 
 class Recorder:
@@ -43,7 +47,7 @@ class Recorder:
 
     def add(self, kind: str, size: str, records: list[dict] | dict) -> None:
         records = records if isinstance(records, list) else [records]
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         stamp = {"utc": now.strftime("%H:%M:%S"), "date": now.strftime("%Y-%m-%d")}
         with open(self.path, "a") as handle:
             for record in records:
@@ -53,7 +57,9 @@ class Recorder:
         """Copy records of an earlier results file as they are (their own time), marked reused_from."""
         with open(self.path, "a") as handle:
             for record in records:
-                handle.write(json.dumps({**record, "reused_from": record.get("reused_from") or Path(source).name}) + "\n")
+                handle.write(
+                    json.dumps({**record, "reused_from": record.get("reused_from") or Path(source).name}) + "\n"
+                )
 
 
 def brms_variant(record: dict) -> str | None:
@@ -74,7 +80,9 @@ def reference_brms(path: Path, sizes: list[str], models: list[str], variants: li
         if r.get("size") in sizes and r.get("model") in models:
             variant = brms_variant(r)
             if r["model"] != "response" or variant in variants:
-                found.setdefault((r["size"], r["model"], variant), []).append({**r, "variant": variant} if variant else r)
+                found.setdefault((r["size"], r["model"], variant), []).append(
+                    {**r, "variant": variant} if variant else r
+                )
     keep = []
     for rs in found.values():
         fresh = [r for r in rs if not r.get("reused_from")]
@@ -109,15 +117,22 @@ def time_report(rec: Recorder, log) -> None:
         env, _ = bench_marrow.cache_env("warm")
         cmd = [bench_marrow.MARROW, "report", "--out", str(Path(work) / "report"), "--force"]
         result = bench_marrow.run_measured(cmd, env, cwd=Path(work))
-        record = {"command": "marrow report", "wall_s": result["wall_s"], "maxrss_mb": result["maxrss_mb"],
-                  "returncode": result["returncode"], "load_before": result["load_before"],
-                  "stderr_tail": result["stderr"][-500:]}
+        record = {
+            "command": "marrow report",
+            "wall_s": result["wall_s"],
+            "maxrss_mb": result["maxrss_mb"],
+            "returncode": result["returncode"],
+            "load_before": result["load_before"],
+            "stderr_tail": result["stderr"][-500:],
+        }
     log(f"  marrow report: {record['wall_s']:.1f} s, exit {record['returncode']}, {record['maxrss_mb']:.0f} MB")
     rec.add("report", "bundled", record)
 
 
 def run(args, log=print) -> Path:
-    results = args.results or HERE / "results" / (dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + ".jsonl")
+    results = args.results or HERE / "results" / (
+        dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ") + ".jsonl"
+    )
     rec = Recorder(results)
     only = set(args.only.split(",")) if args.only else None
 
@@ -125,8 +140,17 @@ def run(args, log=print) -> Path:
         return only is None or any(k in only for k in keys)
 
     log(f"results -> {results}")
-    rec.add("machine", "-", {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform(),
-                             "load": os.getloadavg()[0], "quick": args.quick})
+    rec.add(
+        "machine",
+        "-",
+        {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "load": os.getloadavg()[0],
+            "quick": args.quick,
+        },
+    )
     data_root = args.data_root
     sizes = ["bundled"] if args.quick else args.sizes.split(",")
     samplers = args.samplers.split(",")
@@ -139,8 +163,10 @@ def run(args, log=print) -> Path:
         earlier = reference_brms(args.reference_brms, sizes, models, variants)
         rec.reuse(earlier, args.reference_brms)
         reused = {(r["size"], r["model"], r.get("variant")) for r in earlier}
-        log(f"brms records reused from {args.reference_brms}: "
-            + (", ".join(f"{s} {m}{' ' + v if v else ''}" for s, m, v in sorted(reused, key=str)) or "none matching"))
+        log(
+            f"brms records reused from {args.reference_brms}: "
+            + (", ".join(f"{s} {m}{' ' + v if v else ''}" for s, m, v in sorted(reused, key=str)) or "none matching")
+        )
 
     if wanted("startup"):
         log("CLI start-up")
@@ -152,7 +178,7 @@ def run(args, log=print) -> Path:
         for model in models:
             log(f"{SIZE_LABELS[size]}: {model}")
             if wanted("brms", f"brms:{size}") and not args.skip_brms:
-                for variant in (variants if model == "response" else [None]):
+                for variant in variants if model == "response" else [None]:
                     if (size, model, variant) in reused:
                         log(f"  brms   {model:8s} {variant or '':11s} reused from {args.reference_brms}")
                         continue
@@ -174,12 +200,20 @@ def run(args, log=print) -> Path:
         log("Lever: PyTensor BLAS flags set explicitly (no BLAS probe in every process), bundled trial")
         for model in ("response", "recovery"):
             for sampler in [s for s in samplers if s in ("pymc", "nutpie")]:
-                rec.add("lever-blas", "bundled", bench_marrow.e2e(model, None, sampler, "warm", runs_small, blas="", log=log))
+                rec.add(
+                    "lever-blas",
+                    "bundled",
+                    bench_marrow.e2e(model, None, sampler, "warm", runs_small, blas="", log=log),
+                )
         log("Lever: BLAS for PyTensor's C code, time of one logp + gradient evaluation")
-        blas_options = [None, ""] + ([DEBIAN_OPENBLAS] if Path("/usr/lib/x86_64-linux-gnu/libopenblas.so.0").exists() else [])
+        blas_options = [None, ""] + (
+            [DEBIAN_OPENBLAS] if Path("/usr/lib/x86_64-linux-gnu/libopenblas.so.0").exists() else []
+        )
         for size, model in (("bundled", "response"), ("medium", "recovery")):
             for blas in blas_options:
-                rec.add("gradient", size, bench_marrow.gradient(model, data_dir(size, data_root), blas, repeats=2, log=log))
+                rec.add(
+                    "gradient", size, bench_marrow.gradient(model, data_dir(size, data_root), blas, repeats=2, log=log)
+                )
         if "numpyro" in samplers:
             log("Lever: NumPyro chains in parallel on both cores (XLA host device count 2)")
             xla = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
@@ -187,8 +221,19 @@ def run(args, log=print) -> Path:
                 if size == "large":
                     continue
                 for model in ("response", "recovery"):
-                    rec.add("lever-xla", size, bench_marrow.e2e(model, data_dir(size, data_root), "numpyro", "warm",
-                                                                runs_small if size == "bundled" else 1, env_extra=xla, log=log))
+                    rec.add(
+                        "lever-xla",
+                        size,
+                        bench_marrow.e2e(
+                            model,
+                            data_dir(size, data_root),
+                            "numpyro",
+                            "warm",
+                            runs_small if size == "bundled" else 1,
+                            env_extra=xla,
+                            log=log,
+                        ),
+                    )
 
     if wanted("report"):
         log("Full report")
@@ -202,6 +247,7 @@ def run(args, log=print) -> Path:
 
 
 # --- the table -------------------------------------------------------------------------------------
+
 
 def load(path: Path) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
@@ -226,34 +272,56 @@ def summarise(records: list[dict]) -> list[dict]:
     for r in records:
         if r.get("kind") not in ("e2e", "lever-blas", "lever-xla"):
             continue
-        key = (r["kind"], r["size"], r["model"], r.get("tool", "marrow"), r.get("sampler"), r.get("cache"),
-               r.get("blas", "detect"), brms_variant(r), r.get("reused_from"))
+        key = (
+            r["kind"],
+            r["size"],
+            r["model"],
+            r.get("tool", "marrow"),
+            r.get("sampler"),
+            r.get("cache"),
+            r.get("blas", "detect"),
+            brms_variant(r),
+            r.get("reused_from"),
+        )
         groups.setdefault(key, []).append(r)
     rows = []
     for key, rs in groups.items():
         kind, size, model, tool, sampler, cache, blas, variant, reused_from = key
-        rows.append({
-            "kind": kind, "size": size, "model": model, "tool": tool, "sampler": sampler, "cache": cache, "blas": blas,
-            "variant": variant, "reused_from": reused_from,
-            "runs": len(rs),
-            "wall_s": _median([r["wall_s"] for r in rs]),
-            "compile_s": _median([r.get("compile_s") for r in rs]),
-            "sampling_s": _median([r.get("sampling_s") for r in rs]),
-            "ess_bulk_min": _median([r.get("ess_bulk_min") for r in rs]),
-            "ess_per_s": _median([r.get("ess_per_s") for r in rs]),
-            "ess_per_sampling_s": _median([r.get("ess_per_sampling_s") for r in rs]),
-            "divergences": max(int(r.get("divergences", 0)) for r in rs),
-            "rhat_max": max(float(r.get("rhat_max", float("nan"))) for r in rs),
-            "maxrss_mb": max(float(r.get("maxrss_mb") or 0) for r in rs),
-            "client_maxrss_mb": _median([r.get("client_maxrss_mb") for r in rs]),
-            "load": _median([r.get("load_before") for r in rs]),
-            "utc": rs[0].get("utc"),
-            "date": rs[0].get("date"),
-        })
+        rows.append(
+            {
+                "kind": kind,
+                "size": size,
+                "model": model,
+                "tool": tool,
+                "sampler": sampler,
+                "cache": cache,
+                "blas": blas,
+                "variant": variant,
+                "reused_from": reused_from,
+                "runs": len(rs),
+                "wall_s": _median([r["wall_s"] for r in rs]),
+                "compile_s": _median([r.get("compile_s") for r in rs]),
+                "sampling_s": _median([r.get("sampling_s") for r in rs]),
+                "ess_bulk_min": _median([r.get("ess_bulk_min") for r in rs]),
+                "ess_per_s": _median([r.get("ess_per_s") for r in rs]),
+                "ess_per_sampling_s": _median([r.get("ess_per_sampling_s") for r in rs]),
+                "divergences": max(int(r.get("divergences", 0)) for r in rs),
+                "rhat_max": max(float(r.get("rhat_max", float("nan"))) for r in rs),
+                "maxrss_mb": max(float(r.get("maxrss_mb") or 0) for r in rs),
+                "client_maxrss_mb": _median([r.get("client_maxrss_mb") for r in rs]),
+                "load": _median([r.get("load_before") for r in rs]),
+                "utc": rs[0].get("utc"),
+                "date": rs[0].get("date"),
+            }
+        )
     return rows
 
 
-BRMS_LABELS = {"cells": "brms (Stan), binomial cells", "per patient": "brms (Stan), one row per patient", None: "brms (Stan)"}
+BRMS_LABELS = {
+    "cells": "brms (Stan), binomial cells",
+    "per patient": "brms (Stan), one row per patient",
+    None: "brms (Stan)",
+}
 # The brms row each ratio column compares with: "cells" for the response model, the only one for
 # recovery (variant None); then the per-patient response model.
 PRIMARY = {"response": "cells"}
@@ -274,9 +342,18 @@ def render(records: list[dict]) -> str:
     rows = summarise(records)
     order = {"bundled": 0, "medium": 1, "large": 2}
     tool_order = {"stan": 0, "pymc": 1, "nutpie": 2, "numpyro": 3}
-    rows.sort(key=lambda r: (r["kind"] != "e2e", order.get(r["size"], 9), r["model"], tool_order.get(r["sampler"], 9),
-                             VARIANT_ORDER.get(r["variant"], 9), CACHE_ORDER.get(r["cache"], 9), r["kind"],
-                             r["reused_from"] is not None))
+    rows.sort(
+        key=lambda r: (
+            r["kind"] != "e2e",
+            order.get(r["size"], 9),
+            r["model"],
+            tool_order.get(r["sampler"], 9),
+            VARIANT_ORDER.get(r["variant"], 9),
+            CACHE_ORDER.get(r["cache"], 9),
+            r["kind"],
+            r["reused_from"] is not None,
+        )
+    )
     brms: dict[tuple, dict] = {}
     for r in rows:  # a brms row measured in this run wins over one reused from an earlier file
         if r["tool"] == "brms":
@@ -294,7 +371,9 @@ def render(records: list[dict]) -> str:
         if r["tool"] == "brms":
             label = BRMS_LABELS.get(r["variant"], f"brms (Stan), {r['variant']}")
             if r["reused_from"]:
-                label += f" (earlier run: {r['reused_from']}, {(r['date'] + ' ') if r.get('date') else ''}{r['utc']} UTC)"
+                label += (
+                    f" (earlier run: {r['reused_from']}, {(r['date'] + ' ') if r.get('date') else ''}{r['utc']} UTC)"
+                )
                 notes.append(r["reused_from"])
         else:
             label = r["sampler"]
@@ -303,8 +382,9 @@ def render(records: list[dict]) -> str:
         if r["kind"] == "lever-xla":
             label += " + 2 XLA devices"
         wall_1, ess_1 = _ratios(r, brms.get((r["size"], r["model"], PRIMARY.get(r["model"]))))
-        wall_2, ess_2 = (_ratios(r, brms.get((r["size"], r["model"], "per patient")))
-                         if r["model"] == "response" else ("-", "-"))
+        wall_2, ess_2 = (
+            _ratios(r, brms.get((r["size"], r["model"], "per patient"))) if r["model"] == "response" else ("-", "-")
+        )
         lines.append(
             f"| {SIZE_LABELS.get(r['size'], r['size'])} | {r['model']} | {label} | {r['cache']} | {r['runs']} "
             f"| {_fmt(r['wall_s'])} | {_fmt(r['compile_s'])} | {_fmt(r['sampling_s'])} | {_fmt(r['ess_bulk_min'], 0)} "
@@ -312,42 +392,80 @@ def render(records: list[dict]) -> str:
             f"| {_fmt(r['maxrss_mb'], 0)} | {wall_1} | {wall_2} | {ess_1} | {ess_2} | {_fmt(r['load'])} |"
         )
     if rows:
-        lines += ["", "brms / wall and ESS/s vs brms compare with brms on binomial cell counts for the response model "
-                      "(the aggregation marrow itself uses) and with the one brms model for recovery; the per-patient "
-                      "columns compare with brms fitting one Bernoulli row per patient, as a brms user writes it."]
+        lines += [
+            "",
+            "brms / wall and ESS/s vs brms compare with brms on binomial cell counts for the response model "
+            "(the aggregation marrow itself uses) and with the one brms model for recovery; the per-patient "
+            "columns compare with brms fitting one Bernoulli row per patient, as a brms user writes it.",
+        ]
     if any(r["cache"] == "worker" for r in rows):
-        lines += ["", "worker: a resident `marrow worker`, filled by an untimed short run of the same command, serves "
-                      "each timed `marrow fit`; wall s is the client process, start to exit; peak MB is the worker's "
-                      "own peak from `marrow worker status` (client_maxrss_mb in the JSON for the client)."]
+        lines += [
+            "",
+            "worker: a resident `marrow worker`, filled by an untimed short run of the same command, serves "
+            "each timed `marrow fit`; wall s is the client process, start to exit; peak MB is the worker's "
+            "own peak from `marrow worker status` (client_maxrss_mb in the JSON for the client).",
+        ]
     if notes:
-        lines += ["", "Rows marked (earlier run: ...) were not measured in this run but copied from "
-                      + ", ".join(f"`{n}`" for n in dict.fromkeys(notes))
-                      + " (--reference-brms); ratios against them compare runs made at different times and loads."]
+        lines += [
+            "",
+            "Rows marked (earlier run: ...) were not measured in this run but copied from "
+            + ", ".join(f"`{n}`" for n in dict.fromkeys(notes))
+            + " (--reference-brms); ratios against them compare runs made at different times and loads.",
+        ]
     startup = [r for r in records if r.get("kind") == "startup"]
     if startup:
         lines += ["", "| command | median s | min s | max s | runs |", "|---|---|---|---|---|"]
         for r in startup:
-            lines.append(f"| `{r['command']}` | {r['median_s']:.3f} | {r['min_s']:.3f} | {r['max_s']:.3f} | {r['runs']} ({r['how']}) |")
+            lines.append(
+                f"| `{r['command']}` | {r['median_s']:.3f} | {r['min_s']:.3f} | {r['max_s']:.3f} | {r['runs']} ({r['how']}) |"
+            )
     phases = [r for r in records if r.get("kind") == "phases"]
     if phases:
-        keys = ["startup_s", "import_s", "load_s", "build_s", "compile_s", "sampling_s", "augment_s", "save_s",
-                "diagnose_s", "process_s"]
-        lines += ["", "In-process phases (one fresh interpreter each, warm compile cache), seconds:", "",
-                  "| size | model | sampler | " + " | ".join(k[:-2] for k in keys) + " | peak MB |",
-                  "|---|---|---|" + "---|" * len(keys) + "---|"]
+        keys = [
+            "startup_s",
+            "import_s",
+            "load_s",
+            "build_s",
+            "compile_s",
+            "sampling_s",
+            "augment_s",
+            "save_s",
+            "diagnose_s",
+            "process_s",
+        ]
+        lines += [
+            "",
+            "In-process phases (one fresh interpreter each, warm compile cache), seconds:",
+            "",
+            "| size | model | sampler | " + " | ".join(k[:-2] for k in keys) + " | peak MB |",
+            "|---|---|---|" + "---|" * len(keys) + "---|",
+        ]
         for r in phases:
-            lines.append(f"| {SIZE_LABELS.get(r['size'], r['size'])} | {r['model']} | {r['sampler']} | "
-                         + " | ".join(_fmt(r.get(k), 2) for k in keys) + f" | {_fmt(r.get('maxrss_mb'), 0)} |")
+            lines.append(
+                f"| {SIZE_LABELS.get(r['size'], r['size'])} | {r['model']} | {r['sampler']} | "
+                + " | ".join(_fmt(r.get(k), 2) for k in keys)
+                + f" | {_fmt(r.get('maxrss_mb'), 0)} |"
+            )
     grads = [r for r in records if r.get("kind") == "gradient"]
     if grads:
-        lines += ["", "One logp + gradient evaluation, PyTensor C backend (median of fresh processes), microseconds:", "",
-                  "| size | model | blas__ldflags | us | load |", "|---|---|---|---|---|"]
+        lines += [
+            "",
+            "One logp + gradient evaluation, PyTensor C backend (median of fresh processes), microseconds:",
+            "",
+            "| size | model | blas__ldflags | us | load |",
+            "|---|---|---|---|---|",
+        ]
         for r in grads:
-            lines.append(f"| {SIZE_LABELS.get(r['size'], r['size'])} | {r['model']} | {r['blas']} | {r['gradient_us']:.0f} | {r['load_before']:.1f} |")
+            lines.append(
+                f"| {SIZE_LABELS.get(r['size'], r['size'])} | {r['model']} | {r['blas']} | {r['gradient_us']:.0f} | {r['load_before']:.1f} |"
+            )
     report = [r for r in records if r.get("kind") == "report"]
     for r in report:
-        lines += ["", f"`marrow report` (bundled trial, warm cache): {r['wall_s']:.1f} s, exit {r['returncode']}, "
-                      f"peak {r['maxrss_mb']:.0f} MB."]
+        lines += [
+            "",
+            f"`marrow report` (bundled trial, warm cache): {r['wall_s']:.1f} s, exit {r['returncode']}, "
+            f"peak {r['maxrss_mb']:.0f} MB.",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -359,20 +477,36 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sizes", default="bundled,medium,large")
     parser.add_argument("--samplers", default="pymc,nutpie,numpyro")
     parser.add_argument("--models", default="response,recovery")
-    parser.add_argument("--caches", default="warm,cold,worker",
-                        help="comma list of marrow end-to-end modes: warm, cold (bundled trial only unless "
-                             "--cold-large), worker (a resident `marrow worker`, docs/worker.md)")
-    parser.add_argument("--brms-variants", default="cells,per-patient",
-                        help="brms fits of the response model: cells (binomial counts per cell, as marrow "
-                             "aggregates), per-patient (one Bernoulli row per patient)")
-    parser.add_argument("--reference-brms", type=Path, default=None, metavar="FILE.jsonl",
-                        help="reuse the brms records of an earlier results file instead of fitting those "
-                             "cases again (marked as earlier runs in the table)")
+    parser.add_argument(
+        "--caches",
+        default="warm,cold,worker",
+        help="comma list of marrow end-to-end modes: warm, cold (bundled trial only unless "
+        "--cold-large), worker (a resident `marrow worker`, docs/worker.md)",
+    )
+    parser.add_argument(
+        "--brms-variants",
+        default="cells,per-patient",
+        help="brms fits of the response model: cells (binomial counts per cell, as marrow "
+        "aggregates), per-patient (one Bernoulli row per patient)",
+    )
+    parser.add_argument(
+        "--reference-brms",
+        type=Path,
+        default=None,
+        metavar="FILE.jsonl",
+        help="reuse the brms records of an earlier results file instead of fitting those "
+        "cases again (marked as earlier runs in the table)",
+    )
     parser.add_argument("--skip-brms", action="store_true")
     parser.add_argument("--cold-large", action="store_true", help="also time cold-cache runs on the generated trials")
-    parser.add_argument("--cold-runs", type=int, default=None, help="runs per cold case on the bundled trial (default --runs)")
-    parser.add_argument("--only", default="", help="comma list: startup, brms, e2e, phases, levers, report, "
-                                                   "or brms:SIZE / e2e:SIZE / phases:SIZE")
+    parser.add_argument(
+        "--cold-runs", type=int, default=None, help="runs per cold case on the bundled trial (default --runs)"
+    )
+    parser.add_argument(
+        "--only",
+        default="",
+        help="comma list: startup, brms, e2e, phases, levers, report, or brms:SIZE / e2e:SIZE / phases:SIZE",
+    )
     parser.add_argument("--results", type=Path, default=None, help="JSON-lines file to append to")
     parser.add_argument("--data-root", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "marrow-bench-data")
     parser.add_argument("--table", type=Path, default=None, help="only print the table of a saved results file")

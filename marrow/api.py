@@ -32,8 +32,9 @@ _SAMPLER_FIELDS = tuple(f.name for f in fields(SamplerSettings) if f.name != "ex
 _SPEC_FIELDS = tuple(f.name for f in fields(ModelSpec) if f.name != "model")
 
 
-def load_trial(patients: str | Path | None = None, recovery: str | Path | None = None,
-               covariates: Iterable[str] = ()) -> TrialData:
+def load_trial(
+    patients: str | Path | None = None, recovery: str | Path | None = None, covariates: Iterable[str] = ()
+) -> TrialData:
     """Load and validate a trial from files (CSV or Parquet); the bundled SYNTHETIC trial when
     `patients` is None. Every optional column present and valid is kept, so one `TrialData` serves
     every model its columns allow; `covariates` are the columns to use as covariates. Raises
@@ -45,8 +46,9 @@ def load_trial(patients: str | Path | None = None, recovery: str | Path | None =
     return _load(patients, recovery, needs)
 
 
-def from_frames(patients: pd.DataFrame, recovery: pd.DataFrame | None = None,
-                covariates: Iterable[str] = ()) -> TrialData:
+def from_frames(
+    patients: pd.DataFrame, recovery: pd.DataFrame | None = None, covariates: Iterable[str] = ()
+) -> TrialData:
     """The same validation as `load_trial`, for tables already in memory (values are read as a file's cells)."""
     from marrow.data import Needs, load_frames
 
@@ -60,11 +62,18 @@ def from_frames(patients: pd.DataFrame, recovery: pd.DataFrame | None = None,
 def missing(data: TrialData, needs: Needs) -> list[str]:
     """What `data` lacks for `needs`, one readable item each (empty when it has everything)."""
     columns = set(data.patients.columns)
-    wanted = {"response": ("responder", needs.response), "ordinal": ("response", needs.ordinal),
-              "followup": ("followup_days", needs.followup), "died": ("died", needs.died),
-              "adverse_event": ("adverse_event", needs.adverse_event)}
-    out = [f"column '{column}' in the patients table" for column, needed in wanted.values()
-           if needed and column not in columns]
+    wanted = {
+        "response": ("responder", needs.response),
+        "ordinal": ("response", needs.ordinal),
+        "followup": ("followup_days", needs.followup),
+        "died": ("died", needs.died),
+        "adverse_event": ("adverse_event", needs.adverse_event),
+    }
+    out = [
+        f"column '{column}' in the patients table"
+        for column, needed in wanted.values()
+        if needed and column not in columns
+    ]
     if needs.recovery and data.recovery is None:
         out.append("a recovery table (load_trial(..., recovery=FILE))")
     out += [f"covariate '{c}' (load it with covariates=[...])" for c in needs.covariates if c not in data.covariates]
@@ -81,8 +90,10 @@ def model_spec(model: str, **options: Any) -> ModelSpec:
     """A `ModelSpec` from keyword options (`covariates` may be any iterable of names)."""
     unknown = sorted(set(options) - set(_SPEC_FIELDS))
     if unknown:
-        raise UsageError(f"unknown option{'s' if len(unknown) > 1 else ''} for a model: {', '.join(unknown)}; "
-                         f"choose from {', '.join(_SPEC_FIELDS)}")
+        raise UsageError(
+            f"unknown option{'s' if len(unknown) > 1 else ''} for a model: {', '.join(unknown)}; "
+            f"choose from {', '.join(_SPEC_FIELDS)}"
+        )
     for name in ("covariates", "horizons"):
         if name in options:
             options[name] = tuple(options[name])
@@ -94,8 +105,7 @@ def _split(options: dict[str, Any]) -> tuple[dict[str, Any], SamplerSettings]:
     return options, SamplerSettings(**sampler)
 
 
-def fit(data: TrialData, model: str, prior: str | Path | None = None, progress: bool = False,
-        **options: Any) -> Fit:
+def fit(data: TrialData, model: str, prior: str | Path | None = None, progress: bool = False, **options: Any) -> Fit:
     """Fit `model` ("response", "recovery", "survival" or "safety") to `data`.
 
     `options` are the model's (outcome, family, covariates, cure, frailty, per_lineage_effects,
@@ -127,7 +137,8 @@ def summarize(fit: Fit, all_parameters: bool = False, hdi: bool = False, prob: f
 
 def diagnose(fit: Fit, thresholds: Thresholds | None = None) -> list[Check]:
     """Every diagnostic check `marrow diagnose` runs; `[c for c in checks if not c.passed]` failed."""
-    from marrow.diagnostics import Thresholds, diagnose as _diagnose
+    from marrow.diagnostics import Thresholds
+    from marrow.diagnostics import diagnose as _diagnose
 
     return _diagnose(fit, thresholds or Thresholds())
 

@@ -15,8 +15,8 @@ import signal
 import sys
 import threading
 import traceback
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import click
 
@@ -69,8 +69,10 @@ def sigterm_as_interrupt() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {sig: signal.signal(sig, handler) for sig, handler in
-                ((signal.SIGTERM, _on_sigterm), (signal.SIGINT, _on_sigint))}
+    previous = {
+        sig: signal.signal(sig, handler)
+        for sig, handler in ((signal.SIGTERM, _on_sigterm), (signal.SIGINT, _on_sigint))
+    }
     try:
         yield
     finally:
@@ -217,8 +219,9 @@ def _internal_error(exc: Exception, debug: bool) -> int:
         traceback.print_exc(file=sys.stderr)
         click.echo(f"marrow: internal error: {type(exc).__name__}: {exc}", err=True)
     else:
-        click.echo(f"marrow: internal error: {type(exc).__name__}: {exc}\n(rerun with --debug for the traceback)",
-                   err=True)
+        click.echo(
+            f"marrow: internal error: {type(exc).__name__}: {exc}\n(rerun with --debug for the traceback)", err=True
+        )
     return EXIT_INTERNAL
 
 

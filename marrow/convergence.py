@@ -122,7 +122,7 @@ def _with_nan(x: np.ndarray, values: np.ndarray) -> np.ndarray:
     return values
 
 
-def per_variable(posterior, statistic) -> "xr.Dataset":
+def per_variable(posterior, statistic) -> xr.Dataset:
     """`statistic` (rhat, ess_bulk, ess_tail) of every element of every variable of a posterior dataset,
     as a dataset of the same variables without the chain and draw dims (like `arviz.rhat`)."""
     import xarray as xr
@@ -132,6 +132,7 @@ def per_variable(posterior, statistic) -> "xr.Dataset":
         da = da.transpose("chain", "draw", ...)
         values = da.to_numpy()
         flat = statistic(values.reshape(values.shape[0], values.shape[1], -1))
-        out[name] = xr.DataArray(flat.reshape(values.shape[2:]), dims=da.dims[2:],
-                                 coords={d: da[d] for d in da.dims[2:] if d in da.coords})
+        out[name] = xr.DataArray(
+            flat.reshape(values.shape[2:]), dims=da.dims[2:], coords={d: da[d] for d in da.dims[2:] if d in da.coords}
+        )
     return xr.Dataset(out)

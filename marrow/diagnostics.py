@@ -65,31 +65,69 @@ def diagnose(fit: Fit, thresholds: Thresholds = Thresholds()) -> list[Check]:
     ess_tail = convergence.per_variable(idata.posterior, convergence.ess_tail)
 
     value, where = _worst(rhat, np.nanargmax)
-    checks.append(Check("R-hat (max)", f"{value:.3f}", f"<= {thresholds.max_rhat}", not value > thresholds.max_rhat, where,
-                        "run longer chains (--draws, --tune) or reparameterise; chains disagree"))
+    checks.append(
+        Check(
+            "R-hat (max)",
+            f"{value:.3f}",
+            f"<= {thresholds.max_rhat}",
+            not value > thresholds.max_rhat,
+            where,
+            "run longer chains (--draws, --tune) or reparameterise; chains disagree",
+        )
+    )
     for label, dataset in (("bulk ESS (min)", ess_bulk), ("tail ESS (min)", ess_tail)):
         value, where = _worst(dataset, np.nanargmin)
-        checks.append(Check(label, f"{value:.0f}", f">= {thresholds.min_ess:.0f}", not value < thresholds.min_ess, where,
-                            "draw more (--draws) or more chains (--chains)"))
+        checks.append(
+            Check(
+                label,
+                f"{value:.0f}",
+                f">= {thresholds.min_ess:.0f}",
+                not value < thresholds.min_ess,
+                where,
+                "draw more (--draws) or more chains (--chains)",
+            )
+        )
 
     divergences = int(stats["diverging"].sum()) if "diverging" in stats else 0
     total = int(stats.sizes["chain"] * stats.sizes["draw"])
-    checks.append(Check("divergences", f"{divergences} of {total}", f"<= {thresholds.max_divergences}",
-                        divergences <= thresholds.max_divergences, "",
-                        "raise --target-accept (e.g. 0.99); with few centers the center sd is weakly identified"))
+    checks.append(
+        Check(
+            "divergences",
+            f"{divergences} of {total}",
+            f"<= {thresholds.max_divergences}",
+            divergences <= thresholds.max_divergences,
+            "",
+            "raise --target-accept (e.g. 0.99); with few centers the center sd is weakly identified",
+        )
+    )
 
     if "energy" in stats:
         bfmi = np.atleast_1d(az.bfmi(idata))
         low = float(np.min(bfmi))
-        checks.append(Check("E-BFMI (min over chains)", f"{low:.2f}", f">= {thresholds.min_bfmi}", low >= thresholds.min_bfmi, "",
-                            "heavy tails or funnel geometry: reparameterise or use stronger priors on scales"))
+        checks.append(
+            Check(
+                "E-BFMI (min over chains)",
+                f"{low:.2f}",
+                f">= {thresholds.min_bfmi}",
+                low >= thresholds.min_bfmi,
+                "",
+                "heavy tails or funnel geometry: reparameterise or use stronger priors on scales",
+            )
+        )
 
     for name in ("reaching_max_treedepth", "maxdepth_reached"):
         if name in stats:
             share = float(stats[name].mean())
-            checks.append(Check("tree depth saturation", f"{share:.1%}", f"<= {thresholds.max_treedepth_share:.0%}",
-                                share <= thresholds.max_treedepth_share, "",
-                                "the posterior is hard to traverse: check scaling of covariates, or raise max_treedepth"))
+            checks.append(
+                Check(
+                    "tree depth saturation",
+                    f"{share:.1%}",
+                    f"<= {thresholds.max_treedepth_share:.0%}",
+                    share <= thresholds.max_treedepth_share,
+                    "",
+                    "the posterior is hard to traverse: check scaling of covariates, or raise max_treedepth",
+                )
+            )
             break
 
     if "log_likelihood" in idata.groups():
@@ -98,13 +136,23 @@ def diagnose(fit: Fit, thresholds: Thresholds = Thresholds()) -> list[Check]:
         loo = psis_loo(idata)
         k = np.asarray(loo.pareto_k).reshape(-1)
         bad = int((k > thresholds.max_pareto_k).sum())
-        checks.append(Check("PSIS-LOO Pareto k (max)", f"{np.max(k):.2f} ({bad} of {k.size} > {thresholds.max_pareto_k})",
-                            f"<= {thresholds.max_pareto_k}", bad == 0, "",
-                            "influential observations: LOO estimates are unreliable; consider K-fold CV or a more robust model"))
+        checks.append(
+            Check(
+                "PSIS-LOO Pareto k (max)",
+                f"{np.max(k):.2f} ({bad} of {k.size} > {thresholds.max_pareto_k})",
+                f"<= {thresholds.max_pareto_k}",
+                bad == 0,
+                "",
+                "influential observations: LOO estimates are unreliable; consider K-fold CV or a more robust model",
+            )
+        )
     else:
         reason = fit.provenance.get("log_likelihood_omitted", "the fit has no log_likelihood group")
-        checks.append(Check("PSIS-LOO Pareto k (max)", "not computed", f"<= {thresholds.max_pareto_k}", True, reason,
-                            skipped=True))
+        checks.append(
+            Check(
+                "PSIS-LOO Pareto k (max)", "not computed", f"<= {thresholds.max_pareto_k}", True, reason, skipped=True
+            )
+        )
     return checks
 
 

@@ -36,14 +36,28 @@ def _display_frame(table: pd.DataFrame, digits: dict[str, int] | None = None) ->
     for column in out.columns:
         if pd.api.types.is_numeric_dtype(out[column]) or out[column].dtype == object:
             places = digits.get(column, 0 if str(column).startswith("ess") else 3)
-            out[column] = [fmt_number(v, places) if isinstance(v, (int, float)) and not isinstance(v, bool) else ("-" if v is None else v)
-                           for v in out[column]]
+            out[column] = [
+                fmt_number(v, places)
+                if isinstance(v, (int, float)) and not isinstance(v, bool)
+                else ("-" if v is None else v)
+                for v in out[column]
+            ]
     return out
 
 
 def latex_escape(text: str) -> str:
-    replacements = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                    "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+    replacements = {
+        "\\": r"\textbackslash{}",
+        "&": r"\&",
+        "%": r"\%",
+        "$": r"\$",
+        "#": r"\#",
+        "_": r"\_",
+        "{": r"\{",
+        "}": r"\}",
+        "~": r"\textasciitilde{}",
+        "^": r"\textasciicircum{}",
+    }
     return "".join(replacements.get(ch, ch) for ch in str(text))
 
 
@@ -64,7 +78,9 @@ def to_latex(table: pd.DataFrame, caption: str = "", label: str = "", digits: di
     return "\n".join(lines)
 
 
-def render(table: pd.DataFrame, fmt: str, title: str = "", caption: str = "", digits: dict[str, int] | None = None) -> str:
+def render(
+    table: pd.DataFrame, fmt: str, title: str = "", caption: str = "", digits: dict[str, int] | None = None
+) -> str:
     """The table as text in format `fmt` (one of FORMATS)."""
     if fmt == "csv":
         return table.to_csv(index=False, lineterminator="\n")
@@ -84,14 +100,16 @@ def rich_table(table: pd.DataFrame, title: str = "", digits: dict[str, int] | No
     """A boxed terminal table rendered to a string."""
     from io import StringIO
 
+    import pandas as pd
     from rich.console import Console
     from rich.table import Table
-    import pandas as pd
 
     shown = _display_frame(table, digits)
     grid = Table(title=title or None, title_justify="left", header_style="bold")
     for i, column in enumerate(shown.columns):
-        grid.add_column(str(column), justify="left" if i == 0 or not pd.api.types.is_numeric_dtype(table[column]) else "right")
+        grid.add_column(
+            str(column), justify="left" if i == 0 or not pd.api.types.is_numeric_dtype(table[column]) else "right"
+        )
     for _, row in shown.iterrows():
         grid.add_row(*[str(v) for v in row])
     buffer = StringIO()

@@ -64,8 +64,28 @@ def psis_loo(idata, scale: str = "log"):
     n = loo_i.size
     good_k = float(grouped.good_k)
     return ELPDData(
-        data=[elpd, float((n * np.var(loo_i)) ** 0.5), lppd - elpd / scale_value, int(grouped.n_samples), n,
-              bool(np.any(pareto_k > good_k)), xr.DataArray(loo_i, dims=[unit_dim], coords={unit_dim: units}, name="loo_i"),
-              xr.DataArray(pareto_k, dims=[unit_dim], coords={unit_dim: units}), scale, good_k],
-        index=["elpd_loo", "se", "p_loo", "n_samples", "n_data_points", "warning", "loo_i", "pareto_k", "scale", "good_k"],
+        data=[
+            elpd,
+            float((n * np.var(loo_i)) ** 0.5),
+            lppd - elpd / scale_value,
+            int(grouped.n_samples),
+            n,
+            bool(np.any(pareto_k > good_k)),
+            xr.DataArray(loo_i, dims=[unit_dim], coords={unit_dim: units}, name="loo_i"),
+            xr.DataArray(pareto_k, dims=[unit_dim], coords={unit_dim: units}),
+            scale,
+            good_k,
+        ],
+        index=[
+            "elpd_loo",
+            "se",
+            "p_loo",
+            "n_samples",
+            "n_data_points",
+            "warning",
+            "loo_i",
+            "pareto_k",
+            "scale",
+            "good_k",
+        ],
     )

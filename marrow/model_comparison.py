@@ -42,8 +42,10 @@ def _log_likelihood_shape(fit: Fit, label: str) -> dict[str, tuple[int, ...]]:
     groups = group_of_unit(fit.idata)
     if groups is not None:  # stored once per group of identical patients; LOO is per patient
         return {name: (int(groups.size),) for name in ll.data_vars}
-    return {name: tuple(int(ll[name].sizes[d]) for d in ll[name].dims if d not in ("chain", "draw"))
-            for name in ll.data_vars}
+    return {
+        name: tuple(int(ll[name].sizes[d]) for d in ll[name].dims if d not in ("chain", "draw"))
+        for name in ll.data_vars
+    }
 
 
 def check_comparable(fits: dict[str, Fit]) -> None:
@@ -53,8 +55,10 @@ def check_comparable(fits: dict[str, Fit]) -> None:
     labels = list(fits)
     first = labels[0]
     reference = fits[first]
-    ref_data = (json.loads(reference.provenance.get("data_sha256", "{}")),
-                json.loads(reference.provenance.get("data_rows", "{}")))
+    ref_data = (
+        json.loads(reference.provenance.get("data_sha256", "{}")),
+        json.loads(reference.provenance.get("data_rows", "{}")),
+    )
     ref_ll = _log_likelihood_shape(reference, first)
     for label in labels[1:]:
         fit = fits[label]
@@ -62,12 +66,14 @@ def check_comparable(fits: dict[str, Fit]) -> None:
         if data != ref_data:
             raise UsageError(
                 f"{label} and {first} were fitted to different data (sha256 {_short(data[0])} and rows {data[1]} "
-                f"vs sha256 {_short(ref_data[0])} and rows {ref_data[1]}); LOO compares models on the same data only")
+                f"vs sha256 {_short(ref_data[0])} and rows {ref_data[1]}); LOO compares models on the same data only"
+            )
         shape = _log_likelihood_shape(fit, label)
         if shape != ref_ll:
             raise UsageError(
                 f"{label} and {first} have log-likelihoods over different observations ({shape} vs {ref_ll}); "
-                "compare fits of the same outcome (e.g. recovery families with each other)")
+                "compare fits of the same outcome (e.g. recovery families with each other)"
+            )
 
 
 def _short(hashes: dict[str, str]) -> str:
@@ -95,8 +101,10 @@ def compare_fits(paths: list[Path | str]) -> Comparison:
         k = np.asarray(loo.pareto_k).reshape(-1)
         bad = int((k > MAX_PARETO_K).sum())
         if bad:
-            notes.append(f"{label}: {bad} of {k.size} observations have Pareto k > {MAX_PARETO_K} "
-                         f"(max {k.max():.2f}); its PSIS-LOO estimate is unreliable")
+            notes.append(
+                f"{label}: {bad} of {k.size} observations have Pareto k > {MAX_PARETO_K} "
+                f"(max {k.max():.2f}); its PSIS-LOO estimate is unreliable"
+            )
     out = table.reset_index().rename(columns={"index": "fit"})
     out["model"] = [fits[label].spec.label for label in out["fit"]]
     out["warning"] = out["warning"].astype(bool)

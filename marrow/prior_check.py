@@ -87,8 +87,12 @@ def summarise_prior(idata, spec, inputs) -> PriorCheck:
         if quantity.var in prior:
             _expand(quantity, prior[quantity.var], rows, draws, secondary)
             da = prior[quantity.var]
-            if (set(da.dims) - set(_SAMPLE_DIMS) == {dims.CENTER} and da.sizes[dims.CENTER] > 1
-                    and quantity.scale in ("rate", "probability") and "{center}" in quantity.label):
+            if (
+                set(da.dims) - set(_SAMPLE_DIMS) == {dims.CENTER}
+                and da.sizes[dims.CENTER] > 1
+                and quantity.scale in ("rate", "probability")
+                and "{center}" in quantity.label
+            ):
                 spreads.append((quantity, da))
 
     # How different centers may be, on the rate scale: the ratio of the extremes and the sd.
@@ -115,9 +119,13 @@ def summarise_prior(idata, spec, inputs) -> PriorCheck:
         rate = _flat(prior["response_rate"])
         extreme = float(((rate < 0.02) | (rate > 0.98)).mean())
         if extreme > 0.1:
-            notes.append(f"{extreme:.0%} of the prior puts the response rate below 2% or above 98%: "
-                         "probably wider than anyone believes")
-        notes.append(f"P(response rate > {spec.threshold:g}) under the prior = {float((rate > spec.threshold).mean()):.3f}")
+            notes.append(
+                f"{extreme:.0%} of the prior puts the response rate below 2% or above 98%: "
+                "probably wider than anyone believes"
+            )
+        notes.append(
+            f"P(response rate > {spec.threshold:g}) under the prior = {float((rate > spec.threshold).mean()):.3f}"
+        )
     table = pd.DataFrame(rows, columns=["quantity", "scale", *[f"{p:.0%}" for p in QUANTILES]])
     return PriorCheck(table, draws, notes, secondary)
 
@@ -146,7 +154,7 @@ def plot_prior_check(check: PriorCheck, path, force: bool = False, title: str = 
 
     from marrow.fits.io import atomic_path
 
-    labels = ([k for k in check.draws if k not in check.secondary] + [k for k in check.draws if k in check.secondary])
+    labels = [k for k in check.draws if k not in check.secondary] + [k for k in check.draws if k in check.secondary]
     labels = labels[:max_panels]
     scales = dict(zip(check.table["quantity"], check.table["scale"]))
     if not labels:
@@ -168,7 +176,7 @@ def plot_prior_check(check: PriorCheck, path, force: bool = False, title: str = 
         ax.set_title(label, fontsize=8)
         ax.tick_params(which="both", labelsize=7)
         ax.set_yticks([])
-    for ax in list(axes.flat)[len(labels):]:
+    for ax in list(axes.flat)[len(labels) :]:
         ax.axis("off")
     if title:
         fig.suptitle(title, fontsize=10)

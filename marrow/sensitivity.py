@@ -33,9 +33,9 @@ UPPER_ALPHA = 1.01
 THRESHOLD = 0.05
 DIAGNOSES = {
     "prior-data conflict": "the prior and the data pull this quantity in different directions; "
-                           "check the prior against what the data say",
+    "check the prior against what the data say",
     "strong prior / weak likelihood": "the prior, not the data, determines this quantity; "
-                                      "report it as an assumption or gather more data",
+    "report it as an assumption or gather more data",
     "-": "not sensitive to the prior; responds to the data as it should",
 }
 
@@ -93,8 +93,13 @@ def powerscale_weights(log_component: np.ndarray, alpha: float) -> tuple[np.ndar
     return weights / weights.sum(), float(np.asarray(k))
 
 
-def sensitivity_value(draws: np.ndarray, lower_weights: np.ndarray, upper_weights: np.ndarray,
-                      lower: float = LOWER_ALPHA, upper: float = UPPER_ALPHA) -> float:
+def sensitivity_value(
+    draws: np.ndarray,
+    lower_weights: np.ndarray,
+    upper_weights: np.ndarray,
+    lower: float = LOWER_ALPHA,
+    upper: float = UPPER_ALPHA,
+) -> float:
     """Derivative of the CJS distance with respect to log2(alpha), by priorsense's finite difference."""
     distance = cjs_distance(draws, lower_weights) + cjs_distance(draws, upper_weights)
     return distance / (math.log2(upper) - math.log2(lower))
@@ -146,9 +151,14 @@ class Sensitivity:
     notes: list[str]
 
 
-def powerscale_table(quantities: list[tuple[str, np.ndarray]], log_prior: np.ndarray | None,
-                     log_likelihood: np.ndarray | None, threshold: float = THRESHOLD, lower: float = LOWER_ALPHA,
-                     upper: float = UPPER_ALPHA) -> tuple[pd.DataFrame, dict[str, float], list[str]]:
+def powerscale_table(
+    quantities: list[tuple[str, np.ndarray]],
+    log_prior: np.ndarray | None,
+    log_likelihood: np.ndarray | None,
+    threshold: float = THRESHOLD,
+    lower: float = LOWER_ALPHA,
+    upper: float = UPPER_ALPHA,
+) -> tuple[pd.DataFrame, dict[str, float], list[str]]:
     """Sensitivity of each (label, flat draws) to power-scaling the prior and the likelihood.
 
     `log_prior` and `log_likelihood` are the joint log densities per draw, in the draws' order
@@ -164,8 +174,10 @@ def powerscale_table(quantities: list[tuple[str, np.ndarray]], log_prior: np.nda
         if log_values is None:
             weights[component] = None
             group = "log_prior" if component == "prior" else "log_likelihood"
-            notes.append(f"this fit has no {group} group, so its {component} sensitivity is not available; "
-                         "refit it with this version of marrow")
+            notes.append(
+                f"this fit has no {group} group, so its {component} sensitivity is not available; "
+                "refit it with this version of marrow"
+            )
             continue
         w_low, k_low = powerscale_weights(log_values, lower)
         w_up, k_up = powerscale_weights(log_values, upper)
@@ -177,21 +189,30 @@ def powerscale_table(quantities: list[tuple[str, np.ndarray]], log_prior: np.nda
     k_limit = pareto_k_threshold(n_draws)
     for component, k in pareto.items():
         if k > k_limit:
-            notes.append(f"Pareto k of the {component} importance weights is {k:.2f} (> {k_limit:.2f}): "
-                         f"the {component} sensitivity values are unreliable; refit with more draws")
+            notes.append(
+                f"Pareto k of the {component} importance weights is {k:.2f} (> {k_limit:.2f}): "
+                f"the {component} sensitivity values are unreliable; refit with more draws"
+            )
     rows = []
     for label, draws in quantities:
         values = {}
         for component in ("prior", "likelihood"):
             pair = weights[component]
             values[component] = float("nan") if pair is None else sensitivity_value(draws, *pair, lower, upper)
-        rows.append({"quantity": label, "prior": values["prior"], "likelihood": values["likelihood"],
-                     "diagnosis": diagnosis(values["prior"], values["likelihood"], threshold)})
+        rows.append(
+            {
+                "quantity": label,
+                "prior": values["prior"],
+                "likelihood": values["likelihood"],
+                "diagnosis": diagnosis(values["prior"], values["likelihood"], threshold),
+            }
+        )
     return pd.DataFrame(rows, columns=["quantity", "prior", "likelihood", "diagnosis"]), pareto, notes
 
 
-def powerscale_sensitivity(fit, threshold: float = THRESHOLD, lower: float = LOWER_ALPHA,
-                           upper: float = UPPER_ALPHA) -> Sensitivity:
+def powerscale_sensitivity(
+    fit, threshold: float = THRESHOLD, lower: float = LOWER_ALPHA, upper: float = UPPER_ALPHA
+) -> Sensitivity:
     """Prior and likelihood power-scaling sensitivity of every quantity the model reports."""
     from marrow.models import module_for
     from marrow.summaries import _labels
@@ -205,8 +226,9 @@ def powerscale_sensitivity(fit, threshold: float = THRESHOLD, lower: float = LOW
         da = posterior[quantity.var].transpose("chain", "draw", ...)
         for selection, label in _labels(quantity, da):
             quantities.append((label, da.sel(selection).to_numpy().reshape(-1)))
-    table, pareto, notes = powerscale_table(quantities, log_component(idata, "prior"),
-                                            log_component(idata, "likelihood"), threshold, lower, upper)
+    table, pareto, notes = powerscale_table(
+        quantities, log_component(idata, "prior"), log_component(idata, "likelihood"), threshold, lower, upper
+    )
     n_draws = posterior.sizes["chain"] * posterior.sizes["draw"]
     variables = idata.log_prior.attrs.get("marrow_prior_variables", "") if "log_prior" in idata.groups() else ""
     return Sensitivity(table, pareto, pareto_k_threshold(n_draws), str(variables), notes)
@@ -214,8 +236,9 @@ def powerscale_sensitivity(fit, threshold: float = THRESHOLD, lower: float = LOW
 
 # ----------------------------------------------------------------------------------------------
 # refits under several prior sets
-def refit_under_priors(data, spec, prior_names: list[str], settings, progress: bool = False,
-                       announce=None) -> pd.DataFrame:
+def refit_under_priors(
+    data, spec, prior_names: list[str], settings, progress: bool = False, announce=None
+) -> pd.DataFrame:
     """Fit `spec` under each prior set; one row per reported quantity, 'median [2.5%, 97.5%]' per set."""
     from marrow.fits.run import fit_model
     from marrow.priors import load_prior_set

@@ -80,9 +80,10 @@ class ModelSpec:
         if self.time_unit not in time_units.UNITS:
             raise SpecError("time_unit", f"unknown time unit {self.time_unit!r}; choose {', '.join(time_units.UNITS)}")
         if self.model not in TIMED_MODELS and (self.horizons or self.time_unit != time_units.DEFAULT_UNIT):
-            raise SpecError("time_unit" if not self.horizons else "horizons",
-                            f"the {self.model} model has no times; time_unit and horizons apply to "
-                            f"{' and '.join(TIMED_MODELS)}")
+            raise SpecError(
+                "time_unit" if not self.horizons else "horizons",
+                f"the {self.model} model has no times; time_unit and horizons apply to {' and '.join(TIMED_MODELS)}",
+            )
         if any(not math.isfinite(h) or h <= 0 for h in self.horizons):
             shown = ", ".join(f"{h:g}" for h in self.horizons)
             raise SpecError("horizons", f"times must be finite and > 0 ({self.time_unit}), got {shown}")
@@ -94,7 +95,7 @@ class ModelSpec:
         """The family fitted: `family`, or the model's default (DEFAULT_FAMILIES) when None."""
         return self.family or default_family(self.model)
 
-    def needs(self) -> "Needs":
+    def needs(self) -> Needs:
         """The columns and tables this model requires of the data."""
         from marrow.data.load import Needs  # pandas: not at import, so the CLI's --help stays light
 
@@ -123,7 +124,7 @@ class ModelSpec:
         return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "ModelSpec":
+    def from_json(cls, text: str) -> ModelSpec:
         """Read a spec written by any marrow version (fits without time_unit are in days).
 
         Fits before `horizons` stored `at_days` (survival) or `by_days` (recovery): extra days added
@@ -131,8 +132,11 @@ class ModelSpec:
         payload = json.loads(text)
         legacy = [float(d) for d in (payload.get("at_days") or []) + (payload.get("by_days") or [])]
         if legacy and not payload.get("horizons"):
-            defaults = (time_units.survival_horizons("days") if payload.get("model") == "survival"
-                        else time_units.recovery_horizons("days"))
+            defaults = (
+                time_units.survival_horizons("days")
+                if payload.get("model") == "survival"
+                else time_units.recovery_horizons("days")
+            )
             payload["horizons"] = time_units.horizons(list(defaults) + legacy, ())
         known = {f.name for f in fields(cls)}
         kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in payload.items() if k in known}
@@ -180,5 +184,5 @@ class SamplerSettings:
         return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "SamplerSettings":
+    def from_json(cls, text: str) -> SamplerSettings:
         return cls(**json.loads(text))

@@ -63,8 +63,11 @@ PARAMETERS: dict[str, list[Quantity]] = {
     ],
 }
 # Posterior variables `all_parameters` leaves out, and why (docs/models.md says the same).
-NOT_LISTED_DIMS = {dims.PATIENT: "one value per patient", dims.ROW: "one value per row",
-                   dims.GRID_DAY: "a curve for plots"}
+NOT_LISTED_DIMS = {
+    dims.PATIENT: "one value per patient",
+    dims.ROW: "one value per row",
+    dims.GRID_DAY: "a curve for plots",
+}
 NOT_LISTED_SUFFIX = ("_z",)  # standardised non-centred draws; their scaled effects are listed
 
 
@@ -97,9 +100,13 @@ def _arviz_stats(ds, hdi: bool, prob: float) -> dict[str, object]:
         moments = az.summary(ds, kind="stats", stat_focus="mean", hdi_prob=prob, fmt="xarray", round_to="none")
     interval = moments if hdi else central  # metrics: (mean, sd, hdi lo, hdi hi) / (median, mad, eti lo, eti hi)
     metric = interval["metric"].to_numpy()
-    return {"median": central.sel(metric="median"), "mean": moments.sel(metric="mean"),
-            "sd": moments.sel(metric="sd"), "lower": interval.sel(metric=metric[2]),
-            "upper": interval.sel(metric=metric[3])}
+    return {
+        "median": central.sel(metric="median"),
+        "mean": moments.sel(metric="mean"),
+        "sd": moments.sel(metric="sd"),
+        "lower": interval.sel(metric=metric[2]),
+        "upper": interval.sel(metric=metric[3]),
+    }
 
 
 def _convergence(ds) -> dict[str, object]:
@@ -125,10 +132,29 @@ def _rows(ds, quantities: list[Quantity], hdi: bool, prob: float, kind: str) -> 
     for quantity in quantities:
         for selection, label in _labels(quantity, ds[quantity.var]):
             values = {name: float(table[quantity.var].sel(selection)) for name, table in stats.items()}
-            rows.append({"quantity": label, "variable": quantity.var, "kind": kind,
-                         "element": ", ".join(str(v) for v in selection.values()), "scale": quantity.scale,
-                         **{k: values[k] for k in ("median", "mean", "sd", "lower", "upper", "mcse_mean", "ess_bulk",
-                                                   "ess_tail", "r_hat")}})
+            rows.append(
+                {
+                    "quantity": label,
+                    "variable": quantity.var,
+                    "kind": kind,
+                    "element": ", ".join(str(v) for v in selection.values()),
+                    "scale": quantity.scale,
+                    **{
+                        k: values[k]
+                        for k in (
+                            "median",
+                            "mean",
+                            "sd",
+                            "lower",
+                            "upper",
+                            "mcse_mean",
+                            "ess_bulk",
+                            "ess_tail",
+                            "r_hat",
+                        )
+                    },
+                }
+            )
     return rows
 
 
@@ -150,19 +176,23 @@ def posterior_summary(fit: Fit, hdi: bool = False, prob: float = PROB, all_param
         derived, notes = _derived(fit)
         ds = posterior.assign(derived) if derived else posterior
         parameters = [q for q in _parameters(spec) if q.var in ds]
-        parameters += [_derived_quantity(name, da) for name, da in derived.items()
-                       if name not in {q.var for q in parameters}]
+        parameters += [
+            _derived_quantity(name, da) for name, da in derived.items() if name not in {q.var for q in parameters}
+        ]
         parameters = [_in_unit(q, spec.time_unit) for q in parameters]
         listed = {q.var for q in present} | {q.var for q in parameters}
         # Anything else sampled (a parameter added to a model and not yet labelled here) is still listed.
-        parameters += [Quantity(name, name, "") for name in posterior.data_vars
-                       if name not in listed and _listed(posterior[name])]
+        parameters += [
+            Quantity(name, name, "") for name in posterior.data_vars if name not in listed and _listed(posterior[name])
+        ]
         # The parameter table is complete on its own: intercept and sds appear there even when reported above.
         rows += _rows(ds, parameters, hdi, prob, "parameter")
         left_out = sorted(name for name in posterior.data_vars if not _listed(posterior[name]))
         if left_out:
-            notes.append("not listed: " + ", ".join(left_out) + " (standardised draws, or one value per patient, "
-                         "row or curve point)")
+            notes.append(
+                "not listed: " + ", ".join(left_out) + " (standardised draws, or one value per patient, "
+                "row or curve point)"
+            )
     table = pd.DataFrame(rows)
     table.attrs["interval"] = f"{prob:.0%} {'HDI' if hdi else 'equal-tailed'}"
     table.attrs["notes"] = notes
@@ -177,8 +207,10 @@ def _parameters(spec) -> list[Quantity]:
     from marrow.models.survival import FAMILY_NAMES, family_of, shape_label
 
     family = family_of(spec)
-    labels = {"log_shape": f"Log {FAMILY_NAMES[family]} shape" + (" (log k = -log sigma)" if family == "lognormal" else ""),
-              "shape": shape_label(family) + ("" if family == "lognormal" else " k")}
+    labels = {
+        "log_shape": f"Log {FAMILY_NAMES[family]} shape" + (" (log k = -log sigma)" if family == "lognormal" else ""),
+        "shape": shape_label(family) + ("" if family == "lognormal" else " k"),
+    }
     return [Quantity(q.var, labels.get(q.var, q.label), q.scale) for q in quantities]
 
 
@@ -250,14 +282,18 @@ def _derived(fit: Fit) -> tuple[dict, list[str]]:
     chain_draw = ("chain", "draw")
     if spec.model == "safety" and "center_z" in posterior and "center_effect" not in posterior:
         out["center_effect"] = posterior["center_sd"] * posterior["center_z"]
-    centred = {"recovery": (("log_median", "time_beta"), ("cure_intercept", "cure_beta")),
-               "survival": (("log_median", "beta"),)}.get(spec.model, ())
+    centred = {
+        "recovery": (("log_median", "time_beta"), ("cure_intercept", "cure_beta")),
+        "survival": (("log_median", "beta"),),
+    }.get(spec.model, ())
     if not spec.covariates or not centred:
         return out, notes
     means = covariate_means(fit)
     if means is None:
-        notes.append("uncentred intercepts and medians per covariate group need the covariate means: "
-                     "the fit does not record them and its patients file is not available")
+        notes.append(
+            "uncentred intercepts and medians per covariate group need the covariate means: "
+            "the fit does not record them and its patients file is not available"
+        )
         return out, notes
     x_mean = np.array([means[c] for c in spec.covariates])
     per_lineage = spec.model == "recovery" and spec.per_lineage_effects
@@ -277,17 +313,25 @@ def _derived(fit: Fit) -> tuple[dict, list[str]]:
         base = _draws(posterior, "log_median")
         b = _draws(posterior, "time_beta" if spec.model == "recovery" else "beta")
         if spec.model == "recovery":
-            effect = (np.einsum("gk,cdlk->cdgl", x_centred, b) if per_lineage
-                      else np.einsum("gk,cdk->cdg", x_centred, b)[..., None])
+            effect = (
+                np.einsum("gk,cdlk->cdgl", x_centred, b)
+                if per_lineage
+                else np.einsum("gk,cdk->cdg", x_centred, b)[..., None]
+            )
             values = np.exp(base[:, :, None, :] + effect)
             coords = {"group": labels, dims.LINEAGE: posterior[dims.LINEAGE].to_numpy()}
-            out["group_median_days"] = xr.DataArray(values, dims=chain_draw + ("group", dims.LINEAGE),
-                                                    coords={**coords, "chain": posterior["chain"], "draw": posterior["draw"]})
+            out["group_median_days"] = xr.DataArray(
+                values,
+                dims=chain_draw + ("group", dims.LINEAGE),
+                coords={**coords, "chain": posterior["chain"], "draw": posterior["draw"]},
+            )
         else:
             values = np.exp(base[:, :, None] + np.einsum("gk,cdk->cdg", x_centred, b))
-            out["group_median_days"] = xr.DataArray(values, dims=chain_draw + ("group",),
-                                                    coords={"group": labels, "chain": posterior["chain"],
-                                                            "draw": posterior["draw"]})
+            out["group_median_days"] = xr.DataArray(
+                values,
+                dims=chain_draw + ("group",),
+                coords={"group": labels, "chain": posterior["chain"], "draw": posterior["draw"]},
+            )
         if spec.model == "recovery":
             notes.append("medians per covariate group are latency medians (among those who recover)")
     notes.insert(0, "intercepts and log medians are at the covariate means (centred), except those 'at x = 0'")

@@ -17,8 +17,9 @@ them to the fit's unit, so a trial recorded in weeks gets the same prior as the 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import replace
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING
 
 from marrow.errors import UsageError
 
@@ -98,10 +99,10 @@ def horizons(given: Iterable[float], defaults: Iterable[float]) -> list:
 
 def same_time(a: float, b: float) -> bool:
     """Two horizons are the same time (coords are floats; allow for rounding to DECIMALS)."""
-    return abs(float(a) - float(b)) < 0.5 * 10 ** -DECIMALS
+    return abs(float(a) - float(b)) < 0.5 * 10**-DECIMALS
 
 
-def priors_in_unit(priors: "PriorSet", unit: str) -> "PriorSet":
+def priors_in_unit(priors: PriorSet, unit: str) -> PriorSet:
     """The prior set with its log-time location priors (stated in days) moved to `unit`.
 
     A Normal(mu, sigma) on log median days is Normal(mu - log(days per unit), sigma) on log median
@@ -119,11 +120,15 @@ def priors_in_unit(priors: "PriorSet", unit: str) -> "PriorSet":
         if prior is None:
             continue
         if prior.dist not in LOCATION_FAMILIES:
-            raise UsageError(f"prior '{key}' ({prior.dist}) is stated in log days and cannot be moved to {unit}: "
-                             "give it a Normal, StudentT or NormalMixture prior, or record the times in days")
+            raise UsageError(
+                f"prior '{key}' ({prior.dist}) is stated in log days and cannot be moved to {unit}: "
+                "give it a Normal, StudentT or NormalMixture prior, or record the times in days"
+            )
         table = prior.to_dict()
         mu = table["mu"]
         table["mu"] = [m - shift for m in mu] if isinstance(mu, list) else mu - shift
-        table["reason"] = f"{prior.reason} [stated in log days, moved to log {unit}: mu - log {DAYS_PER_UNIT[unit]:g}]".strip()
+        table["reason"] = (
+            f"{prior.reason} [stated in log days, moved to log {unit}: mu - log {DAYS_PER_UNIT[unit]:g}]".strip()
+        )
         moved[key] = Prior.from_dict(key, table)
     return replace(priors, priors=moved)

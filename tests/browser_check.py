@@ -114,7 +114,9 @@ class PageCheck:
             elif not head["shown"] or not head["inside"] or head["scrolls"] or head["cells_outside"]:
                 found.append(f"{at}: headline table not fully visible without scrolling: {head}")
             if w.screenshot_ink < 0.01 or w.screenshot_colors < 16:
-                found.append(f"{at}: the screenshot is blank ({w.screenshot_ink:.1%} ink, {w.screenshot_colors} colors)")
+                found.append(
+                    f"{at}: the screenshot is blank ({w.screenshot_ink:.1%} ink, {w.screenshot_colors} colors)"
+                )
         return found
 
 
@@ -147,8 +149,9 @@ def _record(events: list[dict], page_url: str, check: PageCheck) -> None:
                 check.requests.append(url)
 
 
-def check_page(path: Path | str, widths: tuple[int, ...] = WIDTHS, browser: Browser | None = None,
-               headline: bool = True) -> PageCheck:
+def check_page(
+    path: Path | str, widths: tuple[int, ...] = WIDTHS, browser: Browser | None = None, headline: bool = True
+) -> PageCheck:
     """Open `path` in headless Chromium and record what a reader sees at each width (`headline`: the page
     must have a `table.headline`, as the report has; other marrow pages may not)."""
     path = Path(path).resolve()
@@ -162,8 +165,13 @@ def check_page(path: Path | str, widths: tuple[int, ...] = WIDTHS, browser: Brow
     page.send("Emulation.setDeviceMetricsOverride", width=widths[0], height=900, deviceScaleFactor=1, mobile=False)
     open_file(page, path)
     for width in widths:
-        page.send("Emulation.setDeviceMetricsOverride", width=width, height=900 if width > 600 else 844,
-                  deviceScaleFactor=1, mobile=width < 600)
+        page.send(
+            "Emulation.setDeviceMetricsOverride",
+            width=width,
+            height=900 if width > 600 else 844,
+            deviceScaleFactor=1,
+            mobile=width < 600,
+        )
         images = page.evaluate(IMAGES_JS)
         layout = page.evaluate(LAYOUT_JS)
         ink, colors = _screenshot_stats(page)
@@ -205,15 +213,19 @@ def print_layout(path: Path | str, browser: Browser | None = None) -> PrintLayou
     height = (A4_INCHES[1] - MARGINS_INCHES["marginTop"] - MARGINS_INCHES["marginBottom"]) * CSS_PX_PER_INCH
     page = browser.new_page(int(width), int(height))
     page.send("Emulation.setEmulatedMedia", media="print")
-    page.send("Emulation.setDeviceMetricsOverride", width=int(width), height=int(height), deviceScaleFactor=1, mobile=False)
+    page.send(
+        "Emulation.setDeviceMetricsOverride", width=int(width), height=int(height), deviceScaleFactor=1, mobile=False
+    )
     open_file(page, path)
     found = page.evaluate(PRINT_JS)
     page.close()
-    return PrintLayout([(s["title"], s["top"]) for s in found["starts"]], [tuple(b) for b in found["blocks"]],
-                       found["height"], height)
+    return PrintLayout(
+        [(s["title"], s["top"]) for s in found["starts"]], [tuple(b) for b in found["blocks"]], found["height"], height
+    )
 
 
 # --- the PDF, read with poppler ------------------------------------------------------------------------
+
 
 def _run(*command: str) -> str:
     return subprocess.run(command, check=True, capture_output=True, text=True, timeout=60).stdout

@@ -65,7 +65,9 @@ def simulate_response_trial(
     p_cr = 1 / (1 + np.exp(-(eta - 1.5)))
     u = rng.uniform(size=len(centers))
     response = np.where(u < p_cr, "CR", np.where(u < p_resp, "PR", "NR"))
-    frame = pd.DataFrame({"patient_id": [f"X{i:04d}" for i in range(len(centers))], "center": centers, "response": response})
+    frame = pd.DataFrame(
+        {"patient_id": [f"X{i:04d}" for i in range(len(centers))], "center": centers, "response": response}
+    )
     for j in range(len(log_or)):
         frame[f"x{j + 1}"] = x[:, j]
     truth = {"intercept": intercept, "center_sd": center_sd, "odds_ratio": np.exp(log_or), "rate": p_resp.mean()}

@@ -13,8 +13,16 @@ import pytest
 
 from marrow import datasets
 from marrow.data import Needs, load_trial
-from marrow.data.adam import (DEFAULT_MAPPING, AdamInput, adam_for_fits, load_adam, load_input, load_mapping,
-                              read_dataset, template_text)
+from marrow.data.adam import (
+    DEFAULT_MAPPING,
+    AdamInput,
+    adam_for_fits,
+    load_adam,
+    load_input,
+    load_mapping,
+    read_dataset,
+    template_text,
+)
 from marrow.data.load import file_sha256
 from marrow.datasets.reconstruct import write
 from marrow.errors import DataError, ProblemList, UsageError
@@ -72,6 +80,7 @@ def problems(source: AdamInput, needs: Needs = Needs()) -> list[str]:
 
 # --- the bundled trial: same TrialData on both routes -----------------------------------------------------
 
+
 @pytest.mark.parametrize("name", list(SPECS))
 def test_bundled_adam_gives_the_csv_trial(name):
     needs = SPECS[name].needs()
@@ -115,8 +124,13 @@ def test_units_labels_formats_flags_and_codes(tmp_path):
     adrs.loc[nr, "AVALC"] = np.where(np.arange(nr.sum()) % 2 == 0, "PD", "NE")
     folder = tmp_path / "adam"
     folder.mkdir()
-    pyreadstat.write_xport(adsl, str(folder / "ADSL.XPT"), column_labels={"USUBJID": "Unique Subject Identifier"},
-                           variable_format={"TRTSDT": "DATE9."}, table_name="ADSL")
+    pyreadstat.write_xport(
+        adsl,
+        str(folder / "ADSL.XPT"),
+        column_labels={"USUBJID": "Unique Subject Identifier"},
+        variable_format={"TRTSDT": "DATE9."},
+        table_name="ADSL",
+    )
     write_adam(folder, adsl=None, adrs=adrs, adtte=adtte)
     (folder / "adsl.xpt").unlink()  # the upper-case ADSL.XPT above is found instead
     source = AdamInput.from_options(folder)
@@ -169,6 +183,7 @@ def test_init_adam_writes_the_default_mapping(tmp_path, marrow_cli):
 
 
 # --- bad ADaM data --------------------------------------------------------------------------------------------
+
 
 def test_missing_usubjid_variable(tmp_path):
     folder = write_adam(tmp_path / "adam", adsl=read_xpt("adsl").drop(columns=["USUBJID"]))
@@ -237,16 +252,20 @@ def test_cli_bad_adam_exits_2_before_sampling(tmp_path, marrow_cli):
     code, _, err = marrow_cli("fit", "safety", "--adam", folder, "--out", tmp_path / "f.nc")
     assert code == 2 and "duplicated USUBJID" in err and "USUBJID P002" in err and "Traceback" not in err
     assert not (tmp_path / "f.nc").exists()
-    code, _, err = marrow_cli("fit", "safety", "--adam", folder, "--data", datasets.PATIENTS_CSV, "--out", tmp_path / "f.nc")
+    code, _, err = marrow_cli(
+        "fit", "safety", "--adam", folder, "--data", datasets.PATIENTS_CSV, "--out", tmp_path / "f.nc"
+    )
     assert code == 2 and "one way" in err
     code, _, err = marrow_cli("compare", "--adam", tmp_path / "nowhere")
     assert code == 2 and "not a folder" in err
-    code, _, err = marrow_cli("fit", "survival", "--adam", datasets.ADAM_DIR,
-                              "--time-unit", "weeks", "--out", tmp_path / "w.nc")
+    code, _, err = marrow_cli(
+        "fit", "survival", "--adam", datasets.ADAM_DIR, "--time-unit", "weeks", "--out", tmp_path / "w.nc"
+    )
     assert code == 2 and "ADaM times are read in days" in err and not (tmp_path / "w.nc").exists()
 
 
 # --- provenance: reloading a fit's ADaM data -----------------------------------------------------------------
+
 
 class _Recorded:
     """A fit as far as reloading its data is concerned: recorded sources."""
@@ -282,7 +301,9 @@ def test_report_plan_key_adam(tmp_path):
     for out, step in zip(prepare(plan), plan.steps):
         assert_same_trial(out.data, load_trial(needs=step.spec.needs()))
     from_cli = load_plan(plan_path, adam=AdamInput.from_options(adsl=datasets.ADSL_XPT))  # --adsl overrides the file
-    assert from_cli.adam == AdamInput(datasets.ADSL_XPT) and from_cli.overrides["adam"] == {"adsl": str(datasets.ADSL_XPT)}
+    assert from_cli.adam == AdamInput(datasets.ADSL_XPT) and from_cli.overrides["adam"] == {
+        "adsl": str(datasets.ADSL_XPT)
+    }
     shutil.copy(datasets.PATIENTS_CSV, tmp_path / "p.csv")
     plan_path.write_text('[data]\nadam = "adam"\npatients = "p.csv"\n')
     with pytest.raises(UsageError, match="either adam or patients"):
@@ -296,6 +317,7 @@ def test_load_input_routes():
 
 
 # --- one tiny real fit from each route ------------------------------------------------------------------------
+
 
 @pytest.mark.sampling
 def test_same_posterior_from_adam_and_csv(tmp_path, marrow_cli):

@@ -16,8 +16,9 @@ SAMPLING = {"chains": 2, "draws": 200, "tune": 200, "seed": 9, "cores": 2}
 
 def test_load_trial_and_from_frames_agree_and_keep_every_valid_column():
     from_files = marrow.load_trial(covariates=["prior_atg"])
-    frames = marrow.from_frames(pd.read_csv(datasets.PATIENTS_CSV), pd.read_csv(datasets.RECOVERY_CSV),
-                                covariates=["prior_atg"])
+    frames = marrow.from_frames(
+        pd.read_csv(datasets.PATIENTS_CSV), pd.read_csv(datasets.RECOVERY_CSV), covariates=["prior_atg"]
+    )
     pd.testing.assert_frame_equal(from_files.patients, frames.patients)
     pd.testing.assert_frame_equal(from_files.recovery, frames.recovery)
     assert {"responder", "followup_days", "died", "adverse_event"} <= set(from_files.patients.columns)
@@ -44,8 +45,27 @@ def test_api_fit_gives_the_numbers_of_the_cli(tmp_path, marrow_cli):
     data = marrow.load_trial(covariates=["prior_atg"])
     fit = marrow.fit(data, "response", covariates=["prior_atg"], prior="skeptical", **SAMPLING)
     out = tmp_path / "cli.nc"
-    code, _, err = marrow_cli("fit", "response", "--covariates", "prior_atg", "--prior", "skeptical", "--chains", "2",
-                              "--draws", "200", "--tune", "200", "--seed", "9", "--cores", "2", "--quiet", "--out", str(out))
+    code, _, err = marrow_cli(
+        "fit",
+        "response",
+        "--covariates",
+        "prior_atg",
+        "--prior",
+        "skeptical",
+        "--chains",
+        "2",
+        "--draws",
+        "200",
+        "--tune",
+        "200",
+        "--seed",
+        "9",
+        "--cores",
+        "2",
+        "--quiet",
+        "--out",
+        str(out),
+    )
     assert code == 0, err
     cli = marrow.load_fit(out)
     assert np.array_equal(fit.idata.posterior["response_rate"], cli.idata.posterior["response_rate"])
@@ -53,8 +73,9 @@ def test_api_fit_gives_the_numbers_of_the_cli(tmp_path, marrow_cli):
     assert "Odds ratio, prior_atg" in set(table["quantity"])
     assert {c.name for c in marrow.diagnose(fit)} == {c.name for c in marrow.diagnose(cli)}
     fit.save(tmp_path / "api.nc")
-    assert np.array_equal(marrow.load_fit(tmp_path / "api.nc").idata.posterior["response_rate"],
-                          fit.idata.posterior["response_rate"])
+    assert np.array_equal(
+        marrow.load_fit(tmp_path / "api.nc").idata.posterior["response_rate"], fit.idata.posterior["response_rate"]
+    )
 
 
 @pytest.mark.sampling
@@ -63,8 +84,13 @@ def test_refitter_compiles_once_and_matches_fresh_fits():
     replicates = []
     for r in range(2):  # simulated trials of one design (5 centers x 30), other labels each time
         centers = np.repeat([f"R{r}-{c}" for c in "ABCDE"], 30)
-        patients = pd.DataFrame({"patient_id": [f"P{i}" for i in range(150)], "center": centers,
-                                 "responder": rng.binomial(1, 0.2 + 0.25 * r, 150)})
+        patients = pd.DataFrame(
+            {
+                "patient_id": [f"P{i}" for i in range(150)],
+                "center": centers,
+                "responder": rng.binomial(1, 0.2 + 0.25 * r, 150),
+            }
+        )
         replicates.append(marrow.from_frames(patients))
     refitter = marrow.Refitter("response", **SAMPLING)
     compiled.clear()

@@ -25,8 +25,9 @@ def generate():
 
 
 def test_generated_trial_loads(generate, tmp_path: Path) -> None:
-    patients_path, recovery_path = generate.write(tmp_path, n_patients=120, n_centers=6, n_lineages=4,
-                                                  n_covariates=3, seed=3)
+    patients_path, recovery_path = generate.write(
+        tmp_path, n_patients=120, n_centers=6, n_lineages=4, n_covariates=3, seed=3
+    )
     covariates = tuple(generate.covariate_names(3))
     assert covariates == ("prior_atg", "active_infection", "x3")
     needs = Needs(ordinal=True, followup=True, died=True, adverse_event=True, recovery=True, covariates=covariates)
@@ -70,17 +71,50 @@ def bench():
 
 
 def _marrow_record(size, model, sampler, cache, wall, ess_per_s, **extra):
-    return {"kind": "e2e", "size": size, "utc": "10:00:00", "tool": "marrow", "model": model, "sampler": sampler,
-            "cache": cache, "blas": "detect", "wall_s": wall, "compile_s": 1.0, "sampling_s": 2.0, "ess_bulk_min": 2000.0,
-            "ess_per_s": ess_per_s, "ess_per_sampling_s": 1000.0, "divergences": 0, "rhat_max": 1.002,
-            "maxrss_mb": 500.0, "load_before": 1.0, **extra}
+    return {
+        "kind": "e2e",
+        "size": size,
+        "utc": "10:00:00",
+        "tool": "marrow",
+        "model": model,
+        "sampler": sampler,
+        "cache": cache,
+        "blas": "detect",
+        "wall_s": wall,
+        "compile_s": 1.0,
+        "sampling_s": 2.0,
+        "ess_bulk_min": 2000.0,
+        "ess_per_s": ess_per_s,
+        "ess_per_sampling_s": 1000.0,
+        "divergences": 0,
+        "rhat_max": 1.002,
+        "maxrss_mb": 500.0,
+        "load_before": 1.0,
+        **extra,
+    }
 
 
 def _brms_record(size, model, wall, ess_per_s, variant=None, **extra):
-    record = {"kind": "e2e", "size": size, "utc": "09:00:00", "tool": "brms", "model": model, "sampler": "stan",
-              "cache": "-", "wall_s": wall, "compile_s": 30.0, "sampling_s": 5.0, "ess_bulk_min": 2000.0,
-              "ess_per_s": ess_per_s, "ess_per_sampling_s": 400.0, "divergences": 0, "rhat_max": 1.003,
-              "maxrss_mb": 2200.0, "load_before": 1.0, **extra}
+    record = {
+        "kind": "e2e",
+        "size": size,
+        "utc": "09:00:00",
+        "tool": "brms",
+        "model": model,
+        "sampler": "stan",
+        "cache": "-",
+        "wall_s": wall,
+        "compile_s": 30.0,
+        "sampling_s": 5.0,
+        "ess_bulk_min": 2000.0,
+        "ess_per_s": ess_per_s,
+        "ess_per_sampling_s": 400.0,
+        "divergences": 0,
+        "rhat_max": 1.003,
+        "maxrss_mb": 2200.0,
+        "load_before": 1.0,
+        **extra,
+    }
     if variant:
         record["variant"] = variant
     return record
@@ -122,26 +156,38 @@ def test_table_has_both_brms_variants_and_worker_rows(bench) -> None:
     assert "worker: a resident `marrow worker`" in table
     # brms rows before marrow rows, cells before per patient; warm before worker
     order = [line for line in table.splitlines() if line.startswith("| 20,000")]
-    assert [("per patient" in line, "worker" in line) for line in order if "response" in line] == \
-        [(False, False), (True, False), (False, False), (False, True)]
+    assert [("per patient" in line, "worker" in line) for line in order if "response" in line] == [
+        (False, False),
+        (True, False),
+        (False, False),
+        (False, True),
+    ]
 
 
 def test_old_brms_records_count_as_cells(bench) -> None:
     """Results files from before the variants: the response model was fitted on cell counts."""
     run_all = bench["run_all"]
-    rows = run_all.summarise([_brms_record("bundled", "response", 48.0, 44.0), _brms_record("bundled", "recovery", 48.0, 70.0)])
+    rows = run_all.summarise(
+        [_brms_record("bundled", "response", 48.0, 44.0), _brms_record("bundled", "recovery", 48.0, 70.0)]
+    )
     assert {(r["model"], r["variant"]) for r in rows} == {("response", "cells"), ("recovery", None)}
 
 
 def test_reference_brms_rows_are_reused_and_marked(bench, tmp_path, monkeypatch) -> None:
     run_all = bench["run_all"]
     earlier = tmp_path / "brms-earlier.jsonl"
-    earlier.write_text("\n".join(json.dumps(r) for r in [
-        {"kind": "machine", "size": "-", "utc": "08:00:00", "cpus": 2},
-        _brms_record("large", "recovery", 3847.4, 0.7),
-        _brms_record("large", "response", 398.6, 3.1),  # no variant: cells
-        _brms_record("bundled", "response", 48.0, 44.0),  # another size: not copied
-    ]) + "\n")
+    earlier.write_text(
+        "\n".join(
+            json.dumps(r)
+            for r in [
+                {"kind": "machine", "size": "-", "utc": "08:00:00", "cpus": 2},
+                _brms_record("large", "recovery", 3847.4, 0.7),
+                _brms_record("large", "response", 398.6, 3.1),  # no variant: cells
+                _brms_record("bundled", "response", 48.0, 44.0),  # another size: not copied
+            ]
+        )
+        + "\n"
+    )
     brms_calls, e2e_calls = [], []
 
     def fake_brms(model, data=None, runs=1, seed=2017, variant=None, log=print):
@@ -156,11 +202,31 @@ def test_reference_brms_rows_are_reused_and_marked(bench, tmp_path, monkeypatch)
     monkeypatch.setattr(run_all.bench_marrow, "e2e", fake_e2e)
     monkeypatch.setattr(run_all, "data_dir", lambda size, root: "/nonexistent/trial")
     results = tmp_path / "today.jsonl"
-    run_all.main(["--sizes", "large", "--models", "response,recovery", "--samplers", "nutpie", "--caches", "warm,worker",
-                  "--only", "brms:large,e2e:large", "--reference-brms", str(earlier), "--results", str(results)])
+    run_all.main(
+        [
+            "--sizes",
+            "large",
+            "--models",
+            "response,recovery",
+            "--samplers",
+            "nutpie",
+            "--caches",
+            "warm,worker",
+            "--only",
+            "brms:large,e2e:large",
+            "--reference-brms",
+            str(earlier),
+            "--results",
+            str(results),
+        ]
+    )
     assert brms_calls == [("response", "per patient")]  # cells and recovery come from the earlier file
-    assert e2e_calls == [("response", "nutpie", "warm", 1), ("response", "nutpie", "worker", 1),
-                         ("recovery", "nutpie", "warm", 1), ("recovery", "nutpie", "worker", 1)]
+    assert e2e_calls == [
+        ("response", "nutpie", "warm", 1),
+        ("response", "nutpie", "worker", 1),
+        ("recovery", "nutpie", "warm", 1),
+        ("recovery", "nutpie", "worker", 1),
+    ]
     saved = run_all.load(results)
     reused = [r for r in saved if r.get("reused_from")]
     assert {(r["model"], r.get("variant")) for r in reused} == {("recovery", None), ("response", "cells")}
@@ -201,8 +267,9 @@ log                   /tmp/mw-abc/w.log
 
 
 def test_parse_worker_status(bench) -> None:
-    info = bench["marrow"].parse_worker_status(STATUS.format(served=3, peak=612)
-                                               + "note: commands run in their own process instead: changed\n")
+    info = bench["marrow"].parse_worker_status(
+        STATUS.format(served=3, peak=612) + "note: commands run in their own process instead: changed\n"
+    )
     assert info["pid"] == 4242 and info["served"] == 3 and info["peak_memory_mb"] == 612.0
     assert info["compiled models kept"] == "1" and info["note"].endswith("instead: changed")
 
@@ -234,17 +301,34 @@ def test_worker_mode_starts_warms_times_and_stops_the_worker(bench, monkeypatch)
     bm = bench["marrow"]
     fake = FakeMarrow()
     monkeypatch.setattr(bm, "run_measured", fake)
-    monkeypatch.setattr(bm, "fit_metrics", lambda path, model: {"sampling_s": 0.5, "compile_s": 0.0, "ess_bulk_min": 2000.0,
-                                                                "divergences": 0, "rhat_max": 1.0})
+    monkeypatch.setattr(
+        bm,
+        "fit_metrics",
+        lambda path, model: {
+            "sampling_s": 0.5,
+            "compile_s": 0.0,
+            "ess_bulk_min": 2000.0,
+            "divergences": 0,
+            "rhat_max": 1.0,
+        },
+    )
     monkeypatch.setattr(bm, "process_alive", lambda pid: False)
     monkeypatch.setenv("MARROW_WORKER", "off")  # the user's setting must not stop delegation in worker mode
     records = bm.e2e("response", None, "nutpie", "worker", runs=2, log=lambda *a: None)
     commands = [" ".join(cmd[1:3]) for cmd, _ in fake.calls]
-    assert commands == ["worker start",                                          # start, then the warm-up:
-                        "worker status", "fit response", "worker status",        # short run through it
-                        "worker status", "fit response", "worker status",        # timed run 1
-                        "worker status", "fit response", "worker status",        # timed run 2
-                        "worker stop"]
+    assert commands == [
+        "worker start",  # start, then the warm-up:
+        "worker status",
+        "fit response",
+        "worker status",  # short run through it
+        "worker status",
+        "fit response",
+        "worker status",  # timed run 1
+        "worker status",
+        "fit response",
+        "worker status",  # timed run 2
+        "worker stop",
+    ]
     fits = [(cmd, env) for cmd, env in fake.calls if cmd[1] == "fit"]
     assert "--tune" in fits[0][0] and all("--tune" not in cmd for cmd, _ in fits[1:])
     sockets = {env["MARROW_WORKER_SOCKET"] for _, env in fake.calls}
@@ -273,9 +357,20 @@ def test_brms_variants_map_to_the_r_models(bench, monkeypatch, tmp_path) -> None
 
     def fake_run_checked(cmd, env, cwd=None, what="run", check=None):
         seen.append(cmd[2])
-        Path(cmd[6]).write_text(json.dumps({"tool": "brms", "model": cmd[2], "compile_s": 30.0, "sample_s": 5.0,
-                                            "in_process_s": 40.0, "ess_bulk_min": 2000.0, "divergences": 0,
-                                            "rhat_max": 1.0}))
+        Path(cmd[6]).write_text(
+            json.dumps(
+                {
+                    "tool": "brms",
+                    "model": cmd[2],
+                    "compile_s": 30.0,
+                    "sample_s": 5.0,
+                    "in_process_s": 40.0,
+                    "ess_bulk_min": 2000.0,
+                    "divergences": 0,
+                    "rhat_max": 1.0,
+                }
+            )
+        )
         assert check()
         return {"wall_s": 42.0, "returncode": 0, "maxrss_mb": 2000.0, "load_before": 0.1, "stdout": "", "stderr": ""}
 
@@ -303,7 +398,7 @@ def test_run_measured_reports_the_commands_own_peak(bench) -> None:
     if bm.GNU_TIME is None:
         pytest.skip("GNU time is not installed")
     ballast = bytearray(200 * 2**20)
-    ballast[:: 4096] = b"x" * len(ballast[:: 4096])
+    ballast[::4096] = b"x" * len(ballast[::4096])
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 > 200
     result = bm.run_measured([sys.executable, "-c", "import sys; sys.exit(3)"], None)
     del ballast

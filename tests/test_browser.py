@@ -17,13 +17,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from browser_check import check_page, pdf_images, pdf_pages, pdf_text, print_layout
 
 from marrow.errors import UsageError
 from marrow.report.chromium import Browser, BrowserError, find_chromium
 from marrow.report.pdf import footer_template, write_pdf
 from marrow.report.plan import load_plan, template_text
-
-from browser_check import check_page, pdf_images, pdf_pages, pdf_text, print_layout
 
 
 def _words(text: str) -> str:
@@ -31,6 +30,7 @@ def _words(text: str) -> str:
 
 
 # --- no browser needed ----------------------------------------------------------------------------------
+
 
 def test_plan_key_pdf(tmp_path):
     assert load_plan().pdf is False
@@ -78,6 +78,7 @@ def _plan(path: Path, body: str) -> Path:
 
 # --- in the browser ---------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def tools():
     """Chromium and poppler-utils, or a skip (a failure in CI) saying what is missing."""
@@ -87,8 +88,10 @@ def tools():
     except UsageError as exc:
         missing.append(str(exc))
     if missing:
-        reason = "browser tier needs Chromium and poppler-utils (run `bash tests/browser_check.sh` as root): " + \
-            "; ".join(missing)
+        reason = (
+            "browser tier needs Chromium and poppler-utils (run `bash tests/browser_check.sh` as root): "
+            + "; ".join(missing)
+        )
         if os.environ.get("CI") == "true":
             pytest.fail(reason)
         pytest.skip(reason)
@@ -106,10 +109,23 @@ def report(tools, tmp_path_factory) -> Path:
     from marrow.cli import main
 
     folder = tmp_path_factory.mktemp("browser")
-    plan = _plan(folder / "plan.toml", "\n".join([
-        "[sampler]", "chains = 2", "draws = 200", "tune = 200", "seed = 5",
-        "[models]", 'run = ["response"]', "[report]", "dpi = 80", "",
-    ]))
+    plan = _plan(
+        folder / "plan.toml",
+        "\n".join(
+            [
+                "[sampler]",
+                "chains = 2",
+                "draws = 200",
+                "tune = 200",
+                "seed = 5",
+                "[models]",
+                'run = ["response"]',
+                "[report]",
+                "dpi = 80",
+                "",
+            ]
+        ),
+    )
     out = folder / "rep"
     try:
         main(["report", "--plan", str(plan), "--out", str(out), "--quiet", "--pdf"])
@@ -146,8 +162,14 @@ def test_the_report_reads_well_at_laptop_and_phone_width(seen, report):
         # every figure of the manifest is in the page, decoded at the size of its PNG file
         assert sorted(tuple(img["natural"]) for img in width.images) == sorted(sizes)
         assert all(img["decoded"] for img in width.images)
-        assert set(width.layout["sections"]) >= {"headline", "response", "diagnostics", "frequentist", "plan",
-                                                 "provenance"}
+        assert set(width.layout["sections"]) >= {
+            "headline",
+            "response",
+            "diagnostics",
+            "frequentist",
+            "plan",
+            "provenance",
+        }
         assert all(width.layout["sections"].values())
         assert width.layout["headline"]["cells"] > 0 and width.layout["scroll_width"] <= width.width
     phone = seen.widths[1]
@@ -161,9 +183,11 @@ def test_the_checker_catches_a_broken_figure(seen, report, browser, tmp_path):
     marker = 'src="data:image/png;base64,'
     start = html.index(marker) + len(marker)
     alt = re.findall(r'<img alt="([^"]+)" src="data:image/png;base64,', html)[0]
-    broken = html[:start] + "A" * 64 + html[start + 64:]  # the PNG signature and header are gone
-    broken = broken.replace("</body>", '<img alt="outside" src="http://127.0.0.1:9/x.png">'
-                                       '<script>console.error("figure check: boom")</script></body>')
+    broken = html[:start] + "A" * 64 + html[start + 64 :]  # the PNG signature and header are gone
+    broken = broken.replace(
+        "</body>",
+        '<img alt="outside" src="http://127.0.0.1:9/x.png"><script>console.error("figure check: boom")</script></body>',
+    )
     copy = tmp_path / "report.html"
     copy.write_text(broken, encoding="utf-8")
 
@@ -211,10 +235,24 @@ def test_the_pdf(report, browser):
 def test_a_failed_print_keeps_the_report(report, marrow_cli, monkeypatch, tmp_path):
     """Chromium found but failing: the fits and the HTML are still written, with a warning and exit 3."""
     monkeypatch.setenv("MARROW_CHROMIUM", shutil.which("false"))
-    plan = _plan(tmp_path / "plan.toml", "\n".join([  # the fixture's model, compiled already in this process
-        "[sampler]", "chains = 2", "draws = 200", "tune = 200", "seed = 5",
-        "[models]", 'run = ["response"]', "[report]", "figures = false", "pdf = true", "",
-    ]))
+    plan = _plan(
+        tmp_path / "plan.toml",
+        "\n".join(
+            [  # the fixture's model, compiled already in this process
+                "[sampler]",
+                "chains = 2",
+                "draws = 200",
+                "tune = 200",
+                "seed = 5",
+                "[models]",
+                'run = ["response"]',
+                "[report]",
+                "figures = false",
+                "pdf = true",
+                "",
+            ]
+        ),
+    )
     out = tmp_path / "rep"
     code, _, err = marrow_cli("report", "--plan", plan, "--out", out, "--quiet")
     assert code == 3 and "report.pdf could not be printed: Chromium exited (code 1)" in err

@@ -7,8 +7,8 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import write_csv
+
 from marrow.fits import Fit
 
 FIT_ARGS = ("--chains", "4", "--draws", "500", "--tune", "500", "--quiet")
@@ -19,9 +19,23 @@ def bundled_fit(tmp_path_factory):
     """One ordinal response fit of the bundled trial through the CLI (in a subprocess, as a user runs it)."""
     out = tmp_path_factory.mktemp("cli") / "ordinal.nc"
     result = subprocess.run(
-        [sys.executable, "-m", "marrow", "fit", "response", "--outcome", "ordinal",
-         "--covariates", "prior_atg,active_infection", *FIT_ARGS, "--out", str(out)],
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "marrow",
+            "fit",
+            "response",
+            "--outcome",
+            "ordinal",
+            "--covariates",
+            "prior_atg,active_infection",
+            *FIT_ARGS,
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr
     assert "SYNTHETIC" in result.stderr  # says so when the bundled trial is used

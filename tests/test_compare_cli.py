@@ -22,8 +22,26 @@ COVARIATES = "prior_atg,active_infection"
 def response_fit(tmp_path_factory) -> Path:
     """A small ordinal response fit on the bundled trial (2 chains x 300 draws), made once per session."""
     out = tmp_path_factory.mktemp("fits") / "response.nc"
-    command = [sys.executable, "-m", "marrow", "fit", "response", "--outcome", "ordinal", "--draws", "300",
-               "--tune", "300", "--chains", "2", "--covariates", COVARIATES, "--quiet", "--out", str(out)]
+    command = [
+        sys.executable,
+        "-m",
+        "marrow",
+        "fit",
+        "response",
+        "--outcome",
+        "ordinal",
+        "--draws",
+        "300",
+        "--tune",
+        "300",
+        "--chains",
+        "2",
+        "--covariates",
+        COVARIATES,
+        "--quiet",
+        "--out",
+        str(out),
+    ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr
     return out
@@ -88,21 +106,25 @@ def test_out_refuses_overwrite_without_force(capsys, tmp_path):
 
 
 def test_user_csv(capsys, tmp_path):
-    patients = pd.DataFrame({
-        "patient_id": [f"U{i:02d}" for i in range(24)],
-        "center": ["North"] * 12 + ["South"] * 12,
-        "responder": [1, 0, 0, 1, 0, 0, 1, 0, 0, 0, 1, 0] + [0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0],
-        "smoker": ["yes", "no"] * 12,
-    })
+    patients = pd.DataFrame(
+        {
+            "patient_id": [f"U{i:02d}" for i in range(24)],
+            "center": ["North"] * 12 + ["South"] * 12,
+            "responder": [1, 0, 0, 1, 0, 0, 1, 0, 0, 0, 1, 0] + [0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0],
+            "smoker": ["yes", "no"] * 12,
+        }
+    )
     path = tmp_path / "mine.csv"
     patients.to_csv(path, index=False)
     code, out, err = run(capsys, "--data", str(path), "--covariates", "smoker", "--format", "csv")
     assert code == 0, err
     table = pd.read_csv(io.StringIO(out))
     skipped = table["flag"].fillna("").str.startswith("skipped: ")
-    assert set(table.loc[skipped, "flag"]) == {"skipped: Time to recovery (no recovery table)",
-                                               "skipped: Overall survival (no 'followup_days' or 'died' columns)",
-                                               "skipped: Safety (no 'adverse_event' column)"}
+    assert set(table.loc[skipped, "flag"]) == {
+        "skipped: Time to recovery (no recovery table)",
+        "skipped: Overall survival (no 'followup_days' or 'died' columns)",
+        "skipped: Safety (no 'adverse_event' column)",
+    }
     table = table[~skipped]
     assert set(table["section"]) == {"Response"}  # no CR/PR codes, no recovery, survival or safety data
     overall = table[(table["variable"] == "response_rate") & table["method"].str.startswith("exact")].iloc[0]

@@ -23,14 +23,18 @@ def _fit(**spec):
 
 def _in_weeks(data):
     weeks = lambda frame, columns: frame.assign(**{c: frame[c] / 7 for c in columns})
-    return replace(data, patients=weeks(data.patients, ["followup_days"]),
-                   recovery=weeks(data.recovery, ["day", "day_lower", "day_upper"]))
+    return replace(
+        data,
+        patients=weeks(data.patients, ["followup_days"]),
+        recovery=weeks(data.recovery, ["day", "day_lower", "day_upper"]),
+    )
 
 
 def test_horizons_are_those_of_the_fits_in_their_unit():
     assert horizons_of([]) == Horizons()
-    weeks = horizons_of([_fit(model="recovery", time_unit="weeks"), _fit(model="survival", time_unit="weeks",
-                                                                          horizons=(26, 52))])
+    weeks = horizons_of(
+        [_fit(model="recovery", time_unit="weeks"), _fit(model="survival", time_unit="weeks", horizons=(26, 52))]
+    )
     assert weeks.unit == "weeks" and weeks.recovery == tuple(recovery_horizons("weeks")) and weeks.survival == (26, 52)
     both = horizons_of([_fit(model="recovery", horizons=(60,)), _fit(model="recovery", horizons=(14, 60))])
     assert both.recovery == (14, 60)

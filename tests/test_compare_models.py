@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import write_csv
+
 from marrow import dims
 from marrow.fits import Fit
 from marrow.model_comparison import compare_fits, fit_labels
@@ -53,8 +53,13 @@ def test_recovery_cli_end_to_end_on_bundled_trial(recovery_fits, marrow_cli):
     assert int(np.argmax(median.to_numpy())) == list(median[dims.LINEAGE].to_numpy()).index("megakaryocytic")
     assert list(fit.idata.posterior[dims.DAY].to_numpy()) == [30, 60, 90, 180]
     labels = set(posterior_summary(fit)["quantity"])
-    for label in ("Median days to recovery, megakaryocytic", "Never recovers (cure fraction), leukocytic",
-                  "P(recovered by day 60), erythrocytic", "Time ratio, prior_atg", "Odds ratio of recovery, active_infection"):
+    for label in (
+        "Median days to recovery, megakaryocytic",
+        "Never recovers (cure fraction), leukocytic",
+        "P(recovered by day 60), erythrocytic",
+        "Time ratio, prior_atg",
+        "Odds ratio of recovery, active_infection",
+    ):
         assert label in labels
     # About 19, 17 and 15 of 74 recover: the cure fractions are near 0.74-0.80.
     cure = fit.idata.posterior["cure_fraction"].mean(("chain", "draw")).to_numpy()
@@ -109,7 +114,10 @@ def test_compare_models_needs_two_fits(marrow_cli, tmp_path):
 
 def test_fit_labels_disambiguate_equal_names(tmp_path):
     assert fit_labels([tmp_path / "a.nc", tmp_path / "b.nc"]) == ["a.nc", "b.nc"]
-    assert fit_labels([tmp_path / "x" / "a.nc", tmp_path / "y" / "a.nc"]) == [str(tmp_path / "x" / "a.nc"), str(tmp_path / "y" / "a.nc")]
+    assert fit_labels([tmp_path / "x" / "a.nc", tmp_path / "y" / "a.nc"]) == [
+        str(tmp_path / "x" / "a.nc"),
+        str(tmp_path / "y" / "a.nc"),
+    ]
 
 
 def test_bad_recovery_data_is_rejected_with_exit_2(tmp_path, patients_frame, recovery_frame, marrow_cli):
@@ -120,8 +128,9 @@ def test_bad_recovery_data_is_rejected_with_exit_2(tmp_path, patients_frame, rec
     bad = pd.concat([bad, bad.iloc[[5]]], ignore_index=True)  # a duplicated (patient, lineage) pair
     patients = write_csv(patients_frame, tmp_path / "patients.csv")
     recovery = write_csv(bad, tmp_path / "recovery.csv")
-    code, _, stderr = marrow_cli("fit", "recovery", "--data", patients, "--recovery", recovery,
-                                 "--out", tmp_path / "never.nc", "--quiet")
+    code, _, stderr = marrow_cli(
+        "fit", "recovery", "--data", patients, "--recovery", recovery, "--out", tmp_path / "never.nc", "--quiet"
+    )
     assert code == 2
     assert "patient_id not found" in stderr and "values are not positive" in stderr
     assert "values are not 0/1" in stderr and "duplicated (patient_id, lineage) pair" in stderr

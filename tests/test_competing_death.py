@@ -9,14 +9,22 @@ import math
 import numpy as np
 import pytest
 from scipy.integrate import quad
+from test_interval_censoring import (
+    CURE,
+    DEATH_MEDIAN,
+    DEATH_SHAPE,
+    LINEAGES,
+    MEDIAN,
+    SHAPE,
+    visit_death_fit,
+    visit_trial_with_deaths,
+)
 
 from marrow.errors import UsageError
 from marrow.frequentist import interval as freq
 from marrow.models import ModelInputs, build_model, latency, recovery
 from marrow.priors import load_prior_set
 from marrow.spec import ModelSpec
-from test_interval_censoring import (CURE, DEATH_MEDIAN, DEATH_SHAPE, LINEAGES, MEDIAN, SHAPE, visit_death_fit,
-                                     visit_trial_with_deaths)
 
 pytestmark = pytest.mark.filterwarnings("ignore:PyTensor could not link to a BLAS:UserWarning")
 DAYS = (30.0, 90.0, 180.0)
@@ -34,15 +42,22 @@ def true_incidence(cure: float, median: float, shape: float, day: float, family:
 
 # --- pure -------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("family", latency.FAMILIES)
 def test_cumulative_incidences_equal_quadrature(family):
     """One covariate pattern, two lineages: the grid integration against scipy's quad."""
     spec = ModelSpec("recovery", family=family, competing_death=True)
-    inputs = ModelInputs({"pattern_x": np.zeros((1, 0)), "group_pattern": np.array([0]), "group_weight": np.array([1.0])},
-                         {}, {})
+    inputs = ModelInputs(
+        {"pattern_x": np.zeros((1, 0)), "group_pattern": np.array([0]), "group_weight": np.array([1.0])}, {}, {}
+    )
     cure = np.array(CURE)
-    tables = {"loc": np.log([MEDIAN]), "shape": np.array([SHAPE]), "eta": np.log((1 - cure) / cure)[None, :],
-              "death_loc": np.array([[math.log(DEATH_MEDIAN)]]), "death_shape": np.array([DEATH_SHAPE])}
+    tables = {
+        "loc": np.log([MEDIAN]),
+        "shape": np.array([SHAPE]),
+        "eta": np.log((1 - cure) / cure)[None, :],
+        "death_loc": np.array([[math.log(DEATH_MEDIAN)]]),
+        "death_shape": np.array([DEATH_SHAPE]),
+    }
     rec, died = recovery.competing_incidence(tables, inputs, spec, np.array(DAYS))
     for j in range(2):
         for d, day in enumerate(DAYS):
@@ -82,8 +97,9 @@ def test_one_lineage_is_not_pooled_and_compares_nothing(patients_frame, recovery
     assert recovery.dropped_levels(7, 3, spec) == []
     import arviz as az
 
-    median = xr.Dataset({"median_days": (("chain", "draw", dims.LINEAGE), np.ones((1, 5, 1)))},
-                        coords={dims.LINEAGE: ["leukocytic"]})
+    median = xr.Dataset(
+        {"median_days": (("chain", "draw", dims.LINEAGE), np.ones((1, 5, 1)))}, coords={dims.LINEAGE: ["leukocytic"]}
+    )
     assert recovery.probabilities(az.InferenceData(posterior=median), spec) == []
     assert np.isfinite(model.compile_logp(mode="FAST_COMPILE")(model.initial_point()))
 
@@ -111,6 +127,7 @@ def test_aalen_johansen_recovers_the_incidences_where_one_minus_km_overstates():
 
 
 # --- real NUTS (shared fit) -----------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def competing_fit():

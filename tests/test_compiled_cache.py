@@ -74,8 +74,9 @@ def test_the_key_does_not_depend_on_labels(patients_frame, tmp_path):
     priors = load_prior_set()
     bundled, relabelled = load_trial(None, None, SPEC.needs()), _relabelled(patients_frame, tmp_path)
     assert model_inputs(relabelled, SPEC).coords["center"] != model_inputs(bundled, SPEC).coords["center"]
-    assert (compiled.structure_key(SPEC, priors, model_inputs(bundled, SPEC), None)
-            == compiled.structure_key(SPEC, priors, model_inputs(relabelled, SPEC), None))
+    assert compiled.structure_key(SPEC, priors, model_inputs(bundled, SPEC), None) == compiled.structure_key(
+        SPEC, priors, model_inputs(relabelled, SPEC), None
+    )
 
 
 @pytest.mark.sampling
@@ -88,4 +89,6 @@ def test_relabelled_data_reuse_the_compile_and_carry_their_own_labels(patients_f
     centers = list(relabelled.idata.posterior["center_rate"]["center"].to_numpy())
     assert centers and all(c.startswith("Site ") for c in centers)
     # same design and outcomes: the same numbers, under the new names
-    assert np.array_equal(first.idata.posterior["center_rate"].to_numpy(), relabelled.idata.posterior["center_rate"].to_numpy())
+    assert np.array_equal(
+        first.idata.posterior["center_rate"].to_numpy(), relabelled.idata.posterior["center_rate"].to_numpy()
+    )

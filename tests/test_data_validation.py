@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-
 from conftest import write_csv
+
 from marrow.data import Needs, load_trial
 from marrow.errors import DataError
 
@@ -17,8 +17,14 @@ def problems_of(patients, recovery=None, needs=Needs()) -> list[str]:
 
 
 def test_bundled_trial_loads_with_every_need():
-    needs = Needs(ordinal=True, followup=True, died=True, adverse_event=True, recovery=True,
-                  covariates=("prior_atg", "active_infection", "age"))
+    needs = Needs(
+        ordinal=True,
+        followup=True,
+        died=True,
+        adverse_event=True,
+        recovery=True,
+        covariates=("prior_atg", "active_infection", "age"),
+    )
     data = load_trial(needs=needs)
     assert data.synthetic
     assert len(data.patients) == 74 and len(data.centers) == 7
@@ -64,7 +70,9 @@ def test_unknown_response_code(tmp_path, patients_frame):
 
 
 def test_responder_only_table_supports_binary_not_ordinal(tmp_path, patients_frame):
-    frame = patients_frame.drop(columns=["response"]).assign(responder=(patients_frame["response"] != "NR").map({True: "yes", False: "no"}))
+    frame = patients_frame.drop(columns=["response"]).assign(
+        responder=(patients_frame["response"] != "NR").map({True: "yes", False: "no"})
+    )
     path = write_csv(frame, tmp_path / "p.csv")
     data = load_trial(path, needs=Needs())
     assert data.patients["responder"].sum() == 21

@@ -39,8 +39,15 @@ def responder_recovery(patients: pd.DataFrame, recovery: pd.DataFrame) -> pd.Dat
 
 def test_columns_and_types(patients: pd.DataFrame, recovery: pd.DataFrame) -> None:
     assert list(patients.columns) == [
-        "patient_id", "center", "response", "followup_days", "died",
-        "adverse_event", "prior_atg", "active_infection", "age",
+        "patient_id",
+        "center",
+        "response",
+        "followup_days",
+        "died",
+        "adverse_event",
+        "prior_atg",
+        "active_infection",
+        "age",
     ]
     assert list(recovery.columns) == ["patient_id", "lineage", "day", "recovered"]
     assert patients["patient_id"].tolist() == [f"P{i:03d}" for i in range(1, 75)]

@@ -21,8 +21,9 @@ Z = stats.norm.ppf(0.975)
 
 @pytest.fixture(scope="session")
 def trial():
-    return load_trial(needs=Needs(recovery=True, followup=True, died=True, adverse_event=True, ordinal=True,
-                                  covariates=COVARIATES))
+    return load_trial(
+        needs=Needs(recovery=True, followup=True, died=True, adverse_event=True, ordinal=True, covariates=COVARIATES)
+    )
 
 
 @pytest.fixture(scope="session")
@@ -51,6 +52,7 @@ def _clopper_pearson(x: int, n: int) -> tuple[float, float]:
 
 # --- proportions -----------------------------------------------------------------------------------------
 
+
 def test_published_response_rates(trial):
     table = binomial.response_rates(trial)
     overall = _row(table, "response_rate", "exact")
@@ -75,7 +77,9 @@ def test_intervals_against_formulas(trial, key, x):
     assert (wilson["lower"], wilson["upper"]) == pytest.approx((centre - half, centre + half), abs=1e-10)
     # Jeffreys: equal-tailed interval of the Beta(x + 1/2, n - x + 1/2) posterior.
     jeffreys = _row(table, key, "Jeffreys")
-    assert (jeffreys["lower"], jeffreys["upper"]) == pytest.approx(stats.beta.ppf([0.025, 0.975], x + 0.5, n - x + 0.5), abs=1e-10)
+    assert (jeffreys["lower"], jeffreys["upper"]) == pytest.approx(
+        stats.beta.ppf([0.025, 0.975], x + 0.5, n - x + 0.5), abs=1e-10
+    )
 
 
 def test_center_rates_are_raw_exact(trial):
@@ -94,6 +98,7 @@ def test_adverse_event_rate(trial):
 
 
 # --- Firth ------------------------------------------------------------------------------------------------
+
 
 def _two_by_two(a: int, b: int, c: int, d: int) -> tuple[np.ndarray, np.ndarray]:
     """x=1: a responders, b not; x=0: c responders, d not."""
@@ -117,8 +122,12 @@ def test_firth_two_by_two_is_haldane_correction():
 def test_firth_matches_direct_maximisation(separated):
     X, y, names = logistic._design(separated, COVARIATES)
     fitted = firth.firth_logit(X, y, names)
-    direct = optimize.minimize(lambda b: -firth.penalized_loglik(b, X, y), np.zeros(X.shape[1]), method="Nelder-Mead",
-                               options={"xatol": 1e-10, "fatol": 1e-12, "maxiter": 20000})
+    direct = optimize.minimize(
+        lambda b: -firth.penalized_loglik(b, X, y),
+        np.zeros(X.shape[1]),
+        method="Nelder-Mead",
+        options={"xatol": 1e-10, "fatol": 1e-12, "maxiter": 20000},
+    )
     assert fitted.coef == pytest.approx(direct.x, abs=1e-5)
     assert fitted.penalized_loglik == pytest.approx(-direct.fun, abs=1e-8)
     # Profile bounds: maximising l* with the coefficient held at a bound (independently, with scipy)
@@ -126,14 +135,21 @@ def test_firth_matches_direct_maximisation(separated):
     target = fitted.penalized_loglik - stats.chi2.ppf(0.95, 1) / 2
     for j in (1, 2):
         for bound in (fitted.lower[j], fitted.upper[j]):
+
             def negative(free, j=j, bound=bound):
                 return -firth.penalized_loglik(np.insert(free, j, bound), X, y)
-            best = optimize.minimize(negative, np.delete(fitted.coef, j), method="Nelder-Mead",
-                                     options={"xatol": 1e-10, "fatol": 1e-12, "maxiter": 20000})
+
+            best = optimize.minimize(
+                negative,
+                np.delete(fitted.coef, j),
+                method="Nelder-Mead",
+                options={"xatol": 1e-10, "fatol": 1e-12, "maxiter": 20000},
+            )
             assert -best.fun == pytest.approx(target, abs=1e-5)
 
 
 # --- separation -------------------------------------------------------------------------------------------
+
 
 def test_no_separation_in_bundled_trial(trial):
     X, y, names = logistic._design(trial, COVARIATES)
@@ -170,6 +186,7 @@ def test_separation_by_linear_programme_only():
 
 # --- logistic regression, GEE, Fisher -------------------------------------------------------------------------
 
+
 def _logistic_loglik(beta, X, y):
     eta = X @ beta
     return float(np.sum(y * eta - np.logaddexp(0.0, eta)))
@@ -178,7 +195,9 @@ def _logistic_loglik(beta, X, y):
 def test_logit_wald_and_profile_against_direct_computation(trial):
     X, y, _ = logistic._design(trial, COVARIATES)
     table = logistic.logistic_effects(trial, COVARIATES)
-    direct = optimize.minimize(lambda b: -_logistic_loglik(b, X, y), np.zeros(3), method="BFGS", options={"gtol": 1e-10})
+    direct = optimize.minimize(
+        lambda b: -_logistic_loglik(b, X, y), np.zeros(3), method="BFGS", options={"gtol": 1e-10}
+    )
     p = 1 / (1 + np.exp(-(X @ direct.x)))
     se = np.sqrt(np.diag(np.linalg.inv(X.T @ (X * (p * (1 - p))[:, None]))))
     threshold = stats.chi2.ppf(0.95, 1) / 2
@@ -189,8 +208,10 @@ def test_logit_wald_and_profile_against_direct_computation(trial):
         assert np.log(wald["upper"]) == pytest.approx(direct.x[j] + Z * se[j], abs=1e-4)
         profile = _row(table, "odds_ratio", "logistic regression (Logit), profile", covariate)
         for bound in (profile["lower"], profile["upper"]):
+
             def negative(free, j=j, bound=bound):
                 return -_logistic_loglik(np.insert(free, j, np.log(bound)), X, y)
+
             best = optimize.minimize(negative, np.delete(direct.x, j), method="BFGS", options={"gtol": 1e-10})
             assert -direct.fun - (-best.fun) == pytest.approx(threshold, abs=1e-5)
     # This data set: prior ATG raises, active infection lowers the odds of response.
@@ -240,18 +261,31 @@ def test_fisher_against_hypergeometric(trial):
 
 # --- time to recovery ------------------------------------------------------------------------------------------
 
+
 def _tiny_trial(tmp_path: Path) -> object:
     """Six patients, five responders; leukocytic recovery at 3, 7, 9, 11 and censored at 5 and 40."""
-    patients = pd.DataFrame({
-        "patient_id": [f"T{i}" for i in range(1, 7)], "center": ["A", "A", "A", "B", "B", "B"],
-        "response": ["PR", "CR", "PR", "PR", "PR", "NR"], "followup_days": [100, 100, 100, 100, 100, 40],
-        "died": [0, 0, 0, 0, 1, 1],
-    })
-    recovery = pd.DataFrame({"patient_id": patients["patient_id"], "lineage": "leukocytic",
-                             "day": [3, 5, 7, 9, 11, 40], "recovered": [1, 0, 1, 1, 1, 0]})
+    patients = pd.DataFrame(
+        {
+            "patient_id": [f"T{i}" for i in range(1, 7)],
+            "center": ["A", "A", "A", "B", "B", "B"],
+            "response": ["PR", "CR", "PR", "PR", "PR", "NR"],
+            "followup_days": [100, 100, 100, 100, 100, 40],
+            "died": [0, 0, 0, 0, 1, 1],
+        }
+    )
+    recovery = pd.DataFrame(
+        {
+            "patient_id": patients["patient_id"],
+            "lineage": "leukocytic",
+            "day": [3, 5, 7, 9, 11, 40],
+            "recovered": [1, 0, 1, 1, 1, 0],
+        }
+    )
     patients.to_csv(tmp_path / "patients.csv", index=False)
     recovery.to_csv(tmp_path / "recovery.csv", index=False)
-    return load_trial(tmp_path / "patients.csv", tmp_path / "recovery.csv", Needs(recovery=True, followup=True, died=True))
+    return load_trial(
+        tmp_path / "patients.csv", tmp_path / "recovery.csv", Needs(recovery=True, followup=True, died=True)
+    )
 
 
 def test_km_median_by_hand(tmp_path):
@@ -263,7 +297,9 @@ def test_km_median_by_hand(tmp_path):
     assert "range 3-11" in row["method"]
     incidence = survival.recovery_incidence(data, days=(4.0, 8.0, 30.0))
     # All six patients (risk sets 6, 4, 3, 2 at days 3, 7, 9, 11): 1 - S at day 4, 8 and 30.
-    assert incidence["estimate"].tolist() == pytest.approx([1 / 6, 1 - 5 / 6 * 3 / 4, 1 - 5 / 6 * 3 / 4 * 2 / 3 * 1 / 2])
+    assert incidence["estimate"].tolist() == pytest.approx(
+        [1 / 6, 1 - 5 / 6 * 3 / 4, 1 - 5 / 6 * 3 / 4 * 2 / 3 * 1 / 2]
+    )
 
 
 def test_published_recovery_medians(trial):
@@ -294,8 +330,13 @@ def test_recovery_aft_against_direct_likelihood(trial):
     X = np.column_stack([np.ones(len(mine)), mine[list(COVARIATES)].to_numpy(float)])
     t, e = mine["day"].to_numpy(float), mine["recovered"].to_numpy(float)
     start = np.r_[np.log(t.mean()), 0, 0, 0]
-    direct = optimize.minimize(_weibull_aft_negloglik, start, args=(t, e, X), method="Nelder-Mead",
-                               options={"xatol": 1e-9, "fatol": 1e-10, "maxiter": 40000, "maxfev": 40000})
+    direct = optimize.minimize(
+        _weibull_aft_negloglik,
+        start,
+        args=(t, e, X),
+        method="Nelder-Mead",
+        options={"xatol": 1e-9, "fatol": 1e-10, "maxiter": 40000, "maxfev": 40000},
+    )
     for j, covariate in enumerate(COVARIATES, start=1):
         row = _row(table, "time_ratio", "Weibull AFT", f"leukocytic, {covariate}")
         assert np.log(row["estimate"]) == pytest.approx(direct.x[j], abs=2e-3)
@@ -342,6 +383,7 @@ def test_cure_model_recovers_simulated_truth():
 
 # --- overall survival -------------------------------------------------------------------------------------
 
+
 def test_overall_survival_and_greenwood_by_hand(trial):
     table = survival.overall_survival(trial)
     twelve = _row(table, "survival_at", None, "365.25")
@@ -364,8 +406,12 @@ def test_cox_against_statsmodels_phreg(trial):
 
     table = survival.cox_effects(trial, COVARIATES)
     patients = trial.patients
-    phreg = sm.PHReg(patients["followup_days"].to_numpy(float), patients[list(COVARIATES)].to_numpy(float),
-                     status=patients["died"].to_numpy(int), ties="efron").fit()
+    phreg = sm.PHReg(
+        patients["followup_days"].to_numpy(float),
+        patients[list(COVARIATES)].to_numpy(float),
+        status=patients["died"].to_numpy(int),
+        ties="efron",
+    ).fit()
     for j, covariate in enumerate(COVARIATES):
         row = _row(table, "hazard_ratio", None, covariate)
         assert np.log(row["estimate"]) == pytest.approx(phreg.params[j], abs=1e-5)
@@ -374,6 +420,7 @@ def test_cox_against_statsmodels_phreg(trial):
 
 
 # --- the table ----------------------------------------------------------------------------------------------
+
 
 def test_disagreement_rule():
     assert not disagreement(0.3, 0.2, 0.4, 0.28, 0.18, 0.40)
@@ -391,8 +438,16 @@ def test_comparison_table_without_fits(trial):
     cox = table[table["variable"] == "hazard_ratio"]
     assert cox["flag"].str.contains("few events \\(9\\)").all()
     shown = display_table(table)
-    assert list(shown.columns) == ["section", "quantity", "bayes", "bayes 95% interval", "freq", "freq 95% interval",
-                                   "method", "flag"]
+    assert list(shown.columns) == [
+        "section",
+        "quantity",
+        "bayes",
+        "bayes 95% interval",
+        "freq",
+        "freq 95% interval",
+        "method",
+        "flag",
+    ]
     assert shown.iloc[0]["freq 95% interval"] == "0.185-0.401"
 
 
@@ -407,7 +462,9 @@ def test_data_for_fits_checks_hashes(tmp_path):
         def __init__(self, sha):
             self.data_sources = [{"role": "patients", "path": str(tmp_path / "p.csv"), "sha256": sha, "rows": 2}]
 
-    pd.DataFrame({"patient_id": ["a", "b"], "center": ["X", "Y"], "responder": [1, 0]}).to_csv(tmp_path / "p.csv", index=False)
+    pd.DataFrame({"patient_id": ["a", "b"], "center": ["X", "Y"], "responder": [1, 0]}).to_csv(
+        tmp_path / "p.csv", index=False
+    )
     with pytest.raises(UsageError, match="not the patients file the fit was made from"):
         data_for_fits([FakeFit("0" * 64)])
     from marrow.data.load import file_sha256
@@ -429,8 +486,10 @@ class _FakeFit:
         coords = {}
         for name, (centre, dims_coords) in variables.items():
             shape = (2, 200) + tuple(len(v) for _, v in dims_coords)
-            data_vars[name] = (("chain", "draw") + tuple(d for d, _ in dims_coords),
-                               centre * np.exp(rng.normal(0, 0.02, size=shape)))
+            data_vars[name] = (
+                ("chain", "draw") + tuple(d for d, _ in dims_coords),
+                centre * np.exp(rng.normal(0, 0.02, size=shape)),
+            )
             coords.update(dict(dims_coords))
         self.idata = types.SimpleNamespace(posterior=xr.Dataset(data_vars, coords=coords))
         self.spec = types.SimpleNamespace(model=model)
@@ -441,11 +500,21 @@ def test_bayes_columns_follow_variable_names_of_every_model(trial):
     lineages = list(trial.lineages)
     fits = [
         _FakeFit("response", {"response_rate": (0.29, []), "center_rate": (0.9, [("center", list(trial.centers))])}),
-        _FakeFit("recovery", {"recovered_by": (0.2, [("lineage", lineages), ("day", [30, 90, 180])]),
-                              "time_ratio": (0.9, [("covariate", list(COVARIATES))]),
-                              "median_days": (20.0, [("lineage", lineages)])}),
-        _FakeFit("survival", {"survival_at": (0.88, [("day", [182.6, 365.25, 730.5])]),
-                              "hazard_ratio": (1.5, [("covariate", list(COVARIATES))])}),
+        _FakeFit(
+            "recovery",
+            {
+                "recovered_by": (0.2, [("lineage", lineages), ("day", [30, 90, 180])]),
+                "time_ratio": (0.9, [("covariate", list(COVARIATES))]),
+                "median_days": (20.0, [("lineage", lineages)]),
+            },
+        ),
+        _FakeFit(
+            "survival",
+            {
+                "survival_at": (0.88, [("day", [182.6, 365.25, 730.5])]),
+                "hazard_ratio": (1.5, [("covariate", list(COVARIATES))]),
+            },
+        ),
         _FakeFit("safety", {"ae_rate": (0.5, [])}),
     ]
     table = comparison_table(trial, fits, COVARIATES)
@@ -463,7 +532,9 @@ def test_bayes_columns_follow_variable_names_of_every_model(trial):
     # time_ratio exists in the recovery fake only: it fills the recovery rows, never the survival ones.
     assert one("time_ratio", "prior_atg", "Time to recovery")["bayes"] == pytest.approx(0.9, rel=0.1)
     survival_ratio = table[(table["section"] == "Overall survival") & (table["variable"] == "time_ratio")]
-    assert len(survival_ratio) == 2 * 4 and survival_ratio["bayes"].isna().all()  # weibull, loglogistic, lognormal, exponential
+    assert (
+        len(survival_ratio) == 2 * 4 and survival_ratio["bayes"].isna().all()
+    )  # weibull, loglogistic, lognormal, exponential
     # Dims that do not match (the per-lineage AFT rows against a shared time_ratio) stay empty.
     assert np.isnan(one("time_ratio", "leukocytic, prior_atg")["bayes"])
     # Disagreement and its reasons.
@@ -474,6 +545,7 @@ def test_bayes_columns_follow_variable_names_of_every_model(trial):
 
 
 # --- not estimable, and sections by available columns -------------------------------------------------
+
 
 def test_not_estimable_rule():
     from marrow.frequentist.estimable import not_estimable
@@ -501,15 +573,33 @@ def _degenerate_trial():
 
     n = 30
     x = np.tile([0, 1], n // 2)
-    patients = pd.DataFrame({"patient_id": [f"D{i:02d}" for i in range(n)], "center": np.repeat(["K1", "K2", "K3"], 10),
-                             "responder": x, "response": np.where(x == 1, "PR", "NR"), "x": x.astype(float)})
+    patients = pd.DataFrame(
+        {
+            "patient_id": [f"D{i:02d}" for i in range(n)],
+            "center": np.repeat(["K1", "K2", "K3"], 10),
+            "responder": x,
+            "response": np.where(x == 1, "PR", "NR"),
+            "x": x.astype(float),
+        }
+    )
     rng = np.random.default_rng(4)
-    everyone = pd.DataFrame({"patient_id": patients["patient_id"], "lineage": "alpha",
-                             "day": rng.integers(8, 40, n).astype(float), "recovered": 1})
+    everyone = pd.DataFrame(
+        {
+            "patient_id": patients["patient_id"],
+            "lineage": "alpha",
+            "day": rng.integers(8, 40, n).astype(float),
+            "recovered": 1,
+        }
+    )
     recovers = rng.random(n) < 0.5
-    some = pd.DataFrame({"patient_id": patients["patient_id"], "lineage": "beta",
-                         "day": np.where(recovers, rng.integers(10, 60, n), 200).astype(float),
-                         "recovered": recovers.astype(int)})
+    some = pd.DataFrame(
+        {
+            "patient_id": patients["patient_id"],
+            "lineage": "beta",
+            "day": np.where(recovers, rng.integers(10, 60, n), 200).astype(float),
+            "recovered": recovers.astype(int),
+        }
+    )
     return TrialData(patients, pd.concat([everyone, some], ignore_index=True), ("x",), ())
 
 
@@ -519,7 +609,10 @@ def test_separation_and_cure_boundary_are_not_estimable():
     assert flagged[["freq", "freq_lower", "freq_upper"]].isna().all().all()
     cure = table[(table["variable"] == "cure_fraction") & (table["element"] == "alpha")].iloc[0]
     assert "not estimable" in cure["flag"] and np.isnan(cure["freq"])
-    assert "not estimable" not in table[(table["variable"] == "cure_fraction") & (table["element"] == "beta")].iloc[0]["flag"]
+    assert (
+        "not estimable"
+        not in table[(table["variable"] == "cure_fraction") & (table["element"] == "beta")].iloc[0]["flag"]
+    )
     fisher = table[table["method"].str.startswith("Fisher")].iloc[0]
     assert "not estimable" in fisher["flag"] and np.isnan(fisher["freq"])
     glmm = table[table["method"].str.startswith("random-intercept")]
@@ -548,17 +641,22 @@ def test_not_estimable_in_every_format(tmp_path, capsys):
 
     for fmt in ("table", "markdown", "latex"):
         text = run(fmt)
-        assert "not estimable: separation" in text and "Skipped: Overall survival" in text if fmt == "latex" \
+        assert (
+            "not estimable: separation" in text and "Skipped: Overall survival" in text
+            if fmt == "latex"
             else "skipped: Overall survival (no 'followup_days' or 'died' columns)" in text
+        )
         import re
 
         numbers = re.sub(r"p = [0-9.e+-]+", "", text)  # Fisher's p-value may be tiny; estimates may not
         # (a Kaplan-Meier median's interval may legitimately end at inf, "23-inf": median not reached)
         assert "not estimable" in text and not re.search(r"(?<!\d-)\binf\b|e-\d\d", numbers)
     rows = json.loads(run("json"))
-    assert rows["skipped"] == ["skipped: Time to recovery (no recovery table)",
-                               "skipped: Overall survival (no 'followup_days' or 'died' columns)",
-                               "skipped: Safety (no 'adverse_event' column)"]
+    assert rows["skipped"] == [
+        "skipped: Time to recovery (no recovery table)",
+        "skipped: Overall survival (no 'followup_days' or 'died' columns)",
+        "skipped: Safety (no 'adverse_event' column)",
+    ]
     flagged = [r for r in rows["rows"] if "not estimable" in (r["flag"] or "")]
     assert flagged and all(r["freq"] is None and r["freq_lower"] is None for r in flagged)
     import io
@@ -576,13 +674,22 @@ def test_survival_only_trial_runs_the_survival_section():
     x = rng.binomial(1, 0.5, n)
     time = rng.weibull(1.3, n) * 400 * np.exp(0.4 * x)
     follow = np.minimum(time, 500.0)
-    patients = pd.DataFrame({"patient_id": [f"S{i:02d}" for i in range(n)], "center": np.repeat(["A", "B"], n // 2),
-                             "followup_days": follow, "died": (time <= 500).astype(int), "prior_atg": x.astype(float)})
+    patients = pd.DataFrame(
+        {
+            "patient_id": [f"S{i:02d}" for i in range(n)],
+            "center": np.repeat(["A", "B"], n // 2),
+            "followup_days": follow,
+            "died": (time <= 500).astype(int),
+            "prior_atg": x.astype(float),
+        }
+    )
     table = comparison_table(TrialData(patients, None, ("prior_atg",), ()), [], ("prior_atg",))
     assert set(table["section"]) == {"Overall survival"}
-    assert table.attrs["skipped"] == ["skipped: Response (no 'responder' column)",
-                                      "skipped: Time to recovery (no recovery table)",
-                                      "skipped: Safety (no 'adverse_event' column)"]
+    assert table.attrs["skipped"] == [
+        "skipped: Response (no 'responder' column)",
+        "skipped: Time to recovery (no recovery table)",
+        "skipped: Safety (no 'adverse_event' column)",
+    ]
     families = table[table["variable"] == "median_days"]["method"].str.split(" AFT").str[0]
     assert list(families) == ["Weibull", "log-logistic", "log-normal", "exponential"]
     assert {"aft_intercept", "shape", "time_ratio", "hazard_ratio", "survival_at"} <= set(table["variable"])
@@ -595,9 +702,13 @@ def test_aft_intercept_shape_and_median_against_direct_likelihood(trial):
     x = patients[list(COVARIATES)].to_numpy(float)
     X = np.column_stack([np.ones(len(x)), x - x.mean(axis=0)])
     t, e = patients["followup_days"].to_numpy(float), patients["died"].to_numpy(float)
-    direct = optimize.minimize(_weibull_aft_negloglik, np.r_[np.log(t.mean()), 0, 0, 0], args=(t, e, X),
-                               method="Nelder-Mead", options={"xatol": 1e-9, "fatol": 1e-10, "maxiter": 40000,
-                                                              "maxfev": 40000})
+    direct = optimize.minimize(
+        _weibull_aft_negloglik,
+        np.r_[np.log(t.mean()), 0, 0, 0],
+        args=(t, e, X),
+        method="Nelder-Mead",
+        options={"xatol": 1e-9, "fatol": 1e-10, "maxiter": 40000, "maxfev": 40000},
+    )
     b0, rho = direct.x[0], np.exp(direct.x[-1])
     weibull = table[table["family"] == "weibull"].set_index("key")
     assert weibull.loc["aft_intercept", "estimate"] == pytest.approx(b0, abs=2e-3)
@@ -608,4 +719,5 @@ def test_aft_intercept_shape_and_median_against_direct_likelihood(trial):
     exponential = table[table["family"] == "exponential"].set_index("key")
     assert "shape" not in exponential.index
     assert exponential.loc["median_days", "estimate"] == pytest.approx(
-        np.exp(exponential.loc["aft_intercept", "estimate"]) * np.log(2), rel=1e-9)
+        np.exp(exponential.loc["aft_intercept", "estimate"]) * np.log(2), rel=1e-9
+    )

@@ -66,8 +66,9 @@ def laplace_loglik(cells, beta, sd) -> float:
     total = 0.0
     for g in range(len(cells.groups)):
         log_h = _group_integrand(cells, beta, sd, g)
-        mode = optimize.minimize_scalar(lambda b: -log_h(b), bounds=(-10 * sd - 5, 10 * sd + 5), method="bounded",
-                                        options={"xatol": 1e-10}).x
+        mode = optimize.minimize_scalar(
+            lambda b: -log_h(b), bounds=(-10 * sd - 5, 10 * sd + 5), method="bounded", options={"xatol": 1e-10}
+        ).x
         step = 1e-4
         curvature = -(log_h(mode + step) - 2 * log_h(mode) + log_h(mode - step)) / step**2
         total += log_h(mode) + 0.5 * math.log(2 * math.pi / curvature)
@@ -80,8 +81,9 @@ def quad_loglik(cells, beta, sd) -> float:
     for g in range(len(cells.groups)):
         log_h = _group_integrand(cells, beta, sd, g)
         peak = -optimize.minimize_scalar(lambda b: -log_h(b), bounds=(-10, 10), method="bounded").fun
-        value, _ = integrate.quad(lambda b: math.exp(log_h(b) - peak), -12 * sd - 5, 12 * sd + 5, epsabs=0,
-                                  epsrel=1e-12, limit=400)
+        value, _ = integrate.quad(
+            lambda b: math.exp(log_h(b) - peak), -12 * sd - 5, 12 * sd + 5, epsabs=0, epsrel=1e-12, limit=400
+        )
         total += peak + math.log(value)
     return total
 
@@ -115,8 +117,9 @@ def test_quadrature_against_independent_computations(cbpp, fits):
     assert glmm.marginal_loglik(beta, sd, cbpp, 1) == pytest.approx(laplace_loglik(cbpp, beta, sd), abs=1e-6)
     assert abs(glmm.marginal_loglik(beta, sd, cbpp, 1) - exact) > 1e-3
     # sd = 0: the plain binomial log-likelihood.
-    assert glmm.marginal_loglik(beta, 0.0, cbpp) == pytest.approx(float(np.sum(_log_binomial(cbpp, cbpp.X @ beta))),
-                                                                   abs=1e-9)
+    assert glmm.marginal_loglik(beta, 0.0, cbpp) == pytest.approx(
+        float(np.sum(_log_binomial(cbpp, cbpp.X @ beta))), abs=1e-9
+    )
 
 
 def test_mle_maximises_the_exact_likelihood(cbpp, fits):
@@ -153,8 +156,13 @@ def test_standard_errors_and_intervals(cbpp, fits):
 
 def test_boundary_sd_gives_plain_logistic():
     # Identical center rates: the MLE of the center sd is 0 (lme4's singular fit).
-    frame = pd.DataFrame({"center": np.repeat(["a", "b", "c", "d"], 20), "y": np.tile([1] * 5 + [0] * 15, 4),
-                          "x": np.tile([0, 1] * 10, 4)})
+    frame = pd.DataFrame(
+        {
+            "center": np.repeat(["a", "b", "c", "d"], 20),
+            "y": np.tile([1] * 5 + [0] * 15, 4),
+            "x": np.tile([0, 1] * 10, 4),
+        }
+    )
     cells = glmm.cells_from_frame(frame, "center", "y", None, ("x",))
     fit = glmm.fit_glmm(cells, 5)
     assert fit.boundary and fit.sd == 0.0 and math.isnan(fit.sd_interval()[0])
@@ -182,7 +190,8 @@ def test_uncentred_covariates_give_the_transformed_fit(cbpp, fits):
     assert fit.covariance == pytest.approx(T @ base.covariance @ T.T, rel=1e-4, abs=1e-12)
     assert fit.se == pytest.approx(np.sqrt(np.diag(T @ base.covariance @ T.T)), rel=1e-4)
     low, high = fit.interval(0)
-    assert (low, high) == pytest.approx((fit.coef[0] - 1.959964 * fit.se[0], fit.coef[0] + 1.959964 * fit.se[0]),
-                                        rel=1e-6)
+    assert (low, high) == pytest.approx(
+        (fit.coef[0] - 1.959964 * fit.se[0], fit.coef[0] + 1.959964 * fit.se[0]), rel=1e-6
+    )
     # An already standardised design is left as it is (the map back is the identity).
     assert glmm._standardise(glmm._standardise(X)[0])[1] == pytest.approx(np.eye(4), abs=1e-12)

@@ -60,13 +60,29 @@ def visit_trial(n: int = 300, seed: int = 3, centers: int = 1):
     """A visit-based trial (two lineages, no deaths) with known truth MEDIAN, SHAPE, CURE."""
     rng = np.random.default_rng(seed)
     ids = [f"V{i:04d}" for i in range(n)]
-    patients = pd.DataFrame({"patient_id": ids, "center": [f"C{c}" for c in rng.integers(0, centers, n)],
-                             "responder": 1, "followup_days": VISITS[-1]})
+    patients = pd.DataFrame(
+        {
+            "patient_id": ids,
+            "center": [f"C{c}" for c in rng.integers(0, centers, n)],
+            "responder": 1,
+            "followup_days": VISITS[-1],
+        }
+    )
     parts = []
     for name, cure, median, shape in zip(LINEAGES, CURE, MEDIAN, SHAPE):
         lower, upper, recovered = simulate_visits(n, cure, median, shape, rng)
-        parts.append(pd.DataFrame({"patient_id": ids, "lineage": name, "day": upper, "recovered": recovered,
-                                   "day_lower": lower, "day_upper": upper}))
+        parts.append(
+            pd.DataFrame(
+                {
+                    "patient_id": ids,
+                    "lineage": name,
+                    "day": upper,
+                    "recovered": recovered,
+                    "day_lower": lower,
+                    "day_upper": upper,
+                }
+            )
+        )
     return _trial(patients, pd.concat(parts, ignore_index=True), ModelSpec("recovery", family="weibull"))
 
 
@@ -79,8 +95,15 @@ def visit_trial_with_deaths(n: int = 300, seed: int = 5, centers: int = 1):
     ids = [f"D{i:04d}" for i in range(n)]
     death = DEATH_MEDIAN * (-np.log(rng.uniform(size=n)) / math.log(2.0)) ** (1 / DEATH_SHAPE)
     follow = np.minimum(death, VISITS[-1])
-    patients = pd.DataFrame({"patient_id": ids, "center": [f"C{c}" for c in rng.integers(0, centers, n)],
-                             "responder": 1, "followup_days": np.round(follow, 3), "died": (death <= VISITS[-1]).astype(int)})
+    patients = pd.DataFrame(
+        {
+            "patient_id": ids,
+            "center": [f"C{c}" for c in rng.integers(0, centers, n)],
+            "responder": 1,
+            "followup_days": np.round(follow, 3),
+            "died": (death <= VISITS[-1]).astype(int),
+        }
+    )
     follow = patients["followup_days"].to_numpy(float)
     parts, exact = [], []
     for name, cure, median, shape in zip(LINEAGES, CURE, MEDIAN, SHAPE):
@@ -89,8 +112,18 @@ def visit_trial_with_deaths(n: int = 300, seed: int = 5, centers: int = 1):
         lower, upper = visit_times(latent, recovers)
         upper = np.where(recovers, np.minimum(upper, follow), follow)
         lower = np.where(recovers, np.minimum(lower, upper), follow)
-        parts.append(pd.DataFrame({"patient_id": ids, "lineage": name, "day": upper, "recovered": recovers.astype(int),
-                                   "day_lower": lower, "day_upper": upper}))
+        parts.append(
+            pd.DataFrame(
+                {
+                    "patient_id": ids,
+                    "lineage": name,
+                    "day": upper,
+                    "recovered": recovers.astype(int),
+                    "day_lower": lower,
+                    "day_upper": upper,
+                }
+            )
+        )
         exact.append(np.where(recovers, latent, follow))
     table = pd.concat(parts, ignore_index=True)
     data = _trial(patients, table, ModelSpec("recovery", family="weibull", competing_death=True))
@@ -110,6 +143,7 @@ def visit_death_fit():
 
 # --- latency families (pure) ---------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("family", latency.FAMILIES)
 def test_each_family_matches_scipy(family):
     median, k = 25.0, 1.7
@@ -123,8 +157,9 @@ def test_each_family_matches_scipy(family):
     lower, upper = np.array([3.0, 20.0, 1.0]), np.array([20.0, 90.0, 40.0])
     has = np.array([1.0, 1.0, 0.0])  # the last interval starts at day 0
     expected = np.log(np.where(has > 0, dist.sf(lower), 1.0) - dist.sf(upper))
-    np.testing.assert_allclose(latency.log_interval(family, np.log(lower), np.log(upper), has, math.log(median), k),
-                               expected, rtol=1e-10)
+    np.testing.assert_allclose(
+        latency.log_interval(family, np.log(lower), np.log(upper), has, math.log(median), k), expected, rtol=1e-10
+    )
 
 
 def test_pytensor_formulas_equal_the_numpy_ones():
@@ -135,14 +170,20 @@ def test_pytensor_formulas_equal_the_numpy_ones():
     ops, mu, k = latency.pytensor_ops(), math.log(25.0), 1.7
     outputs = []
     for family in latency.FAMILIES:
-        outputs += [*latency.log_density(family, x, mu, k, ops), latency.log_hazard(family, x, mu, k, ops),
-                    latency.log_interval(family, lo, x, pt.ones_like(x), mu, k, ops)]
+        outputs += [
+            *latency.log_density(family, x, mu, k, ops),
+            latency.log_hazard(family, x, mu, k, ops),
+            latency.log_interval(family, lo, x, pt.ones_like(x), mu, k, ops),
+        ]
     fn = pytensor.function([x, lo], outputs, mode="FAST_COMPILE")
     t, lower = np.log([0.5, 3.0, 20.0, 90.0, 400.0]), np.log([0.1, 1.0, 10.0, 60.0, 300.0])
     want = []
     for family in latency.FAMILIES:
-        want += [*latency.log_density(family, t, mu, k), latency.log_hazard(family, t, mu, k),
-                 latency.log_interval(family, lower, t, np.ones(5), mu, k)]
+        want += [
+            *latency.log_density(family, t, mu, k),
+            latency.log_hazard(family, t, mu, k),
+            latency.log_interval(family, lower, t, np.ones(5), mu, k),
+        ]
     for got, expected in zip(fn(t, lower), want):
         np.testing.assert_allclose(got, expected, rtol=1e-6)
 
@@ -164,11 +205,11 @@ def test_interval_probability_stays_finite_far_in_the_tail(family):
 
 # --- the model's inputs and graph (no sampling) -----------------------------------------------------
 
+
 def _at_random_point(model, names: list[str], seed: int = 2) -> dict[str, np.ndarray]:
     """Model variables `names` at the initial point plus noise (unconstrained); compiled without C."""
     outs = model.replace_rvs_by_values([model[name] for name in names])
-    fn = model.compile_fn(outs, inputs=model.value_vars, point_fn=True, on_unused_input="ignore",
-                          mode="FAST_COMPILE")
+    fn = model.compile_fn(outs, inputs=model.value_vars, point_fn=True, on_unused_input="ignore", mode="FAST_COMPILE")
     rng = np.random.default_rng(seed)
     point = {k: v + rng.normal(0.0, 0.5, np.shape(v)) for k, v in model.initial_point().items()}
     return dict(zip(names, (np.asarray(v) for v in fn(point))))
@@ -177,7 +218,9 @@ def _at_random_point(model, names: list[str], seed: int = 2) -> dict[str, np.nda
 def test_a_table_without_interval_columns_is_all_exact_and_keeps_its_cells(tmp_path):
     spec = ModelSpec("recovery", covariates=("prior_atg",))
     data = load_trial(needs=spec.needs())
-    assert not data.interval_censored and (data.recovery["day_lower"] == data.recovery["day"]).all()  # the loader fills the bounds
+    assert (
+        not data.interval_censored and (data.recovery["day_lower"] == data.recovery["day"]).all()
+    )  # the loader fills the bounds
     bare = data.recovery.drop(columns=["day_lower", "day_upper"])
     a, b = model_inputs(data, spec), model_inputs(replace(data, recovery=bare), spec)
     assert a.arrays.keys() == b.arrays.keys() and not any(k.startswith("interval") for k in a.arrays)
@@ -222,6 +265,7 @@ def test_interval_cells_equal_the_per_row_likelihood(tmp_path, family, cure, fra
 
 # --- midpoint imputation is biased (maximum likelihood, large n, no sampling) -----------------------
 
+
 def _mle(lower, upper, recovered, how: str) -> tuple[float, float, float]:
     """(cure fraction, median, shape) of a Weibull mixture cure MLE; `how`: interval or midpoint."""
     from scipy.optimize import minimize
@@ -241,8 +285,9 @@ def _mle(lower, upper, recovered, how: str) -> tuple[float, float, float]:
         log_pi, log_1m_pi = -np.logaddexp(0.0, -a), -np.logaddexp(0.0, a)
         return -np.where(event, log_pi + log_event, np.logaddexp(log_1m_pi, log_pi + log_s)).sum()
 
-    result = minimize(nll, [0.0, math.log(50.0), 0.0], method="Nelder-Mead",
-                      options={"xatol": 1e-8, "fatol": 1e-8, "maxiter": 4000})
+    result = minimize(
+        nll, [0.0, math.log(50.0), 0.0], method="Nelder-Mead", options={"xatol": 1e-8, "fatol": 1e-8, "maxiter": 4000}
+    )
     a, m, log_k = result.x
     return 1 / (1 + math.exp(a)), math.exp(m), math.exp(log_k)
 
@@ -275,6 +320,7 @@ def test_turnbull_estimate_recovers_the_cumulative_incidence(tmp_path):
 
 # --- real NUTS on a visit-based trial ---------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def visit_fit():
     return visit_death_fit()
@@ -296,8 +342,12 @@ def interval_cure_mle(rec: pd.DataFrame, lineage: str) -> dict[str, float]:
         interval = np.log(1 - pi) + np.log(np.maximum(dist.sf(lower) - dist.sf(upper), 1e-300))
         return -np.where(event, interval, np.log(pi + (1 - pi) * dist.sf(upper))).sum()
 
-    p = optimize.minimize(negative_loglik, [0.0, math.log(60.0), 0.5], method="Nelder-Mead",
-                          options={"maxiter": 5000, "xatol": 1e-7, "fatol": 1e-9}).x
+    p = optimize.minimize(
+        negative_loglik,
+        [0.0, math.log(60.0), 0.5],
+        method="Nelder-Mead",
+        options={"maxiter": 5000, "xatol": 1e-7, "fatol": 1e-9},
+    ).x
     return {"cure_fraction": 1 / (1 + math.exp(-p[0])), "median_days": math.exp(p[1]), "shape": math.exp(p[2])}
 
 

@@ -50,8 +50,11 @@ def test_blank_optional_column_is_left_out_with_a_note(patients_frame, recovery_
 
 
 def _used_by(column: str) -> str:
-    return {"died": "only the survival model needs it", "adverse_event": "only the safety model needs it",
-            "followup_days": "only the survival model needs it; it also bounds recovery days"}[column]
+    return {
+        "died": "only the survival model needs it",
+        "adverse_event": "only the safety model needs it",
+        "followup_days": "only the survival model needs it; it also bounds recovery days",
+    }[column]
 
 
 def test_partly_invalid_optional_column_is_absent_so_present_means_valid(patients_frame):
@@ -91,7 +94,9 @@ def test_unknown_response_code_blocks_only_the_response_model(patients_frame):
     for needs in (SURVIVAL, SAFETY):
         data = load_frames(frame, None, needs)
         assert "response" not in data.patients.columns and "responder" not in data.patients.columns
-        assert data.notes == ("column 'response' ignored: unknown response codes (Sd) in rows 1, 5 (only the response model needs it)",)
+        assert data.notes == (
+            "column 'response' ignored: unknown response codes (Sd) in rows 1, 5 (only the response model needs it)",
+        )
     [message] = problems(frame, None, RESPONSE)
     assert "unknown response codes (Sd)" in message  # echoed as written, not upper-cased
     assert load_frames(patients_frame, None, SURVIVAL).has_ordinal_response
@@ -161,7 +166,10 @@ def test_followup_check_uses_day_upper(patients_frame, recovery_frame):
     follow = float(patients_frame.set_index("patient_id").loc[table.loc[picked[0], "patient_id"], "followup_days"])
     table.loc[picked[0], "day_upper"] = str(follow + 1)
     [message] = problems(patients_frame, table, RECOVERY)
-    assert "'day_upper': recovery day is after the patient's followup_days" in message and f"rows {picked[0] + 1};" in message
+    assert (
+        "'day_upper': recovery day is after the patient's followup_days" in message
+        and f"rows {picked[0] + 1};" in message
+    )
 
 
 # --- 4. non-finite or absurd numbers --------------------------------------------------------------
@@ -247,13 +255,19 @@ def test_semicolon_file_is_read_with_decimal_commas(tmp_path, patients_frame):
     data = load_trial(path, needs=Needs(response=True, covariates=("age",)))
     assert data.covariate_matrix()[0, 0] == float(patients_frame.loc[0, "age"]) + 0.5
     assert data.patient_ids[0] == patients_frame.loc[0, "patient_id"] + ",1"  # text is kept as written
-    assert data.notes == (f"{path} was read as a semicolon-separated file with decimal commas (a European spreadsheet export)",)
+    assert data.notes == (
+        f"{path} was read as a semicolon-separated file with decimal commas (a European spreadsheet export)",
+    )
 
 
 def test_case_variants_of_contract_columns_suggest_the_name(patients_frame):
     frame = patients_frame.rename(columns={"center": "Center", "response": "Response", "died": " DIED"})
     text = "\n".join(problems(frame, None, Needs(response=True, died=True, followup=True)))
-    assert "'center': required column is missing" in text and "a column 'Center' is present" in text and "rename it to 'center'" in text
+    assert (
+        "'center': required column is missing" in text
+        and "a column 'Center' is present" in text
+        and "rename it to 'center'" in text
+    )
     assert "a column 'Response' is present" in text and "rename it to 'response'" in text
     assert "a column 'DIED' is present" in text
     data = load_frames(patients_frame.rename(columns={"died": "Died"}), None, RESPONSE)

@@ -16,23 +16,79 @@ from marrow.data.load import MAX_ABS_COVARIATE, MAX_DAYS, RESPONSE_CODES, parse_
 from marrow.errors import DataError, ProblemList
 from marrow.spec import ModelSpec
 
-FUZZ = settings(max_examples=500, deadline=None, derandomize=True, database=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FUZZ = settings(
+    max_examples=500,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 IDS = ["P1", "P2", "P3", "p1", " P2 "]
-SPECIAL = ["0", "1", "1.0", "yes", "No", "TRUE", "f", "CR", "pr", "nr", "SD", "inf", "-inf", "Infinity", "nan", "NaN",
-           "1e308", "-1e308", "1e400", "1000000", "1000001", "-1", "0.5", "1,5", "12", "١٢", "0x10", "1_0", "NA"]
+SPECIAL = [
+    "0",
+    "1",
+    "1.0",
+    "yes",
+    "No",
+    "TRUE",
+    "f",
+    "CR",
+    "pr",
+    "nr",
+    "SD",
+    "inf",
+    "-inf",
+    "Infinity",
+    "nan",
+    "NaN",
+    "1e308",
+    "-1e308",
+    "1e400",
+    "1000000",
+    "1000001",
+    "-1",
+    "0.5",
+    "1,5",
+    "12",
+    "١٢",
+    "0x10",
+    "1_0",
+    "NA",
+]
 CELL = st.one_of(
-    st.none(), st.sampled_from(["", "  "]), st.sampled_from(SPECIAL), st.sampled_from(IDS),
-    st.integers(-(10**20), 10**20), st.floats(allow_nan=True, allow_infinity=True), st.booleans(),
+    st.none(),
+    st.sampled_from(["", "  "]),
+    st.sampled_from(SPECIAL),
+    st.sampled_from(IDS),
+    st.integers(-(10**20), 10**20),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.booleans(),
     st.text(max_size=5),
 )
-PATIENT_COLUMNS = ["patient_id", "center", "response", "responder", "followup_days", "died", "adverse_event", "age", "x"]
+PATIENT_COLUMNS = [
+    "patient_id",
+    "center",
+    "response",
+    "responder",
+    "followup_days",
+    "died",
+    "adverse_event",
+    "age",
+    "x",
+]
 RECOVERY_COLUMNS = ["patient_id", "lineage", "day", "recovered", "day_lower", "day_upper"]
 OUTCOMES: Counter = Counter()  # how the examples ended, to see that the fuzz reaches the whole loader
-NEEDS = [Needs(), Needs(response=True), Needs(ordinal=True), Needs(recovery=True), Needs(recovery=True, followup=True),
-         Needs(followup=True, died=True, covariates=("age",)), Needs(adverse_event=True, covariates=("age", "x")),
-         Needs(response=True, covariates=("center",))] + [ModelSpec(m).needs() for m in ("response", "recovery", "survival", "safety")]
+NEEDS = [
+    Needs(),
+    Needs(response=True),
+    Needs(ordinal=True),
+    Needs(recovery=True),
+    Needs(recovery=True, followup=True),
+    Needs(followup=True, died=True, covariates=("age",)),
+    Needs(adverse_event=True, covariates=("age", "x")),
+    Needs(response=True, covariates=("center",)),
+] + [ModelSpec(m).needs() for m in ("response", "recovery", "survival", "safety")]
 
 
 OFTEN, HALF, RARELY = st.sampled_from([True] * 9 + [False]), st.booleans(), st.sampled_from([False] * 7 + [True])
@@ -49,8 +105,13 @@ def plausible(name: str, row: int, recovery: bool, seed: int) -> str:
     if recovery and row % 3 == 0:  # an interval-censored recovery
         return {"day_lower": "2", "day_upper": "30", "recovered": "1", "day": "30"}.get(name, "1")
     choices = {
-        "center": ("A", "B", "Zürich"), "response": ("CR", "PR", "NR", "cr"), "age": ("30", "41.5", "yes", "no"),
-        "followup_days": ("365", "400.5"), "day": ("3", "30"), "day_lower": ("",), "day_upper": ("",),
+        "center": ("A", "B", "Zürich"),
+        "response": ("CR", "PR", "NR", "cr"),
+        "age": ("30", "41.5", "yes", "no"),
+        "followup_days": ("365", "400.5"),
+        "day": ("3", "30"),
+        "day_lower": ("",),
+        "day_upper": ("",),
     }.get(name, ("0", "1", "1", "yes"))
     return choices[(seed + row) % len(choices)]
 
@@ -87,7 +148,9 @@ def assert_keeps_the_contract(data: TrialData, needs: Needs) -> None:
     if "followup_days" in p.columns:
         assert ((p["followup_days"] > 0) & (p["followup_days"] <= MAX_DAYS)).all()
     x = data.covariate_matrix()
-    assert x.shape == (len(p), len(needs.covariates)) and np.isfinite(x).all() and (np.abs(x) <= MAX_ABS_COVARIATE).all()
+    assert (
+        x.shape == (len(p), len(needs.covariates)) and np.isfinite(x).all() and (np.abs(x) <= MAX_ABS_COVARIATE).all()
+    )
     assert len(data.center_index) == len(p) and data.coords()
     data.has_ordinal_response
     if data.recovery is not None:
@@ -101,7 +164,11 @@ def assert_keeps_the_contract(data: TrialData, needs: Needs) -> None:
 
 
 @FUZZ
-@given(patients=table(PATIENT_COLUMNS, 5), recovery=st.none() | table(RECOVERY_COLUMNS, 6, recovery=True), needs=st.sampled_from(NEEDS))
+@given(
+    patients=table(PATIENT_COLUMNS, 5),
+    recovery=st.none() | table(RECOVERY_COLUMNS, 6, recovery=True),
+    needs=st.sampled_from(NEEDS),
+)
 def _fuzz_tables(patients, recovery, needs):
     try:
         data = load_frames(patients, recovery, needs)
@@ -127,7 +194,9 @@ FIELDS = st.sampled_from(PATIENT_COLUMNS + ["Center", "center", ""]) | st.sample
 def csv_bytes(draw) -> bytes:
     sep = draw(st.sampled_from([",", ",", ";"]))
     header = draw(st.lists(FIELDS, min_size=1, max_size=5))
-    lines = [sep.join(header)] + [sep.join(draw(st.lists(FIELDS, min_size=0, max_size=6))) for _ in range(draw(st.integers(0, 4)))]
+    lines = [sep.join(header)] + [
+        sep.join(draw(st.lists(FIELDS, min_size=0, max_size=6))) for _ in range(draw(st.integers(0, 4)))
+    ]
     text = "\n".join(lines)
     encoding = draw(st.sampled_from(["utf-8", "utf-8", "utf-8-sig", "cp1252", "utf-16"]))
     return text.encode(encoding, errors="replace") + draw(st.sampled_from([b"", b"\n", b"\xff", b"\x00"]))

@@ -43,24 +43,28 @@ def simulated_history(path: Path, studies: int = 10, n: int = 200, seed: int = 4
 
 # --- history validation -----------------------------------------------------------------------
 
+
 def test_history_reads(tmp_path):
     table = read_history(history_csv(tmp_path / "h.csv", "study,n,responders\nA,40,10\n B ,25,0\nC,30,30\n"))
     assert list(table["study"]) == ["A", "B", "C"]
     assert table["n"].dtype == np.int64 and list(table["responders"]) == [10, 0, 30]
 
 
-@pytest.mark.parametrize("text, pieces", [
-    ("study,n\nA,40\nB,30\n", ["column 'responders'", "required column is missing"]),
-    ("study,n,responders\nA,40,x\nB,30,2\n", ["column 'responders'", "values are not numbers", "rows 1;"]),
-    ("study,n,responders\nA,40,10\nB,0,0\n", ["column 'n'", "whole numbers >= 1", "rows 2;"]),
-    ("study,n,responders\nA,40.5,10\nB,30,2\n", ["column 'n'", "whole numbers >= 1", "rows 1;"]),
-    ("study,n,responders\nA,40,-1\nB,30,2\n", ["column 'responders'", "whole numbers >= 0"]),
-    ("study,n,responders\nA,40,41\nB,30,2\n", ["more responders than patients", "rows 1;"]),
-    ("study,n,responders\nA,40,\nB,30,2\n", ["missing values", "column 'responders'"]),
-    ("study,n,responders\nA,40,10\nA,30,2\n", ["duplicated study names", "rows 1, 2;"]),
-    ("study,n,responders\n,40,10\nB,30,2\n", ["empty study names"]),
-    ("study,n,responders\nA,40,10\n", ["only 1 study", "at least 2 historical studies"]),
-])
+@pytest.mark.parametrize(
+    "text, pieces",
+    [
+        ("study,n\nA,40\nB,30\n", ["column 'responders'", "required column is missing"]),
+        ("study,n,responders\nA,40,x\nB,30,2\n", ["column 'responders'", "values are not numbers", "rows 1;"]),
+        ("study,n,responders\nA,40,10\nB,0,0\n", ["column 'n'", "whole numbers >= 1", "rows 2;"]),
+        ("study,n,responders\nA,40.5,10\nB,30,2\n", ["column 'n'", "whole numbers >= 1", "rows 1;"]),
+        ("study,n,responders\nA,40,-1\nB,30,2\n", ["column 'responders'", "whole numbers >= 0"]),
+        ("study,n,responders\nA,40,41\nB,30,2\n", ["more responders than patients", "rows 1;"]),
+        ("study,n,responders\nA,40,\nB,30,2\n", ["missing values", "column 'responders'"]),
+        ("study,n,responders\nA,40,10\nA,30,2\n", ["duplicated study names", "rows 1, 2;"]),
+        ("study,n,responders\n,40,10\nB,30,2\n", ["empty study names"]),
+        ("study,n,responders\nA,40,10\n", ["only 1 study", "at least 2 historical studies"]),
+    ],
+)
 def test_history_problems_name_file_column_and_row(tmp_path, text, pieces):
     path = history_csv(tmp_path / "history.csv", text)
     with pytest.raises(DataError) as info:
@@ -92,6 +96,7 @@ def test_priors_map_cli_reports_data_errors_with_exit_2(marrow_cli, tmp_path):
 
 
 # --- mixtures and ESS (no sampling) -----------------------------------------------------------
+
 
 def test_em_recovers_a_two_component_mixture():
     rng = np.random.default_rng(0)
@@ -136,7 +141,9 @@ def test_ess_of_a_normal_on_the_logit_matching_a_beta():
     from scipy.special import digamma, polygamma
 
     a, b = 30.0, 70.0
-    prior = Prior("Normal", {"mu": float(digamma(a) - digamma(b)), "sigma": float(math.sqrt(polygamma(1, a) + polygamma(1, b)))})
+    prior = Prior(
+        "Normal", {"mu": float(digamma(a) - digamma(b)), "sigma": float(math.sqrt(polygamma(1, a) + polygamma(1, b)))}
+    )
     assert ess_elir(prior) == pytest.approx(a + b, rel=0.05)
     # the vague robust component is worth a few patients
     assert 2 < ess_elir(Prior("Normal", {"mu": 0.0, "sigma": 1.5})) < 5
@@ -145,6 +152,7 @@ def test_ess_of_a_normal_on_the_logit_matching_a_beta():
 
 
 # --- the whole derivation on a known hierarchy (sampling) --------------------------------------
+
 
 @pytest.fixture(scope="session")
 def known_map(tmp_path_factory):
@@ -179,8 +187,23 @@ def test_map_recovers_the_predictive_of_a_known_hierarchy(known_map):
 def test_priors_map_cli_writes_a_usable_prior_set(marrow_cli, tmp_path):
     history = simulated_history(tmp_path / "history.csv", studies=6, n=80, seed=9)
     out = tmp_path / "map-prior.toml"
-    code, stdout, err = marrow_cli("priors", "map", "--history", history, "--out", out, "--draws", "500",
-                                   "--tune", "500", "--robust-weight", "0.1", "--format", "json", "--quiet")
+    code, stdout, err = marrow_cli(
+        "priors",
+        "map",
+        "--history",
+        history,
+        "--out",
+        out,
+        "--draws",
+        "500",
+        "--tune",
+        "500",
+        "--robust-weight",
+        "0.1",
+        "--format",
+        "json",
+        "--quiet",
+    )
     assert code == 0, err
     assert "ESS (ELIR)" in stdout and "BIC" in stdout
     text = out.read_text()

@@ -56,15 +56,22 @@ def tiny_fit(tmp_path: Path):
 
     rng = np.random.default_rng(5)
     idata = az.from_dict(
-        posterior={"response_rate": rng.beta(3, 7, (2, 50)), "intercept": rng.normal(-1, 0.3, (2, 50)),
-                   "center_sd": np.abs(rng.normal(0, 0.5, (2, 50)))},
-        sample_stats={"diverging": np.zeros((2, 50), dtype=bool), "energy": rng.normal(0, 1, (2, 50)),
-                      "tree_depth": np.full((2, 50), 3)},
+        posterior={
+            "response_rate": rng.beta(3, 7, (2, 50)),
+            "intercept": rng.normal(-1, 0.3, (2, 50)),
+            "center_sd": np.abs(rng.normal(0, 0.5, (2, 50))),
+        },
+        sample_stats={
+            "diverging": np.zeros((2, 50), dtype=bool),
+            "energy": rng.normal(0, 1, (2, 50)),
+            "tree_depth": np.full((2, 50), 3),
+        },
     )
     return Fit(idata, dict(_provenance()))
 
 
 # ---- checked before the work, and nothing created ----------------------------------------------
+
 
 def test_check_writable_creates_nothing_and_refuses_what_cannot_be_written(tmp_path):
     io.check_writable(tmp_path / "new" / "sub" / "o.nc", force=False)
@@ -156,6 +163,7 @@ def test_a_report_that_fails_removes_the_folders_it_created(tmp_path, monkeypatc
 
 # ---- written atomically; a failed write leaves nothing -------------------------------------------
 
+
 def test_a_full_disk_is_exit_2_naming_the_file_and_leaves_nothing(tmp_path, monkeypatch, marrow_cli):
     real = Path.write_text
 
@@ -226,6 +234,7 @@ def test_atomic_folder_swaps_in_complete_folders_only(tmp_path):
 
 # ---- one permission rule -----------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("mask", [0o022, 0o027, 0o077])
 def test_every_output_is_created_like_an_ordinary_file(tmp_path, umask, mask):
     umask(mask)
@@ -254,6 +263,7 @@ def test_the_worker_log_is_no_more_readable_than_its_socket(tmp_path, umask):
 
 
 # ---- SIGTERM cleans up like Ctrl-C -------------------------------------------------------------
+
 
 def test_sigterm_becomes_an_interrupt_inside_and_is_restored_outside():
     before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
@@ -286,6 +296,7 @@ def test_a_terminated_command_exits_143_and_ctrl_c_130(monkeypatch, capsys):
     import marrow.commands.priors as priors_command
 
     for raised, code, word in ((io.Terminated, 143, "terminated"), (KeyboardInterrupt, 130, "interrupted")):
+
         def stop(*args, raised=raised, **kwargs):
             raise raised()
 
@@ -326,8 +337,9 @@ SLOW_WRITE = textwrap.dedent("""
 
 def test_sigterm_during_a_write_leaves_nothing_behind(tmp_path):
     target = tmp_path / "newdir" / "sets.txt"
-    process = subprocess.Popen([sys.executable, "-c", SLOW_WRITE, str(target)], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-c", SLOW_WRITE, str(target)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         assert process.stdout.readline().strip() == "writing"
         assert any(p.name.endswith(".tmp") for p in (tmp_path / "newdir").iterdir())
@@ -340,6 +352,7 @@ def test_sigterm_during_a_write_leaves_nothing_behind(tmp_path):
 
 
 # ---- --debug keeps the exit code ---------------------------------------------------------------
+
 
 def test_debug_prints_the_traceback_and_keeps_the_exit_code(tmp_path, monkeypatch, capsys):
     bad = tmp_path / "bad.csv"
@@ -356,6 +369,7 @@ def test_debug_prints_the_traceback_and_keeps_the_exit_code(tmp_path, monkeypatc
 
 
 # ---- damaged fits are usage errors -------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def pristine_fit(tmp_path_factory):
@@ -395,16 +409,22 @@ def test_a_good_fit_loads_and_summarizes(saved_fit, marrow_cli):
     assert "Response rate" in out
 
 
-@pytest.mark.parametrize(("attr", "value", "expected"), [
-    ("marrow_spec", '{"model": "response", "outcome"', "attribute 'marrow_spec' is not valid JSON"),
-    ("marrow_spec", '{"model": "regression"}', "attribute 'marrow_spec': unknown model 'regression'"),
-    ("marrow_sampler", '{"chains": 0}', "attribute 'marrow_sampler': chains must be at least 1, got 0"),
-    ("marrow_sampler", '[1, 2]', "attribute 'marrow_sampler' does not describe a sampler"),
-    ("marrow_priors", "not json", "attribute 'marrow_priors' is not valid JSON"),
-    ("marrow_priors", '{"name": "x", "priors": {"response.intercept": {"dist": "Normal", "mu": 0, "sigma": -1}}}',
-     "argument 'sigma' of Normal must be > 0"),
-    ("marrow_data_sources", '{"role": "patients"}', "'marrow_data_sources' must be a list"),
-])
+@pytest.mark.parametrize(
+    ("attr", "value", "expected"),
+    [
+        ("marrow_spec", '{"model": "response", "outcome"', "attribute 'marrow_spec' is not valid JSON"),
+        ("marrow_spec", '{"model": "regression"}', "attribute 'marrow_spec': unknown model 'regression'"),
+        ("marrow_sampler", '{"chains": 0}', "attribute 'marrow_sampler': chains must be at least 1, got 0"),
+        ("marrow_sampler", "[1, 2]", "attribute 'marrow_sampler' does not describe a sampler"),
+        ("marrow_priors", "not json", "attribute 'marrow_priors' is not valid JSON"),
+        (
+            "marrow_priors",
+            '{"name": "x", "priors": {"response.intercept": {"dist": "Normal", "mu": 0, "sigma": -1}}}',
+            "argument 'sigma' of Normal must be > 0",
+        ),
+        ("marrow_data_sources", '{"role": "patients"}', "'marrow_data_sources' must be a list"),
+    ],
+)
 def test_damaged_provenance_is_exit_2_naming_the_file_and_the_attribute(saved_fit, marrow_cli, attr, value, expected):
     _set_attr(saved_fit, attr, value)
     code, _, err = marrow_cli("summarize", saved_fit)
@@ -412,10 +432,13 @@ def test_damaged_provenance_is_exit_2_naming_the_file_and_the_attribute(saved_fi
     assert f"{saved_fit} is a damaged marrow fit" in err and expected in err and "internal error" not in err
 
 
-@pytest.mark.parametrize(("group", "variable", "expected"), [
-    ("posterior", "response_rate", "'posterior/response_rate' missing"),
-    ("sample_stats", None, "group 'sample_stats' missing"),
-])
+@pytest.mark.parametrize(
+    ("group", "variable", "expected"),
+    [
+        ("posterior", "response_rate", "'posterior/response_rate' missing"),
+        ("sample_stats", None, "group 'sample_stats' missing"),
+    ],
+)
 def test_a_fit_missing_a_variable_is_exit_2(saved_fit, tmp_path, marrow_cli, group, variable, expected):
     edited = tmp_path / "edited.nc"
     _drop(saved_fit, edited, group, variable)
@@ -433,9 +456,12 @@ def test_truncated_foreign_and_unmarked_files_are_exit_2(saved_fit, tmp_path, ma
     import xarray as xr
 
     xr.Dataset({"x": ("i", [1.0, 2.0])}).to_netcdf(plain, engine="h5netcdf", group="posterior")
-    for path, expected in ((truncated, "is not a readable fit file"), (csv, "is not a readable fit file"),
-                           (plain, "was not written by marrow"),
-                           (tmp_path, "is a directory")):
+    for path, expected in (
+        (truncated, "is not a readable fit file"),
+        (csv, "is not a readable fit file"),
+        (plain, "was not written by marrow"),
+        (tmp_path, "is a directory"),
+    ):
         code, _, err = marrow_cli("diagnose", path)
         assert code == 2 and expected in err and str(path) in err, err
 
@@ -443,9 +469,22 @@ def test_truncated_foreign_and_unmarked_files_are_exit_2(saved_fit, tmp_path, ma
 def test_a_fit_saved_before_variables_were_recorded_still_loads(saved_fit, tmp_path):
     from marrow.fits import Fit
 
-    _set_attr(saved_fit, "marrow_sampler", json.dumps({"chains": 2, "draws": 50, "tune": 50, "seed": 1,
-                                                       "sampler": "nutpie", "target_accept": None,
-                                                       "cores": 2, "extra": {}}))
+    _set_attr(
+        saved_fit,
+        "marrow_sampler",
+        json.dumps(
+            {
+                "chains": 2,
+                "draws": 50,
+                "tune": 50,
+                "seed": 1,
+                "sampler": "nutpie",
+                "target_accept": None,
+                "cores": 2,
+                "extra": {},
+            }
+        ),
+    )
     import h5netcdf
 
     with h5netcdf.File(saved_fit, "a") as handle:
@@ -455,6 +494,7 @@ def test_a_fit_saved_before_variables_were_recorded_still_loads(saved_fit, tmp_p
 
 
 # ---- cores -------------------------------------------------------------------------------------
+
 
 def test_cores_default_to_the_available_cpus_capped_at_the_chains(monkeypatch):
     from marrow import spec
@@ -487,8 +527,10 @@ def test_fit_passes_cores_through(monkeypatch, tmp_path, marrow_cli):
 # ---- a normal run shows no third-party warning -------------------------------------------------
 
 # What ArviZ 0.23 prints once a day on import (arviz/__init__.py); note the leading newline.
-ARVIZ_NOTICE = ("\nArviZ is undergoing a major refactor to improve flexibility and extensibility while maintaining "
-                "a user-friendly interface.\nSome upcoming changes may be backward incompatible.")
+ARVIZ_NOTICE = (
+    "\nArviZ is undergoing a major refactor to improve flexibility and extensibility while maintaining "
+    "a user-friendly interface.\nSome upcoming changes may be backward incompatible."
+)
 
 
 def test_marrow_silences_exactly_the_arviz_refactor_notice():

@@ -189,7 +189,9 @@ def _png_size(path) -> tuple[int, int]:
 
 def test_cli_plot_writes_refuses_and_overwrites(marrow_cli, saved_response, tmp_path):
     out = tmp_path / "fig.png"
-    code, _, err = marrow_cli("plot", saved_response, "--kind", "centers", "--out", out, "--width", "single", "--dpi", "100")
+    code, _, err = marrow_cli(
+        "plot", saved_response, "--kind", "centers", "--out", out, "--width", "single", "--dpi", "100"
+    )
     assert code == 0, err
     width, _ = _png_size(out)
     assert width == 350  # exactly 3.5 in at 100 dpi: journal column width

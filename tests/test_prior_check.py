@@ -22,8 +22,10 @@ def checks():
 
     spec = ModelSpec("response", covariates=("prior_atg", "active_infection"))
     data = load_trial(None, None, spec.needs())
-    return {name: prior_check(data, spec, load_prior_set(name), draws=1000, seed=1)
-            for name in ("weakly-informative", "skeptical", "enthusiastic")}
+    return {
+        name: prior_check(data, spec, load_prior_set(name), draws=1000, seed=1)
+        for name in ("weakly-informative", "skeptical", "enthusiastic")
+    }
 
 
 def rows(check):
@@ -32,9 +34,16 @@ def rows(check):
 
 def test_quantile_table_on_the_scales_people_think_in(checks):
     table = rows(checks["weakly-informative"])
-    for label in ["Response rate (trial population)", "Response rate, Center A", "Response rate, new center (predictive)",
-                  "Odds ratio, prior_atg", "Highest / lowest center response rate", "Sd of center response rates",
-                  "Observed response proportion (prior predictive)", "Intercept (log-odds)"]:
+    for label in [
+        "Response rate (trial population)",
+        "Response rate, Center A",
+        "Response rate, new center (predictive)",
+        "Odds ratio, prior_atg",
+        "Highest / lowest center response rate",
+        "Sd of center response rates",
+        "Observed response proportion (prior predictive)",
+        "Intercept (log-odds)",
+    ]:
         assert label in table.index, label
     values = table[COLUMNS].to_numpy()
     assert (values[:, 1:] >= values[:, :-1]).all()  # quantiles increase
@@ -80,8 +89,20 @@ def test_recovery_median_days_when_the_model_defines_them():
 
 def test_prior_check_cli_table_plot_and_refusals(marrow_cli, tmp_path):
     plot = tmp_path / "prior-check.png"
-    code, out, err = marrow_cli("prior-check", "response", "--prior", "skeptical", "--draws", "200",
-                                "--covariates", "prior_atg", "--plot", plot, "--format", "json")
+    code, out, err = marrow_cli(
+        "prior-check",
+        "response",
+        "--prior",
+        "skeptical",
+        "--draws",
+        "200",
+        "--covariates",
+        "prior_atg",
+        "--plot",
+        plot,
+        "--format",
+        "json",
+    )
     assert code == 0, err
     labels = [r["quantity"] for r in json.loads(out)["rows"]]
     assert "Odds ratio, prior_atg" in labels and "SYNTHETIC" in err

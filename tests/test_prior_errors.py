@@ -15,19 +15,27 @@ def write_set(tmp_path, body: str, name: str = "mine.toml"):
     return path
 
 
-@pytest.mark.parametrize(("table", "expected"), [
-    ({"dist": "Normal", "mu": 1e300, "sigma": 1}, "argument 'mu' of Normal must be between -1000 and 1000"),
-    ({"dist": "Normal", "mu": -1e4, "sigma": 1}, "argument 'mu' of Normal must be between -1000 and 1000"),
-    ({"dist": "Normal", "mu": 0, "sigma": 1e300}, "argument 'sigma' of Normal must be between 1e-06 and 1000"),
-    ({"dist": "Normal", "mu": 0, "sigma": 1e-9}, "argument 'sigma' of Normal must be between 1e-06 and 1000"),
-    ({"dist": "Normal", "mu": 0, "sigma": -1}, "argument 'sigma' of Normal must be > 0, got -1"),
-    ({"dist": "StudentT", "nu": 1e9, "mu": 0, "sigma": 1}, "argument 'nu' of StudentT must be between 1e-06 and 1e+06"),
-    ({"dist": "Gamma", "alpha": 0, "beta": 1}, "argument 'alpha' of Gamma must be > 0"),
-    ({"dist": "Normal", "mu": 10**400, "sigma": 1}, "argument 'mu' must be finite"),
-    ({"dist": "Normal", "mu": float("nan"), "sigma": 1}, "argument 'mu' must be finite"),
-    ({"dist": "NormalMixture", "w": [0.5, 0.5], "mu": [0, 2e3], "sigma": [1, 1]},
-     "element 2 of argument 'mu' of NormalMixture must be between -1000 and 1000"),
-])
+@pytest.mark.parametrize(
+    ("table", "expected"),
+    [
+        ({"dist": "Normal", "mu": 1e300, "sigma": 1}, "argument 'mu' of Normal must be between -1000 and 1000"),
+        ({"dist": "Normal", "mu": -1e4, "sigma": 1}, "argument 'mu' of Normal must be between -1000 and 1000"),
+        ({"dist": "Normal", "mu": 0, "sigma": 1e300}, "argument 'sigma' of Normal must be between 1e-06 and 1000"),
+        ({"dist": "Normal", "mu": 0, "sigma": 1e-9}, "argument 'sigma' of Normal must be between 1e-06 and 1000"),
+        ({"dist": "Normal", "mu": 0, "sigma": -1}, "argument 'sigma' of Normal must be > 0, got -1"),
+        (
+            {"dist": "StudentT", "nu": 1e9, "mu": 0, "sigma": 1},
+            "argument 'nu' of StudentT must be between 1e-06 and 1e+06",
+        ),
+        ({"dist": "Gamma", "alpha": 0, "beta": 1}, "argument 'alpha' of Gamma must be > 0"),
+        ({"dist": "Normal", "mu": 10**400, "sigma": 1}, "argument 'mu' must be finite"),
+        ({"dist": "Normal", "mu": float("nan"), "sigma": 1}, "argument 'mu' must be finite"),
+        (
+            {"dist": "NormalMixture", "w": [0.5, 0.5], "mu": [0, 2e3], "sigma": [1, 1]},
+            "element 2 of argument 'mu' of NormalMixture must be between -1000 and 1000",
+        ),
+    ],
+)
 def test_absurd_or_non_finite_arguments_are_refused_when_declared(table, expected):
     with pytest.raises(UsageError) as caught:
         Prior.from_dict("response.intercept", table)
@@ -38,16 +46,25 @@ def test_the_bounds_themselves_are_allowed():
     low, high = SCALE_BOUNDS
     assert Prior.from_dict("k", {"dist": "Normal", "mu": -LOCATION_BOUND, "sigma": high}).args["mu"] == -1e3
     assert Prior.from_dict("k", {"dist": "Normal", "mu": LOCATION_BOUND, "sigma": low}).args["sigma"] == 1e-6
-    assert Prior.from_dict("k", {"dist": "Gamma", "alpha": SHAPE_BOUNDS[1], "beta": SHAPE_BOUNDS[0]}).args["beta"] == 1e-6
+    assert (
+        Prior.from_dict("k", {"dist": "Gamma", "alpha": SHAPE_BOUNDS[1], "beta": SHAPE_BOUNDS[0]}).args["beta"] == 1e-6
+    )
 
 
-@pytest.mark.parametrize(("body", "key", "expected"), [
-    ("[response.intercept]\ndist = 'Normal'\nmu = 1e300\nsigma = 1\n", "response.intercept", "between -1000 and 1000"),
-    ("[response.center_sd]\ndist = 'HalfNormal'\nsigma = 1e300\n", "response.center_sd", "between 1e-06 and 1000"),
-    ("[response.beta]\ndist = 'Cauchy'\n", "response.beta", "unknown distribution 'Cauchy'"),
-    ("[response.beta]\ndist = 'Normal'\nmu = 0\n", "response.beta", "Normal needs argument(s) sigma"),
-    ("[response.center_sd]\ndist = 'Normal'\nmu = 0\nsigma = 1\n", "response.center_sd", "must be positive"),
-])
+@pytest.mark.parametrize(
+    ("body", "key", "expected"),
+    [
+        (
+            "[response.intercept]\ndist = 'Normal'\nmu = 1e300\nsigma = 1\n",
+            "response.intercept",
+            "between -1000 and 1000",
+        ),
+        ("[response.center_sd]\ndist = 'HalfNormal'\nsigma = 1e300\n", "response.center_sd", "between 1e-06 and 1000"),
+        ("[response.beta]\ndist = 'Cauchy'\n", "response.beta", "unknown distribution 'Cauchy'"),
+        ("[response.beta]\ndist = 'Normal'\nmu = 0\n", "response.beta", "Normal needs argument(s) sigma"),
+        ("[response.center_sd]\ndist = 'Normal'\nmu = 0\nsigma = 1\n", "response.center_sd", "must be positive"),
+    ],
+)
 def test_prior_file_errors_name_the_file_and_the_key(tmp_path, marrow_cli, body, key, expected):
     path = write_set(tmp_path, body)
     with pytest.raises(UsageError) as caught:

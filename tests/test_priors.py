@@ -25,6 +25,7 @@ def write(path: Path, text: str) -> Path:
 
 # --- the shipped sets -------------------------------------------------------------------------
 
+
 def test_shipped_sets_are_listed():
     assert {"weakly-informative", "skeptical", "enthusiastic"} <= set(available_sets())
     assert DEFAULT_SET == "weakly-informative"
@@ -64,8 +65,11 @@ def test_describe_set_is_a_default_prior_table():
 
 # --- user files -------------------------------------------------------------------------------
 
+
 def test_user_file_overriding_some_parameters_inherits_the_rest(tmp_path):
-    path = write(tmp_path / "mine.toml", """
+    path = write(
+        tmp_path / "mine.toml",
+        """
 name = "mine"
 base = "weakly-informative"
 [response.intercept]
@@ -74,10 +78,13 @@ nu = 3
 mu = -1
 sigma = 0.8
 reason = "our centre's experience"
-""")
+""",
+    )
     mine = load_prior_set(path)
     assert mine.name == "mine"
-    assert mine["response.intercept"] == Prior("StudentT", {"nu": 3.0, "mu": -1.0, "sigma": 0.8}, "our centre's experience")
+    assert mine["response.intercept"] == Prior(
+        "StudentT", {"nu": 3.0, "mu": -1.0, "sigma": 0.8}, "our centre's experience"
+    )
     assert mine["response.beta"] == load_prior_set()["response.beta"]
     assert prior_origins(path)["response.beta"] == "weakly-informative"
 
@@ -86,7 +93,9 @@ def test_base_may_be_a_file_relative_to_the_including_file(tmp_path):
     folder = tmp_path / "priors"
     folder.mkdir()
     write(folder / "parent.toml", 'base = "skeptical"\n[response.beta]\ndist = "Normal"\nmu = 0\nsigma = 0.2\n')
-    child = write(folder / "child.toml", 'base = "parent.toml"\n[response.center_sd]\ndist = "HalfNormal"\nsigma = 0.3\n')
+    child = write(
+        folder / "child.toml", 'base = "parent.toml"\n[response.center_sd]\ndist = "HalfNormal"\nsigma = 0.3\n'
+    )
     loaded = load_prior_set(child)
     assert loaded["response.center_sd"].args == {"sigma": 0.3}
     assert loaded["response.beta"].args == {"mu": 0.0, "sigma": 0.2}
@@ -106,24 +115,69 @@ def test_a_complete_file_needs_no_base(tmp_path):
 # --- every error path names the key -----------------------------------------------------------
 
 ERRORS = {
-    "unknown parameter": ('[response.slope]\ndist = "Normal"\nmu = 0\nsigma = 1\n', "unknown prior parameter 'response.slope'"),
-    "missing dist": ("[response.intercept]\nmu = 0\nsigma = 1\n", "prior 'response.intercept': needs a table with 'dist'"),
+    "unknown parameter": (
+        '[response.slope]\ndist = "Normal"\nmu = 0\nsigma = 1\n',
+        "unknown prior parameter 'response.slope'",
+    ),
+    "missing dist": (
+        "[response.intercept]\nmu = 0\nsigma = 1\n",
+        "prior 'response.intercept': needs a table with 'dist'",
+    ),
     "not a table": ("response.intercept = 3\n", "prior 'response.intercept': needs a table with 'dist'"),
-    "unknown distribution": ('[response.intercept]\ndist = "Cauchy"\nalpha = 0\nbeta = 1\n', "prior 'response.intercept': unknown distribution 'Cauchy'"),
-    "unknown argument": ('[response.intercept]\ndist = "Normal"\nmu = 0\nsigma = 1\ntau = 2\n', "prior 'response.intercept': unknown argument(s) tau"),
-    "missing argument": ('[response.intercept]\ndist = "Normal"\nmu = 0\n', "prior 'response.intercept': Normal needs argument(s) sigma"),
-    "text argument": ('[response.intercept]\ndist = "Normal"\nmu = "zero"\nsigma = 1\n', "prior 'response.intercept': argument 'mu' must be a number"),
-    "boolean argument": ('[response.intercept]\ndist = "Normal"\nmu = true\nsigma = 1\n', "argument 'mu' must be a number"),
-    "infinite argument": ('[response.intercept]\ndist = "Normal"\nmu = inf\nsigma = 1\n', "argument 'mu' must be finite"),
-    "negative scale": ('[response.center_sd]\ndist = "HalfNormal"\nsigma = -1\n', "prior 'response.center_sd': argument 'sigma' of HalfNormal must be > 0, got -1"),
-    "zero scale": ('[response.beta]\ndist = "Normal"\nmu = 0\nsigma = 0\n', "prior 'response.beta': argument 'sigma' of Normal must be > 0"),
-    "negative rate": ('[response.center_sd]\ndist = "Exponential"\nlam = -2\n', "argument 'lam' of Exponential must be > 0"),
-    "reason not text": ('[response.intercept]\ndist = "Normal"\nmu = 0\nsigma = 1\nreason = 3\n', "prior 'response.intercept': 'reason' must be text"),
-    "wrong support": ('[response.center_sd]\ndist = "Normal"\nmu = 0\nsigma = 1\n', "prior 'response.center_sd': Normal has real support but 'response.center_sd' must be positive"),
-    "rate prior not on unit": ('[safety.rate]\ndist = "HalfNormal"\nsigma = 1\n', "'safety.rate' must be unit (use Beta)"),
-    "list for a scalar": ('[response.intercept]\ndist = "Normal"\nmu = [0, 1]\nsigma = 1\n', "argument 'mu' must be a number"),
-    "name not text": ('name = 3\n', "'name' and 'description' must be text"),
-    "base not text": ('base = 1\n', "'base' must be the name of a prior set or a .toml file"),
+    "unknown distribution": (
+        '[response.intercept]\ndist = "Cauchy"\nalpha = 0\nbeta = 1\n',
+        "prior 'response.intercept': unknown distribution 'Cauchy'",
+    ),
+    "unknown argument": (
+        '[response.intercept]\ndist = "Normal"\nmu = 0\nsigma = 1\ntau = 2\n',
+        "prior 'response.intercept': unknown argument(s) tau",
+    ),
+    "missing argument": (
+        '[response.intercept]\ndist = "Normal"\nmu = 0\n',
+        "prior 'response.intercept': Normal needs argument(s) sigma",
+    ),
+    "text argument": (
+        '[response.intercept]\ndist = "Normal"\nmu = "zero"\nsigma = 1\n',
+        "prior 'response.intercept': argument 'mu' must be a number",
+    ),
+    "boolean argument": (
+        '[response.intercept]\ndist = "Normal"\nmu = true\nsigma = 1\n',
+        "argument 'mu' must be a number",
+    ),
+    "infinite argument": (
+        '[response.intercept]\ndist = "Normal"\nmu = inf\nsigma = 1\n',
+        "argument 'mu' must be finite",
+    ),
+    "negative scale": (
+        '[response.center_sd]\ndist = "HalfNormal"\nsigma = -1\n',
+        "prior 'response.center_sd': argument 'sigma' of HalfNormal must be > 0, got -1",
+    ),
+    "zero scale": (
+        '[response.beta]\ndist = "Normal"\nmu = 0\nsigma = 0\n',
+        "prior 'response.beta': argument 'sigma' of Normal must be > 0",
+    ),
+    "negative rate": (
+        '[response.center_sd]\ndist = "Exponential"\nlam = -2\n',
+        "argument 'lam' of Exponential must be > 0",
+    ),
+    "reason not text": (
+        '[response.intercept]\ndist = "Normal"\nmu = 0\nsigma = 1\nreason = 3\n',
+        "prior 'response.intercept': 'reason' must be text",
+    ),
+    "wrong support": (
+        '[response.center_sd]\ndist = "Normal"\nmu = 0\nsigma = 1\n',
+        "prior 'response.center_sd': Normal has real support but 'response.center_sd' must be positive",
+    ),
+    "rate prior not on unit": (
+        '[safety.rate]\ndist = "HalfNormal"\nsigma = 1\n',
+        "'safety.rate' must be unit (use Beta)",
+    ),
+    "list for a scalar": (
+        '[response.intercept]\ndist = "Normal"\nmu = [0, 1]\nsigma = 1\n',
+        "argument 'mu' must be a number",
+    ),
+    "name not text": ("name = 3\n", "'name' and 'description' must be text"),
+    "base not text": ("base = 1\n", "'base' must be the name of a prior set or a .toml file"),
     "unknown base": ('base = "optimistic"\n', "base 'optimistic': unknown prior set 'optimistic'"),
 }
 
@@ -156,8 +210,10 @@ def test_inheritance_cycles_are_caught(tmp_path):
 
 
 def test_a_user_set_may_reuse_a_shipped_name_without_a_false_cycle(tmp_path):
-    path = write(tmp_path / "weakly-informative-tweaked.toml",
-                 'name = "weakly-informative"\nbase = "weakly-informative"\n[response.beta]\ndist = "Normal"\nmu = 0\nsigma = 0.5\n')
+    path = write(
+        tmp_path / "weakly-informative-tweaked.toml",
+        'name = "weakly-informative"\nbase = "weakly-informative"\n[response.beta]\ndist = "Normal"\nmu = 0\nsigma = 0.5\n',
+    )
     assert load_prior_set(path)["response.beta"].args["sigma"] == 0.5
 
 
@@ -190,16 +246,19 @@ def test_normal_mixture_round_trips_and_describes():
     assert (rv.pdf(grid) * (grid[1] - grid[0])).sum() == pytest.approx(1, abs=1e-4)
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"w": [0.7, 0.4]}, "weights 'w' of NormalMixture must sum to 1, got 1.1"),
-    ({"w": [1.2, -0.2]}, "element 1 of argument 'w' of NormalMixture must be between 0 and 1"),
-    ({"sigma": [0.3, -1]}, "element 2 of argument 'sigma' of NormalMixture must be > 0"),
-    ({"sigma": [0.3, 0]}, "element 2 of argument 'sigma' of NormalMixture must be > 0"),
-    ({"mu": [-1.0]}, "one element per component (w has 2, mu has 1, sigma has 2)"),
-    ({"mu": []}, "argument 'mu' must be a non-empty list"),
-    ({"mu": -1.0}, "argument 'mu' must be a non-empty list"),
-    ({"mu": [-1.0, "a"]}, "argument 'mu' must be a number"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"w": [0.7, 0.4]}, "weights 'w' of NormalMixture must sum to 1, got 1.1"),
+        ({"w": [1.2, -0.2]}, "element 1 of argument 'w' of NormalMixture must be between 0 and 1"),
+        ({"sigma": [0.3, -1]}, "element 2 of argument 'sigma' of NormalMixture must be > 0"),
+        ({"sigma": [0.3, 0]}, "element 2 of argument 'sigma' of NormalMixture must be > 0"),
+        ({"mu": [-1.0]}, "one element per component (w has 2, mu has 1, sigma has 2)"),
+        ({"mu": []}, "argument 'mu' must be a non-empty list"),
+        ({"mu": -1.0}, "argument 'mu' must be a non-empty list"),
+        ({"mu": [-1.0, "a"]}, "argument 'mu' must be a number"),
+    ],
+)
 def test_normal_mixture_validation(change, message):
     with pytest.raises(UsageError) as info:
         Prior.from_dict("response.intercept", {**MIXTURE, **change})
@@ -207,8 +266,11 @@ def test_normal_mixture_validation(change, message):
 
 
 def test_mixture_set_survives_the_json_of_fit_attrs(tmp_path):
-    path = write(tmp_path / "map.toml", 'base = "weakly-informative"\n[response.intercept]\ndist = "NormalMixture"\n'
-                                        'w = [0.8, 0.2]\nmu = [-1.2, 0]\nsigma = [0.4, 1.5]\nreason = "MAP"\n')
+    path = write(
+        tmp_path / "map.toml",
+        'base = "weakly-informative"\n[response.intercept]\ndist = "NormalMixture"\n'
+        'w = [0.8, 0.2]\nmu = [-1.2, 0]\nsigma = [0.4, 1.5]\nreason = "MAP"\n',
+    )
     prior_set = load_prior_set(path)
     again = PriorSet.from_dict(json.loads(prior_set.to_json()))
     assert again == prior_set
@@ -229,6 +291,7 @@ def test_mixture_prior_builds_in_pymc_with_and_without_dims():
 
 
 # --- commands ---------------------------------------------------------------------------------
+
 
 def test_priors_list(marrow_cli):
     code, out, err = marrow_cli("priors", "list", "--format", "json")
@@ -254,16 +317,24 @@ def test_priors_show_table_and_formats(marrow_cli, tmp_path):
 
 
 def test_priors_show_user_file_and_errors(marrow_cli, tmp_path):
-    good = write(tmp_path / "mine.toml", 'base = "skeptical"\n[response.center_sd]\ndist = "HalfNormal"\nsigma = 0.3\nreason = "few centres"\n')
+    good = write(
+        tmp_path / "mine.toml",
+        'base = "skeptical"\n[response.center_sd]\ndist = "HalfNormal"\nsigma = 0.3\nreason = "few centres"\n',
+    )
     code, out, _ = marrow_cli("priors", "show", good, "--format", "csv")
     assert code == 0 and "HalfNormal(sigma=0.3),sd of center effects" in out and "few centres,mine" in out
-    bad = write(tmp_path / "bad.toml", 'base = "weakly-informative"\n[response.center_sd]\ndist = "HalfNormal"\nsigma = -1\n')
+    bad = write(
+        tmp_path / "bad.toml", 'base = "weakly-informative"\n[response.center_sd]\ndist = "HalfNormal"\nsigma = -1\n'
+    )
     code, _, err = marrow_cli("priors", "show", bad)
     assert code == 2 and "prior 'response.center_sd'" in err and "must be > 0" in err
 
 
 def test_fit_rejects_a_bad_prior_file_before_sampling(marrow_cli, tmp_path):
-    bad = write(tmp_path / "bad.toml", 'base = "weakly-informative"\n[response.intercept]\ndist = "Normall"\nmu = 0\nsigma = 1\n')
+    bad = write(
+        tmp_path / "bad.toml",
+        'base = "weakly-informative"\n[response.intercept]\ndist = "Normall"\nmu = 0\nsigma = 1\n',
+    )
     code, _, err = marrow_cli("fit", "response", "--prior", bad, "--out", tmp_path / "x.nc", "--quiet")
     assert code == 2 and "unknown distribution 'Normall'" in err
     assert not (tmp_path / "x.nc").exists()
@@ -291,7 +362,9 @@ def one_center_fit(tmp_path_factory):
     lines = ["patient_id,center,responder"] + [f"P{i:03d},Only,{int(i < Y)}" for i in range(N)]
     patients.write_text("\n".join(lines) + "\n")
     mu, sd = logit_normal_matching_beta(A, B)
-    prior_file = write(folder / "strong.toml", f"""
+    prior_file = write(
+        folder / "strong.toml",
+        f"""
 name = "strong"
 base = "weakly-informative"
 [response.intercept]
@@ -303,7 +376,8 @@ reason = "matches Beta({A:g}, {B:g}) on the logit scale"
 dist = "HalfNormal"
 sigma = 0.01
 reason = "one center: no center effect"
-""")
+""",
+    )
     spec = ModelSpec("response")
     data = load_trial(patients, None, spec.needs())
     priors = load_prior_set(prior_file)

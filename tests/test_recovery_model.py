@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import write_csv
+
 from marrow import dims
 from marrow.data import load_trial
 from marrow.fits.run import fit_model
@@ -60,18 +60,33 @@ def simulate_recovery_trial(
         latency = np.exp(loc) * (-np.log(rng.uniform(size=n_patients)) / math.log(2)) ** (1 / shape[j])
         recovers = (rng.uniform(size=n_patients) < pi) & (latency <= follow)
         day = np.where(recovers, np.maximum(np.round(latency, 1), 0.1), np.round(follow, 1))
-        rows.append(pd.DataFrame({"patient_id": [f"S{i:04d}" for i in range(n_patients)], "lineage": name,
-                                  "day": day, "recovered": recovers.astype(int)}))
-    patients = pd.DataFrame({
-        "patient_id": [f"S{i:04d}" for i in range(n_patients)],
-        "center": [f"C{c}" for c in centers],
-        "responder": rng.binomial(1, 0.5, n_patients),
-        "followup_days": np.round(follow, 1),
-    })
+        rows.append(
+            pd.DataFrame(
+                {
+                    "patient_id": [f"S{i:04d}" for i in range(n_patients)],
+                    "lineage": name,
+                    "day": day,
+                    "recovered": recovers.astype(int),
+                }
+            )
+        )
+    patients = pd.DataFrame(
+        {
+            "patient_id": [f"S{i:04d}" for i in range(n_patients)],
+            "center": [f"C{c}" for c in centers],
+            "responder": rng.binomial(1, 0.5, n_patients),
+            "followup_days": np.round(follow, 1),
+        }
+    )
     for k in range(x.shape[1]):
         patients[f"x{k + 1}"] = x[:, k].astype(int)
-    truth = {"cure_fraction": np.array(truth_cure), "median_days": np.array(median),
-             "time_ratio": np.exp(time_beta), "cure_odds_ratio": np.exp(cure_beta), "shape": np.array(shape)}
+    truth = {
+        "cure_fraction": np.array(truth_cure),
+        "median_days": np.array(median),
+        "time_ratio": np.exp(time_beta),
+        "cure_odds_ratio": np.exp(cure_beta),
+        "shape": np.array(shape),
+    }
     return patients, pd.concat(rows, ignore_index=True), truth
 
 
@@ -89,13 +104,21 @@ def interval(fit, var):
 
 # --- tier 2: graphs --------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     "family,cure,frailty,per_lineage",
     [("weibull", True, False, False), ("lognormal", True, True, True), ("loglogistic", False, True, False)],
 )
 def test_graph_dims_follow_data_and_logp_is_finite(family, cure, frailty, per_lineage):
-    spec = ModelSpec("recovery", family=family, cure=cure, frailty=frailty, per_lineage_effects=per_lineage,
-                     covariates=("prior_atg", "active_infection"), horizons=(30, 60, 90, 180))
+    spec = ModelSpec(
+        "recovery",
+        family=family,
+        cure=cure,
+        frailty=frailty,
+        per_lineage_effects=per_lineage,
+        covariates=("prior_atg", "active_infection"),
+        horizons=(30, 60, 90, 180),
+    )
     data = load_trial(needs=spec.needs())
     model = build_model(data, spec, load_prior_set())
     assert list(model.coords[dims.LINEAGE]) == list(data.lineages)
@@ -149,6 +172,7 @@ def test_new_data_swaps_into_a_built_model(tmp_path):
 
 
 # --- tier 4: recovery of known truth ---------------------------------------------------------------
+
 
 @pytest.fixture(scope="session")
 def cure_sim(tmp_path_factory):
@@ -223,7 +247,9 @@ def test_no_cure_weibull_aft_agrees_with_lifelines(tmp_path):
         # Log median at the mean covariates: log lambda(x_mean) + log(ln 2) / rho, delta-method SE.
         a, b1, b2 = (names.index(("lambda_", c)) for c in ("Intercept", "x1", "x2"))
         rho = math.exp(params.iloc[i])
-        log_median = params.iloc[a] + params.iloc[b1] * x_mean[0] + params.iloc[b2] * x_mean[1] + math.log(math.log(2)) / rho
+        log_median = (
+            params.iloc[a] + params.iloc[b1] * x_mean[0] + params.iloc[b2] * x_mean[1] + math.log(math.log(2)) / rho
+        )
         grad = np.zeros(len(names))
         grad[[a, b1, b2]] = [1.0, x_mean[0], x_mean[1]]
         grad[i] = -math.log(math.log(2)) / rho

@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_recovery_model import load_simulated, simulate_recovery_trial
 
 from marrow import dims
 from marrow.fits.run import fit_model
-from marrow.models import build_model, model_inputs
-from marrow.models import recovery
+from marrow.models import build_model, model_inputs, recovery
 from marrow.models.recovery import log_density_np
 from marrow.priors import load_prior_set
 from marrow.spec import ModelSpec, SamplerSettings
-from test_recovery_model import load_simulated, simulate_recovery_trial
 
 pytestmark = pytest.mark.filterwarnings("ignore:PyTensor could not link to a BLAS:UserWarning")
 
@@ -69,13 +68,19 @@ def parameter_names(spec: ModelSpec) -> list[str]:
 # to about 1e-7 only (an implementation difference, not an aggregation one).
 @pytest.mark.parametrize(
     "family,cure,per_lineage,covariates",
-    [("loglogistic", True, False, ("x1", "x2", "score")), ("weibull", True, True, ("x1", "score")),
-     ("loglogistic", False, False, ("x1", "x2", "score")), ("weibull", True, False, ())],
+    [
+        ("loglogistic", True, False, ("x1", "x2", "score")),
+        ("weibull", True, True, ("x1", "score")),
+        ("loglogistic", False, False, ("x1", "x2", "score")),
+        ("weibull", True, False, ()),
+    ],
 )
-def test_population_quantities_equal_per_patient_averages(tmp_path, trial_frames, family, cure, per_lineage,
-                                                         covariates):
-    spec = ModelSpec("recovery", family=family, cure=cure, per_lineage_effects=per_lineage, covariates=covariates,
-                     horizons=(45,))
+def test_population_quantities_equal_per_patient_averages(
+    tmp_path, trial_frames, family, cure, per_lineage, covariates
+):
+    spec = ModelSpec(
+        "recovery", family=family, cure=cure, per_lineage_effects=per_lineage, covariates=covariates, horizons=(45,)
+    )
     data = trial_for(tmp_path, trial_frames, spec)
     model = build_model(data, spec, load_prior_set())
     derived = ["recovered_by", "cumulative_incidence"] + (["cure_fraction"] if cure else [])
@@ -84,8 +89,11 @@ def test_population_quantities_equal_per_patient_averages(tmp_path, trial_frames
     xc = centred_x(data)
     loc = values["log_median"][None, :] + effect(xc, values.get("time_beta"), spec)  # (patient, lineage)
     if cure:
-        eta = (values["cure_intercept"][None, :] + values["cure_center_effect"][data.center_index][:, None]
-               + effect(xc, values.get("cure_beta"), spec))
+        eta = (
+            values["cure_intercept"][None, :]
+            + values["cure_center_effect"][data.center_index][:, None]
+            + effect(xc, values.get("cure_beta"), spec)
+        )
         pi = 1.0 / (1.0 + np.exp(-eta))
         np.testing.assert_allclose(values["cure_fraction"], 1.0 - pi.mean(axis=0), rtol=0, atol=1e-10)
     else:
@@ -111,22 +119,31 @@ def per_row_loglik(data, spec: ModelSpec, values: dict) -> np.ndarray:
     log_f, log_s = log_density_np(recovery.family_of(spec), log_t, loc, values["shape"][lineage])
     if not spec.cure:
         return np.where(event, log_f, log_s)
-    eta = (values["cure_intercept"][None, :] + values["cure_center_effect"][data.center_index][:, None]
-           + effect(xc, values.get("cure_beta"), spec))[patient, lineage]
+    eta = (
+        values["cure_intercept"][None, :]
+        + values["cure_center_effect"][data.center_index][:, None]
+        + effect(xc, values.get("cure_beta"), spec)
+    )[patient, lineage]
     log_pi, log_1m_pi = -np.logaddexp(0.0, -eta), -np.logaddexp(0.0, eta)
     return np.where(event, log_pi + log_f, np.logaddexp(log_1m_pi, log_pi + log_s))
 
 
 @pytest.mark.parametrize(
     "family,cure,frailty,per_lineage,covariates",
-    [("loglogistic", True, False, False, ("x1", "x2", "score")), ("weibull", True, True, True, ("x1",)),
-     ("loglogistic", False, False, False, ("x1", "x2")), ("loglogistic", False, True, False, ("score",)),
-     ("weibull", False, False, True, ())],
+    [
+        ("loglogistic", True, False, False, ("x1", "x2", "score")),
+        ("weibull", True, True, True, ("x1",)),
+        ("loglogistic", False, False, False, ("x1", "x2")),
+        ("loglogistic", False, True, False, ("score",)),
+        ("weibull", False, False, True, ()),
+    ],
 )
-def test_cell_weighted_likelihood_equals_per_row_sum(tmp_path, trial_frames, family, cure, frailty, per_lineage,
-                                                     covariates):
-    spec = ModelSpec("recovery", family=family, cure=cure, frailty=frailty, per_lineage_effects=per_lineage,
-                     covariates=covariates)
+def test_cell_weighted_likelihood_equals_per_row_sum(
+    tmp_path, trial_frames, family, cure, frailty, per_lineage, covariates
+):
+    spec = ModelSpec(
+        "recovery", family=family, cure=cure, frailty=frailty, per_lineage_effects=per_lineage, covariates=covariates
+    )
     data = trial_for(tmp_path, trial_frames, spec)
     inputs = model_inputs(data, spec)
     n_rows = len(data.recovery)
@@ -149,10 +166,14 @@ def posterior_at_random_points(model, n_chain: int, n_draw: int):
     names = [v.name for v in model.free_RVs + model.deterministics]
     at = evaluator(model, names)
     draws = [at(seed) for seed in range(n_chain * n_draw)]
-    posterior = {name: np.stack([d[name] for d in draws]).reshape((n_chain, n_draw) + draws[0][name].shape)
-                 for name in names}
-    return az.from_dict(posterior=posterior, coords={k: list(v) for k, v in model.coords.items()},
-                        dims={k: list(v) for k, v in model.named_vars_to_dims.items() if k in posterior})
+    posterior = {
+        name: np.stack([d[name] for d in draws]).reshape((n_chain, n_draw) + draws[0][name].shape) for name in names
+    }
+    return az.from_dict(
+        posterior=posterior,
+        coords={k: list(v) for k, v in model.coords.items()},
+        dims={k: list(v) for k, v in model.named_vars_to_dims.items() if k in posterior},
+    )
 
 
 def test_augment_log_likelihood_does_not_depend_on_the_chunk_size(tmp_path, trial_frames, monkeypatch):
@@ -184,8 +205,10 @@ def test_augment_omits_log_likelihood_above_the_limit_and_keeps_replicates(tmp_p
     fit = fit_model(data, spec, load_prior_set(), settings)
     idata = fit.idata
     assert "log_likelihood" not in idata.groups()
-    reason = (f"{len(data.recovery) * 2 * 150:,} pointwise values exceed the limit of 1,000; PSIS-LOO not computed "
-              "(fewer --draws or a subsample of the data brings it back)")
+    reason = (
+        f"{len(data.recovery) * 2 * 150:,} pointwise values exceed the limit of 1,000; PSIS-LOO not computed "
+        "(fewer --draws or a subsample of the data brings it back)"
+    )
     assert fit.provenance["log_likelihood_omitted"] == reason  # fit_model moves augment's note there
     recovery.augment(idata, model_inputs(data, spec), spec, np.random.default_rng(0))
     assert idata.posterior.attrs["log_likelihood_omitted"] == reason

@@ -25,16 +25,25 @@ def small_trial(folder: Path) -> tuple[Path, Path]:
     response = np.where(rng.uniform(size=n) < 0.25 + 0.3 * x, np.where(rng.uniform(size=n) < 0.3, "CR", "PR"), "NR")
     followup = rng.integers(60, 900, n)
     died = rng.binomial(1, 0.25, n)
-    patients = pd.DataFrame({
-        "patient_id": [f"Q{i:03d}" for i in range(n)], "center": centers, "response": response,
-        "followup_days": followup, "died": died, "adverse_event": rng.binomial(1, 0.2, n), "prior_atg": x,
-    })
+    patients = pd.DataFrame(
+        {
+            "patient_id": [f"Q{i:03d}" for i in range(n)],
+            "center": centers,
+            "response": response,
+            "followup_days": followup,
+            "died": died,
+            "adverse_event": rng.binomial(1, 0.2, n),
+            "prior_atg": x,
+        }
+    )
     rows = []
     for pid, resp, follow in zip(patients["patient_id"], response, followup):
         for lineage in ("leukocytic", "erythrocytic"):
             recovered = resp != "NR" and rng.uniform() < 0.8
             day = int(rng.integers(8, 40)) if recovered else int(follow)
-            rows.append({"patient_id": pid, "lineage": lineage, "day": min(day, int(follow)), "recovered": int(recovered)})
+            rows.append(
+                {"patient_id": pid, "lineage": lineage, "day": min(day, int(follow)), "recovered": int(recovered)}
+            )
     patients_path, recovery_path = folder / "patients.csv", folder / "recovery.csv"
     patients.to_csv(patients_path, index=False)
     pd.DataFrame(rows).to_csv(recovery_path, index=False)
@@ -47,6 +56,7 @@ def write_plan(path: Path, body: str) -> Path:
 
 
 # --- plan validation (no sampling) ----------------------------------------------------------------------
+
 
 def test_defaults_on_the_bundled_trial():
     plan = load_plan()
@@ -81,18 +91,21 @@ def test_template_is_a_valid_plan(tmp_path):
     assert "http" not in template_text()
 
 
-@pytest.mark.parametrize("body, message", [
-    ('[models]\nrun = ["response", "cure"]\n', "unknown model.*cure"),
-    ("[models.frailty]\n", "unknown model.*frailty"),
-    ('[models.survival]\nfamily = "gompertz"\n', r"\[models.survival\].*unknown family 'gompertz'"),
-    ('[models.recovery]\nfamily = "weibul"\n', "unknown family 'weibul'"),
-    ('[data]\npatients = "nowhere.csv"\n', "patients data file .*nowhere.csv not found"),
-    ("[sampler]\nchain = 4\n", r"unknown key\(s\) chain"),
-    ("[sampler]\nchains = 0\n", "chains must be at least 1"),
-    ('[priors]\nset = "sceptical-ish"\n', "unknown prior set"),
-    ("[thresholds]\nresponse_rate = 1.5\n", "between 0 and 1"),
-    ("title = [\n", "not valid TOML"),
-])
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ('[models]\nrun = ["response", "cure"]\n', "unknown model.*cure"),
+        ("[models.frailty]\n", "unknown model.*frailty"),
+        ('[models.survival]\nfamily = "gompertz"\n', r"\[models.survival\].*unknown family 'gompertz'"),
+        ('[models.recovery]\nfamily = "weibul"\n', "unknown family 'weibul'"),
+        ('[data]\npatients = "nowhere.csv"\n', "patients data file .*nowhere.csv not found"),
+        ("[sampler]\nchain = 4\n", r"unknown key\(s\) chain"),
+        ("[sampler]\nchains = 0\n", "chains must be at least 1"),
+        ('[priors]\nset = "sceptical-ish"\n', "unknown prior set"),
+        ("[thresholds]\nresponse_rate = 1.5\n", "between 0 and 1"),
+        ("title = [\n", "not valid TOML"),
+    ],
+)
 def test_plan_errors_name_the_problem(tmp_path, body, message):
     with pytest.raises(UsageError, match=message):
         load_plan(write_plan(tmp_path / "plan.toml", body))
@@ -101,8 +114,11 @@ def test_plan_errors_name_the_problem(tmp_path, body, message):
 def test_plan_paths_are_relative_to_the_plan(tmp_path):
     patients, recovery = small_trial(tmp_path)
     (tmp_path / "sub").mkdir()
-    plan = load_plan(write_plan(tmp_path / "sub" / "plan.toml",
-                                '[data]\npatients = "../patients.csv"\nrecovery = "../recovery.csv"\n'))
+    plan = load_plan(
+        write_plan(
+            tmp_path / "sub" / "plan.toml", '[data]\npatients = "../patients.csv"\nrecovery = "../recovery.csv"\n'
+        )
+    )
     assert plan.patients.resolve() == patients.resolve() and plan.recovery.resolve() == recovery.resolve()
 
 
@@ -119,8 +135,9 @@ def test_missing_model_module_is_skipped(monkeypatch):
     import importlib.util
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "marrow.models.safety" else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "marrow.models.safety" else real(name, *a)
+    )
     steps = {s.name: s for s in prepare(load_plan())}
     assert steps["safety"].status == "skipped" and "not available" in steps["safety"].note
     assert steps["response"].status == "pending"
@@ -135,7 +152,9 @@ def test_data_without_a_models_columns(tmp_path):
     assert steps["ordinal"].status == "skipped" and "response" in steps["ordinal"].note
     assert steps["survival"].status == "skipped" and "followup_days" in steps["survival"].note
     assert steps["recovery"].status == "skipped" and "recovery table" in steps["recovery"].note
-    explicit = load_plan(write_plan(tmp_path / "plan.toml", '[data]\npatients = "p.csv"\n[models]\nrun = ["survival"]\n'))
+    explicit = load_plan(
+        write_plan(tmp_path / "plan.toml", '[data]\npatients = "p.csv"\n[models]\nrun = ["survival"]\n')
+    )
     with pytest.raises(DataError, match="followup_days"):
         prepare(explicit)
 
@@ -162,18 +181,33 @@ def test_init_writes_the_template_and_refuses_to_overwrite(marrow_cli, tmp_path)
 
 # --- end to end (real sampling, small) ----------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def report_run(tmp_path_factory):
     from marrow.cli import main
 
     folder = tmp_path_factory.mktemp("report")
     patients, recovery = small_trial(folder)
-    plan = write_plan(folder / "plan.toml", "\n".join([
-        'title = "Small trial <b>bold</b>"',
-        "[data]", 'patients = "patients.csv"', 'recovery = "recovery.csv"', 'covariates = ["prior_atg"]',
-        "[sampler]", "chains = 2", "draws = 150", "tune = 150", "seed = 3",
-        "[report]", "dpi = 60", "",
-    ]))
+    plan = write_plan(
+        folder / "plan.toml",
+        "\n".join(
+            [
+                'title = "Small trial <b>bold</b>"',
+                "[data]",
+                'patients = "patients.csv"',
+                'recovery = "recovery.csv"',
+                'covariates = ["prior_atg"]',
+                "[sampler]",
+                "chains = 2",
+                "draws = 150",
+                "tune = 150",
+                "seed = 3",
+                "[report]",
+                "dpi = 60",
+                "",
+            ]
+        ),
+    )
     out = folder / "rep"
     (out).mkdir()
     (out / "stale.txt").write_text("from an older report")
@@ -189,24 +223,43 @@ def test_report_writes_every_part(report_run):
     code, out = report_run
     assert code == 0
     assert not (out / "stale.txt").exists()  # --force replaced the folder whole
-    for name in ("report.html", "report.md", "manifest.json", "tables/headline.csv", "tables/headline.tex",
-                 "tables/response-summary.csv", "tables/frequentist-comparison.csv", "fits/response.nc",
-                 "figures/response-centers.pdf", "figures/response-centers.png", "figures/recovery-recovery.png",
-                 "figures/survival-survival.pdf"):
+    for name in (
+        "report.html",
+        "report.md",
+        "manifest.json",
+        "tables/headline.csv",
+        "tables/headline.tex",
+        "tables/response-summary.csv",
+        "tables/frequentist-comparison.csv",
+        "fits/response.nc",
+        "figures/response-centers.pdf",
+        "figures/response-centers.png",
+        "figures/recovery-recovery.png",
+        "figures/survival-survival.pdf",
+    ):
         assert (out / name).is_file(), name
     manifest = json.loads((out / "manifest.json").read_text())
     assert [s["name"] for s in manifest["steps"]] == ["response", "ordinal", "recovery", "survival", "safety"]
     assert all(s["status"] == "ok" for s in manifest["steps"]), [(s["name"], s["note"]) for s in manifest["steps"]]
     assert manifest["synthetic_data"] is False and manifest["data"][0]["sha256"]
     assert manifest["steps"][0]["seed"] == 3 and "diagnostics" in manifest["steps"][0]
-    assert 'draws = 150' in manifest["plan_text"]
+    assert "draws = 150" in manifest["plan_text"]
 
 
 def test_report_html_is_self_contained_and_escaped(report_run):
     _, out = report_run
     html = (out / "report.html").read_text()
-    for section in ("headline", "response", "recovery", "survival", "safety", "diagnostics", "frequentist", "plan",
-                    "provenance"):
+    for section in (
+        "headline",
+        "response",
+        "recovery",
+        "survival",
+        "safety",
+        "diagnostics",
+        "frequentist",
+        "plan",
+        "provenance",
+    ):
         assert f'<section id="{section}">' in html, section
     assert "http://" not in html and "https://" not in html
     assert "<link" not in html and "<script" not in html

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import QUICK, simulate_response_trial, write_csv
+
 from marrow import dims
 from marrow.data import load_trial
 from marrow.fits.run import fit_model
@@ -164,12 +164,19 @@ def test_grouped_log_likelihood_gives_the_per_patient_loo_exactly(monkeypatch, o
     inputs = model_inputs(load_trial(needs=spec.needs()), spec)
     rng = np.random.default_rng(0)
     n_centers = len(inputs.coords[dims.CENTER])
-    posterior = {"intercept": rng.normal(-1, 0.5, (2, 50)), "center_effect": rng.normal(0, 0.5, (2, 50, n_centers)),
-                 "beta": rng.normal(0, 1, (2, 50, len(COVARIATES))), "cr_gap": rng.uniform(0.5, 2, (2, 50))}
+    posterior = {
+        "intercept": rng.normal(-1, 0.5, (2, 50)),
+        "center_effect": rng.normal(0, 0.5, (2, 50, n_centers)),
+        "beta": rng.normal(0, 1, (2, 50, len(COVARIATES))),
+        "cr_gap": rng.uniform(0.5, 2, (2, 50)),
+    }
 
     def augmented():
-        idata = az.from_dict(posterior=posterior, dims={"center_effect": [dims.CENTER], "beta": [dims.COVARIATE]},
-                             coords={dims.CENTER: inputs.coords[dims.CENTER], dims.COVARIATE: list(COVARIATES)})
+        idata = az.from_dict(
+            posterior=posterior,
+            dims={"center_effect": [dims.CENTER], "beta": [dims.COVARIATE]},
+            coords={dims.CENTER: inputs.coords[dims.CENTER], dims.COVARIATE: list(COVARIATES)},
+        )
         response.augment(idata, inputs, spec, np.random.default_rng(1))
         return idata
 
@@ -196,9 +203,11 @@ def test_oversized_log_likelihood_is_dropped_and_diagnose_says_so():
     from marrow.fits.run import drop_oversized_log_likelihood
 
     rng = np.random.default_rng(0)
-    idata = az.from_dict(posterior={"mu": rng.normal(size=(2, 200))},
-                         log_likelihood={"y": rng.normal(size=(2, 200, 30))},
-                         sample_stats={"diverging": np.zeros((2, 200), dtype=bool)})
+    idata = az.from_dict(
+        posterior={"mu": rng.normal(size=(2, 200))},
+        log_likelihood={"y": rng.normal(size=(2, 200, 30))},
+        sample_stats={"diverging": np.zeros((2, 200), dtype=bool)},
+    )
     assert drop_oversized_log_likelihood(idata, limit=20_000) == ""
     reason = drop_oversized_log_likelihood(idata, limit=10_000)
     assert "12,000 pointwise values" in reason and "log_likelihood" not in idata.groups()

@@ -18,8 +18,8 @@ from marrow.sensitivity import (
     powerscale_weights,
 )
 
-
 # --- the pieces -------------------------------------------------------------------------------
+
 
 def test_cjs_is_zero_for_equal_weights_and_grows_with_tilt():
     x = np.random.default_rng(0).normal(size=4000)
@@ -43,14 +43,17 @@ def test_cjs_agrees_with_arviz():
     assert ours == pytest.approx(theirs, rel=0.02)
 
 
-@pytest.mark.parametrize("prior, likelihood, expected", [
-    (0.10, 0.10, "prior-data conflict"),
-    (0.05, 0.05, "prior-data conflict"),
-    (0.10, 0.01, "strong prior / weak likelihood"),
-    (0.01, 0.20, "-"),
-    (0.01, 0.01, "-"),
-    (float("nan"), 0.2, "-"),
-])
+@pytest.mark.parametrize(
+    "prior, likelihood, expected",
+    [
+        (0.10, 0.10, "prior-data conflict"),
+        (0.05, 0.05, "prior-data conflict"),
+        (0.10, 0.01, "strong prior / weak likelihood"),
+        (0.01, 0.20, "-"),
+        (0.01, 0.01, "-"),
+        (float("nan"), 0.2, "-"),
+    ],
+)
 def test_priorsense_diagnosis_rule(prior, likelihood, expected):
     assert diagnosis(prior, likelihood) == expected
 
@@ -64,6 +67,7 @@ def test_weights_and_pareto_k():
 
 
 # --- an analytic model: y_i ~ Normal(theta, 1), theta ~ Normal(m0, s0) -------------------------
+
 
 def conjugate_draws(m0: float, s0: float, n: int = 20, ybar: float = 0.0, draws: int = 4000, seed: int = 3):
     """Exact posterior draws, and the log prior and log likelihood at each draw."""
@@ -102,17 +106,22 @@ def test_missing_log_prior_gives_likelihood_only_with_a_note():
 
 # --- real fits: a one-center trial under a conflicting and under a vague prior -----------------
 
+
 def one_center(tmp_path, responders: int = 20, n: int = 40):
     path = tmp_path / "one_center.csv"
-    path.write_text("patient_id,center,responder\n" + "".join(f"P{i:03d},Only,{int(i < responders)}\n" for i in range(n)))
+    path.write_text(
+        "patient_id,center,responder\n" + "".join(f"P{i:03d},Only,{int(i < responders)}\n" for i in range(n))
+    )
     return path
 
 
 def prior_file(folder, name: str, mu: float, sigma: float):
     path = folder / f"{name}.toml"
-    path.write_text(f'name = "{name}"\nbase = "weakly-informative"\n[response.intercept]\ndist = "Normal"\n'
-                    f"mu = {mu}\nsigma = {sigma}\n"
-                    '[response.center_sd]\ndist = "HalfNormal"\nsigma = 0.05\n')
+    path.write_text(
+        f'name = "{name}"\nbase = "weakly-informative"\n[response.intercept]\ndist = "Normal"\n'
+        f"mu = {mu}\nsigma = {sigma}\n"
+        '[response.center_sd]\ndist = "HalfNormal"\nsigma = 0.05\n'
+    )
     return path
 
 
@@ -183,10 +192,26 @@ def test_sensitivity_cli_errors(marrow_cli, tmp_path):
 @pytest.mark.sampling
 def test_sensitivity_refit_tabulates_prior_sets_side_by_side(marrow_cli, sensitivity_fits):
     folder = sensitivity_fits["folder"]
-    code, out, err = marrow_cli("sensitivity", "--refit", "--priors",
-                                f"weakly-informative,skeptical,{folder / 'conflicting.toml'}",
-                                "--data", sensitivity_fits["data"], "--draws", "300", "--tune", "300",
-                                "--chains", "2", "--seed", "4", "--format", "json", "--quiet", "response")
+    code, out, err = marrow_cli(
+        "sensitivity",
+        "--refit",
+        "--priors",
+        f"weakly-informative,skeptical,{folder / 'conflicting.toml'}",
+        "--data",
+        sensitivity_fits["data"],
+        "--draws",
+        "300",
+        "--tune",
+        "300",
+        "--chains",
+        "2",
+        "--seed",
+        "4",
+        "--format",
+        "json",
+        "--quiet",
+        "response",
+    )
     assert code == 0, err
     rows = {r["quantity"]: r for r in json.loads(out)["rows"]}
     rate = rows["Response rate (trial population)"]

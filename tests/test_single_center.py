@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import write_csv
 
 from marrow import dims
 from marrow.data import load_trial
@@ -17,8 +18,6 @@ from marrow.priors import load_prior_set
 from marrow.report.plan import load_plan
 from marrow.report.run import prepare
 from marrow.spec import ModelSpec
-
-from conftest import write_csv
 
 pytestmark = pytest.mark.filterwarnings("ignore:PyTensor could not link to a BLAS:UserWarning")
 CENTER_TERMS = {"center_sd", "center_z", "center_effect", "new_center_z", "new_center_rate"}
@@ -34,6 +33,7 @@ def one_center(tmp_path_factory):
 
 
 # --- the shared mechanism ------------------------------------------------------------------------------------
+
 
 def test_dropped_levels_needs_two_groups_and_ignores_absent_levels():
     found = levels.dropped_levels({dims.CENTER: ["A"], dims.LINEAGE: ["x", "y"]}, {dims.CENTER: ("center_sd",)})
@@ -53,8 +53,12 @@ def test_dropped_levels_needs_two_groups_and_ignores_absent_levels():
 
 # --- graphs: one center leaves the level out, several keep it -------------------------------------------------
 
-@pytest.mark.parametrize("spec", [ModelSpec("response"), ModelSpec("response", outcome="ordinal"),
-                                  ModelSpec("safety", family="hierarchical")], ids=lambda s: s.label)
+
+@pytest.mark.parametrize(
+    "spec",
+    [ModelSpec("response"), ModelSpec("response", outcome="ordinal"), ModelSpec("safety", family="hierarchical")],
+    ids=lambda s: s.label,
+)
 def test_one_center_graph_has_no_center_level(spec, one_center):
     data = load_trial(one_center, needs=spec.needs())
     inputs = model_inputs(data, spec)
@@ -78,20 +82,37 @@ def test_models_without_a_center_level_drop_nothing(one_center):
 
 # --- one tiny real fit from the CLI ----------------------------------------------------------------------
 
+
 @pytest.mark.sampling
 def test_one_center_fit_says_so_and_reports_no_center_sd(marrow_cli, tmp_path, one_center):
     from marrow.fits.fit import Fit
     from marrow.summaries import posterior_probabilities, posterior_summary
 
     out = tmp_path / "one.nc"
-    code, _, err = marrow_cli("fit", "response", "--data", one_center, "--sampler", "pymc", "--chains", "2",
-                              "--draws", "200", "--tune", "200", "--quiet", "--out", out)
+    code, _, err = marrow_cli(
+        "fit",
+        "response",
+        "--data",
+        one_center,
+        "--sampler",
+        "pymc",
+        "--chains",
+        "2",
+        "--draws",
+        "200",
+        "--tune",
+        "200",
+        "--quiet",
+        "--out",
+        out,
+    )
     assert code == 0, err
     assert "note: the data have a single center (Only site)" in err  # said even with --quiet
     fit = Fit.load(out)
     recorded = json.loads(fit.provenance[levels.ATTR])
-    assert recorded == [{"level": "center", "label": "Only site",
-                         "variables": ["center_sd", "center_effect", "new_center_rate"]}]
+    assert recorded == [
+        {"level": "center", "label": "Only site", "variables": ["center_sd", "center_effect", "new_center_rate"]}
+    ]
     table = posterior_summary(fit)
     assert not table["quantity"].str.contains("Center sd|new center").any()
     assert not CENTER_TERMS & set(fit.idata.posterior.data_vars)
@@ -103,10 +124,12 @@ def test_one_center_fit_says_so_and_reports_no_center_sd(marrow_cli, tmp_path, o
     assert [text for text, _ in posterior_probabilities(fit)] == ["P(response rate > 0.15)"]
     # Every quantity it does report is estimable: the posterior predictive of the total is sane.
     assert fit.idata.posterior_predictive["total_responders"].mean() == pytest.approx(
-        fit.idata.observed_data["total_responders"].item(), rel=0.15)
+        fit.idata.observed_data["total_responders"].item(), rel=0.15
+    )
 
 
 # --- report: each step decided from the data's columns -------------------------------------------------------
+
 
 @pytest.fixture
 def survival_only(tmp_path, patients_frame):

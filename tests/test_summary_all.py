@@ -26,7 +26,6 @@ COMMANDS = {
 }
 
 
-
 @pytest.fixture(scope="module")
 def fits(tmp_path_factory):
     """Real CLI fits of every family on the bundled trial, run as parallel processes, loaded back."""
@@ -36,10 +35,15 @@ def fits(tmp_path_factory):
     from marrow.fits import Fit
 
     folder = tmp_path_factory.mktemp("summary_all")
-    running = {name: subprocess.Popen([sys.executable, "-m", "marrow", "fit", *command, *TINY, "--out",
-                                       str(folder / f"{name}.nc")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                      text=True)
-               for name, command in COMMANDS.items()}
+    running = {
+        name: subprocess.Popen(
+            [sys.executable, "-m", "marrow", "fit", *command, *TINY, "--out", str(folder / f"{name}.nc")],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name, command in COMMANDS.items()
+    }
     out = {}
     for name, process in running.items():
         _, err = process.communicate(timeout=1200)
@@ -50,7 +54,9 @@ def fits(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def trial():
-    return load_trial(needs=Needs(recovery=True, followup=True, died=True, covariates=("prior_atg", "active_infection")))
+    return load_trial(
+        needs=Needs(recovery=True, followup=True, died=True, covariates=("prior_atg", "active_infection"))
+    )
 
 
 def _listed(da) -> bool:
@@ -73,7 +79,9 @@ def test_every_posterior_variable_is_listed_or_deliberately_left_out(fits, model
     for quantity in PARAMETERS[model]:
         if quantity.var in posterior:
             rows = parameters[parameters["variable"] == quantity.var]
-            assert len(rows) == int(np.prod([posterior.sizes[d] for d in posterior[quantity.var].dims[2:]])), quantity.var
+            assert len(rows) == int(np.prod([posterior.sizes[d] for d in posterior[quantity.var].dims[2:]])), (
+                quantity.var
+            )
     assert not table["quantity"].str.contains("[{}]", regex=True).any()
     assert not table.duplicated(["kind", "quantity"]).any()
 
@@ -92,10 +100,13 @@ def test_numbers_are_those_of_the_draws(fits):
     low, high = hdi.loc["Center effect (log-odds), Center B", ["lower", "upper"]]
     inside = int(np.sum((draws >= low) & (draws <= high)))
     ordered = np.sort(draws)
-    shortest = np.min(ordered[inside - 1:] - ordered[:len(ordered) - inside + 1])
+    shortest = np.min(ordered[inside - 1 :] - ordered[: len(ordered) - inside + 1])
     assert 94 <= inside <= 97 and high - low == pytest.approx(shortest)  # the shortest interval with those draws
     # The response intercept is uncentred (the same parameterisation as glmer): no uncentred row.
-    assert "log_median_uncentred" not in set(table["variable"]) and "Intercept (log-odds, covariates uncentred)" in table.index
+    assert (
+        "log_median_uncentred" not in set(table["variable"])
+        and "Intercept (log-odds, covariates uncentred)" in table.index
+    )
 
 
 @pytest.mark.sampling
@@ -131,8 +142,10 @@ def test_recovery_uncentred_cure_and_latency(fits, trial):
     table = posterior_summary(fit, all_parameters=True)
     post = fit.idata.posterior
     xbar = trial.patients["prior_atg"].astype(float).mean()
-    for base, beta, name in (("cure_intercept", "cure_beta", "cure_intercept_uncentred"),
-                             ("log_median", "time_beta", "log_median_uncentred")):
+    for base, beta, name in (
+        ("cure_intercept", "cure_beta", "cure_intercept_uncentred"),
+        ("log_median", "time_beta", "log_median_uncentred"),
+    ):
         draws = (post[base].sel(lineage="leukocytic") - xbar * post[beta].sel(covariate="prior_atg")).to_numpy()
         row = table[(table["variable"] == name) & (table["element"] == "leukocytic")].iloc[0]
         assert row["median"] == pytest.approx(np.median(draws))

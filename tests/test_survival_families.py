@@ -9,9 +9,9 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import integrate, stats
-
 from conftest import write_csv
+from scipy import integrate
+
 from marrow import dims
 from marrow.data import load_trial
 from marrow.fits.run import fit_model
@@ -31,11 +31,16 @@ def simulate(family: str, median: float, k: float, n: int, seed: int, time_ratio
     dist = latency.scipy_distribution(survival.latency_family(family), 1.0, k)
     death = median * time_ratio**arm * dist.rvs(size=n, random_state=rng)
     follow = rng.uniform(200, 1500, n)
-    return pd.DataFrame({
-        "patient_id": [f"S{i:04d}" for i in range(n)], "center": "C1", "responder": 0,
-        "followup_days": np.round(np.minimum(death, follow), 2) + 0.01, "died": (death <= follow).astype(int),
-        "arm": arm.astype(float),
-    })
+    return pd.DataFrame(
+        {
+            "patient_id": [f"S{i:04d}" for i in range(n)],
+            "center": "C1",
+            "responder": 0,
+            "followup_days": np.round(np.minimum(death, follow), 2) + 0.01,
+            "died": (death <= follow).astype(int),
+            "arm": arm.astype(float),
+        }
+    )
 
 
 def _load(frame, tmp_path, spec):
@@ -83,9 +88,13 @@ def test_loglik_at_a_random_point_is_the_scipy_one(family, tmp_path):
 
     import xarray as xr
 
-    posterior = xr.Dataset({"log_median": (("chain", "draw"), [[log_median]]),
-                            "beta": (("chain", "draw", dims.COVARIATE), [[beta]]),
-                            **({"shape": (("chain", "draw"), [[k]])} if survival.has_shape(family) else {})})
+    posterior = xr.Dataset(
+        {
+            "log_median": (("chain", "draw"), [[log_median]]),
+            "beta": (("chain", "draw", dims.COVARIATE), [[beta]]),
+            **({"shape": (("chain", "draw"), [[k]])} if survival.has_shape(family) else {}),
+        }
+    )
     rows = survival.pointwise(posterior, survival.inputs(data, spec), spec)
     assert rows["loglik"][0] == pytest.approx(expected, rel=1e-10)
     assert ("hazard_ratio" in model.named_vars) == (family in survival.PROPORTIONAL_HAZARDS)
@@ -101,8 +110,9 @@ def test_restricted_mean_and_replicated_times_against_scipy(family):
             dist = latency.scipy_distribution(family, median, k)
             # E[min(T, tau)] as an integral over quantiles: independent of the formulas tested
             p_tau = float(dist.cdf(tau))
-            exact = integrate.quad(lambda p: min(float(dist.ppf(p)), tau), 0, 1, points=[p_tau], limit=500,
-                                   epsabs=1e-12, epsrel=1e-12)[0]
+            exact = integrate.quad(
+                lambda p: min(float(dist.ppf(p)), tau), 0, 1, points=[p_tau], limit=500, epsabs=1e-12, epsrel=1e-12
+            )[0]
             got = latency.restricted_mean(family, math.log(tau), np.array([math.log(median)]), np.array([k]))[0]
             assert got == pytest.approx(exact, rel=1e-7), (median, k)
     v = np.random.default_rng(2).uniform(size=50)
@@ -111,8 +121,10 @@ def test_restricted_mean_and_replicated_times_against_scipy(family):
 
 
 # family -> (lifelines fitter, its location and log-shape parameters, sign turning the latter into log k)
-LIFELINES = {"lognormal": ("LogNormalAFTFitter", "mu_", "sigma_", -1.0),
-             "loglogistic": ("LogLogisticAFTFitter", "alpha_", "beta_", 1.0)}
+LIFELINES = {
+    "lognormal": ("LogNormalAFTFitter", "mu_", "sigma_", -1.0),
+    "loglogistic": ("LogLogisticAFTFitter", "alpha_", "beta_", 1.0),
+}
 
 
 @pytest.mark.sampling
@@ -137,9 +149,11 @@ def test_fit_recovers_the_truth_and_matches_lifelines(family, tmp_path):
     work = frame[["followup_days", "died", "arm"]].assign(arm=frame["arm"] - arm_mean)
     mle = getattr(lifelines, fitter)().fit(work, "followup_days", "died")
     params, se = mle.params_, mle.standard_errors_
-    mles = {"median_days": (params[(location, "Intercept")], se[(location, "Intercept")]),
-            "shape": (sign * params[(shape, "Intercept")], se[(shape, "Intercept")]),
-            "time_ratio": (params[(location, "arm")], se[(location, "arm")])}  # (log estimate, its se)
+    mles = {
+        "median_days": (params[(location, "Intercept")], se[(location, "Intercept")]),
+        "shape": (sign * params[(shape, "Intercept")], se[(shape, "Intercept")]),
+        "time_ratio": (params[(location, "arm")], se[(location, "arm")]),
+    }  # (log estimate, its se)
     for name, true in truth.items():
         draws = np.log(post[name].to_numpy().reshape(-1))
         lower, upper = np.quantile(draws, [0.025, 0.975])
@@ -159,7 +173,6 @@ def test_fit_recovers_the_truth_and_matches_lifelines(family, tmp_path):
     # on average sum_i F(followup_i) per draw, which the draws' own survival functions give.
     deaths = fit.idata.posterior_predictive["deaths"].to_numpy().reshape(-1)
     rows = survival.pointwise(post, survival.inputs(data, spec), spec)
-    log_s = latency.log_survival(family, np.log(frame["followup_days"].to_numpy())[None, :], rows["mu"],
-                                 rows["shape"])
+    log_s = latency.log_survival(family, np.log(frame["followup_days"].to_numpy())[None, :], rows["mu"], rows["shape"])
     expected = (1 - np.exp(log_s)).sum(axis=1)
     assert abs(deaths.mean() - expected.mean()) < 4 * math.sqrt(expected.mean() / len(deaths)) + 0.5

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import write_csv
+
 from marrow import dims
 from marrow.data import load_trial
 from marrow.fits import Fit
@@ -27,8 +27,12 @@ pytestmark = pytest.mark.filterwarnings("ignore:PyTensor could not link to a BLA
 
 @pytest.mark.parametrize(
     "spec",
-    [ModelSpec("survival", covariates=("prior_atg", "age")), ModelSpec("survival", family="exponential", horizons=(90,)),
-     ModelSpec("safety"), ModelSpec("safety", family="hierarchical")],
+    [
+        ModelSpec("survival", covariates=("prior_atg", "age")),
+        ModelSpec("survival", family="exponential", horizons=(90,)),
+        ModelSpec("safety"),
+        ModelSpec("safety", family="hierarchical"),
+    ],
     ids=lambda s: s.label,
 )
 def test_graph_dims_follow_data_and_logp_is_finite(spec):
@@ -59,10 +63,15 @@ def test_exponential_survival_recovers_the_true_rate(tmp_path):
     n, rate = 400, 1 / 600
     death = rng.exponential(1 / rate, n)
     follow = rng.uniform(100, 1200, n)
-    patients = pd.DataFrame({
-        "patient_id": [f"S{i:04d}" for i in range(n)], "center": "C1", "responder": 0,
-        "followup_days": np.round(np.minimum(death, follow), 2) + 0.01, "died": (death <= follow).astype(int),
-    })
+    patients = pd.DataFrame(
+        {
+            "patient_id": [f"S{i:04d}" for i in range(n)],
+            "center": "C1",
+            "responder": 0,
+            "followup_days": np.round(np.minimum(death, follow), 2) + 0.01,
+            "died": (death <= follow).astype(int),
+        }
+    )
     spec = ModelSpec("survival", family="exponential")
     data = load_trial(write_csv(patients, tmp_path / "patients.csv"), needs=spec.needs())
     fit = fit_model(data, spec, load_prior_set(), SamplerSettings(**FAST))
@@ -79,8 +88,9 @@ def test_exponential_survival_recovers_the_true_rate(tmp_path):
 
 @pytest.fixture(scope="session")
 def survival_cli_fit(tmp_path_factory):
-    from marrow.cli import cli
     from click.testing import CliRunner
+
+    from marrow.cli import cli
 
     out = tmp_path_factory.mktemp("survival") / "survival.nc"
     result = CliRunner().invoke(cli, ["fit", "survival", "--covariates", "prior_atg", "--out", str(out), *CLI_SAMPLING])
@@ -108,11 +118,14 @@ def test_survival_cli_end_to_end_on_bundled_trial(survival_cli_fit, marrow_cli):
 
 @pytest.fixture(scope="session")
 def safety_cli_fit(tmp_path_factory):
-    from marrow.cli import cli
     from click.testing import CliRunner
 
+    from marrow.cli import cli
+
     out = tmp_path_factory.mktemp("safety") / "safety.nc"
-    result = CliRunner().invoke(cli, ["fit", "safety", "--threshold", "0.2", "--n-future", "40", "--out", str(out), *CLI_SAMPLING])
+    result = CliRunner().invoke(
+        cli, ["fit", "safety", "--threshold", "0.2", "--n-future", "40", "--out", str(out), *CLI_SAMPLING]
+    )
     return result, out
 
 

@@ -9,6 +9,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import write_csv
 
 from marrow import dims, time_units
 from marrow.data import load_trial
@@ -18,12 +19,11 @@ from marrow.priors import Prior, load_prior_set
 from marrow.report.plan import load_plan
 from marrow.spec import DEFAULT_FAMILIES, ModelSpec, SpecError
 
-from conftest import write_csv
-
 pytestmark = pytest.mark.filterwarnings("ignore:PyTensor could not link to a BLAS:UserWarning")
 
 
 # --- conversions and default horizons -------------------------------------------------------------------
+
 
 def test_default_horizons_in_each_unit():
     assert time_units.survival_horizons("days") == (182.6, 365.25, 730.5)
@@ -76,12 +76,15 @@ def test_labels_use_the_time_unit():
     assert labels["median_days"] == ("Median survival (weeks), trial-average patient", "weeks")
     days = {q.var: q.label for q in module_for("survival").quantities(ModelSpec("survival"))}
     assert days["rmst"] == "Restricted mean survival to day 730.5 (days)"
-    rec = {q.var: (q.label, q.scale) for q in module_for("recovery").quantities(ModelSpec("recovery", time_unit="months"))}
+    rec = {
+        q.var: (q.label, q.scale) for q in module_for("recovery").quantities(ModelSpec("recovery", time_unit="months"))
+    }
     assert rec["median_days"] == ("Median months to recovery, {lineage}", "months")
     assert rec["recovered_by"][0] == "P(recovered by month {day}), {lineage}"
 
 
 # --- priors are stated in log days and moved to the unit ------------------------------------------------
+
 
 def test_log_time_priors_move_to_the_unit_and_nothing_else_does():
     priors = load_prior_set()
@@ -92,7 +95,9 @@ def test_log_time_priors_move_to_the_unit_and_nothing_else_does():
     untouched = set(priors.priors) - set(time_units.LOG_TIME_PRIORS)
     assert all(weeks[k] == priors[k] for k in untouched)
     assert time_units.priors_in_unit(priors, "days") is priors
-    gamma = replace(priors, priors={**priors.priors, "survival.log_median": Prior("Gamma", {"alpha": 2.0, "beta": 1.0})})
+    gamma = replace(
+        priors, priors={**priors.priors, "survival.log_median": Prior("Gamma", {"alpha": 2.0, "beta": 1.0})}
+    )
     with pytest.raises(UsageError, match="survival.log_median.*cannot be moved to weeks"):
         time_units.priors_in_unit(gamma, "weeks")
 
@@ -110,8 +115,9 @@ def trials(tmp_path_factory):
 
 def _evaluate(model, point: dict, names: list[str]) -> dict:
     outs = model.replace_rvs_by_values([model[n] for n in names])
-    fn = model.compile_fn(outs + [model.logp()], inputs=model.value_vars, point_fn=True, on_unused_input="ignore",
-                          mode="FAST_COMPILE")  # evaluated once: no C compilation
+    fn = model.compile_fn(
+        outs + [model.logp()], inputs=model.value_vars, point_fn=True, on_unused_input="ignore", mode="FAST_COMPILE"
+    )  # evaluated once: no C compilation
     values = fn(point)
     return dict(zip(names + ["logp"], values))
 
@@ -121,8 +127,10 @@ def test_a_trial_in_weeks_is_the_same_model_as_in_days(trials):
     exactly; the log density differs only by the Jacobian log 7 per death."""
     days_path, weeks_path = trials
     priors = load_prior_set()
-    specs = {"days": ModelSpec("survival", covariates=("age",), horizons=(364.0,)),
-             "weeks": ModelSpec("survival", covariates=("age",), time_unit="weeks", horizons=(52.0,))}
+    specs = {
+        "days": ModelSpec("survival", covariates=("age",), horizons=(364.0,)),
+        "weeks": ModelSpec("survival", covariates=("age",), time_unit="weeks", horizons=(52.0,)),
+    }
     data = {unit: load_trial(path, needs=specs[unit].needs()) for unit, path in zip(("days", "weeks"), trials)}
     models = {unit: build_model(data[unit], specs[unit], priors) for unit in specs}
     point = {"log_median": np.array(6.9), "log_shape": np.array(-0.2), "beta": np.array([0.03])}
@@ -143,6 +151,7 @@ def test_a_trial_in_weeks_is_the_same_model_as_in_days(trials):
 
 # --- one default family per model ------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("model", sorted(DEFAULT_FAMILIES))
 def test_label_builder_and_cli_share_one_default_family(model):
     from marrow.commands.fit import fit as fit_group
@@ -158,6 +167,7 @@ def test_label_builder_and_cli_share_one_default_family(model):
 
 # --- plans: time_unit and horizons keys; errors name the plan's key ------------------------------------
 
+
 def _plan(tmp_path, body: str):
     path = tmp_path / "plan.toml"
     path.write_text(body, encoding="utf-8")
@@ -165,7 +175,9 @@ def _plan(tmp_path, body: str):
 
 
 def test_plan_time_unit_and_horizons(tmp_path):
-    plan = _plan(tmp_path, '[data]\ntime_unit = "weeks"\n[models.survival]\nat = [13, 52]\n[models.recovery]\nby = [2]\n')
+    plan = _plan(
+        tmp_path, '[data]\ntime_unit = "weeks"\n[models.survival]\nat = [13, 52]\n[models.recovery]\nby = [2]\n'
+    )
     specs = {s.name: s.spec for s in plan.steps}
     assert specs["survival"].time_unit == "weeks" and specs["survival"].horizons == (13.0, 52.0)
     assert specs["recovery"].time_unit == "weeks" and specs["recovery"].horizons == (2.0,)
@@ -174,16 +186,19 @@ def test_plan_time_unit_and_horizons(tmp_path):
     assert {s.name: s.spec for s in plan.steps}["survival"].horizons == (90.0,)
 
 
-@pytest.mark.parametrize("body, message", [
-    ("[thresholds]\nresponse_rate = 1.5\n", r"plan.toml \[thresholds\] response_rate: the threshold"),
-    ("[thresholds]\nadverse_event_rate = 0\n", r"plan.toml \[thresholds\] adverse_event_rate: "),
-    ("[models.safety]\nn_future = 0\n", r"plan.toml \[models.safety\] n_future: "),
-    ("[models.survival]\nat = [-3]\n", r"plan.toml \[models.survival\] at: times must be"),
-    ("[models.recovery]\nby_days = [0]\n", r"plan.toml \[models.recovery\] by_days: "),
-    ('[data]\ntime_unit = "weeks"\n[models.survival]\nat_days = [90]\n', r"at_days takes days.*give at in weeks"),
-    ('[data]\ntime_unit = "years"\n', r"\[data\] time_unit must be one of days, weeks, months"),
-    ("[sampler]\nchains = 0\n", r"plan.toml \[sampler\] chains: chains must be at least 1"),
-])
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ("[thresholds]\nresponse_rate = 1.5\n", r"plan.toml \[thresholds\] response_rate: the threshold"),
+        ("[thresholds]\nadverse_event_rate = 0\n", r"plan.toml \[thresholds\] adverse_event_rate: "),
+        ("[models.safety]\nn_future = 0\n", r"plan.toml \[models.safety\] n_future: "),
+        ("[models.survival]\nat = [-3]\n", r"plan.toml \[models.survival\] at: times must be"),
+        ("[models.recovery]\nby_days = [0]\n", r"plan.toml \[models.recovery\] by_days: "),
+        ('[data]\ntime_unit = "weeks"\n[models.survival]\nat_days = [90]\n', r"at_days takes days.*give at in weeks"),
+        ('[data]\ntime_unit = "years"\n', r"\[data\] time_unit must be one of days, weeks, months"),
+        ("[sampler]\nchains = 0\n", r"plan.toml \[sampler\] chains: chains must be at least 1"),
+    ],
+)
 def test_plan_errors_name_the_plan_key_not_a_flag(tmp_path, body, message):
     with pytest.raises(UsageError, match=message) as info:
         _plan(tmp_path, body)
@@ -202,6 +217,7 @@ def test_cli_time_options(marrow_cli, tmp_path, trials):
 
 # --- one tiny real fit: a trial in weeks, fitted from the CLI ----------------------------------------
 
+
 @pytest.mark.sampling
 def test_weeks_fit_from_the_cli_matches_the_days_trial(marrow_cli, tmp_path, trials):
     """S(52.18 weeks) of the trial in weeks against lifelines' Weibull MLE of S(365.25 days) of the same
@@ -213,8 +229,25 @@ def test_weeks_fit_from_the_cli_matches_the_days_trial(marrow_cli, tmp_path, tri
 
     days_path, weeks_path = trials
     out = tmp_path / "weeks.nc"
-    code, _, err = marrow_cli("fit", "survival", "--time-unit", "weeks", "--data", weeks_path, "--chains", "2",
-                              "--draws", "200", "--tune", "200", "--seed", "5", "--quiet", "--out", out)
+    code, _, err = marrow_cli(
+        "fit",
+        "survival",
+        "--time-unit",
+        "weeks",
+        "--data",
+        weeks_path,
+        "--chains",
+        "2",
+        "--draws",
+        "200",
+        "--tune",
+        "200",
+        "--seed",
+        "5",
+        "--quiet",
+        "--out",
+        out,
+    )
     assert code == 0, err
     weeks = Fit.load(out)
     assert weeks.spec.time_unit == "weeks"
@@ -233,8 +266,8 @@ def test_weeks_fit_from_the_cli_matches_the_days_trial(marrow_cli, tmp_path, tri
 
 
 def test_parameter_labels_of_summarize_all_follow_the_time_unit():
-    from marrow.summaries import PARAMETERS, _DERIVED_LABELS, _in_unit
     from marrow.models.inputs import Quantity
+    from marrow.summaries import _DERIVED_LABELS, PARAMETERS, _in_unit
 
     for model in ("recovery", "survival"):
         weeks = [_in_unit(q, "weeks") for q in PARAMETERS[model]]

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import write_csv
+
 from marrow import __version__ as marrow_version
-from marrow.worker.protocol import process_alive as _alive
 from marrow.worker import client, protocol, server
+from marrow.worker.protocol import process_alive as _alive
 
 FIT = ("fit", "safety", "--draws", "200", "--tune", "200", "--chains", "2", "--out", "fit.nc")
 
@@ -32,8 +32,14 @@ def worker_env(sock: Path) -> dict[str, str]:
 
 def marrow(*args, env: dict, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     """`marrow ARGS` as a user types it (a fresh process that may delegate to the worker)."""
-    return subprocess.run([sys.executable, "-m", "marrow", *map(str, args)], env=env, cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "marrow", *map(str, args)],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def status(env: dict) -> dict | None:
@@ -103,6 +109,7 @@ def running(tmp_path_factory):
 
 # ---- commands -------------------------------------------------------------------------------------
 
+
 def test_start_status_stop_round_trip(env):
     sock = Path(env["MARROW_WORKER_SOCKET"])
     result = marrow("worker", "status", env=env)
@@ -138,8 +145,12 @@ def test_worker_exits_when_idle_and_on_sigterm(tmp_path_factory):
     folder = tmp_path_factory.mktemp("w")
     for idle, how in ((0.01, "idle"), (0, "sigterm")):
         sock = folder / f"{how}.sock"
-        process = subprocess.Popen([sys.executable, "-m", "marrow.worker", "--socket", str(sock), "--idle-timeout", str(idle)],
-                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "marrow.worker", "--socket", str(sock), "--idle-timeout", str(idle)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         try:
             deadline = time.monotonic() + 90
             while client.request("ping", sock) is None:
@@ -157,6 +168,7 @@ def test_worker_exits_when_idle_and_on_sigterm(tmp_path_factory):
 
 
 # ---- delegation -----------------------------------------------------------------------------------
+
 
 def test_delegated_fit_gives_the_same_numbers(running, tmp_path):
     from marrow.fits import Fit
@@ -179,7 +191,9 @@ def test_delegated_fit_gives_the_same_numbers(running, tmp_path):
     assert a.provenance["command_line"] == b.provenance["command_line"] == "marrow " + " ".join(FIT)
 
 
-def test_data_error_through_worker_is_reported_and_worker_survives(running, tmp_path, patients_frame, marrow_cli, monkeypatch):
+def test_data_error_through_worker_is_reported_and_worker_survives(
+    running, tmp_path, patients_frame, marrow_cli, monkeypatch
+):
     write_csv(patients_frame.drop(columns=["center"]), tmp_path / "bad.csv")
     before = ready(running)
     args = ("fit", "safety", "--data", "bad.csv", "--out", "x.nc")
@@ -243,28 +257,33 @@ def test_worker_dying_mid_command_is_an_internal_error(tmp_path):
     assert "the worker stopped before answering" in err.getvalue() and "--no-worker" in err.getvalue()
 
 
-@pytest.mark.parametrize(("argv", "environ", "expected"), [
-    (["fit", "response"], {}, True),
-    (["--debug", "summarize", "f.nc"], {}, True),
-    (["report", "--out", "r"], {"MARROW_WORKER": "on"}, True),
-    (["fit", "response"], {"MARROW_WORKER": "off"}, False),
-    (["fit", "response"], {"MARROW_WORKER": "OFF"}, False),
-    (["--no-worker", "fit", "response"], {}, False),
-    (["fit", "response", "--help"], {}, False),
-    (["fit", "-h"], {}, False),
-    (["--version"], {}, False),
-    ([], {}, False),
-    (["priors", "list"], {}, False),
-    (["worker", "status"], {}, False),
-    (["init"], {}, False),
-])
+@pytest.mark.parametrize(
+    ("argv", "environ", "expected"),
+    [
+        (["fit", "response"], {}, True),
+        (["--debug", "summarize", "f.nc"], {}, True),
+        (["report", "--out", "r"], {"MARROW_WORKER": "on"}, True),
+        (["fit", "response"], {"MARROW_WORKER": "off"}, False),
+        (["fit", "response"], {"MARROW_WORKER": "OFF"}, False),
+        (["--no-worker", "fit", "response"], {}, False),
+        (["fit", "response", "--help"], {}, False),
+        (["fit", "-h"], {}, False),
+        (["--version"], {}, False),
+        ([], {}, False),
+        (["priors", "list"], {}, False),
+        (["worker", "status"], {}, False),
+        (["init"], {}, False),
+    ],
+)
 def test_which_command_lines_go_to_the_worker(argv, environ, expected):
     assert client.wants_worker(argv, environ) is expected
 
 
 def test_client_imports_nothing_heavy():
-    code = ("import marrow.worker.client, sys; "
-            "print([m for m in ('pymc', 'arviz', 'pandas', 'numpy', 'click', 'pytensor') if m in sys.modules])")
+    code = (
+        "import marrow.worker.client, sys; "
+        "print([m for m in ('pymc', 'arviz', 'pandas', 'numpy', 'click', 'pytensor') if m in sys.modules])"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.stdout.strip() == "[]", result.stderr
 
@@ -276,6 +295,7 @@ def test_no_worker_option_is_accepted_in_process(marrow_cli):
 
 # ---- server and protocol, in this process ---------------------------------------------------------
 
+
 def test_execute_turns_an_exception_into_exit_3_and_restores_state(monkeypatch, tmp_path):
     import marrow.cli
 
@@ -286,7 +306,9 @@ def test_execute_turns_an_exception_into_exit_3_and_restores_state(monkeypatch, 
     cwd, argv = os.getcwd(), list(sys.argv)
     response = server.execute(["summarize", "f.nc"], str(tmp_path))
     assert response["exit_code"] == 3 and response["stdout"] == ""
-    assert "marrow: internal error: RuntimeError: kaboom" in response["stderr"] and "Traceback" not in response["stderr"]
+    assert (
+        "marrow: internal error: RuntimeError: kaboom" in response["stderr"] and "Traceback" not in response["stderr"]
+    )
     response = server.execute(["--debug", "summarize", "f.nc"], str(tmp_path))
     assert response["exit_code"] == 3 and "Traceback" in response["stderr"] and "kaboom" in response["stderr"]
     assert os.getcwd() == cwd and sys.argv == argv
@@ -306,7 +328,9 @@ def test_messages_round_trip_and_truncation_is_detected():
 
 
 def test_socket_location(monkeypatch):
-    assert protocol.socket_path({"MARROW_WORKER_SOCKET": "/x/w.sock", "XDG_RUNTIME_DIR": "/run/user/7"}) == Path("/x/w.sock")
+    assert protocol.socket_path({"MARROW_WORKER_SOCKET": "/x/w.sock", "XDG_RUNTIME_DIR": "/run/user/7"}) == Path(
+        "/x/w.sock"
+    )
     assert protocol.socket_path({"XDG_RUNTIME_DIR": "/run/user/7"}) == Path("/run/user/7/marrow/worker.sock")
     assert protocol.socket_path({}) == Path.home() / ".cache" / "marrow" / f"worker-{os.getuid()}.sock"
     assert protocol.log_path(Path("/x/w.sock")) == Path("/x/w.log")

@@ -29,10 +29,18 @@ def split_days(value: str | None) -> tuple[float, ...]:
 def data_options(func):
     """--data and --recovery, and the ADaM options (`adam_options`)."""
     func = adam_options(func)
-    func = click.option("--recovery", "recovery_path", type=click.Path(dir_okay=False, path_type=Path),
-                        help="Recovery table (long format: patient_id, lineage, day, recovered).")(func)
-    func = click.option("--data", "data_path", type=click.Path(dir_okay=False, path_type=Path),
-                        help="Patients table (CSV or Parquet). Default: the bundled synthetic trial.")(func)
+    func = click.option(
+        "--recovery",
+        "recovery_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Recovery table (long format: patient_id, lineage, day, recovered).",
+    )(func)
+    func = click.option(
+        "--data",
+        "data_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Patients table (CSV or Parquet). Default: the bundled synthetic trial.",
+    )(func)
     return func
 
 
@@ -54,14 +62,27 @@ def adam_options(func):
         return func(*args, adam=adam, **kwargs)
 
     file = click.Path(dir_okay=False, path_type=Path)
-    wrapper = click.option("--adam-mapping", "adam_mapping", type=file,
-                           help="ADaM mapping (TOML; write one with `marrow init --adam`). Default: documented defaults.")(wrapper)
-    for flag, key, what in (("--adtte", "adtte_path", "ADTTE"), ("--adrs", "adrs_path", "ADRS"),
-                            ("--adsl", "adsl_path", "ADSL")):
-        wrapper = click.option(flag, key, type=file, help=f"{what} dataset file (overrides the one in --adam).")(wrapper)
-    return click.option("--adam", "adam_dir", type=click.Path(file_okay=False, path_type=Path),
-                        help="Folder of CDISC ADaM datasets adsl, adrs, adtte (.xpt, .sas7bdat, .csv or .parquet) "
-                             "instead of --data/--recovery; see docs/data.md.")(wrapper)
+    wrapper = click.option(
+        "--adam-mapping",
+        "adam_mapping",
+        type=file,
+        help="ADaM mapping (TOML; write one with `marrow init --adam`). Default: documented defaults.",
+    )(wrapper)
+    for flag, key, what in (
+        ("--adtte", "adtte_path", "ADTTE"),
+        ("--adrs", "adrs_path", "ADRS"),
+        ("--adsl", "adsl_path", "ADSL"),
+    ):
+        wrapper = click.option(flag, key, type=file, help=f"{what} dataset file (overrides the one in --adam).")(
+            wrapper
+        )
+    return click.option(
+        "--adam",
+        "adam_dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        help="Folder of CDISC ADaM datasets adsl, adrs, adtte (.xpt, .sas7bdat, .csv or .parquet) "
+        "instead of --data/--recovery; see docs/data.md.",
+    )(wrapper)
 
 
 def format_options(func):
@@ -77,11 +98,16 @@ def format_options(func):
             check_writable(kwargs["out_path"], kwargs.get("force", False))  # before loading anything
         return command(*args, **kwargs)
 
-    func = click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path),
-                        help="Write to this file (atomically) instead of the terminal.")(checked)
+    func = click.option(
+        "--out",
+        "out_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Write to this file (atomically) instead of the terminal.",
+    )(checked)
     func = click.option("--force", is_flag=True, help="Overwrite an existing output file.")(func)
-    func = click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
-                        help="Output format.")(func)
+    func = click.option(
+        "--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True, help="Output format."
+    )(func)
     return func
 
 

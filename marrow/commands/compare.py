@@ -14,8 +14,16 @@ from marrow.commands.common import data_options, emit, format_options, info, spl
 @data_options
 @click.option("--covariates", default="", help="Comma-separated covariate columns. Default: those of the fits.")
 @format_options
-def compare(fit_paths: tuple[Path, ...], data_path: Path | None, recovery_path: Path | None, covariates: str,
-            fmt: str, force: bool, out_path: Path | None, adam=None) -> int:
+def compare(
+    fit_paths: tuple[Path, ...],
+    data_path: Path | None,
+    recovery_path: Path | None,
+    covariates: str,
+    fmt: str,
+    force: bool,
+    out_path: Path | None,
+    adam=None,
+) -> int:
     """Bayesian (posterior median, 95% credible interval) beside frequentist estimates, flagged where they disagree.
 
     Takes zero or more saved fits (response, recovery, survival, safety). The frequentist side is
@@ -53,10 +61,12 @@ def compare(fit_paths: tuple[Path, ...], data_path: Path | None, recovery_path: 
         # One row per skipped section, its reason in `flag`, so the file says what it lacks.
         import pandas as pd
 
-        notes = pd.DataFrame([{"section": line.split(" (")[0].removeprefix("skipped: "), "flag": line}
-                              for line in skipped]).reindex(columns=table.columns)
-        text = render(table, fmt, title=title) + (notes.to_csv(index=False, header=False, lineterminator="\n")
-                                                  if skipped else "")
+        notes = pd.DataFrame(
+            [{"section": line.split(" (")[0].removeprefix("skipped: "), "flag": line} for line in skipped]
+        ).reindex(columns=table.columns)
+        text = render(table, fmt, title=title) + (
+            notes.to_csv(index=False, header=False, lineterminator="\n") if skipped else ""
+        )
     elif fmt == "json":
         import json
 

@@ -10,8 +10,9 @@ from marrow.commands.common import emit, format_options, warn
 
 
 @click.command("compare-models")
-@click.argument("fit_paths", metavar="FIT FIT [FIT ...]", nargs=-1, required=True,
-                type=click.Path(dir_okay=False, path_type=Path))
+@click.argument(
+    "fit_paths", metavar="FIT FIT [FIT ...]", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path)
+)
 @format_options
 def compare_models(fit_paths: tuple[Path, ...], fmt: str, force: bool, out_path: Path | None) -> int:
     """Rank fits of the same data by expected log predictive density (PSIS-LOO).

@@ -14,22 +14,55 @@ KINDS = ("ppc", "centers", "recovery", "survival", "effects", "prior-posterior",
 @click.command()
 @click.argument("fit_path", metavar="FIT", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--kind", required=True, type=click.Choice(KINDS), help="Which figure (see docs/plots.md).")
-@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Output file; the format comes from the suffix: .pdf, .svg, .png or .tiff.")
-@click.option("--width", default="double", show_default=True,
-              help="single (3.5 in), double (7.2 in) or a width in inches; the height follows the content.")
-@click.option("--dpi", type=click.IntRange(50, 2400), default=300, show_default=True, help="Resolution of PNG and TIFF.")
-@click.option("--style", "style_name", default=None,
-              help="Light theme override: a matplotlib style name or an rc/.mplstyle file.")
-@click.option("--data", "data_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Patients table, if not where the fit's provenance says (recovery, survival, effects).")
-@click.option("--recovery", "recovery_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Recovery table, if not where the fit's provenance says.")
+@click.option(
+    "--out",
+    "out_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Output file; the format comes from the suffix: .pdf, .svg, .png or .tiff.",
+)
+@click.option(
+    "--width",
+    default="double",
+    show_default=True,
+    help="single (3.5 in), double (7.2 in) or a width in inches; the height follows the content.",
+)
+@click.option(
+    "--dpi", type=click.IntRange(50, 2400), default=300, show_default=True, help="Resolution of PNG and TIFF."
+)
+@click.option(
+    "--style", "style_name", default=None, help="Light theme override: a matplotlib style name or an rc/.mplstyle file."
+)
+@click.option(
+    "--data",
+    "data_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Patients table, if not where the fit's provenance says (recovery, survival, effects).",
+)
+@click.option(
+    "--recovery",
+    "recovery_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Recovery table, if not where the fit's provenance says.",
+)
 @adam_options
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
 @click.option("--quiet", is_flag=True, help="No message on success.")
-def plot(fit_path: Path, kind: str, out_path: Path, width: str, dpi: int, style_name: str | None,
-         data_path: Path | None, recovery_path: Path | None, force: bool, quiet: bool, adam=None) -> int:
+def plot(
+    fit_path: Path,
+    kind: str,
+    out_path: Path,
+    width: str,
+    dpi: int,
+    style_name: str | None,
+    data_path: Path | None,
+    recovery_path: Path | None,
+    force: bool,
+    quiet: bool,
+    adam=None,
+) -> int:
     """Draw one figure from a saved fit: colour-blind-safe, fonts embedded, same bytes for the same inputs.
 
     \b

@@ -12,27 +12,62 @@ from marrow.spec import RECOVERY_FAMILIES, SAFETY_FAMILIES, SURVIVAL_FAMILIES
 
 @click.command("prior-check")
 @click.argument("model", type=click.Choice(["response", "recovery", "survival", "safety"]))
-@click.option("--prior", default="weakly-informative", show_default=True,
-              help="Prior set: a shipped name (see `marrow priors list`) or a TOML file.")
+@click.option(
+    "--prior",
+    default="weakly-informative",
+    show_default=True,
+    help="Prior set: a shipped name (see `marrow priors list`) or a TOML file.",
+)
 @click.option("--covariates", default="", help="Comma-separated covariate columns, e.g. prior_atg,active_infection.")
-@click.option("--outcome", type=click.Choice(["binary", "ordinal"]), default="binary", show_default=True,
-              help="Response model: binary or ordinal.")
-@click.option("--family", default=None, help=f"Model family (recovery: {', '.join(RECOVERY_FAMILIES)}; "
-                                             f"survival: {', '.join(SURVIVAL_FAMILIES)}; "
-                                             f"safety: {', '.join(SAFETY_FAMILIES)}).")
+@click.option(
+    "--outcome",
+    type=click.Choice(["binary", "ordinal"]),
+    default="binary",
+    show_default=True,
+    help="Response model: binary or ordinal.",
+)
+@click.option(
+    "--family",
+    default=None,
+    help=f"Model family (recovery: {', '.join(RECOVERY_FAMILIES)}; "
+    f"survival: {', '.join(SURVIVAL_FAMILIES)}; "
+    f"safety: {', '.join(SAFETY_FAMILIES)}).",
+)
 @click.option("--cure/--no-cure", default=True, show_default=True, help="Recovery model: mixture cure or not.")
 @click.option("--frailty", is_flag=True, help="Recovery model: patient frailty shared across lineages.")
-@click.option("--threshold", type=float, default=0.15, show_default=True,
-              help="Report P(rate > THRESHOLD) under the prior.")
+@click.option(
+    "--threshold", type=float, default=0.15, show_default=True, help="Report P(rate > THRESHOLD) under the prior."
+)
 @click.option("--draws", type=int, default=1000, show_default=True, help="Prior predictive draws.")
 @click.option("--seed", type=int, default=2017, show_default=True, help="Random seed.")
-@click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Also write histograms of the implied quantities (PNG, PDF or SVG).")
+@click.option(
+    "--plot",
+    "plot_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write histograms of the implied quantities (PNG, PDF or SVG).",
+)
 @data_options
 @format_options
-def prior_check(model: str, prior: str, covariates: str, outcome: str, family: str | None, cure: bool, frailty: bool,
-                threshold: float, draws: int, seed: int, plot_path: Path | None, data_path: Path | None,
-                recovery_path: Path | None, fmt: str, force: bool, out_path: Path | None, adam=None) -> int:
+def prior_check(
+    model: str,
+    prior: str,
+    covariates: str,
+    outcome: str,
+    family: str | None,
+    cure: bool,
+    frailty: bool,
+    threshold: float,
+    draws: int,
+    seed: int,
+    plot_path: Path | None,
+    data_path: Path | None,
+    recovery_path: Path | None,
+    fmt: str,
+    force: bool,
+    out_path: Path | None,
+    adam=None,
+) -> int:
     """Prior predictive check: quantiles of what the prior implies, on your design.
 
     Uses the centers, covariates (and lineages) of the data; outcomes are not used. Shows the
@@ -56,15 +91,24 @@ def prior_check(model: str, prior: str, covariates: str, outcome: str, family: s
 
     if recovery_path is not None and data_path is None:
         raise UsageError("--recovery needs --data (the patients table it belongs to)")
-    spec = ModelSpec(model=model, outcome=outcome, covariates=split_list(covariates), family=family,
-                     cure=cure, frailty=frailty, threshold=threshold if model in ("response", "safety") else 0.15)
+    spec = ModelSpec(
+        model=model,
+        outcome=outcome,
+        covariates=split_list(covariates),
+        family=family,
+        cure=cure,
+        frailty=frailty,
+        threshold=threshold if model in ("response", "safety") else 0.15,
+    )
     priors = load_prior_set(prior)
     for path in (out_path, plot_path):
         if path is not None:
             check_writable(path, force)
     data = load_input(data_path, recovery_path, spec.needs(), adam=adam, announce=True, time_unit=spec.time_unit)
-    info(f"prior predictive check of {spec.label} under prior '{priors.name}': {plural(len(data.patients), 'patient')}, "
-         f"{plural(len(data.centers), 'center')}, {plural(draws, 'draw')} (seed {seed}); outcomes not used")
+    info(
+        f"prior predictive check of {spec.label} under prior '{priors.name}': {plural(len(data.patients), 'patient')}, "
+        f"{plural(len(data.centers), 'center')}, {plural(draws, 'draw')} (seed {seed}); outcomes not used"
+    )
     check = run_check(data, spec, priors, draws=draws, seed=seed)
     title = f"Prior predictive check: {spec.label}, prior '{priors.name}' ({plural(draws, 'draw')})"
     text = render(check.table, fmt, title=title, caption=title + ".")

@@ -13,19 +13,45 @@ from marrow.formatting import plural
 
 @click.command()
 @data_options
-@click.option("--plan", "plan_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Analysis plan (TOML; write a template with `marrow init`). Default: every model, documented defaults.")
-@click.option("--covariates", default=None,
-              help="Comma-separated covariates (default: prior_atg,active_infection on the bundled trial, none on your data).")
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Report folder to create (report.html, report.md, tables/, figures/, fits/, manifest.json).")
+@click.option(
+    "--plan",
+    "plan_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Analysis plan (TOML; write a template with `marrow init`). Default: every model, documented defaults.",
+)
+@click.option(
+    "--covariates",
+    default=None,
+    help="Comma-separated covariates (default: prior_atg,active_infection on the bundled trial, none on your data).",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Report folder to create (report.html, report.md, tables/, figures/, fits/, manifest.json).",
+)
 @click.option("--force", is_flag=True, help="Replace an existing report folder (swapped in only when complete).")
 @click.option("--quick", is_flag=True, help="2 chains x 200 draws (tune 200): for trying things out, not for results.")
-@click.option("--pdf", is_flag=True,
-              help="Also write report.pdf beside report.html, printed by headless Chromium (plan key [report] pdf).")
+@click.option(
+    "--pdf",
+    is_flag=True,
+    help="Also write report.pdf beside report.html, printed by headless Chromium (plan key [report] pdf).",
+)
 @click.option("--quiet", is_flag=True, help="No progress messages (warnings still shown).")
-def report(data_path: Path | None, recovery_path: Path | None, plan_path: Path | None, covariates: str | None,
-           out_dir: Path, force: bool, quick: bool, pdf: bool, quiet: bool, adam=None) -> int:
+def report(
+    data_path: Path | None,
+    recovery_path: Path | None,
+    plan_path: Path | None,
+    covariates: str | None,
+    out_dir: Path,
+    force: bool,
+    quick: bool,
+    pdf: bool,
+    quiet: bool,
+    adam=None,
+) -> int:
     """Run the whole analysis and write a self-contained HTML report (plus Markdown, tables, figures, fits).
 
     \b
@@ -45,8 +71,14 @@ def report(data_path: Path | None, recovery_path: Path | None, plan_path: Path |
     from marrow.report.plan import load_plan
     from marrow.report.run import run_report
 
-    plan = load_plan(plan_path, data_path, recovery_path,
-                     split_list(covariates) if covariates is not None else None, quick, adam=adam)
+    plan = load_plan(
+        plan_path,
+        data_path,
+        recovery_path,
+        split_list(covariates) if covariates is not None else None,
+        quick,
+        adam=adam,
+    )
     if pdf and not plan.pdf:
         from dataclasses import replace
 
@@ -62,15 +94,20 @@ def report(data_path: Path | None, recovery_path: Path | None, plan_path: Path |
     counts = {status: sum(1 for s in outcome.steps if s.status == status) for status in ("ok", "skipped", "failed")}
     if outcome.pdf_pages:
         info(f"wrote {out_dir}/report.pdf ({plural(outcome.pdf_pages, 'page')})", quiet)
-    info(f"wrote {out_dir}/report.html (and report.md, tables/, figures/, fits/, manifest.json) in {elapsed:.0f} s: "
-         f"{plural(counts['ok'], 'model')} fitted, {counts['skipped']} skipped, {counts['failed']} failed", quiet)
+    info(
+        f"wrote {out_dir}/report.html (and report.md, tables/, figures/, fits/, manifest.json) in {elapsed:.0f} s: "
+        f"{plural(counts['ok'], 'model')} fitted, {counts['skipped']} skipped, {counts['failed']} failed",
+        quiet,
+    )
     if not quiet and outcome.headline is not None and not outcome.headline.empty:
         from marrow.formatting import render
 
         shown = outcome.headline.drop(columns=["model"])
         click.echo(render(shown, "table", title="Headline results (posterior median, 95% CrI)"), err=True, nl=False)
     for step in outcome.diagnostics_failed:
-        warn(f"{step.label}: diagnostics FAILED ({', '.join(c.name for c in step.failed_checks)}); see the top of the report")
+        warn(
+            f"{step.label}: diagnostics FAILED ({', '.join(c.name for c in step.failed_checks)}); see the top of the report"
+        )
     for step in outcome.steps:
         if step.status == "failed":
             warn(f"{step.label}: FAILED: {step.note.splitlines()[0]}")
@@ -80,9 +117,16 @@ def report(data_path: Path | None, recovery_path: Path | None, plan_path: Path |
 
 
 @click.command()
-@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Where to write the template. Default: analysis.toml (adam.toml with --adam).")
-@click.option("--adam", "adam", is_flag=True, help="Write the commented ADaM mapping (every variable with its default) instead.")
+@click.option(
+    "--out",
+    "out_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Where to write the template. Default: analysis.toml (adam.toml with --adam).",
+)
+@click.option(
+    "--adam", "adam", is_flag=True, help="Write the commented ADaM mapping (every variable with its default) instead."
+)
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
 def init(out_path: Path | None, adam: bool, force: bool) -> int:
     """Write a commented analysis-plan template (every setting with its default).

@@ -12,13 +12,28 @@ from marrow.commands.common import data_options, emit, format_options, info, spl
 @click.command()
 @click.argument("target", metavar="FIT|MODEL")
 @click.option("--refit", is_flag=True, help="Refit MODEL under each of --priors instead of reading a saved FIT.")
-@click.option("--priors", "prior_names", default="weakly-informative,skeptical,enthusiastic", show_default=True,
-              help="With --refit: comma-separated prior sets (names or TOML files).")
-@click.option("--threshold", type=float, default=0.05, show_default=True,
-              help="Power-scaling sensitivity above which a quantity is flagged (priorsense's 0.05).")
+@click.option(
+    "--priors",
+    "prior_names",
+    default="weakly-informative,skeptical,enthusiastic",
+    show_default=True,
+    help="With --refit: comma-separated prior sets (names or TOML files).",
+)
+@click.option(
+    "--threshold",
+    type=float,
+    default=0.05,
+    show_default=True,
+    help="Power-scaling sensitivity above which a quantity is flagged (priorsense's 0.05).",
+)
 @click.option("--covariates", default="", help="With --refit: comma-separated covariate columns.")
-@click.option("--outcome", type=click.Choice(["binary", "ordinal"]), default="binary", show_default=True,
-              help="With --refit: response outcome.")
+@click.option(
+    "--outcome",
+    type=click.Choice(["binary", "ordinal"]),
+    default="binary",
+    show_default=True,
+    help="With --refit: response outcome.",
+)
 @click.option("--family", default=None, help="With --refit: model family (as for `marrow fit`).")
 @click.option("--draws", type=int, default=1000, show_default=True, help="With --refit: draws per chain.")
 @click.option("--tune", type=int, default=1000, show_default=True, help="With --refit: warm-up per chain.")
@@ -27,10 +42,26 @@ from marrow.commands.common import data_options, emit, format_options, info, spl
 @click.option("--quiet", is_flag=True, help="No progress messages.")
 @data_options
 @format_options
-def sensitivity(target: str, refit: bool, prior_names: str, threshold: float, covariates: str, outcome: str,
-                family: str | None, draws: int, tune: int, chains: int, seed: int, quiet: bool,
-                data_path: Path | None, recovery_path: Path | None, fmt: str, force: bool, out_path: Path | None,
-                adam=None) -> int:
+def sensitivity(
+    target: str,
+    refit: bool,
+    prior_names: str,
+    threshold: float,
+    covariates: str,
+    outcome: str,
+    family: str | None,
+    draws: int,
+    tune: int,
+    chains: int,
+    seed: int,
+    quiet: bool,
+    data_path: Path | None,
+    recovery_path: Path | None,
+    fmt: str,
+    force: bool,
+    out_path: Path | None,
+    adam=None,
+) -> int:
     """How much the results depend on the prior.
 
     \b
@@ -55,13 +86,30 @@ def sensitivity(target: str, refit: bool, prior_names: str, threshold: float, co
 
         check_writable(out_path, force)
     if refit:
-        return _refit(target, split_list(prior_names), covariates, outcome, family, draws, tune, chains, seed,
-                      quiet, data_path, recovery_path, fmt, force, out_path, adam)
+        return _refit(
+            target,
+            split_list(prior_names),
+            covariates,
+            outcome,
+            family,
+            draws,
+            tune,
+            chains,
+            seed,
+            quiet,
+            data_path,
+            recovery_path,
+            fmt,
+            force,
+            out_path,
+            adam,
+        )
     if threshold <= 0:
         raise UsageError(f"--threshold must be > 0, got {threshold:g}")
     if target in ("response", "recovery", "survival", "safety") and not Path(target).exists():
-        raise UsageError(f"'{target}' is a model name: add --refit to refit it under several prior sets, "
-                         "or give a saved fit file")
+        raise UsageError(
+            f"'{target}' is a model name: add --refit to refit it under several prior sets, or give a saved fit file"
+        )
     return _powerscale(Path(target), threshold, fmt, force, out_path)
 
 
@@ -72,8 +120,10 @@ def _powerscale(fit_path: Path, threshold: float, fmt: str, force: bool, out_pat
 
     fitted = Fit.load(fit_path)
     result = powerscale_sensitivity(fitted, threshold=threshold)
-    title = (f"Power-scaling sensitivity of {fit_path} ({fitted.spec.label}, prior '{fitted.provenance.get('prior_set')}'; "
-             f"alpha {LOWER_ALPHA:g} to {UPPER_ALPHA:g}, threshold {threshold:g})")
+    title = (
+        f"Power-scaling sensitivity of {fit_path} ({fitted.spec.label}, prior '{fitted.provenance.get('prior_set')}'; "
+        f"alpha {LOWER_ALPHA:g} to {UPPER_ALPHA:g}, threshold {threshold:g})"
+    )
     text = render(result.table, fmt, title=title, caption=title + ".")
     if fmt == "table":
         seen = [d for d in DIAGNOSES if d != "-" and (result.table["diagnosis"] == d).any()]
@@ -88,9 +138,24 @@ def _powerscale(fit_path: Path, threshold: float, fmt: str, force: bool, out_pat
     return 0
 
 
-def _refit(model: str, prior_names: tuple[str, ...], covariates: str, outcome: str, family: str | None, draws: int,
-           tune: int, chains: int, seed: int, quiet: bool, data_path, recovery_path, fmt: str, force: bool,
-           out_path: Path | None, adam=None) -> int:
+def _refit(
+    model: str,
+    prior_names: tuple[str, ...],
+    covariates: str,
+    outcome: str,
+    family: str | None,
+    draws: int,
+    tune: int,
+    chains: int,
+    seed: int,
+    quiet: bool,
+    data_path,
+    recovery_path,
+    fmt: str,
+    force: bool,
+    out_path: Path | None,
+    adam=None,
+) -> int:
     import sys
 
     from marrow.data.adam import load_input
@@ -106,9 +171,17 @@ def _refit(model: str, prior_names: tuple[str, ...], covariates: str, outcome: s
     spec = ModelSpec(model=model, outcome=outcome, covariates=split_list(covariates), family=family)
     settings = SamplerSettings(chains=chains, draws=draws, tune=tune, seed=seed)
     data = load_input(data_path, recovery_path, spec.needs(), adam=adam, announce=not quiet, time_unit=spec.time_unit)
-    table = refit_under_priors(data, spec, list(prior_names), settings, progress=not quiet and sys.stderr.isatty(),
-                               announce=None if quiet else info)
-    title = (f"{spec.label} under {plural(len(prior_names), 'prior set')}: median [95% equal-tailed interval] "
-             f"({plural(chains, 'chain')} x {plural(draws, 'draw')}, seed {seed})")
+    table = refit_under_priors(
+        data,
+        spec,
+        list(prior_names),
+        settings,
+        progress=not quiet and sys.stderr.isatty(),
+        announce=None if quiet else info,
+    )
+    title = (
+        f"{spec.label} under {plural(len(prior_names), 'prior set')}: median [95% equal-tailed interval] "
+        f"({plural(chains, 'chain')} x {plural(draws, 'draw')}, seed {seed})"
+    )
     emit(render(table, fmt, title=title, caption=title + "."), out_path, force)
     return 0

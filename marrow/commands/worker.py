@@ -39,8 +39,14 @@ def worker() -> None:
 
 
 @worker.command("start")
-@click.option("--idle-timeout", type=click.FloatRange(min=0), default=30, show_default=True, metavar="MINUTES",
-              help="Exit after this many minutes without a command; 0 = never.")
+@click.option(
+    "--idle-timeout",
+    type=click.FloatRange(min=0),
+    default=30,
+    show_default=True,
+    metavar="MINUTES",
+    help="Exit after this many minutes without a command; 0 = never.",
+)
 def start(idle_timeout: float) -> int:
     """Start a worker in the background (does nothing if one is running).
 
@@ -63,8 +69,12 @@ def start(idle_timeout: float) -> int:
         with open_private_log(log) as log_file:
             process = subprocess.Popen(
                 [sys.executable, "-m", "marrow.worker", "--socket", str(path), "--idle-timeout", f"{idle_timeout:g}"],
-                stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
-                close_fds=True, cwd="/",
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                close_fds=True,
+                cwd="/",
             )
     except OSError as exc:
         raise WorkerError(f"cannot start the worker: {exc}") from None
@@ -74,21 +84,26 @@ def start(idle_timeout: float) -> int:
         if answer is not None:
             break
         if process.poll() is not None:
-            raise WorkerError(f"the worker exited (code {process.returncode}) before it was ready; see its log {log}:\n"
-                              + _tail(log))
+            raise WorkerError(
+                f"the worker exited (code {process.returncode}) before it was ready; see its log {log}:\n" + _tail(log)
+            )
         if time.monotonic() - began > START_TIMEOUT_S:
             process.terminate()
-            raise WorkerError(f"the worker did not answer within {START_TIMEOUT_S:.0f} s and was stopped; "
-                              f"see its log {log}:\n" + _tail(log))
+            raise WorkerError(
+                f"the worker did not answer within {START_TIMEOUT_S:.0f} s and was stopped; "
+                f"see its log {log}:\n" + _tail(log)
+            )
         time.sleep(0.1)
     pid = answer.get("pid")
     if pid != process.pid:  # another `start` won the race; ours exits by itself
         click.echo(f"marrow worker already running: pid {pid}, socket {path}")
         return 0
     idle = f"exits after {idle_timeout:g} idle minutes" if idle_timeout > 0 else "runs until stopped"
-    click.echo(f"marrow worker started in {time.monotonic() - began:.1f} s: pid {pid}, socket {path}\n"
-               f"log: {log}\n"
-               f"It {idle}; stop it with `marrow worker stop`.")
+    click.echo(
+        f"marrow worker started in {time.monotonic() - began:.1f} s: pid {pid}, socket {path}\n"
+        f"log: {log}\n"
+        f"It {idle}; stop it with `marrow worker stop`."
+    )
     return 0
 
 
@@ -114,8 +129,10 @@ def stop() -> int:
     began = time.monotonic()
     while process_alive(pid):
         if time.monotonic() - began > STOP_TIMEOUT_S:
-            click.echo(f"marrow worker (pid {pid}) takes no new commands and exits when its current one is done "
-                       f"(`kill {pid}` ends it now)")
+            click.echo(
+                f"marrow worker (pid {pid}) takes no new commands and exits when its current one is done "
+                f"(`kill {pid}` ends it now)"
+            )
             return 0
         time.sleep(0.05)
     click.echo(f"marrow worker stopped (pid {pid})")
@@ -142,7 +159,10 @@ def status() -> int:
         ("pid", answer["pid"]),
         ("uptime", _duration(answer["uptime_s"]) + f" (since {answer['started_utc']})"),
         ("commands served", answer["served"]),
-        ("running now", f"{answer['busy']['command']} ({answer['busy']['seconds']:.0f} s)" if answer.get("busy") else "nothing"),
+        (
+            "running now",
+            f"{answer['busy']['command']} ({answer['busy']['seconds']:.0f} s)" if answer.get("busy") else "nothing",
+        ),
         ("queued", answer.get("queued", 0)),
         ("compiled models kept", answer.get("compiled_models") if answer.get("compiled_models") is not None else "n/a"),
         ("peak memory", f"{answer['peak_memory_mb']} MB"),
@@ -163,8 +183,10 @@ def _check_socket_path(path: Path) -> None:
     from marrow.worker.protocol import MAX_SOCKET_PATH
 
     if len(os.fsencode(path)) > MAX_SOCKET_PATH:
-        raise WorkerError(f"socket path {path} is longer than the {MAX_SOCKET_PATH} bytes a Unix socket allows; "
-                          "set MARROW_WORKER_SOCKET to a shorter path")
+        raise WorkerError(
+            f"socket path {path} is longer than the {MAX_SOCKET_PATH} bytes a Unix socket allows; "
+            "set MARROW_WORKER_SOCKET to a shorter path"
+        )
 
 
 def _make_private_dirs(folder: Path) -> None:
@@ -188,4 +210,3 @@ def _duration(seconds: float) -> str:
     minutes, secs = divmod(int(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes} min" if hours else f"{minutes} min {secs} s" if minutes else f"{secs} s"
-

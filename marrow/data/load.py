@@ -16,9 +16,9 @@ import io
 import re
 import sys
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -97,7 +97,9 @@ def read_table(path: Path, problems: ProblemList, notes: list[str] | None = None
     return parse_csv_bytes(path.read_bytes(), name, problems, notes)
 
 
-def parse_csv_bytes(data: bytes, name: str, problems: ProblemList, notes: list[str] | None = None) -> pd.DataFrame | None:
+def parse_csv_bytes(
+    data: bytes, name: str, problems: ProblemList, notes: list[str] | None = None
+) -> pd.DataFrame | None:
     """Parse a CSV file's bytes into a frame of text cells; record problems and return None on failure."""
     text = _decode_utf8(data, name, problems)
     if text is None:
@@ -117,13 +119,19 @@ def parse_csv_bytes(data: bytes, name: str, problems: ProblemList, notes: list[s
     header = [h.strip() for h in records[0]]
     ragged = tuple(i for i, r in enumerate(records[1:], start=1) if len(r) > len(header))
     if ragged:
-        problems.add(name, f"rows have more fields than the header's {len(header)}", rows=ragged,
-                     expected="one field per header column (quote a value that contains the separator)")
+        problems.add(
+            name,
+            f"rows have more fields than the header's {len(header)}",
+            rows=ragged,
+            expected="one field per header column (quote a value that contains the separator)",
+        )
         return None
     try:
         table = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=True, skipinitialspace=True)
     except Exception as exc:  # pandas raises many types for unreadable files
-        problems.add(name, f"cannot be read ({type(exc).__name__}: {exc})", expected="CSV with a header row, or Parquet")
+        problems.add(
+            name, f"cannot be read ({type(exc).__name__}: {exc})", expected="CSV with a header row, or Parquet"
+        )
         return None
     table.columns = [str(c).strip() for c in table.columns]
     if len(table.columns) == len(header):
@@ -139,23 +147,31 @@ def parse_csv_bytes(data: bytes, name: str, problems: ProblemList, notes: list[s
                 comma = cells.str.match(_DECIMAL_COMMA, na=False)
                 table[column] = cells.where(~comma, cells.str.replace(",", ".", regex=False))
         if notes is not None:
-            notes.append(f"{name} was read as a semicolon-separated file with decimal commas (a European spreadsheet export)")
+            notes.append(
+                f"{name} was read as a semicolon-separated file with decimal commas (a European spreadsheet export)"
+            )
     return table
 
 
 def _decode_utf8(data: bytes, name: str, problems: ProblemList) -> str | None:
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        problems.add(name, "is UTF-16 text, not UTF-8",
-                     expected="UTF-8 text: re-save it as 'CSV UTF-8' (or convert it: iconv -f UTF-16 -t UTF-8 in.csv > out.csv)")
+        problems.add(
+            name,
+            "is UTF-16 text, not UTF-8",
+            expected="UTF-8 text: re-save it as 'CSV UTF-8' (or convert it: iconv -f UTF-16 -t UTF-8 in.csv > out.csv)",
+        )
         return None
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         where = "in the header" if line == 1 else f"on line {line} (data row {line - 1})"
-        problems.add(name, f"is not UTF-8 text: byte 0x{data[exc.start]:02X} at offset {exc.start}, {where}, is not valid UTF-8",
-                     expected="UTF-8 text: re-save it as 'CSV UTF-8' from the spreadsheet, or convert it, e.g. "
-                              "iconv -f WINDOWS-1252 -t UTF-8 in.csv > out.csv (the usual encoding of Excel on Windows)")
+        problems.add(
+            name,
+            f"is not UTF-8 text: byte 0x{data[exc.start]:02X} at offset {exc.start}, {where}, is not valid UTF-8",
+            expected="UTF-8 text: re-save it as 'CSV UTF-8' from the spreadsheet, or convert it, e.g. "
+            "iconv -f WINDOWS-1252 -t UTF-8 in.csv > out.csv (the usual encoding of Excel on Windows)",
+        )
         return None
 
 
@@ -168,8 +184,14 @@ def _check_unique_names(names: Sequence[str], name: str, problems: ProblemList) 
     for column, where in positions.items():
         if len(where) > 1:
             listed = ", ".join(str(w) for w in where[:-1]) + f" and {where[-1]}"
-            problems.add(name, f"columns {listed} are all named '{column}'" if len(where) > 2 else f"columns {listed} are both named '{column}'",
-                         column, expected="each column name once (rename or delete the copies)")
+            problems.add(
+                name,
+                f"columns {listed} are all named '{column}'"
+                if len(where) > 2
+                else f"columns {listed} are both named '{column}'",
+                column,
+                expected="each column name once (rename or delete the copies)",
+            )
     return keep
 
 
@@ -208,15 +230,18 @@ def _binary_cells(cells: np.ndarray) -> np.ndarray:
             return np.nan
         lower = cell.lower()
         return 1.0 if lower in _TRUE else 0.0 if lower in _FALSE else np.nan
+
     return np.fromiter((one(c) for c in cells), dtype=np.float64, count=len(cells))
 
 
 def _numeric_cells(cells: np.ndarray) -> np.ndarray:
     """Decimal numbers (ASCII digits, optional exponent, inf/nan words) as float64; the rest NaN."""
+
     def one(cell: str | None) -> float:
         if cell is None or not _NUMBER.fullmatch(cell):
             return np.nan
         return float(cell)
+
     return np.fromiter((one(c) for c in cells), dtype=np.float64, count=len(cells))
 
 
@@ -254,8 +279,16 @@ def _check_binary(table: pd.DataFrame, column: str, name: str, problems: Problem
     return pd.Series(coerced, index=table.index)
 
 
-def _check_number(raw: pd.Series, column: str, name: str, problems: ProblemList, *, required: np.ndarray | None = None,
-                  zero_ok: bool = False, maximum: float = MAX_DAYS) -> pd.Series:
+def _check_number(
+    raw: pd.Series,
+    column: str,
+    name: str,
+    problems: ProblemList,
+    *,
+    required: np.ndarray | None = None,
+    zero_ok: bool = False,
+    maximum: float = MAX_DAYS,
+) -> pd.Series:
     """A day count: finite, > 0 (>= 0 with `zero_ok`) and <= `maximum`; blank cells are errors where `required`."""
     cells = _cells(raw)
     values = _numeric_cells(cells)
@@ -274,7 +307,9 @@ def _check_number(raw: pd.Series, column: str, name: str, problems: ProblemList,
     finite = np.isfinite(values)
     too_low = finite & ((values < 0) if zero_ok else (values <= 0))
     if too_low.any():
-        problems.add(name, "values are negative" if zero_ok else "values are not positive", column, _rows(too_low), expected)
+        problems.add(
+            name, "values are negative" if zero_ok else "values are not positive", column, _rows(too_low), expected
+        )
     too_high = finite & (values > maximum)
     if too_high.any():
         problems.add(name, f"values are implausibly large (above {maximum:,.0f})", column, _rows(too_high), expected)
@@ -333,8 +368,16 @@ def _summary(problem: Problem) -> str:
     return f"{problem.message} in rows {shown}{more}"
 
 
-def _optional(table: pd.DataFrame, column: str, needed: bool, check: Callable, name: str, problems: ProblemList,
-              notes: list[str], why: str) -> pd.Series | None:
+def _optional(
+    table: pd.DataFrame,
+    column: str,
+    needed: bool,
+    check: Callable,
+    name: str,
+    problems: ProblemList,
+    notes: list[str],
+    why: str,
+) -> pd.Series | None:
     """Check a column; a needed one reports its problems, an unneeded invalid one is left out with a note."""
     if column not in table.columns:
         if needed:
@@ -357,7 +400,9 @@ def _check_response(table: pd.DataFrame, column: str, name: str, problems: Probl
     missing = _blank_cells(cells)
     if missing.any():
         problems.add(name, "missing response", column, _rows(missing), "CR, PR or NR")
-    codes = np.array([c.upper() if c is not None and c.upper() in RESPONSE_CODES else None for c in cells], dtype=object)
+    codes = np.array(
+        [c.upper() if c is not None and c.upper() in RESPONSE_CODES else None for c in cells], dtype=object
+    )
     unknown = np.array([c is None for c in codes]) & ~missing
     if unknown.any():
         seen = sorted(set(cells[unknown]))  # as written, not upper-cased
@@ -379,8 +424,9 @@ def _unique_columns(table: pd.DataFrame, name: str, problems: ProblemList) -> pd
     return table
 
 
-def validate_patients(table: pd.DataFrame, name: str, needs: Needs, problems: ProblemList,
-                      notes: list[str] | None = None) -> pd.DataFrame:
+def validate_patients(
+    table: pd.DataFrame, name: str, needs: Needs, problems: ProblemList, notes: list[str] | None = None
+) -> pd.DataFrame:
     """Normalise and check the patients table; problems are recorded, not raised."""
     notes = notes if notes is not None else []
     out: dict[str, pd.Series] = {}
@@ -404,11 +450,15 @@ def validate_patients(table: pd.DataFrame, name: str, needs: Needs, problems: Pr
         if values is not None:
             out[column] = values
     # A needed column spelt differently is already a problem with a hint; the others get a note.
-    needed = {c for c, (n, _, _) in optional.items() if n} | ({"response", "responder"} if needs.response or needs.ordinal else set())
+    needed = {c for c, (n, _, _) in optional.items() if n} | (
+        {"response", "responder"} if needs.response or needs.ordinal else set()
+    )
     for column in sorted(RESERVED - set(table.columns) - needed - {"patient_id", "center"}):
         variant = _variant(table, column)
         if variant is not None:
-            notes.append(f"column '{variant}' is not read as '{column}' (names are matched exactly); rename it to use it")
+            notes.append(
+                f"column '{variant}' is not read as '{column}' (names are matched exactly); rename it to use it"
+            )
 
     for column in needs.covariates:
         if column in RESERVED:
@@ -422,8 +472,9 @@ def validate_patients(table: pd.DataFrame, name: str, needs: Needs, problems: Pr
     return pd.DataFrame(out, index=table.index)
 
 
-def _validate_outcome(table: pd.DataFrame, name: str, needs: Needs, problems: ProblemList, notes: list[str],
-                      out: dict[str, pd.Series]) -> None:
+def _validate_outcome(
+    table: pd.DataFrame, name: str, needs: Needs, problems: ProblemList, notes: list[str], out: dict[str, pd.Series]
+) -> None:
     """`response` (CR/PR/NR, with `responder` derived) or else `responder` (0/1), into `out` when valid."""
     needed = needs.response or needs.ordinal
     why = "the response model needs an outcome"
@@ -436,7 +487,11 @@ def _validate_outcome(table: pd.DataFrame, name: str, needs: Needs, problems: Pr
         if needed:
             return
     elif needs.ordinal:
-        hint = " (only 'responder' is present: it supports the binary model, not the ordinal one)" if "responder" in table.columns else ""
+        hint = (
+            " (only 'responder' is present: it supports the binary model, not the ordinal one)"
+            if "responder" in table.columns
+            else ""
+        )
         _missing_column(table, "response", name, "the ordinal model needs CR/PR/NR" + hint, problems)
     if "responder" in table.columns:
         values = _optional(table, "responder", needed, _check_binary, name, problems, notes, why)
@@ -444,8 +499,17 @@ def _validate_outcome(table: pd.DataFrame, name: str, needs: Needs, problems: Pr
             out["responder"] = values
     elif needed and not needs.ordinal:
         variant = _variant(table, "response") or _variant(table, "responder")
-        hint = f"; a column '{variant}' is present: names are matched exactly, rename it to '{_normal_name(variant)}'" if variant else ""
-        problems.add(name, "no outcome column" + hint, "response", expected="a 'response' column (CR/PR/NR) or a 0/1 'responder' column")
+        hint = (
+            f"; a column '{variant}' is present: names are matched exactly, rename it to '{_normal_name(variant)}'"
+            if variant
+            else ""
+        )
+        problems.add(
+            name,
+            "no outcome column" + hint,
+            "response",
+            expected="a 'response' column (CR/PR/NR) or a 0/1 'responder' column",
+        )
 
 
 def _check_covariate(raw: pd.Series, column: str, name: str, problems: ProblemList) -> pd.Series:
@@ -456,18 +520,40 @@ def _check_covariate(raw: pd.Series, column: str, name: str, problems: ProblemLi
         problems.add(name, "missing covariate values", column, _rows(missing), "a value in every row")
     bad = np.isnan(values) & ~missing
     if bad.any():
-        problems.add(name, "covariate values cannot be read as numbers", column, _rows(bad), "0/1, yes/no, true/false or a number")
+        problems.add(
+            name,
+            "covariate values cannot be read as numbers",
+            column,
+            _rows(bad),
+            "0/1, yes/no, true/false or a number",
+        )
     infinite = np.isinf(values)
     if infinite.any():
-        problems.add(name, "covariate values are not finite", column, _rows(infinite), f"a finite number of at most {MAX_ABS_COVARIATE:,.0f} in size")
+        problems.add(
+            name,
+            "covariate values are not finite",
+            column,
+            _rows(infinite),
+            f"a finite number of at most {MAX_ABS_COVARIATE:,.0f} in size",
+        )
     huge = np.isfinite(values) & (np.abs(values) > MAX_ABS_COVARIATE)
     if huge.any():
-        problems.add(name, f"covariate values are implausibly large (beyond +-{MAX_ABS_COVARIATE:,.0f}; rescale them)", column,
-                     _rows(huge), f"a number of at most {MAX_ABS_COVARIATE:,.0f} in size")
+        problems.add(
+            name,
+            f"covariate values are implausibly large (beyond +-{MAX_ABS_COVARIATE:,.0f}; rescale them)",
+            column,
+            _rows(huge),
+            f"a number of at most {MAX_ABS_COVARIATE:,.0f} in size",
+        )
     values = np.where(infinite | huge, np.nan, values)
     valid = values[~np.isnan(values)]
     if valid.size and np.unique(valid).size < 2:
-        problems.add(name, "covariate is constant, so its effect cannot be estimated", column, expected="at least two distinct values")
+        problems.add(
+            name,
+            "covariate is constant, so its effect cannot be estimated",
+            column,
+            expected="at least two distinct values",
+        )
     return pd.Series(values, index=raw.index)
 
 
@@ -486,7 +572,13 @@ def validate_recovery(
         return None
     if len(present) == 1:
         other = next(c for c in INTERVAL_COLUMNS if c not in present)
-        _missing_column(table, other, name, f"interval-censored rows need both day_lower and day_upper, '{present[0]}' is present", problems)
+        _missing_column(
+            table,
+            other,
+            name,
+            f"interval-censored rows need both day_lower and day_upper, '{present[0]}' is present",
+            problems,
+        )
         return None
     out: dict[str, pd.Series] = {}
     out["patient_id"] = _check_text(table, "patient_id", name, problems)
@@ -510,11 +602,19 @@ def validate_recovery(
         known = set(known_ids) - {None}
         unknown = np.array([i is not None and i not in known for i in ids], dtype=bool)
         if unknown.any():
-            problems.add(name, f"patient_id not found in {patients_name}", "patient_id", _rows(unknown), "a patient_id of the patients table")
+            problems.add(
+                name,
+                f"patient_id not found in {patients_name}",
+                "patient_id",
+                _rows(unknown),
+                "a patient_id of the patients table",
+            )
         lineages = list(out["lineage"].to_numpy(dtype=object, na_value=None))
         dup = _repeated([(i, g) if i is not None else None for i, g in zip(ids, lineages)])
         if dup.any():
-            problems.add(name, "duplicated (patient_id, lineage) pair", "lineage", _rows(dup), "one row per patient and lineage")
+            problems.add(
+                name, "duplicated (patient_id, lineage) pair", "lineage", _rows(dup), "one row per patient and lineage"
+            )
         if "followup_days" in patients.columns and not _repeated(known_ids).any():
             # Invalid follow-up values are NaN here: they are reported once, in the patients table.
             by_id = dict(zip(known_ids, patients["followup_days"].to_numpy(dtype=np.float64)))
@@ -523,22 +623,35 @@ def validate_recovery(
             late = ~np.isnan(upper) & ~np.isnan(follow) & (upper > follow)
             if late.any():
                 column = "day_upper" if present else "day"
-                problems.add(name, f"recovery day is after the patient's followup_days in {patients_name}", column,
-                             _rows(late), f"{column} <= followup_days")
+                problems.add(
+                    name,
+                    f"recovery day is after the patient's followup_days in {patients_name}",
+                    column,
+                    _rows(late),
+                    f"{column} <= followup_days",
+                )
     return out
 
 
-def _check_intervals(table: pd.DataFrame, raw_day: pd.Series, recovered: pd.Series, name: str,
-                     problems: ProblemList) -> tuple[pd.Series, pd.Series, pd.Series]:
+def _check_intervals(
+    table: pd.DataFrame, raw_day: pd.Series, recovered: pd.Series, name: str, problems: ProblemList
+) -> tuple[pd.Series, pd.Series, pd.Series]:
     """(day, day_lower, day_upper) of a table with interval columns; see `validate_recovery`."""
     given_lower, given_upper = ~_blank(table["day_lower"]), ~_blank(table["day_upper"])
     interval = given_lower & given_upper
     for column, given, other in (("day_lower", given_lower, given_upper), ("day_upper", given_upper, given_lower)):
         alone = ~given & other
         if alone.any():
-            problems.add(name, f"{column} is blank where {'day_upper' if column == 'day_lower' else 'day_lower'} is given",
-                         column, _rows(alone), "both day_lower and day_upper on an interval row, or neither")
-    lower = _check_number(table["day_lower"], "day_lower", name, problems, required=pd.Series(False, index=table.index), zero_ok=True)
+            problems.add(
+                name,
+                f"{column} is blank where {'day_upper' if column == 'day_lower' else 'day_lower'} is given",
+                column,
+                _rows(alone),
+                "both day_lower and day_upper on an interval row, or neither",
+            )
+    lower = _check_number(
+        table["day_lower"], "day_lower", name, problems, required=pd.Series(False, index=table.index), zero_ok=True
+    )
     upper = _check_number(table["day_upper"], "day_upper", name, problems, required=pd.Series(False, index=table.index))
     day = _check_number(raw_day, "day", name, problems, required=~(given_lower | given_upper))
     order = interval & lower.notna() & upper.notna() & (lower >= upper)
@@ -546,12 +659,22 @@ def _check_intervals(table: pd.DataFrame, raw_day: pd.Series, recovered: pd.Seri
         problems.add(name, "day_lower is not below day_upper", "day_lower", _rows(order), "0 <= day_lower < day_upper")
     censored = interval & (recovered == 0)
     if censored.any():
-        problems.add(name, "an interval is given on a censored row (recovered = 0)", "day_lower", _rows(censored),
-                     "day_lower/day_upper only where recovered = 1; a censored row gives its last day known not recovered in 'day'")
+        problems.add(
+            name,
+            "an interval is given on a censored row (recovered = 0)",
+            "day_lower",
+            _rows(censored),
+            "day_lower/day_upper only where recovered = 1; a censored row gives its last day known not recovered in 'day'",
+        )
     disagree = interval & (recovered == 1) & day.notna() & upper.notna() & (day != upper)
     if disagree.any():
-        problems.add(name, "day disagrees with day_upper on an interval row", "day", _rows(disagree),
-                     "day blank, or equal to day_upper, where day_lower and day_upper are given")
+        problems.add(
+            name,
+            "day disagrees with day_upper on an interval row",
+            "day",
+            _rows(disagree),
+            "day blank, or equal to day_upper, where day_lower and day_upper are given",
+        )
     day = day.where(~interval, upper)
     return day, lower.where(interval, day), upper.where(interval, day)
 
@@ -579,7 +702,10 @@ def load_trial(
         if recovery_path is None:
             recovery_path = datasets.RECOVERY_CSV
         if announce:
-            print("marrow: no --data given; using the bundled SYNTHETIC trial (74 patients, 7 centers; not patient records)", file=sys.stderr)
+            print(
+                "marrow: no --data given; using the bundled SYNTHETIC trial (74 patients, 7 centers; not patient records)",
+                file=sys.stderr,
+            )
     patients_path = Path(patients_path)
     problems = ProblemList()
     notes: list[str] = []
@@ -587,7 +713,11 @@ def load_trial(
     raw_recovery = None
     if needs.recovery:
         if recovery_path is None:
-            problems.add(str(patients_path), "the recovery model needs a recovery table", expected="--recovery FILE (columns patient_id, lineage, day, recovered)")
+            problems.add(
+                str(patients_path),
+                "the recovery model needs a recovery table",
+                expected="--recovery FILE (columns patient_id, lineage, day, recovered)",
+            )
         else:
             raw_recovery = read_table(Path(recovery_path), problems, notes)
     if raw_patients is None:
@@ -595,8 +725,17 @@ def load_trial(
     sources = [_source("patients", patients_path, raw_patients)]
     if raw_recovery is not None:
         sources.append(_source("recovery", Path(recovery_path), raw_recovery))
-    data = load_frames(raw_patients, raw_recovery, needs, sources=sources, patients_name=str(patients_path),
-                       recovery_name=str(recovery_path), synthetic=synthetic, problems=problems, notes=notes)
+    data = load_frames(
+        raw_patients,
+        raw_recovery,
+        needs,
+        sources=sources,
+        patients_name=str(patients_path),
+        recovery_name=str(recovery_path),
+        synthetic=synthetic,
+        problems=problems,
+        notes=notes,
+    )
     if announce:
         for note in data.notes:
             print(f"marrow: note: {note}", file=sys.stderr)
@@ -625,7 +764,11 @@ def load_frames(
     problems = problems if problems is not None else ProblemList()
     notes = list(notes)
     if needs.recovery and recovery is None and not problems.problems:
-        problems.add(patients_name, "the recovery model needs a recovery table", expected="a recovery table (columns patient_id, lineage, day, recovered)")
+        problems.add(
+            patients_name,
+            "the recovery model needs a recovery table",
+            expected="a recovery table (columns patient_id, lineage, day, recovered)",
+        )
     if len(patients) == 0:
         problems.add(patients_name, "table is empty", expected="at least one data row")
         problems.raise_if_any()
@@ -662,5 +805,15 @@ def candidate_covariates(patients_path: Path | str) -> list[str]:
     return [c for c in table.columns if c not in RESERVED]
 
 
-__all__ = ["MAX_ABS_COVARIATE", "MAX_DAYS", "Needs", "Problem", "candidate_covariates", "load_frames", "load_trial",
-           "coerce_covariate", "parse_csv_bytes", "read_table"]
+__all__ = [
+    "MAX_ABS_COVARIATE",
+    "MAX_DAYS",
+    "Needs",
+    "Problem",
+    "candidate_covariates",
+    "load_frames",
+    "load_trial",
+    "coerce_covariate",
+    "parse_csv_bytes",
+    "read_table",
+]

@@ -266,9 +266,9 @@ def _lineage_rows(
 def build_recovery(patients: pd.DataFrame) -> pd.DataFrame:
     """Long format recovery data: one row per patient and lineage, sorted."""
     rng = _rng(RECOVERY_STREAM)
-    assert patients["followup_days"][patients["response"] != "NR"].min() > max(
-        lineage.high for lineage in LINEAGES
-    ), "responders must be followed beyond every recovery day"
+    assert patients["followup_days"][patients["response"] != "NR"].min() > max(lineage.high for lineage in LINEAGES), (
+        "responders must be followed beyond every recovery day"
+    )
     pr_order = rng.permutation(np.flatnonzero(patients["response"].to_numpy() == "PR"))
     recovery = pd.concat(
         [_lineage_rows(rng, patients, lineage, pr_order) for lineage in LINEAGES],
@@ -313,39 +313,72 @@ def build_adam(patients: pd.DataFrame, recovery: pd.DataFrame) -> tuple[AdamData
     """ADSL, ADRS and ADTTE holding exactly the patients and recovery tables' information."""
     ids = patients["patient_id"]
     everyone = pd.Series("Y", index=patients.index)
-    adsl = pd.DataFrame({
-        "STUDYID": STUDYID, "USUBJID": ids, "SUBJID": ids, "SITEID": patients["center"],
-        "AGE": patients["age"].astype("float64"), "AGEU": "YEARS",
-        "ITTFL": everyone, "EFFFL": everyone, "SAFFL": everyone,
-        "TRAEFL": _yn(patients["adverse_event"]), "PRATGFL": _yn(patients["prior_atg"]),
-        "INFFL": _yn(patients["active_infection"]),
-    })
+    adsl = pd.DataFrame(
+        {
+            "STUDYID": STUDYID,
+            "USUBJID": ids,
+            "SUBJID": ids,
+            "SITEID": patients["center"],
+            "AGE": patients["age"].astype("float64"),
+            "AGEU": "YEARS",
+            "ITTFL": everyone,
+            "EFFFL": everyone,
+            "SAFFL": everyone,
+            "TRAEFL": _yn(patients["adverse_event"]),
+            "PRATGFL": _yn(patients["prior_atg"]),
+            "INFFL": _yn(patients["active_infection"]),
+        }
+    )
     adsl_labels = {
-        "STUDYID": "Study Identifier", "USUBJID": "Unique Subject Identifier",
-        "SUBJID": "Subject Identifier for the Study", "SITEID": "Study Site Identifier", "AGE": "Age",
-        "AGEU": "Age Units", "ITTFL": "Intent-To-Treat Population Flag", "EFFFL": "Efficacy Population Flag",
-        "SAFFL": "Safety Population Flag", "TRAEFL": "Any Treatment-Related Adverse Event Flag",
-        "PRATGFL": "Prior ATG Therapy Flag", "INFFL": "Active Infection at Baseline Flag",
+        "STUDYID": "Study Identifier",
+        "USUBJID": "Unique Subject Identifier",
+        "SUBJID": "Subject Identifier for the Study",
+        "SITEID": "Study Site Identifier",
+        "AGE": "Age",
+        "AGEU": "Age Units",
+        "ITTFL": "Intent-To-Treat Population Flag",
+        "EFFFL": "Efficacy Population Flag",
+        "SAFFL": "Safety Population Flag",
+        "TRAEFL": "Any Treatment-Related Adverse Event Flag",
+        "PRATGFL": "Prior ATG Therapy Flag",
+        "INFFL": "Active Infection at Baseline Flag",
     }
-    adrs = pd.DataFrame({
-        "STUDYID": STUDYID, "USUBJID": ids, "PARAMCD": "BESTRSP", "PARAM": "Best Overall Response",
-        "AVALC": patients["response"], "AVAL": patients["response"].map(RESPONSE_AVAL).astype("float64"),
-        "ANL01FL": "Y",
-    })
+    adrs = pd.DataFrame(
+        {
+            "STUDYID": STUDYID,
+            "USUBJID": ids,
+            "PARAMCD": "BESTRSP",
+            "PARAM": "Best Overall Response",
+            "AVALC": patients["response"],
+            "AVAL": patients["response"].map(RESPONSE_AVAL).astype("float64"),
+            "ANL01FL": "Y",
+        }
+    )
     adrs_labels = {
-        "STUDYID": "Study Identifier", "USUBJID": "Unique Subject Identifier", "PARAMCD": "Parameter Code",
-        "PARAM": "Parameter", "AVALC": "Analysis Value (C)", "AVAL": "Analysis Value (1=CR, 2=PR, 3=NR)",
+        "STUDYID": "Study Identifier",
+        "USUBJID": "Unique Subject Identifier",
+        "PARAMCD": "Parameter Code",
+        "PARAM": "Parameter",
+        "AVALC": "Analysis Value (C)",
+        "AVAL": "Analysis Value (1=CR, 2=PR, 3=NR)",
         "ANL01FL": "Analysis Flag 01",
     }
-    survival = pd.DataFrame({
-        "USUBJID": ids, "PARAMCD": "OS", "PARAM": "Overall Survival (Days)", "AVAL": patients["followup_days"],
-        "CNSR": 1 - patients["died"], "EVNTDESC": patients["died"].map({1: "DEATH", 0: "ALIVE AT LAST CONTACT"}),
-        "order": 0,
-    })
+    survival = pd.DataFrame(
+        {
+            "USUBJID": ids,
+            "PARAMCD": "OS",
+            "PARAM": "Overall Survival (Days)",
+            "AVAL": patients["followup_days"],
+            "CNSR": 1 - patients["died"],
+            "EVNTDESC": patients["died"].map({1: "DEATH", 0: "ALIVE AT LAST CONTACT"}),
+            "order": 0,
+        }
+    )
     lineage_rows = recovery.assign(
         PARAMCD=recovery["lineage"].map(lambda name: ADAM_LINEAGES[name][0]),
         PARAM=recovery["lineage"].map(lambda name: ADAM_LINEAGES[name][1]),
-        AVAL=recovery["day"], CNSR=1 - recovery["recovered"],
+        AVAL=recovery["day"],
+        CNSR=1 - recovery["recovered"],
         EVNTDESC=recovery["recovered"].map({1: "RECOVERED", 0: "NOT RECOVERED AT LAST ASSESSMENT"}),
         order=recovery["lineage"].map({name: i + 1 for i, name in enumerate(ADAM_LINEAGES)}),
     ).rename(columns={"patient_id": "USUBJID"})
@@ -356,8 +389,13 @@ def build_adam(patients: pd.DataFrame, recovery: pd.DataFrame) -> tuple[AdamData
     adtte["CNSR"] = adtte["CNSR"].astype("float64")
     adtte.insert(adtte.columns.get_loc("AVAL") + 1, "AVALU", "DAYS")
     adtte_labels = {
-        "STUDYID": "Study Identifier", "USUBJID": "Unique Subject Identifier", "PARAMCD": "Parameter Code",
-        "PARAM": "Parameter", "AVAL": "Analysis Value", "AVALU": "Analysis Value Unit", "CNSR": "Censor",
+        "STUDYID": "Study Identifier",
+        "USUBJID": "Unique Subject Identifier",
+        "PARAMCD": "Parameter Code",
+        "PARAM": "Parameter",
+        "AVAL": "Analysis Value",
+        "AVALU": "Analysis Value Unit",
+        "CNSR": "Censor",
         "EVNTDESC": "Event or Censoring Description",
     }
     return (
@@ -375,8 +413,14 @@ def write_xport(dataset: AdamDataset, path: Path, version: int = 5) -> None:
     handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(handle)
     try:
-        pyreadstat.write_xport(dataset.frame, tmp, file_label=dataset.label, column_labels=dataset.labels,
-                               table_name=dataset.name, file_format_version=version)
+        pyreadstat.write_xport(
+            dataset.frame,
+            tmp,
+            file_label=dataset.label,
+            column_labels=dataset.labels,
+            table_name=dataset.name,
+            file_format_version=version,
+        )
         data = Path(tmp).read_bytes()
         cut = data.find(_XPORT_DATA)
         header = _XPORT_STAMP.sub(XPORT_DATE, data[:cut])
@@ -409,9 +453,7 @@ def write(out_dir: Path) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--out", type=Path, default=PATIENTS_CSV.parent, help="output directory (default: %(default)s)"
-    )
+    parser.add_argument("--out", type=Path, default=PATIENTS_CSV.parent, help="output directory (default: %(default)s)")
     write(parser.parse_args(argv).out)
 
 

@@ -29,8 +29,13 @@ def structure_key(spec: ModelSpec, priors: PriorSet, inputs: ModelInputs, var_na
     """SHA-256 of what the compiled code depends on (not the data values)."""
     arrays = {name: [str(value.dtype), int(value.ndim)] for name, value in sorted(inputs.arrays.items())}
     payload = json.dumps(
-        {"spec": spec.to_json(), "priors": priors.to_json(), "coord_sizes": {k: len(v) for k, v in inputs.coords.items()},
-         "arrays": arrays, "var_names": var_names},
+        {
+            "spec": spec.to_json(),
+            "priors": priors.to_json(),
+            "coord_sizes": {k: len(v) for k, v in inputs.coords.items()},
+            "arrays": arrays,
+            "var_names": var_names,
+        },
         sort_keys=True,
     )
     return hashlib.sha256(payload.encode()).hexdigest()

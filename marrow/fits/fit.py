@@ -58,7 +58,7 @@ class Fit:
         return path
 
     @classmethod
-    def load(cls, path: Path | str) -> "Fit":
+    def load(cls, path: Path | str) -> Fit:
         """Read a fit saved by marrow; a `UsageError` (exit 2) naming the file and what is wrong for a
         missing, foreign, truncated or edited file."""
         import arviz as az

@@ -16,9 +16,9 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from marrow.errors import OutputExistsError, UsageError
 
@@ -150,8 +150,10 @@ def check_space(path: Path, needed: int) -> None:
     except OSError:
         return
     if free < needed:
-        raise UsageError(f"cannot write {path}: it needs about {_size(needed)} and only {_size(free)} "
-                         "are free there; nothing was written")
+        raise UsageError(
+            f"cannot write {path}: it needs about {_size(needed)} and only {_size(free)} "
+            "are free there; nothing was written"
+        )
 
 
 def _size(n: int) -> str:

@@ -44,11 +44,15 @@ def add_log_prior(idata, model, spec, priors) -> list[str]:
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*could not link to a BLAS.*")
-            dataset = pm.compute_log_prior(idata, var_names=names, model=model,
-                                           extend_inferencedata=False, progressbar=False)
+            dataset = pm.compute_log_prior(
+                idata, var_names=names, model=model, extend_inferencedata=False, progressbar=False
+            )
     except Exception as exc:  # a model PyMC cannot evaluate here should not lose the whole fit
-        warnings.warn(f"log prior not stored ({type(exc).__name__}: {exc}); prior sensitivity unavailable",
-                      RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            f"log prior not stored ({type(exc).__name__}: {exc}); prior sensitivity unavailable",
+            RuntimeWarning,
+            stacklevel=2,
+        )
         return []
     # compute_log_prior may hand back an InferenceData or a Dataset depending on the version.
     if hasattr(dataset, "log_prior"):

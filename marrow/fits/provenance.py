@@ -6,7 +6,7 @@ import json
 import platform
 import shlex
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from typing import Any
 
@@ -15,8 +15,19 @@ from marrow.errors import MarrowError, UsageError
 PREFIX = "marrow_"
 VARIABLES_KEY = "variables"  # {group: [variable, ...]} as saved; `Fit.load` checks the file still has them
 REQUIRED = ("spec", "sampler", "priors", "data_sources")
-JSON_VALUED = ("spec", "sampler", "priors", "data_sources", "covariates", "data_sha256", "data_rows",
-               "synthetic_data", "versions", "timings", VARIABLES_KEY)
+JSON_VALUED = (
+    "spec",
+    "sampler",
+    "priors",
+    "data_sources",
+    "covariates",
+    "data_sha256",
+    "data_rows",
+    "synthetic_data",
+    "versions",
+    "timings",
+    VARIABLES_KEY,
+)
 TRACKED_PACKAGES = ("marrow", "pymc", "pytensor", "arviz", "numpy", "pandas", "xarray", "scipy", "nutpie", "numpyro")
 
 
@@ -34,9 +45,7 @@ def package_versions() -> dict[str, str]:
 def build_provenance(data, spec, priors, settings, extra: dict[str, Any] | None = None) -> dict[str, str]:
     """Everything needed to say what a fit is and to reproduce it, as flat string attrs (unprefixed;
     `Fit.save` adds PREFIX when writing them to the file)."""
-    sources = [
-        {"role": s.role, "path": s.path, "sha256": s.sha256, "rows": s.rows} for s in data.sources
-    ]
+    sources = [{"role": s.role, "path": s.path, "sha256": s.sha256, "rows": s.rows} for s in data.sources]
     attrs = {
         "model": spec.model,
         "model_label": spec.label,
@@ -51,7 +60,7 @@ def build_provenance(data, spec, priors, settings, extra: dict[str, Any] | None 
         "sampler": settings.to_json(),
         "seed": str(settings.seed),
         "versions": json.dumps(package_versions()),
-        "created_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "created_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "command_line": shlex.join(["marrow", *sys.argv[1:]]) if sys.argv else "",
     }
     attrs.update({k: (v if isinstance(v, str) else json.dumps(v)) for k, v in (extra or {}).items()})
@@ -60,7 +69,7 @@ def build_provenance(data, spec, priors, settings, extra: dict[str, Any] | None 
 
 def read_provenance(attrs: dict[str, Any]) -> dict[str, str]:
     """The marrow attrs of a group, without the prefix."""
-    return {k[len(PREFIX):]: str(v) for k, v in attrs.items() if k.startswith(PREFIX)}
+    return {k[len(PREFIX) :]: str(v) for k, v in attrs.items() if k.startswith(PREFIX)}
 
 
 def saved_variables(idata) -> dict[str, list[str]]:
@@ -88,18 +97,24 @@ def check_provenance(provenance: dict[str, str], idata) -> None:
     if missing:
         raise UsageError(f"attribute(s) {', '.join(missing)} missing")
     values = {key: _json(provenance, key) for key in JSON_VALUED if key in provenance}
-    parsers = (("spec", ModelSpec.from_json), ("sampler", SamplerSettings.from_json),
-               ("priors", lambda text: PriorSet.from_dict(json.loads(text))))
+    parsers = (
+        ("spec", ModelSpec.from_json),
+        ("sampler", SamplerSettings.from_json),
+        ("priors", lambda text: PriorSet.from_dict(json.loads(text))),
+    )
     for key, parse in parsers:
         try:
             parse(provenance[key])
         except MarrowError as exc:
             raise UsageError(f"attribute '{PREFIX}{key}': {exc}") from None
         except (TypeError, ValueError, KeyError, AttributeError) as exc:
-            raise UsageError(f"attribute '{PREFIX}{key}' does not describe a {key} ({type(exc).__name__}: {exc})") from None
+            raise UsageError(
+                f"attribute '{PREFIX}{key}' does not describe a {key} ({type(exc).__name__}: {exc})"
+            ) from None
     sources = values["data_sources"]
-    if not isinstance(sources, list) or not all(isinstance(s, dict) and {"role", "path", "sha256", "rows"} <= set(s)
-                                                 for s in sources):
+    if not isinstance(sources, list) or not all(
+        isinstance(s, dict) and {"role", "path", "sha256", "rows"} <= set(s) for s in sources
+    ):
         raise UsageError(f"attribute '{PREFIX}data_sources' must be a list of {{role, path, sha256, rows}} records")
     posterior = idata.posterior
     if not {"chain", "draw"} <= set(posterior.dims) or not posterior.data_vars:
@@ -111,7 +126,12 @@ def check_provenance(provenance: dict[str, str], idata) -> None:
         raise UsageError(f"attribute '{PREFIX}{VARIABLES_KEY}' must map each group to its variables")
     groups = set(idata.groups())
     lost = [f"group '{group}'" for group in recorded if group not in groups]
-    lost += [f"'{group}/{name}'" for group, names in recorded.items() if group in groups
-             for name in names if name not in getattr(idata, group).data_vars]
+    lost += [
+        f"'{group}/{name}'"
+        for group, names in recorded.items()
+        if group in groups
+        for name in names
+        if name not in getattr(idata, group).data_vars
+    ]
     if lost:
         raise UsageError(f"{', '.join(lost)} missing, though marrow saved the fit with them (was the file edited?)")

@@ -17,7 +17,9 @@ from marrow.priors import PriorSet
 from marrow.spec import ModelSpec, SamplerSettings
 
 
-def sample_model(model, settings: SamplerSettings, target_accept: float, progress: bool, compile_key: str | None = None):
+def sample_model(
+    model, settings: SamplerSettings, target_accept: float, progress: bool, compile_key: str | None = None
+):
     """Run NUTS on `model` with the chosen backend; returns InferenceData (no log-likelihood pass).
 
     nutpie runs through `marrow.fits.compiled`, which keeps the compiled model for `compile_key`
@@ -66,9 +68,16 @@ def _sample_nutpie(model, settings: SamplerSettings, target_accept: float, progr
             compiled = compiled_nutpie_model(model, compile_key, _data_values(model), var_names)
         start = time.time()
         idata = nutpie.sample(
-            compiled, draws=settings.draws, tune=settings.tune, chains=settings.chains,
-            cores=min(settings.cores, settings.chains), target_accept=target_accept,
-            seed=_get_seeds_per_chain(settings.seed, 1)[0], progress_bar=progress, save_warmup=False, **extra,
+            compiled,
+            draws=settings.draws,
+            tune=settings.tune,
+            chains=settings.chains,
+            cores=min(settings.cores, settings.chains),
+            target_accept=target_accept,
+            seed=_get_seeds_per_chain(settings.seed, 1)[0],
+            progress_bar=progress,
+            save_warmup=False,
+            **extra,
         )
     # nutpie also stores the unconstrained values (e.g. center_sd_log__); PyMC's NUTS does not.
     transformed = [model.rvs_to_values[rv].name for rv in model.free_RVs if model.rvs_to_transforms.get(rv) is not None]
@@ -76,8 +85,10 @@ def _sample_nutpie(model, settings: SamplerSettings, target_accept: float, progr
     idata.posterior.attrs["sampling_time"] = time.time() - start
     idata.posterior.attrs["tuning_steps"] = settings.tune
     coords, dims = coords_and_dims_for_inferencedata(model)
-    groups = {name: dict_to_dataset(values, library=pm, coords=coords, dims=dims, default_dims=[])
-              for name, values in (("constant_data", find_constants(model)), ("observed_data", find_observations(model)))}
+    groups = {
+        name: dict_to_dataset(values, library=pm, coords=coords, dims=dims, default_dims=[])
+        for name, values in (("constant_data", find_constants(model)), ("observed_data", find_observations(model)))
+    }
     idata.add_groups(groups, coords=coords, dims=dims)
     return idata
 
@@ -115,8 +126,10 @@ def drop_oversized_log_likelihood(idata, limit: int = MAX_POINTWISE_VALUES) -> s
 
 def omitted_reason(size: int, limit: int = MAX_POINTWISE_VALUES) -> str:
     """Why a fit has no pointwise log-likelihood (shown by `marrow diagnose`)."""
-    return (f"{size:,} pointwise values exceed the limit of {limit:,}; PSIS-LOO not computed "
-            "(fewer --draws or a subsample of the data brings it back)")
+    return (
+        f"{size:,} pointwise values exceed the limit of {limit:,}; PSIS-LOO not computed "
+        "(fewer --draws or a subsample of the data brings it back)"
+    )
 
 
 def resolve_sampler(name: str, module) -> str:
@@ -138,7 +151,6 @@ def default_target_accept(module, inputs) -> float:
 def _stated_levels(module, inputs, spec) -> list[str]:
     """Sentences from a model that states its left-out levels itself (`dropped_levels(n_centers, n_lineages,
     spec)`), besides the `ModelInputs.dropped` record every model can give."""
-    from marrow import dims
 
     hook = getattr(module, "dropped_levels", None)
     if hook is None:
@@ -192,12 +204,21 @@ def fit_model(
     omitted = drop_oversized_log_likelihood(idata) or str(idata.posterior.attrs.pop("log_likelihood_omitted", ""))
     timings["augment_s"] = time.perf_counter() - start
     provenance = build_provenance(
-        data, spec, priors, settings,
-        extra={"target_accept": target_accept, "timings": {k: round(v, 3) for k, v in timings.items()},
-               # the means the model centred covariates at, for uncentred intercepts (`summarize --all`)
-               **({"covariate_means": dict(zip(inputs.coords["covariate"], map(float, inputs.extra["x_mean"])))}
-                  if "x_mean" in inputs.extra else {}),
-               **({"log_likelihood_omitted": omitted} if omitted else {}),
-               levels.ATTR: levels.to_json([*inputs.dropped, *_stated_levels(module, inputs, spec)])},
+        data,
+        spec,
+        priors,
+        settings,
+        extra={
+            "target_accept": target_accept,
+            "timings": {k: round(v, 3) for k, v in timings.items()},
+            # the means the model centred covariates at, for uncentred intercepts (`summarize --all`)
+            **(
+                {"covariate_means": dict(zip(inputs.coords["covariate"], map(float, inputs.extra["x_mean"])))}
+                if "x_mean" in inputs.extra
+                else {}
+            ),
+            **({"log_likelihood_omitted": omitted} if omitted else {}),
+            levels.ATTR: levels.to_json([*inputs.dropped, *_stated_levels(module, inputs, spec)]),
+        },
     )
     return Fit(idata, provenance)

@@ -26,8 +26,16 @@ def proportion(successes: int, n: int, methods: tuple[str, ...] = tuple(METHODS)
     rows = []
     for method in methods:
         lower, upper = proportion_confint(successes, n, alpha=1 - level, method=method)
-        rows.append({"successes": int(successes), "n": int(n), "estimate": successes / n if n else float("nan"),
-                     "lower": float(lower), "upper": float(upper), "method": METHODS.get(method, method)})
+        rows.append(
+            {
+                "successes": int(successes),
+                "n": int(n),
+                "estimate": successes / n if n else float("nan"),
+                "lower": float(lower),
+                "upper": float(upper),
+                "method": METHODS.get(method, method),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -45,7 +53,10 @@ def response_rates(data: TrialData, methods: tuple[str, ...] = tuple(METHODS)) -
     n = len(patients)
     parts = [_rows("response_rate", "Response rate (CR or PR)", "", int(patients["responder"].sum()), n, methods)]
     if "response" in patients.columns and patients["response"].notna().all():
-        for code, key, label in (("CR", "cr_rate", "Complete response rate"), ("PR", "pr_rate", "Partial response rate")):
+        for code, key, label in (
+            ("CR", "cr_rate", "Complete response rate"),
+            ("PR", "pr_rate", "Partial response rate"),
+        ):
             parts.append(_rows(key, label, "", int((patients["response"] == code).sum()), n, methods))
     return pd.concat(parts, ignore_index=True)
 
@@ -56,8 +67,16 @@ def center_rates(data: TrialData) -> pd.DataFrame:
     parts = []
     for center in data.centers:
         mine = patients["center"] == center
-        parts.append(_rows("center_rate", f"Response rate, {center}", center,
-                           int(patients.loc[mine, "responder"].sum()), int(mine.sum()), ("beta",)))
+        parts.append(
+            _rows(
+                "center_rate",
+                f"Response rate, {center}",
+                center,
+                int(patients.loc[mine, "responder"].sum()),
+                int(mine.sum()),
+                ("beta",),
+            )
+        )
     return pd.concat(parts, ignore_index=True)
 
 
@@ -65,5 +84,7 @@ def adverse_event_rate(data: TrialData) -> pd.DataFrame:
     """Proportion of patients with an adverse event, exact interval; empty when the column is absent."""
     patients = data.patients
     if "adverse_event" not in patients.columns or patients["adverse_event"].isna().any():
-        return pd.DataFrame(columns=["key", "label", "element", "successes", "n", "estimate", "lower", "upper", "method"])
+        return pd.DataFrame(
+            columns=["key", "label", "element", "successes", "n", "estimate", "lower", "upper", "method"]
+        )
     return _rows("ae_rate", "Adverse-event rate", "", int(patients["adverse_event"].sum()), len(patients), ("beta",))

@@ -52,7 +52,9 @@ def penalized_loglik(beta: np.ndarray, X: np.ndarray, y: np.ndarray) -> float:
     return loglik + 0.5 * logdet
 
 
-def maximise_penalized(X: np.ndarray, y: np.ndarray, start: np.ndarray, free: np.ndarray) -> tuple[np.ndarray, float, int, bool]:
+def maximise_penalized(
+    X: np.ndarray, y: np.ndarray, start: np.ndarray, free: np.ndarray
+) -> tuple[np.ndarray, float, int, bool]:
     """Maximise l* over the coefficients flagged in `free`, the others held at their `start` values."""
     beta = start.astype(float).copy()
     current = penalized_loglik(beta, X, y)

@@ -98,16 +98,22 @@ def _z(level: float) -> float:
     return float(norm.ppf(0.5 + level / 2))
 
 
-def cells_from_frame(frame, group: str, successes: str, trials: str | None, covariates: tuple[str, ...]) -> BinomialCells:
+def cells_from_frame(
+    frame, group: str, successes: str, trials: str | None, covariates: tuple[str, ...]
+) -> BinomialCells:
     """Aggregate a table into binomial cells per (group, covariate pattern).
 
     `successes` is a 0/1 column (one row per patient) when `trials` is None, else a count with
     `trials` the number of trials per row (as cbind(incidence, size - incidence) in R)."""
     import pandas as pd
 
-    work = pd.DataFrame({"_group": frame[group].astype(str).to_numpy(),
-                         "_y": frame[successes].to_numpy(dtype=float),
-                         "_n": 1.0 if trials is None else frame[trials].to_numpy(dtype=float)})
+    work = pd.DataFrame(
+        {
+            "_group": frame[group].astype(str).to_numpy(),
+            "_y": frame[successes].to_numpy(dtype=float),
+            "_n": 1.0 if trials is None else frame[trials].to_numpy(dtype=float),
+        }
+    )
     for c in covariates:
         work[c] = frame[c].to_numpy(dtype=float)
     keys = ["_group", *covariates]
@@ -115,8 +121,14 @@ def cells_from_frame(frame, group: str, successes: str, trials: str | None, cova
     groups = tuple(sorted(work["_group"].unique()))
     lookup = {g: i for i, g in enumerate(groups)}
     X = np.column_stack([np.ones(len(cells))] + [cells[c].to_numpy(dtype=float) for c in covariates])
-    return BinomialCells(cells["_y"].to_numpy(), cells["_n"].to_numpy(), X,
-                         cells["_group"].map(lookup).to_numpy(dtype=np.int64), ("intercept", *covariates), groups)
+    return BinomialCells(
+        cells["_y"].to_numpy(),
+        cells["_n"].to_numpy(),
+        X,
+        cells["_group"].map(lookup).to_numpy(dtype=np.int64),
+        ("intercept", *covariates),
+        groups,
+    )
 
 
 def cells_from_trial(data, covariates: tuple[str, ...]) -> BinomialCells:
@@ -125,6 +137,7 @@ def cells_from_trial(data, covariates: tuple[str, ...]) -> BinomialCells:
 
 
 # --- the integrand and its modes ---------------------------------------------------------------------
+
 
 def _group_sum_matrix(cells: BinomialCells):
     """Sparse (group, cell) indicator: its product with a (cell, ...) array sums cells by group."""
@@ -159,8 +172,9 @@ def _log_integrand(b: np.ndarray, base: np.ndarray, sd: float, cells: BinomialCe
     return _by_group(loglik, cells) - 0.5 * (b / sd) ** 2 - math.log(sd) - 0.5 * math.log(2 * math.pi)
 
 
-def group_modes(beta: np.ndarray, sd: float, cells: BinomialCells, tol: float = 1e-10,
-                max_iter: int = 100) -> tuple[np.ndarray, np.ndarray]:
+def group_modes(
+    beta: np.ndarray, sd: float, cells: BinomialCells, tol: float = 1e-10, max_iter: int = 100
+) -> tuple[np.ndarray, np.ndarray]:
     """(mode b_c, curvature -h_c''(b_c)) of every group, by Newton's method with step halving
     (h_c is strictly concave: -h'' >= 1/sd^2)."""
     b = np.zeros(len(cells.groups))
@@ -204,6 +218,7 @@ def marginal_loglik(beta: np.ndarray, sd: float, cells: BinomialCells, nodes: in
 
 # --- the fit -----------------------------------------------------------------------------------------
 
+
 def _start(cells: BinomialCells) -> np.ndarray:
     rate = np.clip(cells.successes.sum() / cells.trials.sum(), 0.01, 0.99)
     start = np.zeros(cells.X.shape[1] + 1)
@@ -219,8 +234,9 @@ def _optimise(objective, start: np.ndarray, bounds=None):
 
     with warnings.catch_warnings(), np.errstate(over="ignore", under="ignore"):
         warnings.simplefilter("ignore")
-        result = minimize(objective, start, method="L-BFGS-B", bounds=bounds,
-                          options={"ftol": 1e-14, "gtol": 1e-9, "maxiter": 2000})
+        result = minimize(
+            objective, start, method="L-BFGS-B", bounds=bounds, options={"ftol": 1e-14, "gtol": 1e-9, "maxiter": 2000}
+        )
         at_bound = bounds is not None and any(b[0] is not None and x <= b[0] + 1e-6 for x, b in zip(result.x, bounds))
         if not at_bound:
             result = minimize(objective, result.x, method="BFGS", options={"gtol": 1e-8, "maxiter": 1000})
@@ -304,21 +320,43 @@ def fit_glmm(cells: BinomialCells, nodes: int = DEFAULT_NODES) -> GLMMFit:
     if boundary:
         messages.append("center sd at the boundary (0): fixed effects are the plain logistic regression's")
     return GLMMFit(
-        names=cells.names, coef=np.asarray(theta[:p], dtype=float), se=se[:p], covariance=covariance[:p, :p],
-        sd=0.0 if boundary else math.exp(theta[p]), log_sd_se=math.nan if boundary else float(se[p]),
-        loglik=float(loglik), nodes=nodes, converged=converged, hessian_pd=positive, boundary=bool(boundary),
+        names=cells.names,
+        coef=np.asarray(theta[:p], dtype=float),
+        se=se[:p],
+        covariance=covariance[:p, :p],
+        sd=0.0 if boundary else math.exp(theta[p]),
+        log_sd_se=math.nan if boundary else float(se[p]),
+        loglik=float(loglik),
+        nodes=nodes,
+        converged=converged,
+        hessian_pd=positive,
+        boundary=bool(boundary),
         message="; ".join(messages),
     )
 
 
 # --- rows for `marrow compare` -----------------------------------------------------------------------
 
+
 def _exp(value: float) -> float:
     """exp without overflow (inf beyond float range, NaN kept): separated fits run to huge coefficients."""
     return math.nan if math.isnan(value) else (math.inf if value > 709 else math.exp(value))
 
 
-ROW_COLUMNS = ["key", "label", "element", "estimate", "lower", "upper", "se", "n", "method", "flag", "problem", "working"]
+ROW_COLUMNS = [
+    "key",
+    "label",
+    "element",
+    "estimate",
+    "lower",
+    "upper",
+    "se",
+    "n",
+    "method",
+    "flag",
+    "problem",
+    "working",
+]
 
 
 def glmm_rows(data, covariates: tuple[str, ...] = (), nodes: int = DEFAULT_NODES, level: float = LEVEL):
@@ -336,40 +374,102 @@ def glmm_rows(data, covariates: tuple[str, ...] = (), nodes: int = DEFAULT_NODES
     usable = tuple(c for c in covariates if patients[c].nunique() > 1)
     n = len(patients)
     rows = []
-    method = f"random-intercept logistic MLE, adaptive Gauss-Hermite ({plural(nodes, 'node')}; glmer nAGQ = {nodes}), Wald"
+    method = (
+        f"random-intercept logistic MLE, adaptive Gauss-Hermite ({plural(nodes, 'node')}; glmer nAGQ = {nodes}), Wald"
+    )
     X = np.column_stack([np.ones(n)] + [patients[c].to_numpy(dtype=float) for c in usable])
     separation = detect_separation(X, patients["responder"].to_numpy(dtype=float), ("intercept", *usable))
     if separation.separated:
         # The marginal likelihood then increases without bound along the separating direction: no MLE.
         problem = f"separation: no finite MLE ({separation.reason})"
         labels = [("intercept", "Intercept (log-odds)", "")] + [
-            item for c in usable for item in (("beta", f"Coefficient (log-odds), {c}", c), ("odds_ratio", f"Odds ratio, {c}", c))]
+            item
+            for c in usable
+            for item in (("beta", f"Coefficient (log-odds), {c}", c), ("odds_ratio", f"Odds ratio, {c}", c))
+        ]
         for key, label, element in labels + [("center_sd", "Center sd (log-odds)", "")]:
-            rows.append({"key": key, "label": label, "element": element, "estimate": math.nan, "lower": math.nan,
-                         "upper": math.nan, "se": math.nan, "n": n, "method": method, "flag": "", "problem": problem,
-                         "working": None})
+            rows.append(
+                {
+                    "key": key,
+                    "label": label,
+                    "element": element,
+                    "estimate": math.nan,
+                    "lower": math.nan,
+                    "upper": math.nan,
+                    "se": math.nan,
+                    "n": n,
+                    "method": method,
+                    "flag": "",
+                    "problem": problem,
+                    "working": None,
+                }
+            )
         return pd.DataFrame(rows, columns=ROW_COLUMNS)
     fit = fit_glmm(cells_from_trial(data, usable), nodes)
     if not fit.boundary:
         method += " (log sd)"
-    shared = "; ".join(m for m in (("" if fit.converged else "optimiser did not converge"),
-                                   ("" if fit.hessian_pd else "Hessian not positive definite")) if m)
+    shared = "; ".join(
+        m
+        for m in (
+            ("" if fit.converged else "optimiser did not converge"),
+            ("" if fit.hessian_pd else "Hessian not positive definite"),
+        )
+        if m
+    )
 
     def add(key, label, element, estimate, lower, upper, se, working, problem=shared):
-        rows.append({"key": key, "label": label, "element": element, "estimate": estimate, "lower": lower,
-                     "upper": upper, "se": se, "n": n, "method": method, "flag": "", "problem": problem,
-                     "working": working})
+        rows.append(
+            {
+                "key": key,
+                "label": label,
+                "element": element,
+                "estimate": estimate,
+                "lower": lower,
+                "upper": upper,
+                "se": se,
+                "n": n,
+                "method": method,
+                "flag": "",
+                "problem": problem,
+                "working": working,
+            }
+        )
 
     low, high = fit.interval(0, level)
     add("intercept", "Intercept (log-odds)", "", float(fit.coef[0]), low, high, float(fit.se[0]), "identity")
     for j, covariate in enumerate(usable, start=1):
         low, high = fit.interval(j, level)
-        add("beta", f"Coefficient (log-odds), {covariate}", covariate, float(fit.coef[j]), low, high,
-            float(fit.se[j]), "identity")
-        add("odds_ratio", f"Odds ratio, {covariate}", covariate, _exp(fit.coef[j]), _exp(low), _exp(high), math.nan,
-            "log")
+        add(
+            "beta",
+            f"Coefficient (log-odds), {covariate}",
+            covariate,
+            float(fit.coef[j]),
+            low,
+            high,
+            float(fit.se[j]),
+            "identity",
+        )
+        add(
+            "odds_ratio",
+            f"Odds ratio, {covariate}",
+            covariate,
+            _exp(fit.coef[j]),
+            _exp(low),
+            _exp(high),
+            math.nan,
+            "log",
+        )
     low, high = fit.sd_interval(level)
     boundary = "center sd at the boundary (0)" if fit.boundary else ""
-    add("center_sd", "Center sd (log-odds)", "", fit.sd, low, high, fit.log_sd_se, "log",
-        "; ".join(m for m in (shared, boundary) if m))
+    add(
+        "center_sd",
+        "Center sd (log-odds)",
+        "",
+        fit.sd,
+        low,
+        high,
+        fit.log_sd_se,
+        "log",
+        "; ".join(m for m in (shared, boundary) if m),
+    )
     return pd.DataFrame(rows, columns=ROW_COLUMNS)

@@ -104,14 +104,26 @@ def turnbull_incidence(data: TrialData, days: tuple[float, ...] = RECOVERY_DAYS,
         for day in days:
             low, high = _turnbull_at(times, f_low, f_high, day)
             flag = "" if math.isclose(low, high, abs_tol=1e-6) else f"NPMLE not unique here: {low:.3f}-{high:.3f}"
-            rows.append({"key": "recovered_by", "label": f"Recovered by {SINGULAR[unit]} {_day(day)}, {lineage}",
-                         "element": f"{lineage}, {_day(day)}", "estimate": 0.5 * (low + high), "lower": np.nan,
-                         "upper": np.nan, "working": "point", "n": len(mine), "events": int(mine["recovered"].sum()),
-                         "method": "Turnbull NPMLE, interval-censored, all patients (no interval)", "flag": flag})
+            rows.append(
+                {
+                    "key": "recovered_by",
+                    "label": f"Recovered by {SINGULAR[unit]} {_day(day)}, {lineage}",
+                    "element": f"{lineage}, {_day(day)}",
+                    "estimate": 0.5 * (low + high),
+                    "lower": np.nan,
+                    "upper": np.nan,
+                    "working": "point",
+                    "n": len(mine),
+                    "events": int(mine["recovered"].sum()),
+                    "method": "Turnbull NPMLE, interval-censored, all patients (no interval)",
+                    "flag": flag,
+                }
+            )
     return _frame(rows)
 
 
 # --- interval-censored parametric fits -----------------------------------------------------------------
+
 
 def interval_weibull_medians(data: TrialData, level: float = LEVEL, unit: str = "days") -> pd.DataFrame:
     """Median days to recovery among responders per lineage: Weibull MLE with interval censoring
@@ -136,10 +148,20 @@ def interval_weibull_medians(data: TrialData, level: float = LEVEL, unit: str = 
         grad = np.array([1.0 / lam, -math.log(math.log(2.0)) / rho**2])
         cov = fitter.variance_matrix_.loc[["lambda_", "rho_"], ["lambda_", "rho_"]].to_numpy(float)
         se = float(np.sqrt(grad @ cov @ grad))
-        rows.append({"key": "median_days", "label": f"Median {unit} to recovery, {lineage}", "element": lineage,
-                     "estimate": math.exp(log_median), "lower": math.exp(log_median - z * se),
-                     "upper": math.exp(log_median + z * se), "n": len(mine), "events": int(mine["recovered"].sum()),
-                     "method": "Weibull MLE among responders, interval-censored (delta method)", "flag": _note(caught)})
+        rows.append(
+            {
+                "key": "median_days",
+                "label": f"Median {unit} to recovery, {lineage}",
+                "element": lineage,
+                "estimate": math.exp(log_median),
+                "lower": math.exp(log_median - z * se),
+                "upper": math.exp(log_median + z * se),
+                "n": len(mine),
+                "events": int(mine["recovered"].sum()),
+                "method": "Weibull MLE among responders, interval-censored (delta method)",
+                "flag": _note(caught),
+            }
+        )
     return _frame(rows)
 
 
@@ -171,20 +193,33 @@ def interval_aft(data: TrialData, covariates: tuple[str, ...] | None = None, lev
         row = summary.loc[c]
         lo = [k for k in row.index if k.startswith("exp(coef) lower")][0]
         hi = [k for k in row.index if k.startswith("exp(coef) upper")][0]
-        rows.append({"key": "time_ratio", "label": f"Time ratio, {c} (recovery, all lineages, interval-censored)",
-                     "element": c, "estimate": float(row["exp(coef)"]), "lower": float(row[lo]), "upper": float(row[hi]),
-                     "n": len(responders), "events": int(responders["recovered"].sum()),
-                     "method": "Weibull AFT MLE among responders, interval-censored, lineage-adjusted",
-                     "flag": _note(caught)})
+        rows.append(
+            {
+                "key": "time_ratio",
+                "label": f"Time ratio, {c} (recovery, all lineages, interval-censored)",
+                "element": c,
+                "estimate": float(row["exp(coef)"]),
+                "lower": float(row[lo]),
+                "upper": float(row[hi]),
+                "n": len(responders),
+                "events": int(responders["recovered"].sum()),
+                "method": "Weibull AFT MLE among responders, interval-censored, lineage-adjusted",
+                "flag": _note(caught),
+            }
+        )
     return _frame(rows)
 
 
 # --- death competing with recovery ---------------------------------------------------------------------
 
+
 def has_deaths(data: TrialData) -> bool:
     patients = data.patients
-    return (data.recovery is not None and {"followup_days", "died"} <= set(patients.columns)
-            and not patients[["followup_days", "died"]].isna().any().any())
+    return (
+        data.recovery is not None
+        and {"followup_days", "died"} <= set(patients.columns)
+        and not patients[["followup_days", "died"]].isna().any().any()
+    )
 
 
 def competing_events(data: TrialData, lineage: str) -> tuple[np.ndarray, np.ndarray]:
@@ -213,7 +248,8 @@ def aalen_johansen(time: np.ndarray, event: np.ndarray, cause: int, level: float
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             fitter = AalenJohansenFitter(alpha=1 - level, seed=AJ_SEED, jitter_level=AJ_JITTER).fit(
-                time, event, event_of_interest=cause)
+                time, event, event_of_interest=cause
+            )
     finally:
         np.random.set_state(state)
     note = _note([w for w in caught if "Tied event times" not in str(w.message)])
@@ -230,8 +266,9 @@ def _aj_at(fitter, day: float) -> tuple[float, float, float]:
     return float(cif.iloc[i, 0]), float(band.iloc[i, 0]), float(band.iloc[i, 1])
 
 
-def competing_incidence(data: TrialData, days: tuple[float, ...] = RECOVERY_DAYS, level: float = LEVEL,
-                        unit: str = "days") -> pd.DataFrame:
+def competing_incidence(
+    data: TrialData, days: tuple[float, ...] = RECOVERY_DAYS, level: float = LEVEL, unit: str = "days"
+) -> pd.DataFrame:
     """Per lineage and day: Aalen-Johansen cumulative incidence of recovery (`recovery_cif`) and of
     death before recovery (`death_before_recovery`), all patients, with lifelines' intervals."""
     if not has_deaths(data):
@@ -240,15 +277,27 @@ def competing_incidence(data: TrialData, days: tuple[float, ...] = RECOVERY_DAYS
     for lineage in data.lineages:
         time, event = competing_events(data, lineage)
         one = SINGULAR[unit]
-        for cause, key, what in ((RECOVERED, "recovery_cif", f"Recovered (death competing) by {one}"),
-                                 (DIED, "death_before_recovery", f"Died before recovery by {one}")):
+        for cause, key, what in (
+            (RECOVERED, "recovery_cif", f"Recovered (death competing) by {one}"),
+            (DIED, "death_before_recovery", f"Died before recovery by {one}"),
+        ):
             if not (event == cause).any():
                 continue
             fitter, note = aalen_johansen(time, event, cause, level)
             for day in days:
                 estimate, lower, upper = _aj_at(fitter, day)
-                rows.append({"key": key, "label": f"{what} {_day(day)}, {lineage}", "element": f"{lineage}, {_day(day)}",
-                             "estimate": estimate, "lower": lower, "upper": upper, "n": len(time),
-                             "events": int((event == cause).sum()),
-                             "method": "Aalen-Johansen, all patients (lifelines; tied times jittered)", "flag": note})
+                rows.append(
+                    {
+                        "key": key,
+                        "label": f"{what} {_day(day)}, {lineage}",
+                        "element": f"{lineage}, {_day(day)}",
+                        "estimate": estimate,
+                        "lower": lower,
+                        "upper": upper,
+                        "n": len(time),
+                        "events": int((event == cause).sum()),
+                        "method": "Aalen-Johansen, all patients (lifelines; tied times jittered)",
+                        "flag": note,
+                    }
+                )
     return _frame(rows)

@@ -83,8 +83,9 @@ def logit_mle(X: np.ndarray, y: np.ndarray, names: tuple[str, ...]):
     return result, [str(w.message) for w in caught]
 
 
-def profile_interval(X: np.ndarray, y: np.ndarray, j: int, mle: float, se: float, loglik: float,
-                     level: float = LEVEL) -> tuple[float, float]:
+def profile_interval(
+    X: np.ndarray, y: np.ndarray, j: int, mle: float, se: float, loglik: float, level: float = LEVEL
+) -> tuple[float, float]:
     """Profile-likelihood interval of coefficient j of a logistic regression (log-odds).
 
     The profile log-likelihood at beta_j = b is the maximum over the other coefficients, fitted
@@ -124,8 +125,13 @@ def gee_logit(data: TrialData, covariates: tuple[str, ...]):
     import statsmodels.api as sm
 
     X, y, names = _design(data, covariates)
-    model = sm.GEE(y, pd.DataFrame(X, columns=list(names)), groups=data.patients["center"].to_numpy(),
-                   family=sm.families.Binomial(), cov_struct=sm.cov_struct.Exchangeable())
+    model = sm.GEE(
+        y,
+        pd.DataFrame(X, columns=list(names)),
+        groups=data.patients["center"].to_numpy(),
+        family=sm.families.Binomial(),
+        cov_struct=sm.cov_struct.Exchangeable(),
+    )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = model.fit(maxiter=100)
@@ -136,8 +142,12 @@ def fisher_table(data: TrialData, covariate: str) -> np.ndarray:
     """2x2 table [[x=1 responders, x=1 non-responders], [x=0 responders, x=0 non-responders]]."""
     x = data.patients[covariate].to_numpy(dtype=float)
     y = data.patients["responder"].to_numpy(dtype=int)
-    return np.array([[np.sum((x == 1) & (y == 1)), np.sum((x == 1) & (y == 0))],
-                     [np.sum((x == 0) & (y == 1)), np.sum((x == 0) & (y == 0))]])
+    return np.array(
+        [
+            [np.sum((x == 1) & (y == 1)), np.sum((x == 1) & (y == 0))],
+            [np.sum((x == 0) & (y == 1)), np.sum((x == 0) & (y == 0))],
+        ]
+    )
 
 
 def fisher(data: TrialData, covariate: str, level: float = LEVEL) -> dict:
@@ -149,8 +159,13 @@ def fisher(data: TrialData, covariate: str, level: float = LEVEL) -> dict:
     _, p_value = fisher_exact(table, alternative="two-sided")
     conditional = odds_ratio(table, kind="conditional")
     ci = conditional.confidence_interval(confidence_level=level)
-    return {"estimate": float(conditional.statistic), "lower": float(ci.low), "upper": float(ci.high),
-            "p_value": float(p_value), "table": table}
+    return {
+        "estimate": float(conditional.statistic),
+        "lower": float(ci.low),
+        "upper": float(ci.high),
+        "p_value": float(p_value),
+        "table": table,
+    }
 
 
 def _short(messages: list[str]) -> str:
@@ -170,10 +185,24 @@ def logistic_effects(data: TrialData, covariates: tuple[str, ...] | None = None,
     separation = detect_separation(X, y, names)
     rows = []
 
-    def add(covariate: str, estimate, lower, upper, method: str, flag: str = "", p_value=np.nan, problem: str = "") -> None:
-        rows.append({"key": "odds_ratio", "label": f"Odds ratio, {covariate}", "element": covariate,
-                     "estimate": estimate, "lower": lower, "upper": upper, "n": n, "p_value": p_value,
-                     "method": method, "flag": flag, "problem": problem})
+    def add(
+        covariate: str, estimate, lower, upper, method: str, flag: str = "", p_value=np.nan, problem: str = ""
+    ) -> None:
+        rows.append(
+            {
+                "key": "odds_ratio",
+                "label": f"Odds ratio, {covariate}",
+                "element": covariate,
+                "estimate": estimate,
+                "lower": lower,
+                "upper": upper,
+                "n": n,
+                "p_value": p_value,
+                "method": method,
+                "flag": flag,
+                "problem": problem,
+            }
+        )
 
     z = norm.ppf(0.5 + level / 2)
     if separation.separated:
@@ -183,9 +212,15 @@ def logistic_effects(data: TrialData, covariates: tuple[str, ...] | None = None,
         # Penalised likelihood-ratio p-values, as logistf reports them.
         flag = f"separation: Firth used ({separation.reason})"
         for j, covariate in enumerate(covariates, start=1):
-            add(covariate, float(np.exp(firth.coef[j])), float(np.exp(firth.lower[j])), float(np.exp(firth.upper[j])),
-                "Firth penalised logistic, profile penalised likelihood", flag,
-                _firth_p(X, y, firth, j))
+            add(
+                covariate,
+                float(np.exp(firth.coef[j])),
+                float(np.exp(firth.lower[j])),
+                float(np.exp(firth.upper[j])),
+                "Firth penalised logistic, profile penalised likelihood",
+                flag,
+                _firth_p(X, y, firth, j),
+            )
     else:
         result, messages = logit_mle(X, y, names)
         note = _short(messages)
@@ -193,18 +228,39 @@ def logistic_effects(data: TrialData, covariates: tuple[str, ...] | None = None,
         params, bse = np.asarray(result.params), np.asarray(result.bse)
         pvalues = np.asarray(result.pvalues)
         for j, covariate in enumerate(covariates, start=1):
-            add(covariate, float(np.exp(params[j])), float(np.exp(params[j] - z * bse[j])),
-                float(np.exp(params[j] + z * bse[j])), "logistic regression (Logit), Wald", note, float(pvalues[j]),
-                problem)
+            add(
+                covariate,
+                float(np.exp(params[j])),
+                float(np.exp(params[j] - z * bse[j])),
+                float(np.exp(params[j] + z * bse[j])),
+                "logistic regression (Logit), Wald",
+                note,
+                float(pvalues[j]),
+                problem,
+            )
             low, high = profile_interval(X, y, j, params[j], bse[j], float(result.llf), level)
             lr = _lr_p(X, y, j, float(result.llf))
-            add(covariate, float(np.exp(params[j])), float(np.exp(low)), float(np.exp(high)),
-                "logistic regression (Logit), profile likelihood", note, lr, problem)
+            add(
+                covariate,
+                float(np.exp(params[j])),
+                float(np.exp(low)),
+                float(np.exp(high)),
+                "logistic regression (Logit), profile likelihood",
+                note,
+                lr,
+                problem,
+            )
     n_centers = data.patients["center"].nunique()
     if separation.separated:
         for covariate in covariates:
-            add(covariate, np.nan, np.nan, np.nan, "GEE logistic, exchangeable within center, robust SE",
-                problem="separation: no finite estimate")
+            add(
+                covariate,
+                np.nan,
+                np.nan,
+                np.nan,
+                "GEE logistic, exchangeable within center, robust SE",
+                problem="separation: no finite estimate",
+            )
     elif n_centers > 1:
         result, messages = gee_logit(data, covariates)
         gee_problem = "optimiser did not converge" if any("converge" in m.lower() for m in messages) else ""
@@ -212,15 +268,29 @@ def logistic_effects(data: TrialData, covariates: tuple[str, ...] | None = None,
         few = f"few clusters ({n_centers})" if n_centers < 10 else ""
         for j, covariate in enumerate(covariates, start=1):
             flag = "; ".join(f for f in (few, _short(messages)) if f)
-            add(covariate, float(np.exp(params[j])), float(np.exp(params[j] - z * bse[j])),
-                float(np.exp(params[j] + z * bse[j])), "GEE logistic, exchangeable within center, robust SE", flag,
-                float(pvalues[j]), gee_problem)
+            add(
+                covariate,
+                float(np.exp(params[j])),
+                float(np.exp(params[j] - z * bse[j])),
+                float(np.exp(params[j] + z * bse[j])),
+                "GEE logistic, exchangeable within center, robust SE",
+                flag,
+                float(pvalues[j]),
+                gee_problem,
+            )
     for j, covariate in enumerate(covariates, start=1):
         if not _is_binary(X[:, j]):
             continue
         result = fisher(data, covariate, level)
-        add(covariate, result["estimate"], result["lower"], result["upper"],
-            f"Fisher exact test (conditional MLE, unadjusted), p = {result['p_value']:.3g}", "", result["p_value"])
+        add(
+            covariate,
+            result["estimate"],
+            result["lower"],
+            result["upper"],
+            f"Fisher exact test (conditional MLE, unadjusted), p = {result['p_value']:.3g}",
+            "",
+            result["p_value"],
+        )
     return pd.DataFrame(rows, columns=COLUMNS)
 
 

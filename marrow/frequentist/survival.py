@@ -26,12 +26,29 @@ from marrow.time_units import SINGULAR, to_days
 LEVEL = 0.95
 RECOVERY_DAYS = (30.0, 90.0, 180.0)
 SURVIVAL_DAYS = (182.6, 365.25, 730.5)
-COLUMNS = ["key", "label", "element", "estimate", "lower", "upper", "n", "events", "method", "flag", "problem",
-           "working", "family"]
+COLUMNS = [
+    "key",
+    "label",
+    "element",
+    "estimate",
+    "lower",
+    "upper",
+    "n",
+    "events",
+    "method",
+    "flag",
+    "problem",
+    "working",
+    "family",
+]
 LN2 = float(np.log(2.0))
 # family -> (readable name, whether it has a shape parameter). Order = order of rows.
-AFT_FAMILIES = {"weibull": ("Weibull", True), "loglogistic": ("log-logistic", True), "lognormal": ("log-normal", True),
-                "exponential": ("exponential", False)}
+AFT_FAMILIES = {
+    "weibull": ("Weibull", True),
+    "loglogistic": ("log-logistic", True),
+    "lognormal": ("log-normal", True),
+    "exponential": ("exponential", False),
+}
 SURVIVAL_FAMILIES = ("weibull", "loglogistic", "lognormal", "exponential")  # every family of marrow's survival model
 RECOVERY_FAMILIES = ("weibull", "loglogistic", "lognormal", "exponential")
 
@@ -78,6 +95,7 @@ def _responders(table: pd.DataFrame) -> tuple[pd.DataFrame, str]:
 
 # --- time to recovery ------------------------------------------------------------------------------------
 
+
 def recovery_medians(data: TrialData, level: float = LEVEL, unit: str = "days") -> pd.DataFrame:
     """Median time to recovery per lineage: Kaplan-Meier among responders (CR or PR), recovery the event.
 
@@ -101,10 +119,20 @@ def recovery_medians(data: TrialData, level: float = LEVEL, unit: str = "days") 
         days = mine.loc[mine["recovered"] == 1, "day"]
         events = int(len(days))
         span = f"range {days.min():g}-{days.max():g}" if events else "no recoveries"
-        rows.append({"key": "median_days", "label": f"Median {unit} to recovery, {lineage}", "element": lineage,
-                     "estimate": float(kmf.median_survival_time_), "lower": float(ci.iloc[0, 0]),
-                     "upper": float(ci.iloc[0, 1]), "n": len(mine), "events": events,
-                     "method": f"Kaplan-Meier {who}; {span} ({events}/{len(mine)} recovered)", "flag": flag})
+        rows.append(
+            {
+                "key": "median_days",
+                "label": f"Median {unit} to recovery, {lineage}",
+                "element": lineage,
+                "estimate": float(kmf.median_survival_time_),
+                "lower": float(ci.iloc[0, 0]),
+                "upper": float(ci.iloc[0, 1]),
+                "n": len(mine),
+                "events": events,
+                "method": f"Kaplan-Meier {who}; {span} ({events}/{len(mine)} recovered)",
+                "flag": flag,
+            }
+        )
     return _frame(rows)
 
 
@@ -117,8 +145,9 @@ def _km_at(kmf, day: float) -> tuple[float, float, float]:
     return estimate, lower, upper
 
 
-def recovery_incidence(data: TrialData, days: tuple[float, ...] = RECOVERY_DAYS, level: float = LEVEL,
-                       unit: str = "days") -> pd.DataFrame:
+def recovery_incidence(
+    data: TrialData, days: tuple[float, ...] = RECOVERY_DAYS, level: float = LEVEL, unit: str = "days"
+) -> pd.DataFrame:
     """Cumulative incidence of recovery by each time (`days`, in `unit`) among all patients: 1 - KM,
     non-recovery censored."""
     from lifelines import KaplanMeierFitter
@@ -132,10 +161,20 @@ def recovery_incidence(data: TrialData, days: tuple[float, ...] = RECOVERY_DAYS,
         kmf = KaplanMeierFitter(alpha=1 - level).fit(mine["day"], mine["recovered"])
         for day in days:
             survival, lower, upper = _km_at(kmf, day)
-            rows.append({"key": "recovered_by", "label": f"Recovered by {SINGULAR[unit]} {_day(day)}, {lineage}",
-                         "element": f"{lineage}, {_day(day)}", "estimate": 1 - survival, "lower": 1 - upper,
-                         "upper": 1 - lower, "n": len(mine), "events": int(mine["recovered"].sum()),
-                         "method": "1 - Kaplan-Meier, all patients (Greenwood log-log)", "flag": flag})
+            rows.append(
+                {
+                    "key": "recovered_by",
+                    "label": f"Recovered by {SINGULAR[unit]} {_day(day)}, {lineage}",
+                    "element": f"{lineage}, {_day(day)}",
+                    "estimate": 1 - survival,
+                    "lower": 1 - upper,
+                    "upper": 1 - lower,
+                    "n": len(mine),
+                    "events": int(mine["recovered"].sum()),
+                    "method": "1 - Kaplan-Meier, all patients (Greenwood log-log)",
+                    "flag": flag,
+                }
+            )
     return _frame(rows)
 
 
@@ -178,8 +217,9 @@ class AFTResult:
     problem: str = ""
 
 
-def aft_mle(frame: pd.DataFrame, duration: str, event: str, covariates: list[str], family: str,
-            level: float = LEVEL) -> AFTResult:
+def aft_mle(
+    frame: pd.DataFrame, duration: str, event: str, covariates: list[str], family: str, level: float = LEVEL
+) -> AFTResult:
     """Fit an AFT model of `family` (weibull, loglogistic, lognormal, exponential) with lifelines.
 
     Covariates are centred at their mean (as marrow's Bayesian survival and recovery models centre
@@ -193,16 +233,20 @@ def aft_mle(frame: pd.DataFrame, duration: str, event: str, covariates: list[str
     work = frame[[duration, event]].astype(float).copy()
     for c in covariates:
         work[c] = frame[c].astype(float) - float(frame[c].astype(float).mean())
-    fitters = {"weibull": ("lambda_", "rho_", WeibullAFTFitter), "loglogistic": ("alpha_", "beta_", LogLogisticAFTFitter),
-               "lognormal": ("mu_", "sigma_", LogNormalAFTFitter)}
+    fitters = {
+        "weibull": ("lambda_", "rho_", WeibullAFTFitter),
+        "loglogistic": ("alpha_", "beta_", LogLogisticAFTFitter),
+        "lognormal": ("mu_", "sigma_", LogNormalAFTFitter),
+    }
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
             if family == "exponential":
                 location, shape_name = "lambda_", None
                 work["Intercept"] = 1.0
-                fitter = _exponential_fitter(level).fit(work, duration, event,
-                                                        regressors={"lambda_": ["Intercept", *covariates]})
+                fitter = _exponential_fitter(level).fit(
+                    work, duration, event, regressors={"lambda_": ["Intercept", *covariates]}
+                )
             else:
                 location, shape_name, kind = fitters[family]
                 fitter = kind(alpha=1 - level).fit(work, duration, event)
@@ -232,8 +276,17 @@ def aft_mle(frame: pd.DataFrame, duration: str, event: str, covariates: list[str
     return AFTResult(family, estimates, note, problem)
 
 
-def aft_rows(result: AFTResult, covariates: list[str], what: str, element: str, n: int, events: int, who: str,
-             level: float = LEVEL, unit: str = "days") -> list[dict]:
+def aft_rows(
+    result: AFTResult,
+    covariates: list[str],
+    what: str,
+    element: str,
+    n: int,
+    events: int,
+    who: str,
+    level: float = LEVEL,
+    unit: str = "days",
+) -> list[dict]:
     """Rows of one AFT MLE: intercept (log time, in `unit`), shape, median of the trial-average patient, time ratios.
 
     `what` names the outcome in labels ('survival' or the lineage); `element` is the lineage ('' for
@@ -243,24 +296,56 @@ def aft_rows(result: AFTResult, covariates: list[str], what: str, element: str, 
     z = float(norm.ppf(0.5 + level / 2))
     name, _ = AFT_FAMILIES[result.family]
     method = f"{name} AFT MLE{' ' + who if who else ''} (lifelines), covariates centred, Wald"
-    common = {"n": n, "events": events, "method": method, "flag": result.note, "problem": result.problem,
-              "family": result.family}
+    common = {
+        "n": n,
+        "events": events,
+        "method": method,
+        "flag": result.note,
+        "problem": result.problem,
+        "family": result.family,
+    }
     if not result.estimates:
-        return [{"key": "median_days", "label": f"Median {unit}, {what}, {name} AFT", "element": element,
-                 "estimate": np.nan, "lower": np.nan, "upper": np.nan, "working": "log", **common}]
+        return [
+            {
+                "key": "median_days",
+                "label": f"Median {unit}, {what}, {name} AFT",
+                "element": element,
+                "estimate": np.nan,
+                "lower": np.nan,
+                "upper": np.nan,
+                "working": "log",
+                **common,
+            }
+        ]
 
     def exp_row(key, label, sub, est_se):
         estimate, se = est_se
-        return {"key": key, "label": label, "element": sub, "estimate": float(np.exp(estimate)),
-                "lower": float(np.exp(estimate - z * se)), "upper": float(np.exp(estimate + z * se)),
-                "working": "log", **common}
+        return {
+            "key": key,
+            "label": label,
+            "element": sub,
+            "estimate": float(np.exp(estimate)),
+            "lower": float(np.exp(estimate - z * se)),
+            "upper": float(np.exp(estimate + z * se)),
+            "working": "log",
+            **common,
+        }
 
     e = result.estimates
     intercept, se = e["intercept"]
-    rows = [{"key": "aft_intercept", "label": f"AFT intercept (log {unit}), {what}, {name}", "element": element,
-             "estimate": intercept, "lower": intercept - z * se, "upper": intercept + z * se, "working": "identity",
-             **common},
-            exp_row("median_days", f"Median {unit}, {what}, {name} AFT (trial-average patient)", element, e["log_median"])]
+    rows = [
+        {
+            "key": "aft_intercept",
+            "label": f"AFT intercept (log {unit}), {what}, {name}",
+            "element": element,
+            "estimate": intercept,
+            "lower": intercept - z * se,
+            "upper": intercept + z * se,
+            "working": "identity",
+            **common,
+        },
+        exp_row("median_days", f"Median {unit}, {what}, {name} AFT (trial-average patient)", element, e["log_median"]),
+    ]
     if "log_shape" in e:
         rows.append(exp_row("shape", f"Shape k, {what}, {name} AFT", element, e["log_shape"]))
     for c in covariates:
@@ -269,8 +354,13 @@ def aft_rows(result: AFTResult, covariates: list[str], what: str, element: str, 
     return rows
 
 
-def recovery_aft(data: TrialData, covariates: tuple[str, ...] | None = None, level: float = LEVEL,
-                 families: tuple[str, ...] = RECOVERY_FAMILIES, unit: str = "days") -> pd.DataFrame:
+def recovery_aft(
+    data: TrialData,
+    covariates: tuple[str, ...] | None = None,
+    level: float = LEVEL,
+    families: tuple[str, ...] = RECOVERY_FAMILIES,
+    unit: str = "days",
+) -> pd.DataFrame:
     """AFT MLEs of time to recovery among responders (all patients without a response column).
 
     Pooled over lineages: Weibull time ratios with lineage indicators (element = covariate). Per
@@ -294,9 +384,18 @@ def recovery_aft(data: TrialData, covariates: tuple[str, ...] | None = None, lev
     if usable:
         summary, note = weibull_aft(responders, "day", "recovered", [*usable, *dummies], level)
         for covariate in usable:
-            rows.append(_ratio_row("time_ratio", f"Time ratio, {covariate} (recovery, all lineages)", covariate,
-                                   summary.loc[covariate], len(responders), int(responders["recovered"].sum()),
-                                   f"Weibull AFT MLE {who}, lineage-adjusted", note))
+            rows.append(
+                _ratio_row(
+                    "time_ratio",
+                    f"Time ratio, {covariate} (recovery, all lineages)",
+                    covariate,
+                    summary.loc[covariate],
+                    len(responders),
+                    int(responders["recovered"].sum()),
+                    f"Weibull AFT MLE {who}, lineage-adjusted",
+                    note,
+                )
+            )
     for lineage in lineages:
         mine = responders[responders["lineage"] == lineage]
         events = int(mine["recovered"].sum())
@@ -312,15 +411,34 @@ def recovery_aft(data: TrialData, covariates: tuple[str, ...] | None = None, lev
 def _ratio_row(key: str, label: str, element: str, row: pd.Series, n: int, events: int, method: str, flag: str) -> dict:
     lower = [c for c in row.index if c.startswith("exp(coef) lower")][0]
     upper = [c for c in row.index if c.startswith("exp(coef) upper")][0]
-    return {"key": key, "label": label, "element": element, "estimate": float(row["exp(coef)"]),
-            "lower": float(row[lower]), "upper": float(row[upper]), "n": n, "events": events,
-            "method": method, "flag": flag, "working": "log"}
+    return {
+        "key": key,
+        "label": label,
+        "element": element,
+        "estimate": float(row["exp(coef)"]),
+        "lower": float(row[lower]),
+        "upper": float(row[upper]),
+        "n": n,
+        "events": events,
+        "method": method,
+        "flag": flag,
+        "working": "log",
+    }
 
 
 # --- mixture cure model --------------------------------------------------------------------------------
 
-def cure_loglik(theta: np.ndarray, time: np.ndarray, event: np.ndarray, lineage: np.ndarray, Z: np.ndarray,
-                n_lineages: int, pointwise: bool = False, latency: bool = False):
+
+def cure_loglik(
+    theta: np.ndarray,
+    time: np.ndarray,
+    event: np.ndarray,
+    lineage: np.ndarray,
+    Z: np.ndarray,
+    n_lineages: int,
+    pointwise: bool = False,
+    latency: bool = False,
+):
     """Log-likelihood of a Weibull mixture cure model.
 
     theta = (a_1..a_L, g_1..g_p, log scale_1..L, log shape_1..L[, b_1..b_p]). P(ever recover) =
@@ -329,9 +447,9 @@ def cure_loglik(theta: np.ndarray, time: np.ndarray, event: np.ndarray, lineage:
     log u + log f(t); a censored time log(1 - u + u S(t)).
     """
     L, p = n_lineages, Z.shape[1]
-    a, g = theta[:L], theta[L:L + p]
-    log_scale, log_shape = theta[L + p:2 * L + p], theta[2 * L + p:3 * L + p]
-    row_log_scale = log_scale[lineage] + (Z @ theta[3 * L + p:3 * L + 2 * p] if latency else 0.0)
+    a, g = theta[:L], theta[L : L + p]
+    log_scale, log_shape = theta[L + p : 2 * L + p], theta[2 * L + p : 3 * L + p]
+    row_log_scale = log_scale[lineage] + (Z @ theta[3 * L + p : 3 * L + 2 * p] if latency else 0.0)
     logit_u = a[lineage] + Z @ g
     log_u = -np.logaddexp(0.0, -logit_u)
     log_cure = -np.logaddexp(0.0, logit_u)
@@ -372,8 +490,12 @@ def fit_cure(time, event, lineage, Z, n_lineages: int, clusters=None, latency: b
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = minimize(objective, start, method="BFGS", options={"gtol": 1e-8, "maxiter": 2000})
-        result = minimize(objective, result.x, method="Nelder-Mead",
-                          options={"xatol": 1e-9, "fatol": 1e-10, "maxiter": 20000, "maxfev": 40000})
+        result = minimize(
+            objective,
+            result.x,
+            method="Nelder-Mead",
+            options={"xatol": 1e-9, "fatol": 1e-10, "maxiter": 20000, "maxfev": 40000},
+        )
         hessian = approx_hess3(result.x, objective)
     try:
         covariance = np.linalg.inv(hessian)
@@ -415,6 +537,7 @@ def cure_model(data: TrialData, covariates: tuple[str, ...] | None = None, level
     time, event = table["day"].to_numpy(float), table["recovered"].to_numpy(int)
     z = norm.ppf(0.5 + level / 2)
     rows = []
+
     def expit(v: float) -> float:
         return 1.0 / (1.0 + np.exp(-v))
 
@@ -427,12 +550,23 @@ def cure_model(data: TrialData, covariates: tuple[str, ...] | None = None, level
         logit_cure, se = -theta[0], float(np.sqrt(cov[0, 0])) if np.isfinite(cov[0, 0]) and cov[0, 0] > 0 else np.nan
         last_event = time[mine & (event == 1)].max() if (mine & (event == 1)).any() else np.nan
         censored_after = int(np.sum(mine & (event == 0) & (time > last_event)))
-        rows.append({"key": "cure_fraction", "label": f"Cure fraction (never recover), {name}", "element": name,
-                     "estimate": float(expit(logit_cure)), "lower": float(expit(logit_cure - z * se)),
-                     "upper": float(expit(logit_cure + z * se)), "n": int(mine.sum()), "events": int(event[mine].sum()),
-                     "method": "Weibull mixture cure MLE, all patients, Wald (logit)", "flag": "", "working": "logit",
-                     "problem": ("" if censored_after else "no censoring after the last recovery: cure not identified")
-                     or ("" if np.isfinite(se) else "Hessian not positive definite")})
+        rows.append(
+            {
+                "key": "cure_fraction",
+                "label": f"Cure fraction (never recover), {name}",
+                "element": name,
+                "estimate": float(expit(logit_cure)),
+                "lower": float(expit(logit_cure - z * se)),
+                "upper": float(expit(logit_cure + z * se)),
+                "n": int(mine.sum()),
+                "events": int(event[mine].sum()),
+                "method": "Weibull mixture cure MLE, all patients, Wald (logit)",
+                "flag": "",
+                "working": "logit",
+                "problem": ("" if censored_after else "no censoring after the last recovery: cure not identified")
+                or ("" if np.isfinite(se) else "Hessian not positive definite"),
+            }
+        )
     covariates = tuple(data.covariates if covariates is None else covariates)
     usable = [c for c in covariates if table[c].nunique() > 1]
     if usable:
@@ -440,29 +574,45 @@ def cure_model(data: TrialData, covariates: tuple[str, ...] | None = None, level
         theta, cov = fit_cure(time, event, lineage, Z, L, clusters=table["patient_id"].to_numpy(), latency=True)
         p = len(usable)
         n_patients, events = int(table["patient_id"].nunique()), int(event.sum())
-        for key, offset, label, what in (("cure_odds_ratio", L, "Odds ratio of ever recovering (cure model)", "incidence"),
-                                         ("time_ratio", 3 * L + p, "Time ratio (cure model latency)", "latency")):
+        for key, offset, label, what in (
+            ("cure_odds_ratio", L, "Odds ratio of ever recovering (cure model)", "incidence"),
+            ("time_ratio", 3 * L + p, "Time ratio (cure model latency)", "latency"),
+        ):
             for j, covariate in enumerate(usable):
                 log_ratio, var = theta[offset + j], cov[offset + j, offset + j]
                 se = float(np.sqrt(var)) if np.isfinite(var) and var > 0 else np.nan
-                rows.append({"key": key, "label": f"{label}, {covariate}", "element": covariate,
-                             "estimate": float(np.exp(log_ratio)), "lower": float(np.exp(log_ratio - z * se)),
-                             "upper": float(np.exp(log_ratio + z * se)), "n": n_patients, "events": events,
-                             "method": f"Weibull mixture cure MLE ({what}), all lineages, robust (patient) Wald",
-                             "flag": "", "working": "log",
-                             "problem": "" if np.isfinite(se) else "Hessian not positive definite"})
+                rows.append(
+                    {
+                        "key": key,
+                        "label": f"{label}, {covariate}",
+                        "element": covariate,
+                        "estimate": float(np.exp(log_ratio)),
+                        "lower": float(np.exp(log_ratio - z * se)),
+                        "upper": float(np.exp(log_ratio + z * se)),
+                        "n": n_patients,
+                        "events": events,
+                        "method": f"Weibull mixture cure MLE ({what}), all lineages, robust (patient) Wald",
+                        "flag": "",
+                        "working": "log",
+                        "problem": "" if np.isfinite(se) else "Hessian not positive definite",
+                    }
+                )
     return _frame(rows)
 
 
 # --- overall survival ------------------------------------------------------------------------------------
 
+
 def _has_survival(data: TrialData) -> bool:
     patients = data.patients
-    return {"followup_days", "died"} <= set(patients.columns) and not patients[["followup_days", "died"]].isna().any().any()
+    return {"followup_days", "died"} <= set(patients.columns) and not patients[
+        ["followup_days", "died"]
+    ].isna().any().any()
 
 
-def overall_survival(data: TrialData, days: tuple[float, ...] = SURVIVAL_DAYS, level: float = LEVEL,
-                     unit: str = "days") -> pd.DataFrame:
+def overall_survival(
+    data: TrialData, days: tuple[float, ...] = SURVIVAL_DAYS, level: float = LEVEL, unit: str = "days"
+) -> pd.DataFrame:
     """Kaplan-Meier overall survival at each time (`days`, in `unit`) with lifelines' Greenwood (log-log) interval."""
     from lifelines import KaplanMeierFitter
 
@@ -474,10 +624,20 @@ def overall_survival(data: TrialData, days: tuple[float, ...] = SURVIVAL_DAYS, l
     for day in days:
         estimate, lower, upper = _km_at(kmf, day)
         at_risk = int((patients["followup_days"] >= day).sum())
-        rows.append({"key": "survival_at", "label": f"Survival at {SINGULAR[unit]} {_day(day)} ({plural(int(round(to_days(day, unit) / 30.4375)), 'month')})",
-                     "element": _day(day), "estimate": estimate, "lower": lower, "upper": upper, "n": len(patients),
-                     "events": int(patients["died"].sum()), "method": f"Kaplan-Meier, Greenwood log-log ({at_risk} at risk)",
-                     "flag": ""})
+        rows.append(
+            {
+                "key": "survival_at",
+                "label": f"Survival at {SINGULAR[unit]} {_day(day)} ({plural(int(round(to_days(day, unit) / 30.4375)), 'month')})",
+                "element": _day(day),
+                "estimate": estimate,
+                "lower": lower,
+                "upper": upper,
+                "n": len(patients),
+                "events": int(patients["died"].sum()),
+                "method": f"Kaplan-Meier, Greenwood log-log ({at_risk} at risk)",
+                "flag": "",
+            }
+        )
     return _frame(rows)
 
 
@@ -504,13 +664,29 @@ def cox_effects(data: TrialData, covariates: tuple[str, ...] | None = None, leve
         fitter = CoxPHFitter(alpha=1 - level).fit(frame, "followup_days", "died")
     note = _warnings_note(caught)
     events = int(patients["died"].sum())
-    rows = [_ratio_row("hazard_ratio", f"Hazard ratio, {c} (death)", c, fitter.summary.loc[c], len(patients), events,
-                       "Cox proportional hazards (Efron), Wald", note) for c in usable]
+    rows = [
+        _ratio_row(
+            "hazard_ratio",
+            f"Hazard ratio, {c} (death)",
+            c,
+            fitter.summary.loc[c],
+            len(patients),
+            events,
+            "Cox proportional hazards (Efron), Wald",
+            note,
+        )
+        for c in usable
+    ]
     return _frame(rows)
 
 
-def survival_aft(data: TrialData, covariates: tuple[str, ...] | None = None, level: float = LEVEL,
-                 families: tuple[str, ...] = SURVIVAL_FAMILIES, unit: str = "days") -> pd.DataFrame:
+def survival_aft(
+    data: TrialData,
+    covariates: tuple[str, ...] | None = None,
+    level: float = LEVEL,
+    families: tuple[str, ...] = SURVIVAL_FAMILIES,
+    unit: str = "days",
+) -> pd.DataFrame:
     """AFT MLEs of overall survival per family (`aft_rows`): intercept, shape, median of the
     trial-average patient and time ratios, Wald intervals. Weibull rows first."""
     if not _has_survival(data):

@@ -15,9 +15,9 @@ estimable (`marrow.frequentist.estimable`) has its numbers removed (NaN) and the
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -27,19 +27,52 @@ from marrow.data import TrialData
 from marrow.errors import UsageError
 
 SECTIONS = {"response": "Response", "recovery": "Time to recovery", "survival": "Overall survival", "safety": "Safety"}
-COLUMNS = ["section", "quantity", "variable", "element", "bayes", "bayes_lower", "bayes_upper", "freq", "freq_lower",
-           "freq_upper", "freq_se", "n", "method", "flag", "scale"]
+COLUMNS = [
+    "section",
+    "quantity",
+    "variable",
+    "element",
+    "bayes",
+    "bayes_lower",
+    "bayes_upper",
+    "freq",
+    "freq_lower",
+    "freq_upper",
+    "freq_se",
+    "n",
+    "method",
+    "flag",
+    "scale",
+]
 SMALL_N = 10
 SHRINKAGE_MIN_GAP = 0.05  # |raw - pooled| below which shrinkage is not reported
 PROB = 0.95
 # posterior variable -> display scale (digits)
-SCALES = {"odds_ratio": "ratio", "time_ratio": "ratio", "hazard_ratio": "ratio", "cure_odds_ratio": "ratio",
-          "median_days": "days", "shape": "ratio", "intercept": "log-odds", "beta": "log-odds", "center_sd": "sd",
-          "aft_intercept": "log"}
+SCALES = {
+    "odds_ratio": "ratio",
+    "time_ratio": "ratio",
+    "hazard_ratio": "ratio",
+    "cure_odds_ratio": "ratio",
+    "median_days": "days",
+    "shape": "ratio",
+    "intercept": "log-odds",
+    "beta": "log-odds",
+    "center_sd": "sd",
+    "aft_intercept": "log",
+}
 # variable -> working scale of `marrow.frequentist.estimable` when a row does not give its own
-WORKING = {"odds_ratio": "log", "time_ratio": "log", "hazard_ratio": "log", "cure_odds_ratio": "log", "shape": "log",
-           "center_sd": "log", "intercept": "identity", "beta": "identity", "aft_intercept": "identity",
-           "cure_fraction": "logit"}
+WORKING = {
+    "odds_ratio": "log",
+    "time_ratio": "log",
+    "hazard_ratio": "log",
+    "cure_odds_ratio": "log",
+    "shape": "log",
+    "center_sd": "log",
+    "intercept": "identity",
+    "beta": "identity",
+    "aft_intercept": "identity",
+    "cure_fraction": "logit",
+}
 
 
 def sections(data: TrialData) -> tuple[list[str], list[str]]:
@@ -57,8 +90,12 @@ def sections(data: TrialData) -> tuple[list[str], list[str]]:
         blank = [n for n in names if data.patients[n].isna().any()]
         return ", ".join(f"'{n}' has missing values" for n in blank)
 
-    reasons = {"response": missing("responder"), "recovery": "" if data.recovery is not None else "no recovery table",
-               "survival": missing("followup_days", "died"), "safety": missing("adverse_event")}
+    reasons = {
+        "response": missing("responder"),
+        "recovery": "" if data.recovery is not None else "no recovery table",
+        "survival": missing("followup_days", "died"),
+        "safety": missing("adverse_event"),
+    }
     run = [model for model, reason in reasons.items() if not reason]
     skipped = [f"skipped: {SECTIONS[model]} ({reason})" for model, reason in reasons.items() if reason]
     return run, skipped
@@ -66,9 +103,11 @@ def sections(data: TrialData) -> tuple[list[str], list[str]]:
 
 # --- frequentist rows ------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Horizons:
     """The time unit of the data and the times of the frequentist P(recovered by t) and S(t) rows."""
+
     unit: str = time_units.DEFAULT_UNIT
     recovery: tuple[float, ...] = time_units.RECOVERY_HORIZON_DAYS
     survival: tuple[float, ...] = time_units.SURVIVAL_HORIZON_DAYS
@@ -81,16 +120,22 @@ def horizons_of(fits: Sequence) -> Horizons:
     timed = [f.spec for f in fits if f.spec.model in ("recovery", "survival")]
     units = sorted({getattr(s, "time_unit", time_units.DEFAULT_UNIT) for s in timed})
     if len(units) > 1:
-        raise UsageError(f"the fits compared record time in different units ({', '.join(units)}); "
-                         "compare fits of one unit at a time")
+        raise UsageError(
+            f"the fits compared record time in different units ({', '.join(units)}); compare fits of one unit at a time"
+        )
     unit = units[0] if units else time_units.DEFAULT_UNIT
 
     def union(model: str, defaults: tuple[float, ...]) -> tuple[float, ...]:
-        chosen = [t for s in timed if s.model == model for t in time_units.horizons(getattr(s, "horizons", ()), defaults)]
+        chosen = [
+            t for s in timed if s.model == model for t in time_units.horizons(getattr(s, "horizons", ()), defaults)
+        ]
         return tuple(time_units.horizons(chosen, defaults))
 
-    return Horizons(unit, union("recovery", time_units.recovery_horizons(unit)),
-                    union("survival", time_units.survival_horizons(unit)))
+    return Horizons(
+        unit,
+        union("recovery", time_units.recovery_horizons(unit)),
+        union("survival", time_units.survival_horizons(unit)),
+    )
 
 
 # Frequentist rows of recently seen data (by content): `compare` and the report in one process, or
@@ -108,8 +153,9 @@ def _content_key(data: TrialData, covariates: tuple[str, ...]) -> tuple:
     return digest(data.patients), digest(data.recovery), covariates, tuple(data.covariates)
 
 
-def frequentist_rows(data: TrialData, covariates: tuple[str, ...] | None = None,
-                     competing: bool = False, horizons: Horizons = Horizons()) -> pd.DataFrame:
+def frequentist_rows(
+    data: TrialData, covariates: tuple[str, ...] | None = None, competing: bool = False, horizons: Horizons = Horizons()
+) -> pd.DataFrame:
     """Every frequentist estimate the data support, tagged with the model and posterior variable it
     matches; Aalen-Johansen incidences only with `competing` (a --competing-death fit to compare);
     `attrs["skipped"]` lists the sections the data do not support. Pure in its inputs; results are
@@ -132,17 +178,27 @@ def _compute_rows(data: TrialData, covariates: tuple[str, ...], competing: bool,
     unit = horizons.unit
     recovery_times, survival_times = tuple(map(float, horizons.recovery)), tuple(map(float, horizons.survival))
     producers = {
-        "response": (lambda: binomial.response_rates(data), lambda: binomial.center_rates(data),
-                     lambda: logistic.logistic_effects(data, covariates), lambda: glmm.glmm_rows(data, covariates)),
-        "recovery": (lambda: survival.recovery_medians(data, unit=unit),
-                     lambda: survival.recovery_incidence(data, recovery_times, unit=unit),
-                     lambda: survival.cure_model(data, covariates), lambda: survival.recovery_aft(data, covariates, unit=unit),
-                     lambda: interval.turnbull_incidence(data, recovery_times, unit),  # these three: intervals only
-                     lambda: interval.interval_weibull_medians(data, unit=unit),
-                     lambda: interval.interval_aft(data, covariates),
-                     lambda: interval.competing_incidence(data, recovery_times, unit=unit) if competing else None),
-        "survival": (lambda: survival.overall_survival(data, survival_times, unit=unit),
-                     lambda: survival.cox_effects(data, covariates), lambda: survival.survival_aft(data, covariates, unit=unit)),
+        "response": (
+            lambda: binomial.response_rates(data),
+            lambda: binomial.center_rates(data),
+            lambda: logistic.logistic_effects(data, covariates),
+            lambda: glmm.glmm_rows(data, covariates),
+        ),
+        "recovery": (
+            lambda: survival.recovery_medians(data, unit=unit),
+            lambda: survival.recovery_incidence(data, recovery_times, unit=unit),
+            lambda: survival.cure_model(data, covariates),
+            lambda: survival.recovery_aft(data, covariates, unit=unit),
+            lambda: interval.turnbull_incidence(data, recovery_times, unit),  # these three: intervals only
+            lambda: interval.interval_weibull_medians(data, unit=unit),
+            lambda: interval.interval_aft(data, covariates),
+            lambda: interval.competing_incidence(data, recovery_times, unit=unit) if competing else None,
+        ),
+        "survival": (
+            lambda: survival.overall_survival(data, survival_times, unit=unit),
+            lambda: survival.cox_effects(data, covariates),
+            lambda: survival.survival_aft(data, covariates, unit=unit),
+        ),
         "safety": (lambda: binomial.adverse_event_rate(data),),
     }
     frames = []
@@ -157,17 +213,43 @@ def _compute_rows(data: TrialData, covariates: tuple[str, ...], competing: bool,
                 if column not in part.columns:
                     part[column] = default
             if "events" in part.columns:
-                few = part["events"].notna() & (part["events"] < SMALL_N) & part["key"].isin(["hazard_ratio", "time_ratio"])
-                part.loc[few, "flag"] = [_join(f, f"few events ({int(e)})") for f, e in zip(part.loc[few, "flag"], part.loc[few, "events"])]
+                few = (
+                    part["events"].notna()
+                    & (part["events"] < SMALL_N)
+                    & part["key"].isin(["hazard_ratio", "time_ratio"])
+                )
+                part.loc[few, "flag"] = [
+                    _join(f, f"few events ({int(e)})") for f, e in zip(part.loc[few, "flag"], part.loc[few, "events"])
+                ]
             frames.append(part.astype(object))
-    rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
-        columns=["key", "label", "element", "estimate", "lower", "upper", "n", "method", "flag", "problem", "working",
-                 "family", "se", "model"])
+    rows = (
+        pd.concat(frames, ignore_index=True)
+        if frames
+        else pd.DataFrame(
+            columns=[
+                "key",
+                "label",
+                "element",
+                "estimate",
+                "lower",
+                "upper",
+                "n",
+                "method",
+                "flag",
+                "problem",
+                "working",
+                "family",
+                "se",
+                "model",
+            ]
+        )
+    )
     rows.attrs["skipped"] = skipped
     return rows
 
 
 # --- Bayesian side ---------------------------------------------------------------------------------------
+
 
 def _matches(value, part: str) -> bool:
     if str(value) == part:
@@ -224,6 +306,7 @@ def bayes_summary(fits: Sequence, model: str, variable: str, element: str, prob:
 
 # --- the table ------------------------------------------------------------------------------------------
 
+
 def _join(*flags: str) -> str:
     return "; ".join(f for f in flags if f)
 
@@ -241,8 +324,9 @@ def disagreement(bayes, bayes_lower, bayes_upper, freq, freq_lower, freq_upper) 
     return bool(outside_freq or outside_bayes)
 
 
-def comparison_table(data: TrialData, fits: Iterable = (), covariates: tuple[str, ...] | None = None,
-                     prob: float = PROB) -> pd.DataFrame:
+def comparison_table(
+    data: TrialData, fits: Iterable = (), covariates: tuple[str, ...] | None = None, prob: float = PROB
+) -> pd.DataFrame:
     """Bayesian (posterior median, equal-tailed `prob` interval) beside frequentist estimates, with flags.
 
     `fits` are loaded `marrow.fits.Fit`s of any model (none: frequentist side alone, Bayesian
@@ -256,8 +340,12 @@ def comparison_table(data: TrialData, fits: Iterable = (), covariates: tuple[str
     from marrow.frequentist.estimable import not_estimable
 
     fits = list(fits)
-    rows = frequentist_rows(data, covariates, competing=any(getattr(f.spec, "competing_death", False) for f in fits),
-                            horizons=horizons_of(fits))
+    rows = frequentist_rows(
+        data,
+        covariates,
+        competing=any(getattr(f.spec, "competing_death", False) for f in fits),
+        horizons=horizons_of(fits),
+    )
     out = []
     pooled = bayes_summary(fits, "response", "response_rate", "", prob)
     for _, row in rows.iterrows():
@@ -266,8 +354,13 @@ def comparison_table(data: TrialData, fits: Iterable = (), covariates: tuple[str
         n = int(row["n"]) if _finite(row.get("n")) else None
         flags = [row["flag"]] if isinstance(row["flag"], str) else []
         working = row["working"] if isinstance(row["working"], str) else WORKING.get(row["key"])
-        reason = not_estimable(row["estimate"], row["lower"], row["upper"], working,
-                               row["problem"] if isinstance(row["problem"], str) else "")
+        reason = not_estimable(
+            row["estimate"],
+            row["lower"],
+            row["upper"],
+            working,
+            row["problem"] if isinstance(row["problem"], str) else "",
+        )
         freq = (np.nan, np.nan, np.nan, np.nan) if reason else (row["estimate"], row["lower"], row["upper"], row["se"])
         small = n is not None and n < SMALL_N
         if small:
@@ -287,20 +380,36 @@ def comparison_table(data: TrialData, fits: Iterable = (), covariates: tuple[str
                 cause = "small n"
             elif "few events" in text:
                 cause = "few events"
-            elif row["key"] in ("time_ratio", "median_days", "shape") and "AFT" in row["method"] \
-                    and "among responders" in row["method"]:
+            elif (
+                row["key"] in ("time_ratio", "median_days", "shape")
+                and "AFT" in row["method"]
+                and "among responders" in row["method"]
+            ):
                 cause = "AFT without cure fraction"
             else:
                 cause = ""
             flags.insert(0, "disagree" + (f": {cause}" if cause else ""))
         if reason:
             flags.insert(0, f"not estimable: {reason}")
-        out.append({
-            "section": SECTIONS[row["model"]], "quantity": row["label"], "variable": row["key"],
-            "element": row["element"], "bayes": b, "bayes_lower": bl, "bayes_upper": bu,
-            "freq": freq[0], "freq_lower": freq[1], "freq_upper": freq[2], "freq_se": freq[3], "n": n,
-            "method": row["method"], "flag": _join(*flags), "scale": SCALES.get(row["key"], "rate"),
-        })
+        out.append(
+            {
+                "section": SECTIONS[row["model"]],
+                "quantity": row["label"],
+                "variable": row["key"],
+                "element": row["element"],
+                "bayes": b,
+                "bayes_lower": bl,
+                "bayes_upper": bu,
+                "freq": freq[0],
+                "freq_lower": freq[1],
+                "freq_upper": freq[2],
+                "freq_se": freq[3],
+                "n": n,
+                "method": row["method"],
+                "flag": _join(*flags),
+                "scale": SCALES.get(row["key"], "rate"),
+            }
+        )
     table = pd.DataFrame(out, columns=COLUMNS)
     for column in ("bayes", "bayes_lower", "bayes_upper", "freq", "freq_lower", "freq_upper", "freq_se"):
         table[column] = pd.to_numeric(table[column], errors="coerce").astype(float)
@@ -311,6 +420,7 @@ def comparison_table(data: TrialData, fits: Iterable = (), covariates: tuple[str
 
 
 # --- display ---------------------------------------------------------------------------------------------
+
 
 def _number(value, scale: str) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -339,21 +449,29 @@ def display_table(table: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for _, row in table.iterrows():
         scale = row["scale"]
-        rows.append({
-            "section": row["section"], "quantity": row["quantity"],
-            "bayes": _number(row["bayes"], scale), "bayes 95% interval": _interval(row["bayes_lower"], row["bayes_upper"], scale),
-            "freq": _number(row["freq"], scale), "freq 95% interval": _interval(row["freq_lower"], row["freq_upper"], scale),
-            "method": row["method"], "flag": row["flag"] or "",
-        })
-    return pd.DataFrame(rows, columns=["section", "quantity", "bayes", "bayes 95% interval", "freq", "freq 95% interval",
-                                       "method", "flag"])
+        rows.append(
+            {
+                "section": row["section"],
+                "quantity": row["quantity"],
+                "bayes": _number(row["bayes"], scale),
+                "bayes 95% interval": _interval(row["bayes_lower"], row["bayes_upper"], scale),
+                "freq": _number(row["freq"], scale),
+                "freq 95% interval": _interval(row["freq_lower"], row["freq_upper"], scale),
+                "method": row["method"],
+                "flag": row["flag"] or "",
+            }
+        )
+    return pd.DataFrame(
+        rows,
+        columns=["section", "quantity", "bayes", "bayes 95% interval", "freq", "freq 95% interval", "method", "flag"],
+    )
 
 
 # variable -> method family, for captions
 METHOD_FAMILIES = {
     "response_rate": "exact Clopper-Pearson, Wilson and Jeffreys intervals for proportions",
     "odds_ratio": "logistic regression (Wald and profile-likelihood intervals), GEE with exchangeable correlation "
-                  "within center, Fisher's exact test",
+    "within center, Fisher's exact test",
     "median_days": "Kaplan-Meier medians among responders",
     "recovered_by": "cumulative incidence as 1 - Kaplan-Meier",
     "cure_fraction": "a maximum-likelihood Weibull mixture cure model",
@@ -373,8 +491,10 @@ def caption(table: pd.DataFrame) -> str:
     if table["method"].str.contains("Firth").any():
         methods.append("Firth's penalised logistic regression where the data are separated")
     if table["bayes"].notna().any():
-        lead = ("Bayesian posterior medians with 95% equal-tailed credible intervals beside frequentist estimates "
-                "with 95% confidence intervals")
+        lead = (
+            "Bayesian posterior medians with 95% equal-tailed credible intervals beside frequentist estimates "
+            "with 95% confidence intervals"
+        )
     else:
         lead = "Frequentist estimates with 95% confidence intervals (no Bayesian fit given)"
     text = f"{lead}. Methods: " + "; ".join(methods) + "."
@@ -396,8 +516,15 @@ def latex_table(table: pd.DataFrame) -> str:
 
 # --- which data ------------------------------------------------------------------------------------------
 
-def data_for_fits(fits: Sequence = (), data_path: Path | str | None = None, recovery_path: Path | str | None = None,
-                  covariates: tuple[str, ...] = (), announce: bool = False, adam=None) -> TrialData:
+
+def data_for_fits(
+    fits: Sequence = (),
+    data_path: Path | str | None = None,
+    recovery_path: Path | str | None = None,
+    covariates: tuple[str, ...] = (),
+    announce: bool = False,
+    adam=None,
+) -> TrialData:
     """Load the data to compute the frequentist side from, checking it is the data the fits were fitted to.
 
     Paths: `data_path`/`recovery_path` if given, else the paths recorded in the fits' provenance,
@@ -420,29 +547,43 @@ def data_for_fits(fits: Sequence = (), data_path: Path | str | None = None, reco
         for source in fit.data_sources:
             role = source["role"]
             if role in recorded and recorded[role][1] != source["sha256"]:
-                raise UsageError(f"the fits were fitted to different {role} files ({recorded[role][0]} and "
-                                 f"{source['path']}); compare fits of the same data")
+                raise UsageError(
+                    f"the fits were fitted to different {role} files ({recorded[role][0]} and "
+                    f"{source['path']}); compare fits of the same data"
+                )
             recorded.setdefault(role, (source["path"], source["sha256"]))
     patients = Path(data_path) if data_path else (Path(recorded["patients"][0]) if "patients" in recorded else None)
-    recovery = Path(recovery_path) if recovery_path else (Path(recorded["recovery"][0]) if "recovery" in recorded else None)
+    recovery = (
+        Path(recovery_path) if recovery_path else (Path(recorded["recovery"][0]) if "recovery" in recorded else None)
+    )
     if patients is not None and recovery is None and patients.resolve() == Path(datasets.PATIENTS_CSV).resolve():
         recovery = Path(datasets.RECOVERY_CSV)
     for role, path in (("patients", patients), ("recovery", recovery)):
         if role not in recorded or path is None:
             continue
         if not path.exists():
-            raise UsageError(f"the {role} file the fit was made from, {path}, is not there; pass it with "
-                             f"{'--data' if role == 'patients' else '--recovery'}")
+            raise UsageError(
+                f"the {role} file the fit was made from, {path}, is not there; pass it with "
+                f"{'--data' if role == 'patients' else '--recovery'}"
+            )
         if file_sha256(path) != recorded[role][1]:
-            raise UsageError(f"{path} is not the {role} file the fit was made from (SHA-256 {file_sha256(path)[:12]} "
-                             f"on disk, {recorded[role][1][:12]} recorded); refit, or pass the original file")
+            raise UsageError(
+                f"{path} is not the {role} file the fit was made from (SHA-256 {file_sha256(path)[:12]} "
+                f"on disk, {recorded[role][1][:12]} recorded); refit, or pass the original file"
+            )
     # compare needs no column beyond patient and center: each section runs when its columns exist.
     optional = {"response": False} if "response" in getattr(Needs, "__dataclass_fields__", {}) else {}
     needs = Needs(recovery=recovery is not None or patients is None, covariates=tuple(covariates), **optional)
     first = load_trial(patients, recovery, needs, announce=announce)
     present = set(first.patients.columns)
     ordinal = "response" in present and first.patients["response"].notna().all()
-    needs = Needs(ordinal=bool(ordinal), followup="followup_days" in present,
-                  died="died" in present and "followup_days" in present, adverse_event="adverse_event" in present,
-                  recovery=needs.recovery, covariates=tuple(covariates), **optional)
+    needs = Needs(
+        ordinal=bool(ordinal),
+        followup="followup_days" in present,
+        died="died" in present and "followup_days" in present,
+        adverse_event="adverse_event" in present,
+        recovery=needs.recovery,
+        covariates=tuple(covariates),
+        **optional,
+    )
     return load_trial(patients, recovery, needs)

@@ -38,11 +38,11 @@ def module_for(model: str) -> ModuleType:
     return importlib.import_module(_MODULES[model])
 
 
-def model_inputs(data: "TrialData", spec: "ModelSpec") -> ModelInputs:
+def model_inputs(data: TrialData, spec: ModelSpec) -> ModelInputs:
     return module_for(spec.model).inputs(data, spec)
 
 
-def build_model(data: "TrialData", spec: "ModelSpec", priors: "PriorSet") -> "pm.Model":
+def build_model(data: TrialData, spec: ModelSpec, priors: PriorSet) -> pm.Model:
     """Build (never sample) the PyMC model for `spec` on `data` with `priors` (log times stated in days,
     moved to `spec.time_unit` as `marrow.fits.run.fit_model` does)."""
     from marrow.time_units import priors_in_unit
@@ -51,7 +51,7 @@ def build_model(data: "TrialData", spec: "ModelSpec", priors: "PriorSet") -> "pm
     return module.build(module.inputs(data, spec), spec, priors_in_unit(priors, spec.time_unit))
 
 
-def swap_data(model: "pm.Model", inputs: ModelInputs) -> None:
+def swap_data(model: pm.Model, inputs: ModelInputs) -> None:
     """Put new data of the same structure into a built model (cells or rows may change in number)."""
     import pymc as pm
 

@@ -22,8 +22,9 @@ Every function takes `ops`: `NUMPY` or `pytensor_ops()`, so the formulas exist o
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 FAMILIES = ("weibull", "lognormal", "loglogistic")
 LN2 = math.log(2.0)
@@ -55,9 +56,17 @@ def _numpy_ops() -> Ops:
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.where(x > -LN2, np.log(-np.expm1(x)), np.log1p(-np.exp(x)))
 
-    return Ops(exp=np.exp, log=np.log, softplus=lambda x: np.logaddexp(0.0, x), log_norm_sf=lambda x: log_ndtr(-x),
-               log1mexp=log1mexp, where=np.where, clip_u=lambda u: np.minimum(u, 700.0), gammaln=gammaln,
-               gammainc=gammainc)
+    return Ops(
+        exp=np.exp,
+        log=np.log,
+        softplus=lambda x: np.logaddexp(0.0, x),
+        log_norm_sf=lambda x: log_ndtr(-x),
+        log1mexp=log1mexp,
+        where=np.where,
+        clip_u=lambda u: np.minimum(u, 700.0),
+        gammaln=gammaln,
+        gammainc=gammainc,
+    )
 
 
 def pytensor_ops() -> Ops:
@@ -65,8 +74,17 @@ def pytensor_ops() -> Ops:
     import pytensor.tensor as pt
     from pymc.distributions.dist_math import normal_lccdf
 
-    return Ops(exp=pt.exp, log=pt.log, softplus=pt.softplus, log_norm_sf=lambda x: normal_lccdf(0.0, 1.0, x),
-               log1mexp=pt.log1mexp, where=pt.switch, clip_u=lambda u: u, gammaln=pt.gammaln, gammainc=pt.gammainc)
+    return Ops(
+        exp=pt.exp,
+        log=pt.log,
+        softplus=pt.softplus,
+        log_norm_sf=lambda x: normal_lccdf(0.0, 1.0, x),
+        log1mexp=pt.log1mexp,
+        where=pt.switch,
+        clip_u=lambda u: u,
+        gammaln=pt.gammaln,
+        gammainc=pt.gammainc,
+    )
 
 
 NUMPY = _numpy_ops()

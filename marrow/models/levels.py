@@ -21,8 +21,8 @@ A model may instead (or also) state its left-out levels as sentences with a modu
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Mapping, Sequence
 
 MIN_GROUPS = 2  # a between-group sd needs at least two groups
 ATTR = "dropped_levels"  # provenance key (flat string attr, JSON list of DroppedLevel dicts)
@@ -39,8 +39,10 @@ class DroppedLevel:
     def note(self) -> str:
         """One sentence for stderr and the report."""
         left_out = ", ".join(self.variables) if self.variables else "its effects"
-        return (f"the data have a single {self.level} ({self.label}): the {self.level} level is left out of the "
-                f"model ({left_out} not estimated; a between-{self.level} sd would be only its prior)")
+        return (
+            f"the data have a single {self.level} ({self.label}): the {self.level} level is left out of the "
+            f"model ({left_out} not estimated; a between-{self.level} sd would be only its prior)"
+        )
 
 
 def estimable(labels: Sequence[str]) -> bool:
@@ -48,8 +50,9 @@ def estimable(labels: Sequence[str]) -> bool:
     return len(labels) >= MIN_GROUPS
 
 
-def dropped_levels(labels: Mapping[str, Sequence[str]],
-                   variables: Mapping[str, tuple[str, ...]]) -> tuple[DroppedLevel, ...]:
+def dropped_levels(
+    labels: Mapping[str, Sequence[str]], variables: Mapping[str, tuple[str, ...]]
+) -> tuple[DroppedLevel, ...]:
     """The levels among `labels` (dim -> group labels in the data) that cannot be estimated.
 
     `variables` names, per dim, the fit's variables that the level would have produced (for the
@@ -80,8 +83,11 @@ def from_provenance(provenance: Mapping[str, str]) -> tuple[DroppedLevel, ...]:
         return ()
     try:
         items = json.loads(text)
-        return tuple(DroppedLevel(str(d["level"]), str(d["label"]), tuple(d.get("variables", ())))
-                     for d in items if not isinstance(d, str))
+        return tuple(
+            DroppedLevel(str(d["level"]), str(d["label"]), tuple(d.get("variables", ())))
+            for d in items
+            if not isinstance(d, str)
+        )
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         from marrow.errors import UsageError
 

@@ -69,6 +69,7 @@ def report_days(spec: ModelSpec) -> list:
 
 # --- latency families: written once in marrow.models.latency ---------------------------------------
 
+
 def log_density_np(family: str, log_t, mu, k):
     """(log f(t), log S(t)) for latency location mu (log median) and shape k; numpy, broadcasting."""
     return latency.log_density(family, log_t, mu, k)
@@ -80,6 +81,7 @@ def _log_density_pt(family: str, log_t, mu, k):
 
 
 # --- which hierarchy levels the data can estimate ---------------------------------------------------
+
 
 def estimable_levels(n_centers: int, n_lineages: int, spec: ModelSpec) -> dict[str, bool]:
     """Hierarchy levels the data can estimate: a center effect needs two centers (cure model only),
@@ -94,12 +96,15 @@ def dropped_levels(n_centers: int, n_lineages: int, spec: ModelSpec) -> list[str
     if spec.cure and not levels["center_effect"]:
         notes.append("one center: the cure model has no center effect (cure_center_sd not estimated)")
     if not levels["lineage_pooling"]:
-        notes.append("one lineage: lineage parameters are not pooled (no lineage sd) and no comparison "
-                     "across lineages is reported")
+        notes.append(
+            "one lineage: lineage parameters are not pooled (no lineage sd) and no comparison "
+            "across lineages is reported"
+        )
     return notes
 
 
 # --- inputs -----------------------------------------------------------------------------------------
+
 
 def _distinct(columns: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """First row, per-row index and count of each distinct row of the 2-D array `columns` (sorted order)."""
@@ -211,16 +216,18 @@ def inputs(data: TrialData, spec: ModelSpec) -> ModelInputs:
         cure_cells, cure_weight, _ = _cells(censored, unit if spec.frailty else row["row_cure"], day)
         cell_of_row = np.zeros(len(day), dtype=np.int64)
         cell_of_row[censored] = censored_cell
-        arrays.update({
-            "group_center": data.center_index[g_first],
-            "group_pattern": patient_pattern[g_first],
-            "group_weight": group_n / n_patients,
-            "group_events": np.bincount(row["row_cure"], recovered, n_cure).reshape(-1, n_lineages),
-            "group_censored": np.bincount(row["row_cure"], 1 - recovered, n_cure).reshape(-1, n_lineages),
-            "cure_censored": cell_of_row[cure_cells],
-            "cure_group": row["row_cure"][cure_cells],
-            "cure_weight": cure_weight,
-        })
+        arrays.update(
+            {
+                "group_center": data.center_index[g_first],
+                "group_pattern": patient_pattern[g_first],
+                "group_weight": group_n / n_patients,
+                "group_events": np.bincount(row["row_cure"], recovered, n_cure).reshape(-1, n_lineages),
+                "group_censored": np.bincount(row["row_cure"], 1 - recovered, n_cure).reshape(-1, n_lineages),
+                "cure_censored": cell_of_row[cure_cells],
+                "cure_group": row["row_cure"][cure_cells],
+                "cure_weight": cure_weight,
+            }
+        )
 
     # Grid for plotted cumulative incidence: to twice the last recovery day (where the curves have
     # levelled off), never past the last observed day.
@@ -260,8 +267,12 @@ def _death_cells(data: TrialData, patient_pattern: np.ndarray) -> dict:
     follow = data.patients["followup_days"].to_numpy(dtype=np.float64)
     died = data.patients["died"].to_numpy(dtype=np.int64)
     first, _, counts = _distinct(np.column_stack([patient_pattern, died, follow]))
-    return {"death_pattern": patient_pattern[first], "death_event": died[first],
-            "death_log_day": np.log(follow[first]), "death_weight": counts.astype(np.float64)}
+    return {
+        "death_pattern": patient_pattern[first],
+        "death_event": died[first],
+        "death_log_day": np.log(follow[first]),
+        "death_weight": counts.astype(np.float64),
+    }
 
 
 def _replicate_cells(row: dict, unit: np.ndarray, censor_day: np.ndarray, n_lineages: int) -> dict:
@@ -280,6 +291,7 @@ def _replicate_cells(row: dict, unit: np.ndarray, censor_day: np.ndarray, n_line
 
 
 # --- the PyMC graph ------------------------------------------------------------------------------
+
 
 def _hierarchical(p, name: str, pooled: bool = True):
     """Lineage parameter `name` = name_mu + name_sd * z (non-centred), stored with dims lineage;
@@ -326,8 +338,9 @@ def _cell_latency(family: str, d: dict, prefix: str, loc, shape, frailty):
 def _interval_loglik(family: str, d: dict, loc, shape, frailty):
     """Weighted sum of log(S(L) - S(R)) over the interval cells (log-diff-exp of log S)."""
     mu, k = _cell_params(d, "interval", loc, shape, frailty)
-    log_p = latency.log_interval(family, d["interval_log_lower"], d["interval_log_day"], d["interval_has_lower"],
-                                 mu, k, latency.pytensor_ops())
+    log_p = latency.log_interval(
+        family, d["interval_log_lower"], d["interval_log_day"], d["interval_has_lower"], mu, k, latency.pytensor_ops()
+    )
     return (d["interval_weight"] * log_p).sum()
 
 
@@ -346,8 +359,9 @@ def _death_model(priors, d: dict, has_x: bool):
         pm.Deterministic("death_time_ratio", pt.exp(beta), dims=dims.COVARIATE)
         loc = loc + pt.dot(d["pattern_x"], beta)
     pm.Deterministic("death_median_days", pt.exp(log_median))
-    log_f, log_s = latency.log_density(DEATH_FAMILY, d["death_log_day"], loc[d["death_pattern"]], shape,
-                                       latency.pytensor_ops())
+    log_f, log_s = latency.log_density(
+        DEATH_FAMILY, d["death_log_day"], loc[d["death_pattern"]], shape, latency.pytensor_ops()
+    )
     pm.Potential("death_loglik", (d["death_weight"] * pt.switch(pt.eq(d["death_event"], 1), log_f, log_s)).sum())
 
 
@@ -357,11 +371,14 @@ def _cure_loglik(d: dict, eta, log_s):
     import pytensor.tensor as pt
 
     censored = pt.softplus(eta.flatten()[d["cure_group"]] + log_s[d["cure_censored"]])
-    return ((d["cure_weight"] * censored).sum() - (d["group_events"] * pt.softplus(-eta)).sum()
-            - (d["group_censored"] * pt.softplus(eta)).sum())
+    return (
+        (d["cure_weight"] * censored).sum()
+        - (d["group_events"] * pt.softplus(-eta)).sum()
+        - (d["group_censored"] * pt.softplus(eta)).sum()
+    )
 
 
-def build(inputs: ModelInputs, spec: ModelSpec, priors) -> "pm.Model":
+def build(inputs: ModelInputs, spec: ModelSpec, priors) -> pm.Model:
     """The PyMC graph; the likelihood is a Potential, a weighted sum over cells; arrays in pm.Data.
 
     Censored rows of the cure model use log((1 - pi) + pi S) = log(1 - pi) + softplus(eta + log S),
@@ -406,8 +423,7 @@ def build(inputs: ModelInputs, spec: ModelSpec, priors) -> "pm.Model":
             if levels["center_effect"]:
                 cure_center_sd = p["cure_center_sd"].create("cure_center_sd")
                 cure_center_z = pm.Normal("cure_center_z", 0.0, 1.0, dims=dims.CENTER)
-                center_effect = pm.Deterministic("cure_center_effect", cure_center_sd * cure_center_z,
-                                                 dims=dims.CENTER)
+                center_effect = pm.Deterministic("cure_center_effect", cure_center_sd * cure_center_z, dims=dims.CENTER)
                 eta = cure_intercept[None, :] + center_effect[d["group_center"]][:, None]
             if has_x:
                 cure_beta, contribution = _effects(p, "cure_beta", "cure_beta", spec, d["pattern_x"])
@@ -454,8 +470,9 @@ def _linear(post, base: str, beta: str, spec: ModelSpec, x: np.ndarray, draws: s
     out = _draws(post, base, draws)[:, None, :] + np.zeros((1, x.shape[0], 1))
     if x.shape[1]:
         b = _draws(post, beta, draws)
-        out = out + (np.einsum("pk,slk->spl", x, b) if spec.per_lineage_effects
-                     else np.einsum("pk,sk->sp", x, b)[:, :, None])
+        out = out + (
+            np.einsum("pk,slk->spl", x, b) if spec.per_lineage_effects else np.einsum("pk,sk->sp", x, b)[:, :, None]
+        )
     return out
 
 
@@ -464,8 +481,10 @@ def _tables(post, inputs: ModelInputs, spec: ModelSpec, draws: slice) -> dict[st
     lineage, patient frailty, and (cure) the cure logit by group x lineage ('eta'), flattened."""
     a = inputs.arrays
     n = draws.stop - draws.start
-    out = {"loc": _linear(post, "log_median", "time_beta", spec, a["pattern_x"], draws).reshape(n, -1),
-           "shape": _draws(post, "shape", draws)}
+    out = {
+        "loc": _linear(post, "log_median", "time_beta", spec, a["pattern_x"], draws).reshape(n, -1),
+        "shape": _draws(post, "shape", draws),
+    }
     if spec.frailty:
         out["frailty"] = _draws(post, "frailty_sd", draws)[:, None] * _draws(post, "frailty_z", draws)
     if spec.cure:
@@ -505,8 +524,9 @@ def pointwise(tables: dict, inputs: ModelInputs, spec: ModelSpec) -> np.ndarray:
     mu, k = _params_np(tables, spec, e["row_loc"], e["row_lineage"], e["row_patient"])
     log_f, log_s = log_density_np(family, e["row_log_day"][None, :], mu, k)
     if e["row_interval"].any():  # recovered between visits: log(S(L) - S(R)) in place of log f
-        log_p = latency.log_interval(family, e["row_log_lower"][None, :], e["row_log_day"][None, :],
-                                     e["row_has_lower"][None, :], mu, k)
+        log_p = latency.log_interval(
+            family, e["row_log_lower"][None, :], e["row_log_day"][None, :], e["row_has_lower"][None, :], mu, k
+        )
         log_f = np.where(e["row_interval"][None, :], log_p, log_f)
     event = e["row_recovered"][None, :] == 1
     if not spec.cure:
@@ -520,8 +540,15 @@ def _replicate_counts(tables: dict, inputs: ModelInputs, spec: ModelSpec, rng: n
     """(sample, lineage) replicated recovered counts: each row recovers within follow-up with
     probability pi * F(censoring day), one Bernoulli draw per row and sample."""
     e = inputs.extra
-    _, log_s = _latency_np(family_of(spec), tables, spec, e["replicate_log_day"], e["replicate_loc"],
-                           e["replicate_lineage"], e["replicate_patient"])
+    _, log_s = _latency_np(
+        family_of(spec),
+        tables,
+        spec,
+        e["replicate_log_day"],
+        e["replicate_loc"],
+        e["replicate_lineage"],
+        e["replicate_patient"],
+    )
     seen = -np.expm1(log_s)[:, e["replicate_of_row"]]
     if spec.cure:
         seen *= (1.0 / (1.0 + np.exp(-tables["eta"])))[:, e["replicate_row_cure"]]
@@ -598,13 +625,19 @@ def _add_competing_incidence(post, inputs: ModelInputs, spec: ModelSpec) -> None
     with np.errstate(over="ignore", divide="ignore", under="ignore"):
         tables = _tables(post, inputs, spec, slice(0, n_chain * n_draw))
         recovery_cif, death_cif = competing_incidence(tables, inputs, spec, np.concatenate([report, grid]))
-    coords = {"chain": post["chain"].to_numpy(), "draw": post["draw"].to_numpy(),
-              dims.LINEAGE: inputs.coords[dims.LINEAGE], dims.DAY: inputs.coords[dims.DAY],
-              GRID_DAY: inputs.coords[GRID_DAY]}
+    coords = {
+        "chain": post["chain"].to_numpy(),
+        "draw": post["draw"].to_numpy(),
+        dims.LINEAGE: inputs.coords[dims.LINEAGE],
+        dims.DAY: inputs.coords[dims.DAY],
+        GRID_DAY: inputs.coords[GRID_DAY],
+    }
     for name, values in (("recovery_cif", recovery_cif), ("death_before_recovery", death_cif)):
         values = values.reshape(n_chain, n_draw, *values.shape[1:])
-        for suffix, part, day_dim in (("", values[..., :len(report)], dims.DAY),
-                                      ("_curve", values[..., len(report):], GRID_DAY)):
+        for suffix, part, day_dim in (
+            ("", values[..., : len(report)], dims.DAY),
+            ("_curve", values[..., len(report) :], GRID_DAY),
+        ):
             dims_ = ("chain", "draw", dims.LINEAGE, day_dim)
             post[name + suffix] = xr.DataArray(part, dims=dims_, coords={k: coords[k] for k in dims_})
 
@@ -646,16 +679,21 @@ def augment(idata, inputs: ModelInputs, spec: ModelSpec, rng: np.random.Generato
     groups = {
         "posterior_predictive": xr.Dataset(
             {"recovered_count": (chain_draw + (dims.LINEAGE,), rep.reshape(n_chain, n_draw, -1))},
-            coords={**coords, **lineage}),
+            coords={**coords, **lineage},
+        ),
         "observed_data": xr.Dataset(
-            {"recovered_count": ((dims.LINEAGE,), obs),
-             "at_risk": ((dims.LINEAGE,), np.bincount(rl, minlength=n_lineages).astype(np.int64))},
-            coords=lineage),
+            {
+                "recovered_count": ((dims.LINEAGE,), obs),
+                "at_risk": ((dims.LINEAGE,), np.bincount(rl, minlength=n_lineages).astype(np.int64)),
+            },
+            coords=lineage,
+        ),
     }
     if keep:
         groups["log_likelihood"] = xr.Dataset(
             {"recovery": (chain_draw + (dims.ROW,), loglik.reshape(n_chain, n_draw, -1))},
-            coords={**coords, dims.ROW: inputs.coords[dims.ROW]})
+            coords={**coords, dims.ROW: inputs.coords[dims.ROW]},
+        )
     else:
         post.attrs["log_likelihood_omitted"] = omitted_reason(n_rows * n_samples, MAX_POINTWISE_VALUES)
     replace_groups(idata, **groups)
@@ -678,11 +716,15 @@ def quantities(spec: ModelSpec) -> list[Quantity]:
         out.append(Quantity("cure_odds_ratio", "Odds ratio of recovery, {covariate}" + per, "ratio"))
     if spec.competing_death:
         out += [
-            Quantity("recovery_cif", f"Cumulative incidence of recovery by {one} {{day}} (death competing), {{lineage}}",
-                     "probability"),
+            Quantity(
+                "recovery_cif",
+                f"Cumulative incidence of recovery by {one} {{day}} (death competing), {{lineage}}",
+                "probability",
+            ),
             Quantity("death_before_recovery", f"Died before recovery by {one} {{day}}, {{lineage}}", "probability"),
-            Quantity("death_median_days", f"Median {unit} to death (cause-specific hazard), trial-average patient",
-                     unit),
+            Quantity(
+                "death_median_days", f"Median {unit} to death (cause-specific hazard), trial-average patient", unit
+            ),
             Quantity("death_time_ratio", "Time ratio of death, {covariate}", "ratio"),
             Quantity("death_shape", "Weibull shape of the death hazard", "ratio"),
         ]
@@ -706,4 +748,6 @@ def probabilities(idata, spec: ModelSpec) -> list[tuple[str, float]]:
     values = median.to_numpy().reshape(-1, median.sizes[dims.LINEAGE])
     slowest = values.argmax(axis=1)
     names = [str(v) for v in median[dims.LINEAGE].to_numpy()]
-    return [(f"P({name} is the slowest lineage to recover)", float((slowest == j).mean())) for j, name in enumerate(names)]
+    return [
+        (f"P({name} is the slowest lineage to recover)", float((slowest == j).mean())) for j, name in enumerate(names)
+    ]

@@ -105,7 +105,7 @@ def default_target_accept(inputs: ModelInputs) -> float:
     return MANY_CENTERS_TARGET_ACCEPT if len(inputs.coords[dims.CENTER]) >= MANY_CENTERS else DEFAULT_TARGET_ACCEPT
 
 
-def build(inputs: ModelInputs, spec: ModelSpec, priors) -> "pm.Model":
+def build(inputs: ModelInputs, spec: ModelSpec, priors) -> pm.Model:
     """The PyMC graph; arrays live in pm.Data so new data can be swapped in."""
     import pymc as pm
     import pytensor.tensor as pt
@@ -140,7 +140,9 @@ def build(inputs: ModelInputs, spec: ModelSpec, priors) -> "pm.Model":
             cr_gap = p["cr_gap"].create("cr_gap")
             p_cr = pm.math.invlogit(eta - cr_gap)
             probs = pt.stack([1.0 - p_resp, p_resp - p_cr, p_cr], axis=-1)
-            pm.Multinomial("response_counts", n=d["cell_n"], p=probs, observed=d["cell_counts"], dims=(dims.CELL, dims.CATEGORY))
+            pm.Multinomial(
+                "response_counts", n=d["cell_n"], p=probs, observed=d["cell_counts"], dims=(dims.CELL, dims.CATEGORY)
+            )
             pm.Deterministic("cr_rate", pt.dot(d["cell_weight"], p_cr))
             pm.Deterministic("pr_rate", pt.dot(d["cell_weight"], p_resp - p_cr))
         else:
@@ -198,7 +200,10 @@ def augment(idata, inputs: ModelInputs, spec: ModelSpec, rng: np.random.Generato
         loo_dim, loo_labels = dims.PATIENT, inputs.coords[dims.PATIENT]
     else:
         loo_dim = dims.OUTCOME_GROUP
-        loo_labels = [f"{inputs.coords[dims.CELL][c]} | {inputs.coords[dims.CATEGORY][k]}" for c, k in zip(unit_cell, unit_category)]
+        loo_labels = [
+            f"{inputs.coords[dims.CELL][c]} | {inputs.coords[dims.CATEGORY][k]}"
+            for c, k in zip(unit_cell, unit_category)
+        ]
 
     def by_center(counts: np.ndarray) -> np.ndarray:
         out = np.zeros(counts.shape[:-1] + (n_centers,), dtype=np.int64)
@@ -237,8 +242,9 @@ def augment(idata, inputs: ModelInputs, spec: ModelSpec, rng: np.random.Generato
     if group_of is not None:
         from marrow.loo import GROUP_OF_UNIT
 
-        observed[GROUP_OF_UNIT] = xr.DataArray(group_of.astype(np.int64), dims=[dims.PATIENT],
-                                               coords={dims.PATIENT: inputs.coords[dims.PATIENT]})
+        observed[GROUP_OF_UNIT] = xr.DataArray(
+            group_of.astype(np.int64), dims=[dims.PATIENT], coords={dims.PATIENT: inputs.coords[dims.PATIENT]}
+        )
     log_lik = xr.Dataset(
         {"response": (chain_draw + (loo_dim,), pointwise)},
         coords={**coords, loo_dim: loo_labels},
@@ -285,7 +291,10 @@ def quantities(spec: ModelSpec) -> list[Quantity]:
         Quantity("new_center_rate", "Response rate, new center (predictive)"),
     ]
     out.append(Quantity("odds_ratio", "Odds ratio, {covariate}", "ratio"))
-    out += [Quantity("intercept", "Intercept (log-odds)", "log-odds"), Quantity("center_sd", "Center sd (log-odds)", "sd")]
+    out += [
+        Quantity("intercept", "Intercept (log-odds)", "log-odds"),
+        Quantity("center_sd", "Center sd (log-odds)", "sd"),
+    ]
     if spec.outcome == "ordinal":
         out.append(Quantity("cr_gap", "CR gap (log-odds)", "log-odds"))
     return out

@@ -45,7 +45,7 @@ def inputs(data: TrialData, spec: ModelSpec) -> ModelInputs:
     return ModelInputs(arrays, coords, {"patient_center": center, "patient_event": event}, dropped)
 
 
-def build(inputs: ModelInputs, spec: ModelSpec, priors) -> "pm.Model":
+def build(inputs: ModelInputs, spec: ModelSpec, priors) -> pm.Model:
     """The PyMC graph; per-center binomial counts in pm.Data."""
     import pymc as pm
     import pytensor.tensor as pt

@@ -29,8 +29,12 @@ DEFAULT_TARGET_ACCEPT = 0.9
 DEFAULT_FAMILY = DEFAULT_FAMILIES["survival"]
 GRID_POINTS = 60
 # family -> readable name (labels)
-FAMILY_NAMES = {"weibull": "Weibull", "exponential": "exponential", "lognormal": "log-normal",
-                "loglogistic": "log-logistic"}
+FAMILY_NAMES = {
+    "weibull": "Weibull",
+    "exponential": "exponential",
+    "lognormal": "log-normal",
+    "loglogistic": "log-logistic",
+}
 PROPORTIONAL_HAZARDS = ("weibull", "exponential")  # families whose AFT effects are also hazard ratios
 
 
@@ -84,7 +88,7 @@ def _data_dims(name: str) -> tuple[str, ...]:
     }[name]
 
 
-def build(inputs: ModelInputs, spec: ModelSpec, priors) -> "pm.Model":
+def build(inputs: ModelInputs, spec: ModelSpec, priors) -> pm.Model:
     """The PyMC graph: the family's censored likelihood (`marrow.models.latency`) as a Potential, arrays in pm.Data."""
     import pymc as pm
     import pytensor.tensor as pt
@@ -152,8 +156,9 @@ def augment(idata, inputs: ModelInputs, spec: ModelSpec, rng: np.random.Generato
     rows = pointwise(post, inputs, spec)
     v = rng.uniform(size=rows["mu"].shape)  # S(death day) = v
     with np.errstate(divide="ignore", over="ignore"):
-        death_day = np.exp(latency.log_time_at_log_survival(latency_family(family_of(spec)), np.log(v), rows["mu"],
-                                                            rows["shape"]))
+        death_day = np.exp(
+            latency.log_time_at_log_survival(latency_family(family_of(spec)), np.log(v), rows["mu"], rows["shape"])
+        )
     followup = inputs.extra["followup"]
     year = time_units.one_year(spec.time_unit)
     deaths = (death_day <= followup[None, :]).sum(axis=1)
@@ -162,14 +167,18 @@ def augment(idata, inputs: ModelInputs, spec: ModelSpec, rng: np.random.Generato
     chain_draw = ("chain", "draw")
     coords = {"chain": post["chain"].to_numpy(), "draw": post["draw"].to_numpy()}
     predictive = xr.Dataset(
-        {"deaths": (chain_draw, deaths.reshape(n_chain, n_draw)),
-         "deaths_first_year": (chain_draw, deaths_year.reshape(n_chain, n_draw))},
+        {
+            "deaths": (chain_draw, deaths.reshape(n_chain, n_draw)),
+            "deaths_first_year": (chain_draw, deaths_year.reshape(n_chain, n_draw)),
+        },
         coords=coords,
     )
-    observed = xr.Dataset({
-        "deaths": ((), int(died.sum())),
-        "deaths_first_year": ((), int(((followup <= year) & (died == 1)).sum())),
-    })
+    observed = xr.Dataset(
+        {
+            "deaths": ((), int(died.sum())),
+            "deaths_first_year": ((), int(((followup <= year) & (died == 1)).sum())),
+        }
+    )
     log_lik = xr.Dataset(
         {"survival": (chain_draw + (dims.PATIENT,), rows["loglik"].reshape(n_chain, n_draw, -1))},
         coords={**coords, dims.PATIENT: inputs.coords[dims.PATIENT]},

@@ -17,8 +17,8 @@ One module per plot family:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from marrow.errors import UsageError
 from marrow.plots.style import context, format_for, freeze_layout, parse_width, save_figure
@@ -105,11 +105,15 @@ def data_for_fit(fit, patients: Path | str | None = None, recovery: Path | str |
     for role, source in sources.items():
         path = Path(chosen.get(role) or source["path"])
         if not path.exists():
-            raise UsageError(f"the {role} file this fit was made from ({path}) is not there; pass it with "
-                             f"--{'data' if role == 'patients' else 'recovery'}")
+            raise UsageError(
+                f"the {role} file this fit was made from ({path}) is not there; pass it with "
+                f"--{'data' if role == 'patients' else 'recovery'}"
+            )
         if chosen.get(role) is None and file_sha256(path) != source["sha256"]:
-            raise UsageError(f"{path} changed since the fit was made (SHA-256 differs); refit, or pass the "
-                             f"original file with --{'data' if role == 'patients' else 'recovery'}")
+            raise UsageError(
+                f"{path} changed since the fit was made (SHA-256 differs); refit, or pass the "
+                f"original file with --{'data' if role == 'patients' else 'recovery'}"
+            )
         paths[role] = path
     return load_trial(paths.get("patients"), paths.get("recovery"), fit.spec.needs())
 

@@ -38,22 +38,43 @@ def plot_centers(fit, width: float = style.WIDTHS["double"]):
     fig = style.new_figure(width, height)
     ax = fig.subplots()
     y = np.arange(len(centers))[::-1].astype(float)
-    ax.axvspan(100 * new[1], 100 * new[2], color=style.OKABE_ITO["sky"], alpha=0.18, linewidth=0,
-               label="new center, 95% predictive")
-    ax.axvline(100 * pooled[0], color=style.BAYES, linewidth=0.9, linestyle="--",
-               label=f"pooled rate {100 * pooled[0]:.0f}% ({100 * pooled[1]:.0f}\u2013{100 * pooled[2]:.0f})")
+    ax.axvspan(
+        100 * new[1],
+        100 * new[2],
+        color=style.OKABE_ITO["sky"],
+        alpha=0.18,
+        linewidth=0,
+        label="new center, 95% predictive",
+    )
+    ax.axvline(
+        100 * pooled[0],
+        color=style.BAYES,
+        linewidth=0.9,
+        linestyle="--",
+        label=f"pooled rate {100 * pooled[0]:.0f}% ({100 * pooled[1]:.0f}\u2013{100 * pooled[2]:.0f})",
+    )
     raw = np.where(n > 0, k / np.maximum(n, 1), np.nan)
     cp = np.array([clopper_pearson(int(a), int(b)) for a, b in zip(k, n)])
     offset = 0.17
     ax.hlines(y + offset, 100 * cp[:, 0], 100 * cp[:, 1], color=style.OBSERVED, linewidth=0.9)
-    ax.plot(100 * raw, y + offset, "o", markerfacecolor="white", markeredgecolor=style.OBSERVED,
-            label="observed, exact 95% CI")
+    ax.plot(
+        100 * raw,
+        y + offset,
+        "o",
+        markerfacecolor="white",
+        markeredgecolor=style.OBSERVED,
+        label="observed, exact 95% CI",
+    )
     ax.hlines(y - offset, 100 * lo, 100 * hi, color=style.BAYES, linewidth=1.6)
     ax.plot(100 * med, y - offset, "o", color=style.BAYES, label="partially pooled, 95% CrI")
     for yi, r, m in zip(y, raw, med):
         if np.isfinite(r):
-            ax.annotate("", xy=(100 * m, yi - offset), xytext=(100 * r, yi + offset),
-                        arrowprops={"arrowstyle": "-", "color": style.PRIOR, "linewidth": 0.5, "linestyle": ":"})
+            ax.annotate(
+                "",
+                xy=(100 * m, yi - offset),
+                xytext=(100 * r, yi + offset),
+                arrowprops={"arrowstyle": "-", "color": style.PRIOR, "linewidth": 0.5, "linestyle": ":"},
+            )
     ax.set_yticks(y, [f"{style.plain(c)} ({int(a)}/{int(b)})" for c, a, b in zip(centers, k, n)])
     ax.set_xlim(0, 100)
     ax.set_xlabel("Response rate (%)")

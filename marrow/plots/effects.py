@@ -35,11 +35,14 @@ def bayesian_effects(fit) -> pd.DataFrame:
         da = posterior[key]
         extra = [d for d in da.dims if d not in ("chain", "draw")]
         samples = draws(da).reshape(da.sizes["chain"] * da.sizes["draw"], -1)
-        labels = [": ".join(c) for c in itertools.product(*[[str(v) for v in da[d].to_numpy()] for d in extra])] or [key]
+        labels = [": ".join(c) for c in itertools.product(*[[str(v) for v in da[d].to_numpy()] for d in extra])] or [
+            key
+        ]
         med, lo, hi = interval(samples)
         for j, label in enumerate(labels):
-            rows.append({"key": key, "element": label, "estimate": float(med[j]), "lower": float(lo[j]),
-                         "upper": float(hi[j])})
+            rows.append(
+                {"key": key, "element": label, "estimate": float(med[j]), "lower": float(lo[j]), "upper": float(hi[j])}
+            )
     return pd.DataFrame(rows, columns=["key", "element", "estimate", "lower", "upper"])
 
 
@@ -89,8 +92,10 @@ def _from_marrow_frequentist(fit, data) -> pd.DataFrame | None:
     if spec.model == "survival" and "family" in table.columns and (table["family"] == spec.resolved_family).any():
         table = table[table["family"] == spec.resolved_family]  # the AFT MLE of the fit's own family
     # One method per estimate: profile likelihood where offered (better than Wald in small trials).
-    table["_rank"] = [0 if "profile" in str(m) else 1 if "GEE" not in str(m) and "Fisher" not in str(m) else 2
-                      for m in table["method"]]
+    table["_rank"] = [
+        0 if "profile" in str(m) else 1 if "GEE" not in str(m) and "Fisher" not in str(m) else 2
+        for m in table["method"]
+    ]
     table = table.sort_values(["key", "element", "_rank"], kind="stable").drop_duplicates(["key", "element"])
     return table.drop(columns="_rank").reset_index(drop=True)
 
@@ -105,16 +110,24 @@ def _logit(data, covariates: list[str]) -> pd.DataFrame:
     except Exception:  # perfect separation and singular designs
         return pd.DataFrame(columns=["key", "element", "estimate", "lower", "upper", "method"])
     ci = result.conf_int(0.05)
-    return pd.DataFrame([
-        {"key": "odds_ratio", "element": c, "estimate": float(np.exp(result.params[c])),
-         "lower": float(np.exp(ci.loc[c, 0])), "upper": float(np.exp(ci.loc[c, 1])),
-         "method": "logistic regression (MLE, Wald CI)"}
-        for c in covariates
-    ])
+    return pd.DataFrame(
+        [
+            {
+                "key": "odds_ratio",
+                "element": c,
+                "estimate": float(np.exp(result.params[c])),
+                "lower": float(np.exp(ci.loc[c, 0])),
+                "upper": float(np.exp(ci.loc[c, 1])),
+                "method": "logistic regression (MLE, Wald CI)",
+            }
+            for c in covariates
+        ]
+    )
 
 
-def _aft(frame: pd.DataFrame, duration: str, event: str, covariates: list[str], key: str,
-         method: str = "Weibull AFT (MLE)") -> pd.DataFrame:
+def _aft(
+    frame: pd.DataFrame, duration: str, event: str, covariates: list[str], key: str, method: str = "Weibull AFT (MLE)"
+) -> pd.DataFrame:
     from lifelines import WeibullAFTFitter
 
     table = frame[[duration, event, *covariates]].astype(float).copy()
@@ -123,19 +136,28 @@ def _aft(frame: pd.DataFrame, duration: str, event: str, covariates: list[str], 
     except Exception:  # convergence failures
         return pd.DataFrame(columns=["key", "element", "estimate", "lower", "upper", "method"])
     summary = model.summary.loc["lambda_"]
-    return pd.DataFrame([
-        {"key": key, "element": c, "estimate": float(summary.loc[c, "exp(coef)"]),
-         "lower": float(summary.loc[c, "exp(coef) lower 95%"]), "upper": float(summary.loc[c, "exp(coef) upper 95%"]),
-         "method": method}
-        for c in covariates
-    ])
+    return pd.DataFrame(
+        [
+            {
+                "key": key,
+                "element": c,
+                "estimate": float(summary.loc[c, "exp(coef)"]),
+                "lower": float(summary.loc[c, "exp(coef) lower 95%"]),
+                "upper": float(summary.loc[c, "exp(coef) upper 95%"]),
+                "method": method,
+            }
+            for c in covariates
+        ]
+    )
 
 
 def plot_effects(fit, data, width: float = style.WIDTHS["double"]):
     """Per ratio and covariate: posterior median with 95% CrI (blue) and frequentist estimate with 95% CI (black)."""
     bayes = bayesian_effects(fit)
     if bayes.empty:
-        raise UsageError(f"--kind effects needs odds ratios or time ratios; this {fit.spec.label} fit has no covariates")
+        raise UsageError(
+            f"--kind effects needs odds ratios or time ratios; this {fit.spec.label} fit has no covariates"
+        )
     freq = frequentist_effects(fit, data)
     keys = [k for k in RATIOS if k in set(bayes["key"])]
     counts = [int((bayes["key"] == k).sum()) for k in keys]
@@ -155,8 +177,15 @@ def plot_effects(fit, data, width: float = style.WIDTHS["double"]):
                 f = match.loc[covariate]
                 f = f.iloc[0] if isinstance(f, pd.DataFrame) else f
                 ax.hlines(yi - 0.14, f["lower"], f["upper"], color=style.OBSERVED, linewidth=1.0)
-                ax.plot(f["estimate"], yi - 0.14, "s", markerfacecolor="white", markeredgecolor=style.OBSERVED,
-                        markersize=3.5, label="frequentist: estimate, 95% CI")
+                ax.plot(
+                    f["estimate"],
+                    yi - 0.14,
+                    "s",
+                    markerfacecolor="white",
+                    markeredgecolor=style.OBSERVED,
+                    markersize=3.5,
+                    label="frequentist: estimate, 95% CI",
+                )
         ax.set_xscale("log")
         ax.set_yticks(y, [style.plain(e) for e in rows["element"]])
         ax.set_ylim(-0.6, len(rows) - 0.4)

@@ -36,8 +36,17 @@ def plot_ppc(fit, width: float = style.WIDTHS["double"]):
     outside = (obs < lo95) | (obs > hi95)
     left.plot(obs, y, "o", color=style.OBSERVED, markersize=4, label="observed", zorder=3)
     if outside.any():
-        left.plot(obs[outside], y[outside], "o", markerfacecolor="none", markeredgecolor=style.OKABE_ITO["vermillion"],
-                  markersize=8, linewidth=0, label="outside 95%", zorder=4)
+        left.plot(
+            obs[outside],
+            y[outside],
+            "o",
+            markerfacecolor="none",
+            markeredgecolor=style.OKABE_ITO["vermillion"],
+            markersize=8,
+            linewidth=0,
+            label="outside 95%",
+            zorder=4,
+        )
     left.set_yticks(y, [f"{style.plain(c)} (n={int(k)})" for c, k in zip(centers, n)])
     left.set_xlabel("Responders per center (patients)")
     left.set_title("Responders by center")
@@ -49,14 +58,23 @@ def plot_ppc(fit, width: float = style.WIDTHS["double"]):
     bins = np.arange(total.min() - 0.5, total.max() + 1.5)
     right.hist(total, bins=bins, color=style.PREDICTIVE, alpha=0.7, density=True, label="predictive total")
     p_low = float((total <= observed_total).mean())
-    right.axvline(observed_total, color=style.OBSERVED, linewidth=1.4,
-                  label=f"observed = {observed_total}\nP(rep \u2264 obs) = {p_low:.2f}")
+    right.axvline(
+        observed_total,
+        color=style.OBSERVED,
+        linewidth=1.4,
+        label=f"observed = {observed_total}\nP(rep \u2264 obs) = {p_low:.2f}",
+    )
     right.set_xlabel("Total responders (patients)")
     right.set_ylabel("Predictive probability")
     right.set_title("Trial total")
     right.xaxis.get_major_locator().set_params(integer=True)
     handles, labels = left.get_legend_handles_labels()
     more = right.get_legend_handles_labels()
-    fig.legend(handles + more[0], labels + more[1], loc="outside lower center",
-               ncol=style.legend_columns(width + 1.8, len(labels) + 2), fontsize=6)
+    fig.legend(
+        handles + more[0],
+        labels + more[1],
+        loc="outside lower center",
+        ncol=style.legend_columns(width + 1.8, len(labels) + 2),
+        fontsize=6,
+    )
     return fig

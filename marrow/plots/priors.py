@@ -69,7 +69,7 @@ def plot_prior_posterior(fit, width: float = style.WIDTHS["double"]):
         ax.set_xlabel(_unit(fit.spec.model, name))
         ax.set_yticks([])
         ax.spines["left"].set_visible(False)
-    for ax in axes[len(items):]:
+    for ax in axes[len(items) :]:
         ax.set_visible(False)
     handles, names = axes[0].get_legend_handles_labels()
     fig.legend(handles, names, loc="outside lower center", ncol=2, fontsize=6)
@@ -78,15 +78,26 @@ def plot_prior_posterior(fit, width: float = style.WIDTHS["double"]):
 
 
 UNITS = {
-    "response.intercept": "log-odds", "response.beta": "log odds ratio", "response.center_sd": "sd (log-odds)",
+    "response.intercept": "log-odds",
+    "response.beta": "log odds ratio",
+    "response.center_sd": "sd (log-odds)",
     "response.cr_gap": "log-odds",
-    "recovery.cure_intercept_mu": "log-odds", "recovery.cure_intercept_sd": "sd (log-odds)",
-    "recovery.cure_beta": "log odds ratio", "recovery.cure_center_sd": "sd (log-odds)",
-    "recovery.log_median_mu": "log days", "recovery.log_median_sd": "sd (log days)",
-    "recovery.log_shape_mu": "log shape", "recovery.log_shape_sd": "sd (log shape)",
-    "recovery.time_beta": "log time ratio", "recovery.frailty_sd": "sd (log time)",
-    "survival.log_median": "log days", "survival.log_shape": "log shape", "survival.beta": "log time ratio",
-    "safety.rate": "probability", "safety.intercept": "log-odds", "safety.center_sd": "sd (log-odds)",
+    "recovery.cure_intercept_mu": "log-odds",
+    "recovery.cure_intercept_sd": "sd (log-odds)",
+    "recovery.cure_beta": "log odds ratio",
+    "recovery.cure_center_sd": "sd (log-odds)",
+    "recovery.log_median_mu": "log days",
+    "recovery.log_median_sd": "sd (log days)",
+    "recovery.log_shape_mu": "log shape",
+    "recovery.log_shape_sd": "sd (log shape)",
+    "recovery.time_beta": "log time ratio",
+    "recovery.frailty_sd": "sd (log time)",
+    "survival.log_median": "log days",
+    "survival.log_shape": "log shape",
+    "survival.beta": "log time ratio",
+    "safety.rate": "probability",
+    "safety.intercept": "log-odds",
+    "safety.center_sd": "sd (log-odds)",
 }
 
 

@@ -89,8 +89,15 @@ def plot_trace(fit, width: float = style.WIDTHS["double"]):
     names = top_level(fit)
     height = 0.4 + 1.1 * len(names)
     with _pyplot_figure() as holder:
-        axes = az.plot_trace(fit.idata, var_names=names, compact=True, combined=False, figsize=(width, height),
-                             chain_prop={"color": style.PALETTE[:4]}, show=False)
+        axes = az.plot_trace(
+            fit.idata,
+            var_names=names,
+            compact=True,
+            combined=False,
+            figsize=(width, height),
+            chain_prop={"color": style.PALETTE[:4]},
+            show=False,
+        )
         fig = holder["figure"] = _figure_of(axes)
     for ax in np.asarray(axes)[:, 1]:
         ax.set_xlabel("iteration (draw)")
@@ -106,8 +113,15 @@ def plot_rank(fit, width: float = style.WIDTHS["double"]):
     ncols = min(n_panels, 3 if width >= 5 else 2)
     nrows = math.ceil(n_panels / ncols)
     with _pyplot_figure() as holder:
-        axes = az.plot_rank(fit.idata, var_names=names, kind="bars", figsize=(width, 0.4 + 1.3 * nrows),
-                            grid=(nrows, ncols), colors=style.PALETTE[:fit.idata.posterior.sizes["chain"]], show=False)
+        axes = az.plot_rank(
+            fit.idata,
+            var_names=names,
+            kind="bars",
+            figsize=(width, 0.4 + 1.3 * nrows),
+            grid=(nrows, ncols),
+            colors=style.PALETTE[: fit.idata.posterior.sizes["chain"]],
+            show=False,
+        )
         fig = holder["figure"] = _figure_of(axes)
     for ax in np.asarray(axes).reshape(-1):
         if ax.has_data():
@@ -122,8 +136,13 @@ def plot_energy(fit, width: float = style.WIDTHS["double"]):
     if "energy" not in fit.idata.sample_stats:
         raise UsageError("--kind energy needs the sampler's energy statistics, which this fit does not have")
     with _pyplot_figure() as holder:
-        ax = az.plot_energy(fit.idata, kind="kde", fill_color=(style.OKABE_ITO["sky"], style.OKABE_ITO["orange"]),
-                            figsize=(width, min(0.42 * width, 2.6) + 0.4), show=False)
+        ax = az.plot_energy(
+            fit.idata,
+            kind="kde",
+            fill_color=(style.OKABE_ITO["sky"], style.OKABE_ITO["orange"]),
+            figsize=(width, min(0.42 * width, 2.6) + 0.4),
+            show=False,
+        )
         fig = holder["figure"] = _figure_of(ax)
     ax = fig.axes[0]
     ax.set_xlabel("energy (centred, model units)")

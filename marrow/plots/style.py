@@ -8,9 +8,9 @@ distinguishable under the common colour-vision deficiencies.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import matplotlib
 
@@ -115,7 +115,9 @@ def format_for(path: Path | str) -> str:
     suffix = Path(path).suffix.lower().lstrip(".")
     suffix = {"tif": "tiff"}.get(suffix, suffix)
     if suffix not in FORMATS:
-        raise UsageError(f"cannot tell the figure format from '{Path(path).name}'; use a .pdf, .svg, .png or .tiff file")
+        raise UsageError(
+            f"cannot tell the figure format from '{Path(path).name}'; use a .pdf, .svg, .png or .tiff file"
+        )
     return suffix
 
 
@@ -212,8 +214,14 @@ def figure_bytes(fig: Figure, fmt: str, dpi: int | None = None, style: str | Pat
     return buffer.getvalue()
 
 
-def save_figure(fig: Figure, path: Path | str, dpi: int | None = None, force: bool = False,
-                style: str | Path | None = None, fmt: str | None = None) -> Path:
+def save_figure(
+    fig: Figure,
+    path: Path | str,
+    dpi: int | None = None,
+    force: bool = False,
+    style: str | Path | None = None,
+    fmt: str | None = None,
+) -> Path:
     """Write `fig` to `path` atomically in the format its suffix names (pdf, svg, png, tiff)."""
     from marrow.fits.io import write_bytes
 

@@ -55,8 +55,20 @@ def time_axis_label(fit) -> str:
     return f"{fit.spec.time_unit.capitalize()} since treatment"
 
 
-def _panel(ax, risk_ax, durations, events, grid, band, cumulative: bool, xmax: float, title: str, ylabel: str,
-           xlabel: str, observed: tuple | None = None) -> None:
+def _panel(
+    ax,
+    risk_ax,
+    durations,
+    events,
+    grid,
+    band,
+    cumulative: bool,
+    xmax: float,
+    title: str,
+    ylabel: str,
+    xlabel: str,
+    observed: tuple | None = None,
+) -> None:
     """One curve panel; `observed` = (times, curve, label) replaces the Kaplan-Meier step curve."""
     if observed is None:
         times, surv = kaplan_meier(durations, events)
@@ -71,8 +83,16 @@ def _panel(ax, risk_ax, durations, events, grid, band, cumulative: bool, xmax: f
     censored = censored[censored <= xmax]
     if censored.size:
         y = step_value(times, curve, censored)
-        ax.plot(censored, 100 * y, linestyle="none", marker="|", markersize=5, markeredgewidth=0.8,
-                color=style.OBSERVED, label="censored")
+        ax.plot(
+            censored,
+            100 * y,
+            linestyle="none",
+            marker="|",
+            markersize=5,
+            markeredgewidth=0.8,
+            color=style.OBSERVED,
+            label="censored",
+        )
     ticks = _ticks(xmax)
     ax.set_xlim(0, xmax)
     ax.set_ylim(0, 100)
@@ -89,8 +109,9 @@ def _panel(ax, risk_ax, durations, events, grid, band, cumulative: bool, xmax: f
         risk_ax.spines[spine].set_visible(False)
     for t, n in zip(ticks, at_risk(durations, ticks)):
         risk_ax.text(t, 0.55, str(n), ha="center", va="center", fontsize=6.5)
-    risk_ax.text(0.0, 1.02, "Number at risk", transform=risk_ax.transAxes, ha="left", va="bottom", fontsize=6.5,
-                 color="#444444")
+    risk_ax.text(
+        0.0, 1.02, "Number at risk", transform=risk_ax.transAxes, ha="left", va="bottom", fontsize=6.5, color="#444444"
+    )
     risk_ax.set_xlabel(xlabel)
 
 
@@ -129,16 +150,31 @@ def plot_recovery(fit, data, width: float = style.WIDTHS["double"]):
         key = {dims.LINEAGE: ci[dims.LINEAGE].to_numpy()[i]}
         band = interval(draws(ci.sel(key)))
         observed = _observed_incidence(data, rows, lineage, competing)
-        _panel(ax, risk_ax, rows["day"].to_numpy(float), rows["recovered"].to_numpy(int), grid, band, True, xmax,
-               f"{style.plain(lineage)} (n={len(rows)}, {int(rows['recovered'].sum())} recovered)",
-               "Recovered (%)" if c == 0 else "", time_axis_label(fit), observed)
+        _panel(
+            ax,
+            risk_ax,
+            rows["day"].to_numpy(float),
+            rows["recovered"].to_numpy(int),
+            grid,
+            band,
+            True,
+            xmax,
+            f"{style.plain(lineage)} (n={len(rows)}, {int(rows['recovered'].sum())} recovered)",
+            "Recovered (%)" if c == 0 else "",
+            time_axis_label(fit),
+            observed,
+        )
         if competing:
             _death_curves(ax, data, lineage, grid, interval(draws(posterior["death_before_recovery_curve"].sel(key))))
         if c > 0:
             ax.tick_params(labelleft=False)
     handles, labels = first.get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncol=style.legend_columns(width, 4), fontsize=6)
-    what = "Cumulative incidence of recovery and of death before recovery" if competing else "Cumulative incidence of recovery"
+    what = (
+        "Cumulative incidence of recovery and of death before recovery"
+        if competing
+        else "Cumulative incidence of recovery"
+    )
     style.suptitle(fig, f"{what}: {fit.spec.label}", width)
     return fig
 
@@ -166,15 +202,23 @@ def _death_curves(ax, data, lineage: str, grid, band) -> None:
     from marrow.frequentist import interval as freq
 
     med, lo, hi = band
-    ax.fill_between(grid, 100 * lo, 100 * hi, color=style.PREDICTIVE, alpha=0.22, linewidth=0,
-                    label="model, died first, 95% CrI")
+    ax.fill_between(
+        grid, 100 * lo, 100 * hi, color=style.PREDICTIVE, alpha=0.22, linewidth=0, label="model, died first, 95% CrI"
+    )
     ax.plot(grid, 100 * med, color=style.PREDICTIVE, linewidth=1.2, linestyle="--", label="model, died first")
     time, event = freq.competing_events(data, lineage)
     if (event == freq.DIED).any():
         fitter, _ = freq.aalen_johansen(time, event, freq.DIED)
         cif = fitter.cumulative_density_
-        ax.step(cif.index.to_numpy(float), 100 * cif.iloc[:, 0].to_numpy(float), where="post", color=style.OBSERVED,
-                linewidth=1.0, linestyle="--", label="Aalen\u2013Johansen, died first")
+        ax.step(
+            cif.index.to_numpy(float),
+            100 * cif.iloc[:, 0].to_numpy(float),
+            where="post",
+            color=style.OBSERVED,
+            linewidth=1.0,
+            linestyle="--",
+            label="Aalen\u2013Johansen, died first",
+        )
 
 
 def plot_survival(fit, data, width: float = style.WIDTHS["double"]):
@@ -192,9 +236,19 @@ def plot_survival(fit, data, width: float = style.WIDTHS["double"]):
     risk_ax = fig.add_subplot(grid_spec[1])
     durations = patients["followup_days"].to_numpy(float)
     events = patients["died"].to_numpy(int)
-    _panel(ax, risk_ax, durations, events, grid, band, False, float(grid.max()),
-           style.wrap(f"Overall survival (n={len(durations)}, {plural(int(events.sum()), 'death')})", width - 0.6),
-           "Alive (%)", time_axis_label(fit))
+    _panel(
+        ax,
+        risk_ax,
+        durations,
+        events,
+        grid,
+        band,
+        False,
+        float(grid.max()),
+        style.wrap(f"Overall survival (n={len(durations)}, {plural(int(events.sum()), 'death')})", width - 0.6),
+        "Alive (%)",
+        time_axis_label(fit),
+    )
     handles, labels = ax.get_legend_handles_labels()
     ax.legend(handles, labels, loc="lower left", fontsize=6)
     return fig

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -81,8 +81,13 @@ def read_history(path: Path | str) -> pd.DataFrame:
             problems.add(name, "values are not numbers", column, _rows(bad), f"a whole number >= {lowest}")
         not_whole = values.notna() & ((values % 1 != 0) | (values < lowest))
         if not_whole.any():
-            problems.add(name, f"values are not whole numbers >= {lowest}", column, _rows(not_whole),
-                         f"a whole number >= {lowest}")
+            problems.add(
+                name,
+                f"values are not whole numbers >= {lowest}",
+                column,
+                _rows(not_whole),
+                f"a whole number >= {lowest}",
+            )
         numbers[column] = values
     n, responders = numbers["n"], numbers["responders"]
     over = n.notna() & responders.notna() & (responders > n)
@@ -107,8 +112,15 @@ class HistoryFit:
     tau_sd: float
 
 
-def fit_history(history: pd.DataFrame, tau_sd: float = DEFAULT_TAU_SD, draws: int = 2000, tune: int = 1000,
-                chains: int = 2, seed: int = 2017, predictive_per_draw: int = 10) -> HistoryFit:
+def fit_history(
+    history: pd.DataFrame,
+    tau_sd: float = DEFAULT_TAU_SD,
+    draws: int = 2000,
+    tune: int = 1000,
+    chains: int = 2,
+    seed: int = 2017,
+    predictive_per_draw: int = 10,
+) -> HistoryFit:
     """NUTS fit of the hierarchical logistic model; `predictive_per_draw` new-study draws per posterior draw."""
     import warnings
 
@@ -124,12 +136,25 @@ def fit_history(history: pd.DataFrame, tau_sd: float = DEFAULT_TAU_SD, draws: in
         tau = pm.HalfNormal("tau", tau_sd)
         z = pm.Normal("z", 0.0, 1.0, dims="study")
         theta = mu + tau * z
-        pm.Binomial("responders", n=history["n"].to_numpy(), p=pm.math.invlogit(theta),
-                    observed=history["responders"].to_numpy(), dims="study")
+        pm.Binomial(
+            "responders",
+            n=history["n"].to_numpy(),
+            p=pm.math.invlogit(theta),
+            observed=history["responders"].to_numpy(),
+            dims="study",
+        )
     with model, warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*could not link to a BLAS.*")
-        idata = pm.sample(draws=draws, tune=tune, chains=chains, cores=min(2, chains), random_seed=seed,
-                          target_accept=0.95, progressbar=False, compute_convergence_checks=False)
+        idata = pm.sample(
+            draws=draws,
+            tune=tune,
+            chains=chains,
+            cores=min(2, chains),
+            random_seed=seed,
+            target_accept=0.95,
+            progressbar=False,
+            compute_convergence_checks=False,
+        )
     mu_draws = idata.posterior["mu"].to_numpy().reshape(-1)
     tau_draws = idata.posterior["tau"].to_numpy().reshape(-1)
     rng = np.random.default_rng([seed, 7])
@@ -158,24 +183,40 @@ class Mixture:
     def prior(self, reason: str = "") -> Prior:
         """As a validated `Prior` (one Normal when a single component)."""
         if self.k == 1:
-            return Prior.from_dict("response.intercept", {"dist": "Normal", "mu": self.mu[0], "sigma": self.sigma[0],
-                                                          "reason": reason})
-        return Prior.from_dict("response.intercept", {"dist": "NormalMixture", "w": list(self.w), "mu": list(self.mu),
-                                                      "sigma": list(self.sigma), "reason": reason})
+            return Prior.from_dict(
+                "response.intercept", {"dist": "Normal", "mu": self.mu[0], "sigma": self.sigma[0], "reason": reason}
+            )
+        return Prior.from_dict(
+            "response.intercept",
+            {
+                "dist": "NormalMixture",
+                "w": list(self.w),
+                "mu": list(self.mu),
+                "sigma": list(self.sigma),
+                "reason": reason,
+            },
+        )
 
-    def rounded(self, digits: int = 4) -> "Mixture":
+    def rounded(self, digits: int = 4) -> Mixture:
         """Rounded for a readable TOML file; weights re-normalised to sum to 1 exactly."""
         w = [round(x, digits) for x in self.w]
         w[-1] = round(1.0 - sum(w[:-1]), digits + 2)
-        return Mixture(tuple(w), tuple(round(x, digits) for x in self.mu),
-                       tuple(max(round(x, digits), 10.0**-digits) for x in self.sigma), self.loglik, self.bic)
+        return Mixture(
+            tuple(w),
+            tuple(round(x, digits) for x in self.mu),
+            tuple(max(round(x, digits), 10.0**-digits) for x in self.sigma),
+            self.loglik,
+            self.bic,
+        )
 
 
 def _normal_logpdf(x: np.ndarray, mu: np.ndarray, sigma: np.ndarray) -> np.ndarray:
     return -0.5 * ((x - mu) / sigma) ** 2 - np.log(sigma) - 0.5 * math.log(2 * math.pi)
 
 
-def _log_responsibilities(x: np.ndarray, w: np.ndarray, mu: np.ndarray, sigma: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _log_responsibilities(
+    x: np.ndarray, w: np.ndarray, mu: np.ndarray, sigma: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """log w_k N(x | mu_k, sigma_k) per draw and component, and the log mixture density per draw."""
     log_terms = np.log(w) + _normal_logpdf(x[:, None], mu, sigma)
     peak = log_terms.max(axis=1, keepdims=True)
@@ -211,8 +252,13 @@ def fit_mixture(x: np.ndarray, k: int, iterations: int = 500, tol: float = 1e-8)
     loglik = float(_log_responsibilities(x, w, mu, sigma)[1].sum())
     bic = -2 * loglik + (3 * k - 1) * math.log(n)
     order_by_weight = np.argsort(-w)
-    return Mixture(tuple(float(v) for v in w[order_by_weight]), tuple(float(v) for v in mu[order_by_weight]),
-                   tuple(float(v) for v in sigma[order_by_weight]), loglik, bic)
+    return Mixture(
+        tuple(float(v) for v in w[order_by_weight]),
+        tuple(float(v) for v in mu[order_by_weight]),
+        tuple(float(v) for v in sigma[order_by_weight]),
+        loglik,
+        bic,
+    )
 
 
 def choose_mixture(x: np.ndarray, max_components: int = 3) -> tuple[Mixture, list[Mixture]]:
@@ -305,16 +351,25 @@ class MapResult:
 
     def reason(self) -> str:
         h = self.history
-        text = (f"MAP prior from {plural(len(h), 'historical study', 'historical studies')} ({plural(int(h['n'].sum()), 'patient')}, "
-                f"{plural(int(h['responders'].sum()), 'responder')}) in {Path(self.source).name}")
+        text = (
+            f"MAP prior from {plural(len(h), 'historical study', 'historical studies')} ({plural(int(h['n'].sum()), 'patient')}, "
+            f"{plural(int(h['responders'].sum()), 'responder')}) in {Path(self.source).name}"
+        )
         if self.robust_weight > 0:
             text += f", robustified with weight {self.robust_weight:g} on Normal({ROBUST_COMPONENT[0]:g}, {ROBUST_COMPONENT[1]:g})"
         return text
 
 
-def derive_map_prior(history_path: Path | str, robust_weight: float = 0.2, tau_sd: float = DEFAULT_TAU_SD,
-                     max_components: int = 3, draws: int = 2000, tune: int = 1000, chains: int = 2,
-                     seed: int = 2017) -> MapResult:
+def derive_map_prior(
+    history_path: Path | str,
+    robust_weight: float = 0.2,
+    tau_sd: float = DEFAULT_TAU_SD,
+    max_components: int = 3,
+    draws: int = 2000,
+    tune: int = 1000,
+    chains: int = 2,
+    seed: int = 2017,
+) -> MapResult:
     """Read history, fit the hierarchy, approximate the predictive by a normal mixture, robustify, summarise."""
     from marrow.data.load import file_sha256
 
@@ -324,8 +379,9 @@ def derive_map_prior(history_path: Path | str, robust_weight: float = 0.2, tau_s
     fitted = fit_history(history, tau_sd=tau_sd, draws=draws, tune=tune, chains=chains, seed=seed)
     best, candidates = choose_mixture(fitted.theta_new, max_components)
     robust = robustify(best, robust_weight)
-    result = MapResult(history, fitted, best, candidates, robust, robust_weight, str(history_path),
-                       file_sha256(Path(history_path)))
+    result = MapResult(
+        history, fitted, best, candidates, robust, robust_weight, str(history_path), file_sha256(Path(history_path))
+    )
     result.summary = summarise(result)
     return result
 
@@ -334,9 +390,14 @@ def _describe_rate(label: str, rates: np.ndarray, prior: Prior | None) -> dict:
     q = np.quantile(rates, [0.025, 0.5, 0.975])
     return {
         "distribution": label,
-        "components": len(prior.args["w"]) if prior is not None and prior.dist == "NormalMixture" else (1 if prior else "-"),
-        "rate mean": float(rates.mean()), "rate sd": float(rates.std()),
-        "rate 2.5%": float(q[0]), "rate median": float(q[1]), "rate 97.5%": float(q[2]),
+        "components": len(prior.args["w"])
+        if prior is not None and prior.dist == "NormalMixture"
+        else (1 if prior else "-"),
+        "rate mean": float(rates.mean()),
+        "rate sd": float(rates.std()),
+        "rate 2.5%": float(q[0]),
+        "rate median": float(q[1]),
+        "rate 97.5%": float(q[2]),
         "ESS (ELIR)": ess_elir(prior) if prior is not None else float("nan"),
         "ESS (moment)": ess_moment(rates),
     }
@@ -350,8 +411,11 @@ def summarise(result: MapResult) -> pd.DataFrame:
     rows.append(_describe_rate(f"MAP, {result.mixture.k}-component mixture", rate_draws(mixture_prior), mixture_prior))
     if result.robust_weight > 0:
         robust_prior = result.robust.rounded().prior()
-        rows.append(_describe_rate(f"robust MAP (weight {result.robust_weight:g} vague)", rate_draws(robust_prior),
-                                   robust_prior))
+        rows.append(
+            _describe_rate(
+                f"robust MAP (weight {result.robust_weight:g} vague)", rate_draws(robust_prior), robust_prior
+            )
+        )
     return pd.DataFrame(rows)
 
 
@@ -363,8 +427,14 @@ def hyper_summary(result: MapResult) -> pd.DataFrame:
         rows.append({"quantity": name, "median": float(q[1]), "2.5%": float(q[0]), "97.5%": float(q[2])})
     for m in result.candidates:
         chosen = " (chosen)" if m is result.mixture else ""
-        rows.append({"quantity": f"BIC, {m.k} component(s){chosen}", "median": m.bic, "2.5%": float("nan"),
-                     "97.5%": float("nan")})
+        rows.append(
+            {
+                "quantity": f"BIC, {m.k} component(s){chosen}",
+                "median": m.bic,
+                "2.5%": float("nan"),
+                "97.5%": float("nan"),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -382,7 +452,7 @@ def prior_set_toml(result: MapResult, name: str) -> str:
     summary = result.summary.set_index("distribution")
     final = summary.iloc[-1]
     h = result.history
-    created = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     q = np.quantile(result.fit.tau, [0.025, 0.5, 0.975])
     lines = [
         f"# Meta-analytic-predictive (MAP) prior written by `marrow priors map` on {created}.",

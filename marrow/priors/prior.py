@@ -117,7 +117,7 @@ class Prior:
     reason: str = ""
 
     @classmethod
-    def from_dict(cls, key: str, table: dict[str, Any]) -> "Prior":
+    def from_dict(cls, key: str, table: dict[str, Any]) -> Prior:
         """Build and validate from a TOML table like {dist = "Normal", mu = 0, sigma = 1, reason = "..."}."""
         if not isinstance(table, dict) or "dist" not in table:
             raise UsageError(f"prior '{key}': needs a table with 'dist' and its arguments")
@@ -128,7 +128,9 @@ class Prior:
         given = {k: v for k, v in table.items() if k not in ("dist", "reason")}
         unknown = sorted(set(given) - set(spec.args))
         if unknown:
-            raise UsageError(f"prior '{key}': unknown argument(s) {', '.join(unknown)} for {dist}; expected {', '.join(spec.args)}")
+            raise UsageError(
+                f"prior '{key}': unknown argument(s) {', '.join(unknown)} for {dist}; expected {', '.join(spec.args)}"
+            )
         missing = [a for a in spec.args if a not in given]
         if missing:
             raise UsageError(f"prior '{key}': {dist} needs argument(s) {', '.join(missing)}")

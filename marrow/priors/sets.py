@@ -32,7 +32,7 @@ class PriorSet:
     def for_model(self, model: str) -> dict[str, Prior]:
         """The priors of one model, keyed by parameter name without the model prefix."""
         prefix = model + "."
-        return {k[len(prefix):]: v for k, v in self.priors.items() if k.startswith(prefix)}
+        return {k[len(prefix) :]: v for k, v in self.priors.items() if k.startswith(prefix)}
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -46,7 +46,7 @@ class PriorSet:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
-    def from_dict(cls, payload: dict[str, Any]) -> "PriorSet":
+    def from_dict(cls, payload: dict[str, Any]) -> PriorSet:
         """Inverse of `to_dict` (used when reading a fit's attrs)."""
         priors = {k: Prior.from_dict(k, v) for k, v in payload["priors"].items()}
         return cls(payload["name"], payload.get("description", ""), priors, payload.get("source", ""))
@@ -80,8 +80,10 @@ def _read_toml(path: Path) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"prior file {path} is not valid TOML: {exc}") from None
     except UnicodeDecodeError as exc:
-        raise UsageError(f"prior file {path} is not UTF-8 text (byte {exc.start + 1} cannot be read); "
-                         "TOML must be UTF-8: save it again as UTF-8 in your editor") from None
+        raise UsageError(
+            f"prior file {path} is not UTF-8 text (byte {exc.start + 1} cannot be read); "
+            "TOML must be UTF-8: save it again as UTF-8 in your editor"
+        ) from None
     except OSError as exc:
         raise UsageError(f"cannot read prior file {path}: {exc.strerror or exc}") from None
 
@@ -94,7 +96,11 @@ def _check_support(key: str, prior: Prior) -> None:
         return  # a positive or unit prior on a real parameter is odd but valid
     raise UsageError(
         f"prior '{key}': {prior.dist} has {prior.support} support but '{key}' must be {support}"
-        + (" (use HalfNormal, HalfStudentT, Exponential, LogNormal or Gamma)" if support == "positive" else " (use Beta)")
+        + (
+            " (use HalfNormal, HalfStudentT, Exponential, LogNormal or Gamma)"
+            if support == "positive"
+            else " (use Beta)"
+        )
     )
 
 
@@ -104,7 +110,9 @@ def _unknown_message(source: str, unknown: list[str]) -> str:
     for key in unknown:
         owner = next((p for p in PARAMETERS if key.startswith(p + ".")), None)
         if owner is not None:
-            lines.append(f"prior '{owner}': needs a table with 'dist' and its arguments (found only {key[len(owner) + 1:]!r})")
+            lines.append(
+                f"prior '{owner}': needs a table with 'dist' and its arguments (found only {key[len(owner) + 1 :]!r})"
+            )
         else:
             lines.append(f"unknown prior parameter '{key}'")
     known = ", ".join(PARAMETERS)
@@ -155,7 +163,7 @@ def parse_prior_set(table: dict[str, Any], source: str, seen: tuple[str, ...] = 
         priors = {**base.priors, **priors}
     missing = [k for k in PARAMETERS if k not in priors]
     if missing:
-        raise UsageError(f"{source}: no prior given for {', '.join(missing)}; add them or set base = \"{DEFAULT_SET}\"")
+        raise UsageError(f'{source}: no prior given for {", ".join(missing)}; add them or set base = "{DEFAULT_SET}"')
     for key, prior in priors.items():
         try:
             _check_support(key, prior)
@@ -184,7 +192,9 @@ def load_prior_set(name_or_file: str | Path | None = None, seen: tuple[str, ...]
     path = Path(name_or_file)
     if path.suffix == ".toml" or path.exists():
         return parse_prior_set(_read_toml(path), str(path), seen)
-    raise UsageError(f"unknown prior set '{name_or_file}'; shipped sets: {', '.join(available_sets())}, or give a .toml file")
+    raise UsageError(
+        f"unknown prior set '{name_or_file}'; shipped sets: {', '.join(available_sets())}, or give a .toml file"
+    )
 
 
 def prior_origins(name_or_file: str | Path | None = None) -> dict[str, str]:
@@ -206,7 +216,12 @@ def describe_set(name_or_file: str | Path | None = None) -> list[dict[str, str]]
     priors = load_prior_set(name_or_file)
     origins = prior_origins(name_or_file)
     return [
-        {"parameter": key, "prior": prior.describe(), "meaning": PARAMETERS[key][1], "reason": prior.reason,
-         "from": origins.get(key, priors.name)}
+        {
+            "parameter": key,
+            "prior": prior.describe(),
+            "meaning": PARAMETERS[key][1],
+            "reason": prior.reason,
+            "from": origins.get(key, priors.name),
+        }
         for key, prior in priors.priors.items()
     ]

@@ -23,19 +23,34 @@ from typing import Any
 from marrow.errors import MarrowError, UsageError
 
 CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
-INSTALL_HINT = ("install it with `apt-get update && apt-get install -y --no-install-recommends chromium` "
-                "(Debian/Ubuntu), or set MARROW_CHROMIUM to the browser's path")
+INSTALL_HINT = (
+    "install it with `apt-get update && apt-get install -y --no-install-recommends chromium` "
+    "(Debian/Ubuntu), or set MARROW_CHROMIUM to the browser's path"
+)
 FLAGS = (
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--disable-extensions", "--disable-default-apps", "--mute-audio", "--hide-scrollbars",
-    "--no-default-browser-check", "--disable-dev-shm-usage", "--remote-debugging-pipe",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-extensions",
+    "--disable-default-apps",
+    "--mute-audio",
+    "--hide-scrollbars",
+    "--no-default-browser-check",
+    "--disable-dev-shm-usage",
+    "--remote-debugging-pipe",
 )
 
-_LAUNCHER = ("import os, sys\n"
-             "read, write = int(sys.argv[1]), int(sys.argv[2])\n"
-             "os.dup2(read, 3); os.dup2(write, 4); os.close(read); os.close(write)\n"
-             "os.execv(sys.argv[3], sys.argv[3:])\n")
+_LAUNCHER = (
+    "import os, sys\n"
+    "read, write = int(sys.argv[1]), int(sys.argv[2])\n"
+    "os.dup2(read, 3); os.dup2(write, 4); os.close(read); os.close(write)\n"
+    "os.execv(sys.argv[3], sys.argv[3:])\n"
+)
 
 
 class BrowserError(MarrowError):
@@ -72,7 +87,7 @@ def find_chromium() -> str:
 class Page:
     """One tab, attached with a flat session: commands go to it, its events are kept for `events()`."""
 
-    browser: "Browser"
+    browser: Browser
     session: str
     target: str
 
@@ -92,8 +107,9 @@ class Page:
 
     def evaluate(self, expression: str, timeout: float = 60.0) -> Any:
         """The JSON value of a JavaScript expression in the page (promises awaited)."""
-        reply = self.send("Runtime.evaluate", timeout=timeout, expression=expression, returnByValue=True,
-                          awaitPromise=True)
+        reply = self.send(
+            "Runtime.evaluate", timeout=timeout, expression=expression, returnByValue=True, awaitPromise=True
+        )
         if "exceptionDetails" in reply:
             raise BrowserError(f"script failed in the page: {reply['exceptionDetails'].get('text', reply)}")
         return reply["result"].get("value")
@@ -111,20 +127,34 @@ class Browser:
         self._process: subprocess.Popen | None = None
         self._profile = ""
 
-    def __enter__(self) -> "Browser":
+    def __enter__(self) -> Browser:
         self._profile = tempfile.mkdtemp(prefix="marrow-chromium-")
         to_browser_r, self._to_browser = _high_pipe()
         self._from_browser, from_browser_w = _high_pipe()
         # The browser must find the pipes on descriptors 3 and 4. subprocess cannot remap descriptors,
         # preexec_fn is unsafe with threads and sh redirects only descriptors 0-9, so a two-line
         # Python launcher moves them there and becomes the browser.
-        command = [sys.executable, "-c", _LAUNCHER, str(to_browser_r), str(from_browser_w),
-                   self.executable, *FLAGS, f"--user-data-dir={self._profile}", "about:blank"]
+        command = [
+            sys.executable,
+            "-c",
+            _LAUNCHER,
+            str(to_browser_r),
+            str(from_browser_w),
+            self.executable,
+            *FLAGS,
+            f"--user-data-dir={self._profile}",
+            "about:blank",
+        ]
         try:
             # stderr to a file, not a pipe: a chatty browser must never block on a full pipe
             with open(Path(self._profile) / "stderr.log", "wb") as log:
-                self._process = subprocess.Popen(command, pass_fds=(to_browser_r, from_browser_w),
-                                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log)
+                self._process = subprocess.Popen(
+                    command,
+                    pass_fds=(to_browser_r, from_browser_w),
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=log,
+                )
         except OSError as exc:
             shutil.rmtree(self._profile, ignore_errors=True)
             raise BrowserError(f"cannot start {self.executable}: {exc}") from None
@@ -202,8 +232,9 @@ class Browser:
         lines = [line for line in text.splitlines() if line.strip() and "unexpected operator" not in line]
         return " | ".join(lines[-5:])
 
-    def send(self, method: str, params: dict[str, Any] | None = None, session: str | None = None,
-             timeout: float = 60.0) -> dict[str, Any]:
+    def send(
+        self, method: str, params: dict[str, Any] | None = None, session: str | None = None, timeout: float = 60.0
+    ) -> dict[str, Any]:
         """Send one command and return its result; events that arrive meanwhile are kept."""
         self._next_id += 1
         message: dict[str, Any] = {"id": self._next_id, "method": method, "params": params or {}}

@@ -57,11 +57,13 @@ def context(outcome) -> dict:
     for key, title in SECTIONS.items():
         steps = []
         for step in outcome.section_steps(key):
-            steps.append({
-                "step": step,
-                "summary": table_rows(_summary_table(step.summary)) if step.summary is not None else None,
-                "figures": [f for f in step.figures if f.kind in ENDPOINT_FIGURES],
-            })
+            steps.append(
+                {
+                    "step": step,
+                    "summary": table_rows(_summary_table(step.summary)) if step.summary is not None else None,
+                    "figures": [f for f in step.figures if f.kind in ENDPOINT_FIGURES],
+                }
+            )
         freq_rows = None
         if outcome.comparison is not None and "section" in outcome.comparison:
             part = outcome.comparison[outcome.comparison["section"] == _section_name(key)]
@@ -74,9 +76,15 @@ def context(outcome) -> dict:
                     pass
                 freq_rows = table_rows(part)
         sections.append({"id": key, "title": title, "steps": steps, "freq": freq_rows})
-    diagnostics = [{"step": s, "checks": table_rows(_checks_table(s.checks)),
-                    "figures": [f for f in s.figures if f.kind not in ENDPOINT_FIGURES]}
-                   for s in outcome.steps if s.status == "ok"]
+    diagnostics = [
+        {
+            "step": s,
+            "checks": table_rows(_checks_table(s.checks)),
+            "figures": [f for f in s.figures if f.kind not in ENDPOINT_FIGURES],
+        }
+        for s in outcome.steps
+        if s.status == "ok"
+    ]
     comparison = None
     if outcome.comparison is not None:
         try:

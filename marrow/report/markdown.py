@@ -30,16 +30,23 @@ def render_markdown(outcome) -> str:
 
     plan = outcome.plan
     out = [f"# {_md_text(plan.title)}", ""]
-    out.append(f"{plural(plan.settings.chains, 'chain')} x {plural(plan.settings.draws, 'draw')} (tune {plan.settings.tune}, seed "
-               f"{plan.settings.seed}); prior set `{plan.prior}`; {outcome.created_utc}; {outcome.seconds:.0f} s.")
+    out.append(
+        f"{plural(plan.settings.chains, 'chain')} x {plural(plan.settings.draws, 'draw')} (tune {plan.settings.tune}, seed "
+        f"{plan.settings.seed}); prior set `{plan.prior}`; {outcome.created_utc}; {outcome.seconds:.0f} s."
+    )
     out.append("")
     if outcome.synthetic:
-        out += ["> **SYNTHETIC DATA**: the bundled synthetic trial (74 patients, 7 centers), reconstructed from "
-                "published aggregates; no patient records, no clinical conclusions.", ""]
+        out += [
+            "> **SYNTHETIC DATA**: the bundled synthetic trial (74 patients, 7 centers), reconstructed from "
+            "published aggregates; no patient records, no clinical conclusions.",
+            "",
+        ]
     warnings = []
     for s in outcome.diagnostics_failed:
-        warnings.append(f"- **{_md_text(s.label)}**: diagnostics FAILED: "
-                        + "; ".join(f"{c.name} = {c.value} (threshold {c.threshold})" for c in s.failed_checks))
+        warnings.append(
+            f"- **{_md_text(s.label)}**: diagnostics FAILED: "
+            + "; ".join(f"{c.name} = {c.value} (threshold {c.threshold})" for c in s.failed_checks)
+        )
     for s in outcome.steps:
         if s.status == "failed":
             warnings.append(f"- **{_md_text(s.label)}**: FAILED: {_md_text(s.note.splitlines()[0])}")
@@ -84,11 +91,24 @@ def render_markdown(outcome) -> str:
                 if f.kind not in ENDPOINT_FIGURES and not f.error:
                     out += [f"![{f.title}]({f.png})", ""]
     out += ["## Frequentist comparison", ""]
-    out += ["See `tables/frequentist-comparison.csv`." if outcome.comparison is not None
-            else f"Skipped: {_md_text(outcome.comparison_note)}", ""]
-    out += ["## Analysis plan", "", "```toml", plan.text.rstrip() or "# no plan file: the documented defaults", "```", ""]
+    out += [
+        "See `tables/frequentist-comparison.csv`."
+        if outcome.comparison is not None
+        else f"Skipped: {_md_text(outcome.comparison_note)}",
+        "",
+    ]
+    out += [
+        "## Analysis plan",
+        "",
+        "```toml",
+        plan.text.rstrip() or "# no plan file: the documented defaults",
+        "```",
+        "",
+    ]
     out += ["## Reproducibility", ""]
-    out += [f"- {src['role']}: `{_md_text(src['path'])}` ({plural(int(src['rows']), 'row')}, sha256 `{src['sha256']}`)"
-            for src in outcome.sources]
+    out += [
+        f"- {src['role']}: `{_md_text(src['path'])}` ({plural(int(src['rows']), 'row')}, sha256 `{src['sha256']}`)"
+        for src in outcome.sources
+    ]
     out += ["- versions: " + ", ".join(f"{k} {v}" for k, v in outcome.versions.items()), ""]
     return "\n".join(out)

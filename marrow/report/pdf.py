@@ -22,19 +22,26 @@ MARGINS_INCHES = {"marginTop": 0.6, "marginBottom": 0.75, "marginLeft": 0.7, "ma
 def footer_template(note: str = "") -> str:
     """The footer Chromium draws on every page: title, `note` (escaped), page N of M."""
     middle = f'<span style="font-weight:bold;color:#D55E00">{html.escape(note)}</span>' if note else "<span></span>"
-    return ('<div style="font-family:\'DejaVu Sans\',Arial,sans-serif;font-size:7.5pt;color:#5c5c5c;width:100%;'
-            'margin:0 0.7in;display:flex;justify-content:space-between;gap:1em">'
-            '<span class="title" style="overflow:hidden;white-space:nowrap;text-overflow:ellipsis;max-width:45%">'
-            f'</span>{middle}<span>page <span class="pageNumber"></span> of <span class="totalPages"></span></span></div>')
+    return (
+        "<div style=\"font-family:'DejaVu Sans',Arial,sans-serif;font-size:7.5pt;color:#5c5c5c;width:100%;"
+        'margin:0 0.7in;display:flex;justify-content:space-between;gap:1em">'
+        '<span class="title" style="overflow:hidden;white-space:nowrap;text-overflow:ellipsis;max-width:45%">'
+        f'</span>{middle}<span>page <span class="pageNumber"></span> of <span class="totalPages"></span></span></div>'
+    )
 
 
 def print_options(note: str = "") -> dict:
     """Page.printToPDF parameters: A4, margins room for the footer, backgrounds kept, headings as outline."""
     width, height = A4_INCHES
     return {
-        "paperWidth": width, "paperHeight": height, **MARGINS_INCHES,
-        "printBackground": True, "preferCSSPageSize": False,
-        "displayHeaderFooter": True, "headerTemplate": "<span></span>", "footerTemplate": footer_template(note),
+        "paperWidth": width,
+        "paperHeight": height,
+        **MARGINS_INCHES,
+        "printBackground": True,
+        "preferCSSPageSize": False,
+        "displayHeaderFooter": True,
+        "headerTemplate": "<span></span>",
+        "footerTemplate": footer_template(note),
         "generateDocumentOutline": True,
     }
 

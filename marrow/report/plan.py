@@ -28,8 +28,16 @@ _SECTION_KEYS = {
     "data": {"patients", "recovery", "covariates", "adam", "adam_mapping", "time_unit"},
     "priors": {"set"},
     "sampler": {"chains", "draws", "tune", "seed", "sampler", "target_accept", "cores"},
-    "thresholds": {"response_rate", "adverse_event_rate", "max_rhat", "min_ess", "max_divergences", "min_bfmi",
-                   "max_treedepth_share", "max_pareto_k"},
+    "thresholds": {
+        "response_rate",
+        "adverse_event_rate",
+        "max_rhat",
+        "min_ess",
+        "max_divergences",
+        "min_bfmi",
+        "max_treedepth_share",
+        "max_pareto_k",
+    },
     "report": {"figures", "dpi", "pdf"},
 }
 _MODEL_KEYS = {
@@ -89,8 +97,15 @@ class Plan:
             "prior": self.prior,
             "sampler": json.loads(self.settings.to_json()),
             "thresholds": dict(self.thresholds.__dict__),
-            "steps": [{"name": s.name, "spec": json.loads(s.spec.to_json()), "explicit": s.explicit,
-                       "sampler": s.sampler or self.settings.sampler} for s in self.steps],
+            "steps": [
+                {
+                    "name": s.name,
+                    "spec": json.loads(s.spec.to_json()),
+                    "explicit": s.explicit,
+                    "sampler": s.sampler or self.settings.sampler,
+                }
+                for s in self.steps
+            ],
             "figures": self.figures,
             "dpi": self.dpi,
             "overrides": self.overrides,
@@ -129,7 +144,7 @@ def _names(value: Any, where: str) -> tuple[str, ...]:
     if isinstance(value, str):
         value = [v.strip() for v in value.split(",") if v.strip()]
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise UsageError(f"{where} must be a list of column names, e.g. [\"prior_atg\"]")
+        raise UsageError(f'{where} must be a list of column names, e.g. ["prior_atg"]')
     return tuple(value)
 
 
@@ -163,7 +178,9 @@ def load_plan(
         base = plan_path.resolve().parent
     where = str(plan_path) if plan_path else "defaults"
     _check_keys(table, _TOP_KEYS, where)
-    sections = {name: _check_keys(table.get(name, {}), keys, f"{where} [{name}]") for name, keys in _SECTION_KEYS.items()}
+    sections = {
+        name: _check_keys(table.get(name, {}), keys, f"{where} [{name}]") for name, keys in _SECTION_KEYS.items()
+    }
     overrides: dict[str, Any] = {}
 
     data = sections["data"]
@@ -195,8 +212,10 @@ def load_plan(
     if unit not in time_units.UNITS:
         raise UsageError(f"{where} [data] time_unit must be one of {', '.join(time_units.UNITS)}, got {unit!r}")
     if plan_adam is not None and unit != time_units.DEFAULT_UNIT:
-        raise UsageError(f"{where} [data] time_unit is {unit}, but ADaM times are read in days (AVAL converted "
-                         "by AVALU): leave time_unit out with ADaM input")
+        raise UsageError(
+            f"{where} [data] time_unit is {unit}, but ADaM times are read in days (AVAL converted "
+            "by AVALU): leave time_unit out with ADaM input"
+        )
 
     prior = sections["priors"].get("set", "weakly-informative")
     _typed(prior, str, f"{where} [priors] set", "a prior set name or a .toml file")
@@ -237,7 +256,7 @@ def load_plan(
     explicit = "run" in models
     run = models.get("run", list(STEP_NAMES))
     if not isinstance(run, list) or not all(isinstance(r, str) for r in run):
-        raise UsageError(f"{where} [models] run must be a list of model names, e.g. [\"response\", \"recovery\"]")
+        raise UsageError(f'{where} [models] run must be a list of model names, e.g. ["response", "recovery"]')
     bad = [r for r in run if r not in STEP_NAMES]
     if bad:
         raise UsageError(f"{where} [models] run: unknown model(s) {', '.join(bad)}; known: {', '.join(STEP_NAMES)}")
@@ -254,8 +273,9 @@ def load_plan(
                 SamplerSettings(sampler=step_sampler)  # validates the name
             except SpecError as exc:
                 raise UsageError(f"{where} [models.{name}] sampler: {exc}") from None
-        steps.append(Step(name, _spec(name, options, chosen, response_rate, ae_rate, unit, where), explicit,
-                          step_sampler))
+        steps.append(
+            Step(name, _spec(name, options, chosen, response_rate, ae_rate, unit, where), explicit, step_sampler)
+        )
     if explicit and "recovery" in run and plan_patients is not None and plan_recovery is None:
         raise UsageError(f"{where}: the recovery model needs a recovery table ([data] recovery or --recovery)")
 
@@ -265,13 +285,37 @@ def load_plan(
     if not 50 <= dpi <= 1200:
         raise UsageError(f"{where} [report] dpi must be between 50 and 1200")
     make_pdf = _typed(report.get("pdf", False), bool, f"{where} [report] pdf", "true or false")
-    title = _typed(table.get("title", "Bayesian analysis of a multicenter phase II trial"), str, f"{where} title", "text")
-    return Plan(title, plan_patients, plan_recovery, chosen, prior, settings, thresholds, tuple(steps), figures, dpi,
-                str(plan_path) if plan_path else None, text, overrides, plan_adam, make_pdf)
+    title = _typed(
+        table.get("title", "Bayesian analysis of a multicenter phase II trial"), str, f"{where} title", "text"
+    )
+    return Plan(
+        title,
+        plan_patients,
+        plan_recovery,
+        chosen,
+        prior,
+        settings,
+        thresholds,
+        tuple(steps),
+        figures,
+        dpi,
+        str(plan_path) if plan_path else None,
+        text,
+        overrides,
+        plan_adam,
+        make_pdf,
+    )
 
 
-def _adam(data: dict[str, Any], base: Path, where: str, adam: Any, patients: Path | None, recovery: Path | None,
-          overrides: dict[str, Any]):
+def _adam(
+    data: dict[str, Any],
+    base: Path,
+    where: str,
+    adam: Any,
+    patients: Path | None,
+    recovery: Path | None,
+    overrides: dict[str, Any],
+):
     """The ADaM input: --adam options, else [data] adam = "DIR" (and adam_mapping); None for tables."""
     from marrow.data.adam import AdamInput
 
@@ -291,21 +335,40 @@ def _adam(data: dict[str, Any], base: Path, where: str, adam: Any, patients: Pat
     return AdamInput.from_options(folder, mapping=mapping)
 
 
-def _spec(name: str, options: dict[str, Any], covariates: tuple[str, ...], response_rate: float, ae_rate: float,
-          unit: str, where: str) -> ModelSpec:
+def _spec(
+    name: str,
+    options: dict[str, Any],
+    covariates: tuple[str, ...],
+    response_rate: float,
+    ae_rate: float,
+    unit: str,
+    where: str,
+) -> ModelSpec:
     """The ModelSpec of a plan step; ModelSpec's own checks decide, and their messages name the plan key."""
     table = f"{where} [models.{name}]"
-    keys = {"covariates": f"{table} covariates" if "covariates" in options else f"{where} [data] covariates",
-            "family": f"{table} family", "n_future": f"{table} n_future", "time_unit": f"{where} [data] time_unit",
-            "threshold": f"{where} [thresholds] " + ("adverse_event_rate" if name == "safety" else "response_rate")}
+    keys = {
+        "covariates": f"{table} covariates" if "covariates" in options else f"{where} [data] covariates",
+        "family": f"{table} family",
+        "n_future": f"{table} n_future",
+        "time_unit": f"{where} [data] time_unit",
+        "threshold": f"{where} [thresholds] " + ("adverse_event_rate" if name == "safety" else "response_rate"),
+    }
     chosen = _names(options["covariates"], f"{table} covariates") if "covariates" in options else covariates
     kwargs: dict[str, Any] = {}
     if name in ("response", "ordinal"):
-        kwargs = {"model": "response", "outcome": "binary" if name == "response" else "ordinal",
-                  "threshold": response_rate, "covariates": chosen}
+        kwargs = {
+            "model": "response",
+            "outcome": "binary" if name == "response" else "ordinal",
+            "threshold": response_rate,
+            "covariates": chosen,
+        }
     elif name in _HORIZON_KEYS:
-        kwargs = {"model": name, "family": options.get("family", DEFAULT_FAMILIES[name]), "covariates": chosen,
-                  "time_unit": unit}
+        kwargs = {
+            "model": name,
+            "family": options.get("family", DEFAULT_FAMILIES[name]),
+            "covariates": chosen,
+            "time_unit": unit,
+        }
         for key in ("cure", "frailty", "per_lineage_effects"):
             if key in options and name == "recovery":
                 kwargs[key] = _typed(options[key], bool, f"{table} {key}", "true or false")
@@ -320,8 +383,12 @@ def _spec(name: str, options: dict[str, Any], covariates: tuple[str, ...], respo
             kwargs["horizons"] = _times(options[given], f"{table} {given}", unit)
     else:
         # Safety takes no covariates unless asked: its priors describe a rate, not effects.
-        kwargs = {"model": "safety", "family": options.get("family", DEFAULT_FAMILIES["safety"]), "threshold": ae_rate,
-                  "covariates": _names(options["covariates"], f"{table} covariates") if "covariates" in options else ()}
+        kwargs = {
+            "model": "safety",
+            "family": options.get("family", DEFAULT_FAMILIES["safety"]),
+            "threshold": ae_rate,
+            "covariates": _names(options["covariates"], f"{table} covariates") if "covariates" in options else (),
+        }
         if "n_future" in options:
             kwargs["n_future"] = _typed(options["n_future"], int, f"{table} n_future", "a whole number")
     if isinstance(kwargs.get("family"), bool) or not isinstance(kwargs.get("family", ""), str):

@@ -15,15 +15,16 @@ import shutil
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from marrow.errors import DataError, MarrowError, OutputExistsError, Problem, UsageError
+from marrow.errors import DataError, MarrowError, OutputExistsError, Problem
 from marrow.formatting import plural
 from marrow.report.plan import Plan, Step
 
@@ -154,6 +155,7 @@ def _swap(work: Path, out: Path) -> None:
 
 # --- the steps ------------------------------------------------------------------------------------------
 
+
 def _load(plan: Plan, needs):
     from marrow.data.adam import load_input
 
@@ -178,10 +180,11 @@ def prepare(plan: Plan, progress: Progress = _silent) -> list[StepOut]:
         except DataError as exc:
             if step.explicit:
                 # The plan asked for this model by name: its data must support it (exit 2, nothing sampled).
-                named = Problem(plan.source or "the analysis plan",
-                                f"[models] run names '{step.name}' ({step.spec.label}), which these data cannot fit",
-                                expected="its columns, valid in every row (see the problems below), or a plan "
-                                         "without it")
+                named = Problem(
+                    plan.source or "the analysis plan",
+                    f"[models] run names '{step.name}' ({step.spec.label}), which these data cannot fit",
+                    expected="its columns, valid in every row (see the problems below), or a plan without it",
+                )
                 raise DataError([named, *exc.problems]) from None
             out.status, out.note = "skipped", unsupported(exc.problems)
     return outs
@@ -190,19 +193,21 @@ def prepare(plan: Plan, progress: Progress = _silent) -> list[StepOut]:
 def unsupported(problems: list) -> str:
     """Why the data do not support a model: the columns at fault first, then every problem."""
     columns = list(dict.fromkeys(p.column for p in problems if p.column))
-    head = (f"the data have no usable {', '.join(repr(c) for c in columns)} column{'s' if len(columns) > 1 else ''}"
-            if columns else "the data do not support this model")
+    head = (
+        f"the data have no usable {', '.join(repr(c) for c in columns)} column{'s' if len(columns) > 1 else ''}"
+        if columns
+        else "the data do not support this model"
+    )
     return head + " (" + "; ".join(p.describe() for p in problems) + ")"
 
 
 def _run_step(step: Step, out: StepOut, plan: Plan, work: Path, priors, progress: Progress) -> None:
-    from marrow.diagnostics import diagnose
-    from marrow.fits.run import fit_model
-    from marrow.summaries import posterior_probabilities, posterior_summary
-
     import warnings
 
+    from marrow.diagnostics import diagnose
+    from marrow.fits.run import fit_model
     from marrow.report.plan import step_settings
+    from marrow.summaries import posterior_probabilities, posterior_summary
 
     settings = step_settings(plan, step)
     start = time.perf_counter()
@@ -224,10 +229,15 @@ def _run_step(step: Step, out: StepOut, plan: Plan, work: Path, priors, progress
     out.summary = posterior_summary(fit)
     out.probabilities = posterior_probabilities(fit)
     out.timings["summaries_s"] = time.perf_counter() - tick
-    out.tables += _write_table(work, f"{step.name}-summary", _summary_table(out.summary),
-                               f"Posterior summary: {step.spec.label} (95% equal-tailed intervals)")
-    out.tables += _write_table(work, f"{step.name}-diagnostics", _checks_table(out.checks),
-                               f"Sampler diagnostics: {step.spec.label}")
+    out.tables += _write_table(
+        work,
+        f"{step.name}-summary",
+        _summary_table(out.summary),
+        f"Posterior summary: {step.spec.label} (95% equal-tailed intervals)",
+    )
+    out.tables += _write_table(
+        work, f"{step.name}-diagnostics", _checks_table(out.checks), f"Sampler diagnostics: {step.spec.label}"
+    )
 
 
 def _draw(out: StepOut, plan: Plan, work: Path) -> None:
@@ -260,8 +270,10 @@ def _build(plan: Plan, work: Path, progress: Progress) -> Outcome:
         (work / sub).mkdir()
     priors = load_prior_set(plan.prior)
     source = "the bundled SYNTHETIC trial" if plan.synthetic else str(plan.patients or plan.adam.adsl.parent)
-    progress(f"report: {plural(len(plan.steps), 'model')} on {source}; {plural(plan.settings.chains, 'chain')} x "
-             f"{plural(plan.settings.draws, 'draw')} (tune {plan.settings.tune}, seed {plan.settings.seed}); prior '{priors.name}'")
+    progress(
+        f"report: {plural(len(plan.steps), 'model')} on {source}; {plural(plan.settings.chains, 'chain')} x "
+        f"{plural(plan.settings.draws, 'draw')} (tune {plan.settings.tune}, seed {plan.settings.seed}); prior '{priors.name}'"
+    )
     steps = prepare(plan, progress)
     total = len(steps)
     for i, (step, out) in enumerate(zip(plan.steps, steps), start=1):
@@ -289,17 +301,26 @@ def _build(plan: Plan, work: Path, progress: Progress) -> Outcome:
             bad = out.failed_checks
             status = "diagnostics ok" if not bad else f"DIAGNOSTICS FAILED ({', '.join(c.name for c in bad)})"
             drawn = sum(1 for f in out.figures if not f.error)
-            progress(f"{prefix}: done in {out.seconds:.1f} s (sampling {out.timings.get('fit_s', 0):.1f} s, "
-                     f"{plural(drawn, 'figure')} {out.timings.get('figures_s', 0):.1f} s); {status}")
+            progress(
+                f"{prefix}: done in {out.seconds:.1f} s (sampling {out.timings.get('fit_s', 0):.1f} s, "
+                f"{plural(drawn, 'figure')} {out.timings.get('figures_s', 0):.1f} s); {status}"
+            )
         else:
             progress(f"{prefix}: {out.status.upper()}: {out.note.splitlines()[0]}")
 
-    outcome = Outcome(plan, steps, versions=package_versions(), synthetic=plan.synthetic,
-                      created_utc=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    outcome = Outcome(
+        plan,
+        steps,
+        versions=package_versions(),
+        synthetic=plan.synthetic,
+        created_utc=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    )
     tick = time.perf_counter()
     outcome.comparison, outcome.comparison_note = _comparison(plan, steps)
-    progress(f"frequentist comparison: {'done' if outcome.comparison is not None else 'skipped'} "
-             f"({time.perf_counter() - tick:.1f} s)")
+    progress(
+        f"frequentist comparison: {'done' if outcome.comparison is not None else 'skipped'} "
+        f"({time.perf_counter() - tick:.1f} s)"
+    )
     if outcome.comparison is not None:
         from marrow.frequentist.table import display_table
 
@@ -307,8 +328,12 @@ def _build(plan: Plan, work: Path, progress: Progress) -> Outcome:
             shown = display_table(outcome.comparison)
         except Exception:  # the display helper is a convenience; the raw table is still right
             shown = outcome.comparison
-        outcome.tables += _write_table(work, "frequentist-comparison", shown,
-                                       "Bayesian posterior medians (95% CrI) beside frequentist estimates (95% CI)")
+        outcome.tables += _write_table(
+            work,
+            "frequentist-comparison",
+            shown,
+            "Bayesian posterior medians (95% CrI) beside frequentist estimates (95% CI)",
+        )
     outcome.headline = headline_table(outcome)
     outcome.tables += _write_table(work, "headline", outcome.headline, "Headline results")
     outcome.sources = _sources(steps, plan)
@@ -323,8 +348,12 @@ def _build(plan: Plan, work: Path, progress: Progress) -> Outcome:
 
         tick = time.perf_counter()
         try:
-            outcome.pdf_pages = write_pdf(work / "report.html", work / "report.pdf", "SYNTHETIC DATA" if plan.synthetic else "")
-            progress(f"report.pdf: {plural(outcome.pdf_pages, 'page')} printed by headless Chromium ({time.perf_counter() - tick:.1f} s)")
+            outcome.pdf_pages = write_pdf(
+                work / "report.html", work / "report.pdf", "SYNTHETIC DATA" if plan.synthetic else ""
+            )
+            progress(
+                f"report.pdf: {plural(outcome.pdf_pages, 'page')} printed by headless Chromium ({time.perf_counter() - tick:.1f} s)"
+            )
         except MarrowError as exc:  # the fits and the HTML must not be lost to a browser failure
             outcome.pdf_error = str(exc)
     (work / "report.md").write_text(render_markdown(outcome), encoding="utf-8")
@@ -335,7 +364,10 @@ def _build(plan: Plan, work: Path, progress: Progress) -> Outcome:
 def _comparison(plan: Plan, steps: list[StepOut]) -> tuple[pd.DataFrame | None, str]:
     """marrow.frequentist.comparison_table on the data of every fitted model, if the package is there."""
     if importlib.util.find_spec("marrow.frequentist") is None:
-        return None, "the frequentist comparison is not available in this version of marrow (marrow.frequentist missing)"
+        return (
+            None,
+            "the frequentist comparison is not available in this version of marrow (marrow.frequentist missing)",
+        )
     try:
         from marrow.frequentist import comparison_table
     except ImportError as exc:
@@ -363,14 +395,20 @@ def _comparison(plan: Plan, steps: list[StepOut]) -> tuple[pd.DataFrame | None, 
 
 # --- tables ---------------------------------------------------------------------------------------------
 
+
 def _summary_table(summary: pd.DataFrame) -> pd.DataFrame:
     return summary[["quantity", "median", "lower", "upper", "sd", "ess_bulk", "ess_tail", "r_hat"]].rename(
-        columns={"lower": "2.5%", "upper": "97.5%"})
+        columns={"lower": "2.5%", "upper": "97.5%"}
+    )
 
 
 def _checks_table(checks: list) -> pd.DataFrame:
-    return pd.DataFrame([{"check": c.name, "value": c.value, "threshold": c.threshold,
-                          "status": c.status, "where": c.detail} for c in checks])
+    return pd.DataFrame(
+        [
+            {"check": c.name, "value": c.value, "threshold": c.threshold, "status": c.status, "where": c.detail}
+            for c in checks
+        ]
+    )
 
 
 def _write_table(work: Path, stem: str, table: pd.DataFrame, caption: str) -> list[str]:
@@ -417,8 +455,10 @@ def _freq_for(outcome: Outcome, model: str, variable: str, element: str) -> tupl
     preferred = [i for i, m in enumerate(rows.get("method", pd.Series([""] * len(rows)))) if "profile" in str(m)]
     row = rows.iloc[preferred[0] if preferred else 0]
     scale = _scale_of(outcome, variable)
-    return (f"{fmt_value(row['freq'], scale)} ({fmt_interval(row['freq_lower'], row['freq_upper'], scale)})",
-            str(row.get("method", "")))
+    return (
+        f"{fmt_value(row['freq'], scale)} ({fmt_interval(row['freq_lower'], row['freq_upper'], scale)})",
+        str(row.get("method", "")),
+    )
 
 
 def _section_name(model: str) -> str:
@@ -484,18 +524,24 @@ def headline_table(outcome: Outcome) -> pd.DataFrame:
         for _, row in table.iterrows():
             probability = ""
             if variable in ("response_rate", "ae_rate"):
-                probability = "; ".join(f"{text} = {value:.2f}" for text, value in step.probabilities if "rate >" in text)
+                probability = "; ".join(
+                    f"{text} = {value:.2f}" for text, value in step.probabilities if "rate >" in text
+                )
             freq, method = _freq_for(outcome, step.model, variable, row["element"])
-            rows.append({
-                "endpoint": label or row["quantity"],
-                "posterior median": fmt_value(row["median"], row["scale"]),
-                "95% CrI": fmt_interval(row["lower"], row["upper"], row["scale"]),
-                "posterior probability": probability,
-                "frequentist (95% CI)": freq,
-                "model": step.label,
-            })
-    return pd.DataFrame(rows, columns=["endpoint", "posterior median", "95% CrI", "posterior probability",
-                                       "frequentist (95% CI)", "model"])
+            rows.append(
+                {
+                    "endpoint": label or row["quantity"],
+                    "posterior median": fmt_value(row["median"], row["scale"]),
+                    "95% CrI": fmt_interval(row["lower"], row["upper"], row["scale"]),
+                    "posterior probability": probability,
+                    "frequentist (95% CI)": freq,
+                    "model": step.label,
+                }
+            )
+    return pd.DataFrame(
+        rows,
+        columns=["endpoint", "posterior median", "95% CrI", "posterior probability", "frequentist (95% CI)", "model"],
+    )
 
 
 def _sources(steps: list[StepOut], plan: Plan) -> list[dict]:
@@ -515,23 +561,42 @@ def manifest(outcome: Outcome) -> dict[str, Any]:
     plan = outcome.plan
     steps = []
     for s in outcome.steps:
-        steps.append({
-            "name": s.name, "model": s.label, "status": s.status, "note": s.note, "explicit": s.explicit,
-            "seconds": round(s.seconds, 2), "timings_s": {k: round(v, 2) for k, v in s.timings.items()},
-            "fit": s.fit_file or None,
-            "seed": s.fit.settings.seed if s.fit is not None else None,
-            "sampler": json.loads(s.fit.settings.to_json()) if s.fit is not None else None,
-            "spec": json.loads(s.fit.spec.to_json()) if s.fit is not None else None,
-            "diagnostics": None if s.status != "ok" else {
-                "passed": not s.failed_checks,
-                "checks": [{"name": c.name, "value": c.value, "threshold": c.threshold, "passed": c.passed,
-                            "where": c.detail} for c in s.checks],
-            },
-            "probabilities": {text: value for text, value in s.probabilities},
-            "figures": [{"kind": f.kind, "pdf": f.pdf or None, "png": f.png or None, "error": f.error or None}
-                        for f in s.figures],
-            "tables": s.tables,
-        })
+        steps.append(
+            {
+                "name": s.name,
+                "model": s.label,
+                "status": s.status,
+                "note": s.note,
+                "explicit": s.explicit,
+                "seconds": round(s.seconds, 2),
+                "timings_s": {k: round(v, 2) for k, v in s.timings.items()},
+                "fit": s.fit_file or None,
+                "seed": s.fit.settings.seed if s.fit is not None else None,
+                "sampler": json.loads(s.fit.settings.to_json()) if s.fit is not None else None,
+                "spec": json.loads(s.fit.spec.to_json()) if s.fit is not None else None,
+                "diagnostics": None
+                if s.status != "ok"
+                else {
+                    "passed": not s.failed_checks,
+                    "checks": [
+                        {
+                            "name": c.name,
+                            "value": c.value,
+                            "threshold": c.threshold,
+                            "passed": c.passed,
+                            "where": c.detail,
+                        }
+                        for c in s.checks
+                    ],
+                },
+                "probabilities": {text: value for text, value in s.probabilities},
+                "figures": [
+                    {"kind": f.kind, "pdf": f.pdf or None, "png": f.png or None, "error": f.error or None}
+                    for f in s.figures
+                ],
+                "tables": s.tables,
+            }
+        )
     return {
         "marrow_report": 1,
         "title": plan.title,
@@ -544,7 +609,10 @@ def manifest(outcome: Outcome) -> dict[str, Any]:
         "plan": plan.to_dict(),
         "plan_text": plan.text,
         "steps": steps,
-        "frequentist": {"status": "ok" if outcome.comparison is not None else "skipped", "note": outcome.comparison_note},
+        "frequentist": {
+            "status": "ok" if outcome.comparison is not None else "skipped",
+            "note": outcome.comparison_note,
+        },
         "diagnostics_passed": not outcome.diagnostics_failed,
         "tables": outcome.tables,
         "versions": outcome.versions,

@@ -16,8 +16,9 @@ from marrow.worker.protocol import ProtocolError, identity, log_path, recv_messa
 
 # Commands worth sending: they import PyMC/ArviZ or compile models. `priors`, `init` and `worker`
 # are quick in-process and `worker` must never be delegated to itself.
-DELEGABLE = frozenset({"fit", "summarize", "diagnose", "compare", "compare-models", "plot", "report",
-                       "sensitivity", "prior-check"})
+DELEGABLE = frozenset(
+    {"fit", "summarize", "diagnose", "compare", "compare-models", "plot", "report", "sensitivity", "prior-check"}
+)
 NEVER = frozenset({"-h", "--help", "--version", "--no-worker"})
 OFF = frozenset({"off", "0", "no", "false"})
 CONNECT_TIMEOUT_S = 5.0
@@ -117,8 +118,10 @@ def delegate(argv: list[str], environ=None, stdout=None, stderr=None, own: dict 
         except KeyboardInterrupt:
             return _interrupted(stderr)
         except (OSError, ProtocolError) as exc:
-            stderr.write(f"marrow: internal error: the worker stopped before answering ({exc}); "
-                         f"see its log {log_path(path)}, or rerun with --no-worker\n")
+            stderr.write(
+                f"marrow: internal error: the worker stopped before answering ({exc}); "
+                f"see its log {log_path(path)}, or rerun with --no-worker\n"
+            )
             stderr.flush()
             return EXIT_INTERNAL
     if "refused" in response or "exit_code" not in response:

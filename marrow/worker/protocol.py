@@ -141,6 +141,7 @@ def mismatch(request: dict, own: dict[str, str]) -> str:
 
 def _same_python(a: str, b: str) -> bool:
     """python and python3 in one virtual environment's bin folder are the same; other venvs are not."""
+
     def key(path: str) -> tuple[str, str]:
         return os.path.dirname(os.path.abspath(path)), os.path.realpath(path)
 

@@ -27,7 +27,7 @@ import time
 import traceback
 import warnings
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from marrow.formatting import plural
@@ -46,10 +46,26 @@ from marrow.worker.protocol import (
 
 # Imported before the socket opens, so the first command pays no import time. Optional ones
 # (nutpie) are skipped when not installed.
-WARM_MODULES = ("pymc", "arviz", "nutpie", "pandas", "marrow.cli", "marrow.commands.fit", "marrow.commands.inspect",
-                "marrow.fits.run", "marrow.fits.compiled", "marrow.data", "marrow.models.response",
-                "marrow.models.safety", "marrow.models.survival", "marrow.models.recovery", "marrow.summaries",
-                "marrow.diagnostics", "marrow.formatting", "marrow.plots.style")
+WARM_MODULES = (
+    "pymc",
+    "arviz",
+    "nutpie",
+    "pandas",
+    "marrow.cli",
+    "marrow.commands.fit",
+    "marrow.commands.inspect",
+    "marrow.fits.run",
+    "marrow.fits.compiled",
+    "marrow.data",
+    "marrow.models.response",
+    "marrow.models.safety",
+    "marrow.models.survival",
+    "marrow.models.recovery",
+    "marrow.summaries",
+    "marrow.diagnostics",
+    "marrow.formatting",
+    "marrow.plots.style",
+)
 REQUEST_READ_TIMEOUT_S = 10.0
 ACCEPT_POLL_S = 0.2  # how often the accepting thread checks whether the worker is stopping
 EXIT_DEBUG_TRACEBACK = 1  # what Python exits with on an uncaught exception (`--debug`)
@@ -79,8 +95,10 @@ def warm_up(log) -> float:
 def bind(path: Path) -> socket.socket:
     """A listening Unix socket at `path` (mode 0600, in a 0700 folder when marrow creates it)."""
     if len(os.fsencode(path)) > MAX_SOCKET_PATH:
-        raise OSError(f"socket path {path} is {len(os.fsencode(path))} bytes, more than the {MAX_SOCKET_PATH} "
-                      "a Unix socket allows; set MARROW_WORKER_SOCKET to a shorter path")
+        raise OSError(
+            f"socket path {path} is {len(os.fsencode(path))} bytes, more than the {MAX_SOCKET_PATH} "
+            "a Unix socket allows; set MARROW_WORKER_SOCKET to a shorter path"
+        )
     make_private_dirs(path.parent)
     if os.path.lexists(path):
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -90,7 +108,7 @@ def bind(path: Path) -> socket.socket:
             raise AlreadyRunning(f"a worker already listens on {path}")
         except (ConnectionRefusedError, FileNotFoundError):
             os.unlink(path)  # left by a worker that was killed
-        except socket.timeout:
+        except TimeoutError:
             raise AlreadyRunning(f"a worker already listens on {path} (busy)") from None
         finally:
             probe.close()
@@ -156,8 +174,18 @@ class Worker:
             self._shut_down()
         if self.restart:
             self.log("restarting on marrow's new files")
-            os.execv(sys.executable, [sys.executable, "-m", "marrow.worker", "--socket", str(self.path),
-                                      "--idle-timeout", f"{self.idle_minutes:g}"])
+            os.execv(
+                sys.executable,
+                [
+                    sys.executable,
+                    "-m",
+                    "marrow.worker",
+                    "--socket",
+                    str(self.path),
+                    "--idle-timeout",
+                    f"{self.idle_minutes:g}",
+                ],
+            )
         return 0
 
     def _on_sigterm(self, signum, frame) -> None:
@@ -202,7 +230,7 @@ class Worker:
         while not self.stopping.is_set():
             try:
                 conn, _ = listener.accept()
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError as exc:
                 self.log(f"accept failed: {exc}")
@@ -265,11 +293,14 @@ class Worker:
 
         compiled = sys.modules.get("marrow.fits.compiled")
         current = self.current
-        stale = ("" if source_fingerprint() == self.fingerprint
-                 else "marrow's files changed since it started; it restarts at the next command")
+        stale = (
+            ""
+            if source_fingerprint() == self.fingerprint
+            else "marrow's files changed since it started; it restarts at the next command"
+        )
         return {
             "pid": os.getpid(),
-            "started_utc": datetime.fromtimestamp(self.started, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "started_utc": datetime.fromtimestamp(self.started, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "uptime_s": round(time.time() - self.started, 1),
             "served": self.served,
             "queued": self.jobs.qsize(),
@@ -330,11 +361,13 @@ class Worker:
             return
         self.served += 1
         delivered = self._reply(conn, response)
-        self.log(f"{line} -> exit {response['exit_code']} in {seconds:.2f} s (cwd {request['cwd']})"
-                 + ("" if delivered else "; the client had gone, output dropped"))
+        self.log(
+            f"{line} -> exit {response['exit_code']} in {seconds:.2f} s (cwd {request['cwd']})"
+            + ("" if delivered else "; the client had gone, output dropped")
+        )
 
     def log(self, message: str) -> None:
-        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         with self.log_lock:
             try:
                 self.log_stream.write(f"{stamp} {message}\n")
@@ -358,8 +391,12 @@ def execute(argv: list[str], cwd: str, real_stderr=None) -> dict:
         return {"refused": f"cannot enter the working directory {cwd}: {exc}"}
     try:
         sys.argv = ["marrow", *argv]
-        with redirect_stdout(out), redirect_stderr(err), warnings.catch_warnings(), \
-                _logging_to(err, real_stderr or sys.__stderr__):
+        with (
+            redirect_stdout(out),
+            redirect_stderr(err),
+            warnings.catch_warnings(),
+            _logging_to(err, real_stderr or sys.__stderr__),
+        ):
             try:
                 code = run(argv)
             except SystemExit as exc:  # a command that calls sys.exit itself
@@ -389,8 +426,9 @@ def _logging_to(stream, real_stderr):
     import logging
 
     targets = {id(real_stderr), id(sys.__stderr__)}
-    loggers = [logging.getLogger()] + [lg for lg in logging.Logger.manager.loggerDict.values()
-                                      if isinstance(lg, logging.Logger)]
+    loggers = [logging.getLogger()] + [
+        lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)
+    ]
     swapped = []
     for logger in loggers:
         for handler in logger.handlers:
@@ -416,9 +454,13 @@ def main(argv: list[str] | None = None) -> int:
 
     from marrow.worker.protocol import socket_path
 
-    parser = argparse.ArgumentParser(prog="python -m marrow.worker", description="Run a marrow worker in the foreground.")
+    parser = argparse.ArgumentParser(
+        prog="python -m marrow.worker", description="Run a marrow worker in the foreground."
+    )
     parser.add_argument("--socket", type=Path, default=None, help="Socket path (default: see docs/worker.md).")
-    parser.add_argument("--idle-timeout", type=float, default=30.0, help="Exit after this many idle minutes; 0 = never.")
+    parser.add_argument(
+        "--idle-timeout", type=float, default=30.0, help="Exit after this many idle minutes; 0 = never."
+    )
     args = parser.parse_args(argv)
     worker = Worker(args.socket or socket_path(), args.idle_timeout)
     return worker.serve()

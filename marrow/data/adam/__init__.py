@@ -12,6 +12,23 @@ from marrow.data.adam.load import adam_for_fits, load_adam, load_adam_all, load_
 from marrow.data.adam.mapping import DAYS_PER_UNIT, DEFAULT_MAPPING, AdamMapping, load_mapping, template_text
 from marrow.data.adam.tables import map_tables
 
-__all__ = ["DATASETS", "DAYS_PER_UNIT", "DEFAULT_MAPPING", "MAPPING_ROLE", "ROLES", "AdamInput", "AdamMapping",
-           "Dataset", "adam_for_fits", "find_datasets", "load_adam", "load_adam_all", "load_input", "load_mapping",
-           "map_tables", "read_dataset", "recorded_adam", "template_text"]
+__all__ = [
+    "DATASETS",
+    "DAYS_PER_UNIT",
+    "DEFAULT_MAPPING",
+    "MAPPING_ROLE",
+    "ROLES",
+    "AdamInput",
+    "AdamMapping",
+    "Dataset",
+    "adam_for_fits",
+    "find_datasets",
+    "load_adam",
+    "load_adam_all",
+    "load_input",
+    "load_mapping",
+    "map_tables",
+    "read_dataset",
+    "recorded_adam",
+    "template_text",
+]

@@ -41,8 +41,14 @@ class AdamInput:
         return all(Path(p).resolve().parent == home for role, p in self.paths().items() if role in DATASETS)
 
     @classmethod
-    def from_options(cls, folder: Path | None = None, adsl: Path | None = None, adrs: Path | None = None,
-                     adtte: Path | None = None, mapping: Path | None = None) -> AdamInput | None:
+    def from_options(
+        cls,
+        folder: Path | None = None,
+        adsl: Path | None = None,
+        adrs: Path | None = None,
+        adtte: Path | None = None,
+        mapping: Path | None = None,
+    ) -> AdamInput | None:
         """From `--adam DIR` (adsl.*, adrs.*, adtte.* inside it) and/or `--adsl/--adrs/--adtte FILE`;
         files given one by one take precedence over the folder's. None when no dataset is given."""
         found: dict[str, Path | None] = {"adsl": None, "adrs": None, "adtte": None}
@@ -56,7 +62,9 @@ class AdamInput:
                 raise UsageError("--adam-mapping needs ADaM datasets (--adam DIR or --adsl FILE)")
             return None
         if found["adsl"] is None:
-            raise UsageError("ADaM input needs ADSL (--adsl FILE, or an adsl.xpt/.sas7bdat/.csv/.parquet in --adam DIR)")
+            raise UsageError(
+                "ADaM input needs ADSL (--adsl FILE, or an adsl.xpt/.sas7bdat/.csv/.parquet in --adam DIR)"
+            )
         return cls(found["adsl"], found["adrs"], found["adtte"], Path(mapping) if mapping is not None else None)
 
 
@@ -66,11 +74,14 @@ def find_datasets(folder: Path) -> dict[str, Path]:
         raise UsageError(f"--adam {folder}: not a folder (give the folder holding adsl.xpt, adrs.xpt, adtte.xpt)")
     out: dict[str, Path] = {}
     for role in DATASETS:
-        hits = sorted(p for p in folder.iterdir()
-                      if p.is_file() and p.stem.lower() == role and p.suffix.lower() in SUFFIXES)
+        hits = sorted(
+            p for p in folder.iterdir() if p.is_file() and p.stem.lower() == role and p.suffix.lower() in SUFFIXES
+        )
         if len(hits) > 1:
-            raise UsageError(f"--adam {folder}: several {role.upper()} files ({', '.join(p.name for p in hits)}); "
-                             f"name one with --{role}")
+            raise UsageError(
+                f"--adam {folder}: several {role.upper()} files ({', '.join(p.name for p in hits)}); "
+                f"name one with --{role}"
+            )
         if hits:
             out[role] = hits[0]
     if "adsl" not in out:
@@ -79,6 +90,7 @@ def find_datasets(folder: Path) -> dict[str, Path]:
 
 
 # --- reading -------------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Dataset:
@@ -150,17 +162,27 @@ def read_dataset(name: str, path: Path, problems: ProblemList) -> Dataset | None
     try:
         raw, labels = _read(path)
     except Exception as exc:  # readers raise many types for unreadable files
-        problems.add(where, f"cannot be read ({type(exc).__name__}: {exc})",
-                     expected="a SAS transport (.xpt), SAS (.sas7bdat), CSV or Parquet file")
+        problems.add(
+            where,
+            f"cannot be read ({type(exc).__name__}: {exc})",
+            expected="a SAS transport (.xpt), SAS (.sas7bdat), CSV or Parquet file",
+        )
         return None
     names = [str(c).strip().upper() for c in raw.columns]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
-        problems.add(where, f"variables named twice (names are not case-sensitive): {', '.join(twice)}",
-                     expected="each variable once")
+        problems.add(
+            where,
+            f"variables named twice (names are not case-sensitive): {', '.join(twice)}",
+            expected="each variable once",
+        )
         return None
-    table = pd.DataFrame({n: (raw[c].astype("float64") if _is_number(raw[c]) else raw[c].map(_cell).astype(object))
-                          for n, c in zip(names, raw.columns)})
+    table = pd.DataFrame(
+        {
+            n: (raw[c].astype("float64") if _is_number(raw[c]) else raw[c].map(_cell).astype(object))
+            for n, c in zip(names, raw.columns)
+        }
+    )
     if table.empty:
         problems.add(where, "dataset has no records", expected="at least one record")
         return None

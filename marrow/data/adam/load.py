@@ -4,9 +4,9 @@ reloading the ADaM files a fit recorded (checked by SHA-256)."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Sequence
 
 from marrow.data.adam.files import DATASETS, MAPPING_ROLE, ROLES, AdamInput, Dataset, read_dataset
 from marrow.data.adam.mapping import DEFAULT_MAPPING, AdamMapping, load_mapping
@@ -65,12 +65,14 @@ def _translate(problem: Problem, mapped: Mapped, mapping: AdamMapping) -> Proble
 
 # --- loading -------------------------------------------------------------------------------------------------
 
+
 def _read_and_map(source: AdamInput, needs: Needs) -> tuple[AdamMapping, dict[str, Dataset], Mapped, ProblemList]:
     """Read the datasets and map them; raises at once when a dataset is unreadable or has no USUBJID."""
     mapping = load_mapping(source.mapping)
     problems = ProblemList()
-    read = {role: read_dataset(role.upper(), path, problems) for role, path in source.paths().items()
-            if role in DATASETS}
+    read = {
+        role: read_dataset(role.upper(), path, problems) for role, path in source.paths().items() if role in DATASETS
+    }
     if any(ds is None for ds in read.values()):
         problems.raise_if_any()
     mapped = map_tables(read["adsl"], read.get("adrs"), read.get("adtte"), mapping, needs, problems)
@@ -89,8 +91,10 @@ def load_adam(source: AdamInput, needs: Needs = Needs(), announce: bool = False)
     synthetic = source.bundled
     if announce:
         if synthetic:
-            print("marrow: using the bundled SYNTHETIC trial as ADaM (74 patients, 7 centers; not patient records)",
-                  file=sys.stderr)
+            print(
+                "marrow: using the bundled SYNTHETIC trial as ADaM (74 patients, 7 centers; not patient records)",
+                file=sys.stderr,
+            )
         for note in mapped.notes:
             print(f"marrow: {note}", file=sys.stderr)
     sources = [SourceFile(role, str(ds.path), file_sha256(ds.path), len(ds.table)) for role, ds in read.items()]
@@ -99,8 +103,15 @@ def load_adam(source: AdamInput, needs: Needs = Needs(), announce: bool = False)
         needs = replace(needs, recovery=False)  # the missing recovery table is already reported
     try:
         # Only a model that needs the recovery table gets one, as on the CSV route.
-        data = load_frames(mapped.patients, mapped.recovery if needs.recovery else None, needs, sources=sources,
-                           patients_name=_PATIENTS, recovery_name=_RECOVERY, synthetic=synthetic)
+        data = load_frames(
+            mapped.patients,
+            mapped.recovery if needs.recovery else None,
+            needs,
+            sources=sources,
+            patients_name=_PATIENTS,
+            recovery_name=_RECOVERY,
+            synthetic=synthetic,
+        )
     except DataError as exc:
         problems.problems.extend(p for p in (_translate(p, mapped, mapping) for p in exc.problems) if p is not None)
         if not problems.problems:  # every echo dropped: should not happen, but never lose the error
@@ -113,28 +124,47 @@ def load_adam_all(source: AdamInput, covariates: tuple[str, ...] = (), announce:
     """Everything the datasets give (for the frequentist comparison): each column they map is checked."""
     _, _, probe, _ = _read_and_map(source, Needs(recovery=True, covariates=covariates))
     present = {c for c in probe.patients.columns if probe.patients[c].notna().any()}
-    return load_adam(source, Needs(ordinal="response" in present, followup="followup_days" in present,
-                                   died="died" in present and "followup_days" in present,
-                                   adverse_event="adverse_event" in present, recovery=probe.recovery is not None,
-                                   covariates=covariates), announce=announce)
+    return load_adam(
+        source,
+        Needs(
+            ordinal="response" in present,
+            followup="followup_days" in present,
+            died="died" in present and "followup_days" in present,
+            adverse_event="adverse_event" in present,
+            recovery=probe.recovery is not None,
+            covariates=covariates,
+        ),
+        announce=announce,
+    )
 
 
-def load_input(data_path: Path | str | None = None, recovery_path: Path | str | None = None, needs: Needs = Needs(),
-               adam: AdamInput | None = None, announce: bool = False, time_unit: str = "days") -> TrialData:
+def load_input(
+    data_path: Path | str | None = None,
+    recovery_path: Path | str | None = None,
+    needs: Needs = Needs(),
+    adam: AdamInput | None = None,
+    announce: bool = False,
+    time_unit: str = "days",
+) -> TrialData:
     """The trial from whichever route the user gave: ADaM datasets, or the patients/recovery tables
     (the bundled synthetic trial when neither). `time_unit` is the unit the model reads the times
     in; ADaM times are always converted to days (AVAL by AVALU), so another unit is refused."""
     if adam is None:
         return load_trial(data_path, recovery_path, needs, announce=announce)
     if data_path is not None or recovery_path is not None:
-        raise UsageError("give the data one way: ADaM datasets (--adam/--adsl/--adrs/--adtte) or tables (--data/--recovery)")
+        raise UsageError(
+            "give the data one way: ADaM datasets (--adam/--adsl/--adrs/--adtte) or tables (--data/--recovery)"
+        )
     if time_unit != "days":
-        raise UsageError(f"ADaM times are read in days (AVAL converted by AVALU), not {time_unit}: "
-                         "fit ADaM input with the default --time-unit days")
+        raise UsageError(
+            f"ADaM times are read in days (AVAL converted by AVALU), not {time_unit}: "
+            "fit ADaM input with the default --time-unit days"
+        )
     return load_adam(adam, needs, announce=announce)
 
 
 # --- reloading the ADaM files a fit was made from ------------------------------------------------------------
+
 
 def recorded_adam(sources: Sequence[dict]) -> AdamInput | None:
     """The ADaM input recorded in a fit's data sources (None if it was fitted from tables)."""
@@ -176,12 +206,18 @@ def adam_for_fits(fits: Sequence, adam: AdamInput | None, tables_given: bool) ->
         if role not in recorded:
             continue
         if not path.exists():
-            raise UsageError(f"the {role.upper()} file the fit was made from, {path}, is not there; pass it with "
-                             f"--{'adam-mapping' if role == MAPPING_ROLE else role}")
+            raise UsageError(
+                f"the {role.upper()} file the fit was made from, {path}, is not there; pass it with "
+                f"--{'adam-mapping' if role == MAPPING_ROLE else role}"
+            )
         digest = file_sha256(path)
         if digest != recorded[role][1]:
-            raise UsageError(f"{path} is not the {role.upper()} file the fit was made from (SHA-256 {digest[:12]} "
-                             f"on disk, {recorded[role][1][:12]} recorded); refit, or pass the original file")
+            raise UsageError(
+                f"{path} is not the {role.upper()} file the fit was made from (SHA-256 {digest[:12]} "
+                f"on disk, {recorded[role][1][:12]} recorded); refit, or pass the original file"
+            )
     if adam.mapping is None and MAPPING_ROLE in recorded and recorded[MAPPING_ROLE][1] != file_sha256(DEFAULT_MAPPING):
-        raise UsageError(f"the fits were made with the ADaM mapping {recorded[MAPPING_ROLE][0]}; pass it with --adam-mapping")
+        raise UsageError(
+            f"the fits were made with the ADaM mapping {recorded[MAPPING_ROLE][0]}; pass it with --adam-mapping"
+        )
     return adam

@@ -16,10 +16,14 @@ from marrow.errors import UsageError
 
 DEFAULT_MAPPING = Path(__file__).with_name("mapping.toml")
 DAYS_PER_UNIT = {
-    "DAYS": 1.0, "DAY": 1.0,
-    "WEEKS": 7.0, "WEEK": 7.0,
-    "MONTHS": 365.25 / 12, "MONTH": 365.25 / 12,
-    "YEARS": 365.25, "YEAR": 365.25,
+    "DAYS": 1.0,
+    "DAY": 1.0,
+    "WEEKS": 7.0,
+    "WEEK": 7.0,
+    "MONTHS": 365.25 / 12,
+    "MONTH": 365.25 / 12,
+    "YEARS": 365.25,
+    "YEAR": 365.25,
 }
 UNITS_TEXT = "DAYS, WEEKS, MONTHS or YEARS"
 
@@ -54,15 +58,28 @@ class AdamMapping:
 
 
 _FIXED = {  # section -> key -> (AdamMapping field, kind)
-    "subjects": {"patient": ("patient", "variable"), "center": ("center", "variable"),
-                 "population": ("population", "flag"), "safety_population": ("safety_population", "flag"),
-                 "adverse_event": ("adverse_event", "flag")},
-    "response": {"paramcd": ("response_paramcd", "code"), "value": ("response_value", "variable"),
-                 "complete": ("complete", "codes"), "partial": ("partial", "codes"),
-                 "analysis_flag": ("response_flag", "flag")},
-    "time_to_event": {"value": ("tte_value", "variable"), "unit": ("tte_unit", "flag"),
-                      "default_unit": ("default_unit", "unit"), "censor": ("censor", "variable"),
-                      "analysis_flag": ("tte_flag", "flag"), "survival": ("survival_paramcd", "code")},
+    "subjects": {
+        "patient": ("patient", "variable"),
+        "center": ("center", "variable"),
+        "population": ("population", "flag"),
+        "safety_population": ("safety_population", "flag"),
+        "adverse_event": ("adverse_event", "flag"),
+    },
+    "response": {
+        "paramcd": ("response_paramcd", "code"),
+        "value": ("response_value", "variable"),
+        "complete": ("complete", "codes"),
+        "partial": ("partial", "codes"),
+        "analysis_flag": ("response_flag", "flag"),
+    },
+    "time_to_event": {
+        "value": ("tte_value", "variable"),
+        "unit": ("tte_unit", "flag"),
+        "default_unit": ("default_unit", "unit"),
+        "censor": ("censor", "variable"),
+        "analysis_flag": ("tte_flag", "flag"),
+        "survival": ("survival_paramcd", "code"),
+    },
 }
 _TABLES = ("covariates", "recovery")  # a user's table replaces the default one
 
@@ -79,7 +96,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
 def _value(value: Any, kind: str, where: str) -> Any:
     if kind == "codes":
         if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
-            raise UsageError(f"{where} must be a list of codes, e.g. [\"CR\"]")
+            raise UsageError(f'{where} must be a list of codes, e.g. ["CR"]')
         return tuple(v.strip().upper() for v in value)
     if not isinstance(value, str):
         raise UsageError(f"{where} must be text, got {value!r}")
@@ -93,7 +110,7 @@ def _value(value: Any, kind: str, where: str) -> Any:
 
 def _pairs(table: Any, where: str, what: str) -> tuple[tuple[str, str], ...]:
     if not isinstance(table, dict):
-        raise UsageError(f"{where} must be a table of name = \"{what}\"")
+        raise UsageError(f'{where} must be a table of name = "{what}"')
     out = []
     for name, value in table.items():
         if isinstance(value, dict):
@@ -115,8 +132,9 @@ def load_mapping(path: Path | str | None = None) -> AdamMapping:
         user = _read_toml(Path(path))
         unknown = sorted(set(user) - set(_FIXED) - set(_TABLES))
         if unknown:
-            raise UsageError(f"{where}: unknown section(s) {', '.join(unknown)}; allowed: "
-                             f"{', '.join([*_FIXED, *_TABLES])}")
+            raise UsageError(
+                f"{where}: unknown section(s) {', '.join(unknown)}; allowed: {', '.join([*_FIXED, *_TABLES])}"
+            )
         for section, table in user.items():
             if not isinstance(table, dict):
                 raise UsageError(f"{where} [{section}] must be a table")
@@ -125,8 +143,9 @@ def load_mapping(path: Path | str | None = None) -> AdamMapping:
                 continue
             bad = sorted(set(table) - set(_FIXED[section]))
             if bad:
-                raise UsageError(f"{where} [{section}]: unknown key(s) {', '.join(bad)}; allowed: "
-                                 f"{', '.join(_FIXED[section])}")
+                raise UsageError(
+                    f"{where} [{section}]: unknown key(s) {', '.join(bad)}; allowed: {', '.join(_FIXED[section])}"
+                )
             merged[section] = {**merged.get(section, {}), **table}
     fields: dict[str, Any] = {}
     for section, keys in _FIXED.items():

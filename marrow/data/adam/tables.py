@@ -4,8 +4,9 @@ records and USUBJIDs. Problems found here are recorded, not raised."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -65,8 +66,12 @@ class _Report:
 def _require(ds: Dataset, variables: Sequence[str], why: str, report: _Report) -> bool:
     absent = [v for v in variables if v not in ds.table.columns]
     for variable in absent:
-        report.add(ds.where, f"required variable is missing ({why})", variable,
-                   expected=f"a variable {variable} in {ds.name} (or name another in the ADaM mapping)")
+        report.add(
+            ds.where,
+            f"required variable is missing ({why})",
+            variable,
+            expected=f"a variable {variable} in {ds.name} (or name another in the ADaM mapping)",
+        )
     return not absent
 
 
@@ -77,8 +82,13 @@ def _flag_filter(ds: Dataset, flag: str, report: _Report) -> np.ndarray:
     values = ds.text(flag).str.upper()
     bad = values.notna() & ~values.isin(["Y", "N"])
     if bad.any():
-        report.add(ds.where, f"flag values other than Y/N ({', '.join(sorted(set(values[bad])))[:60]})", flag,
-                   np.flatnonzero(bad) + 1, expected="Y, N or blank")
+        report.add(
+            ds.where,
+            f"flag values other than Y/N ({', '.join(sorted(set(values[bad])))[:60]})",
+            flag,
+            np.flatnonzero(bad) + 1,
+            expected="Y, N or blank",
+        )
     return (values == "Y").to_numpy()
 
 
@@ -86,15 +96,24 @@ def _unknown_subjects(ds: Dataset, id_var: str, known: set[str], adsl_where: str
     ids = ds.text(id_var)
     missing = ids.isna()
     if missing.any():
-        report.add(ds.where, "missing USUBJID", id_var, np.flatnonzero(missing) + 1, expected="a USUBJID in every record")
+        report.add(
+            ds.where, "missing USUBJID", id_var, np.flatnonzero(missing) + 1, expected="a USUBJID in every record"
+        )
     unknown = ids.notna() & ~ids.isin(known)
     if unknown.any():
-        report.add(ds.where, f"USUBJID not found in {adsl_where}", id_var, np.flatnonzero(unknown) + 1,
-                   ids[unknown].tolist(), expected="a USUBJID of ADSL")
+        report.add(
+            ds.where,
+            f"USUBJID not found in {adsl_where}",
+            id_var,
+            np.flatnonzero(unknown) + 1,
+            ids[unknown].tolist(),
+            expected="a USUBJID of ADSL",
+        )
 
 
-def _one_per_subject(ds: Dataset, id_var: str, selected: np.ndarray, what: str, report: _Report | None,
-                     paramcd_var: str) -> dict[str, int]:
+def _one_per_subject(
+    ds: Dataset, id_var: str, selected: np.ndarray, what: str, report: _Report | None, paramcd_var: str
+) -> dict[str, int]:
     """USUBJID -> 0-based record among `selected`; subjects with several selected records reported
     (unless `report` is None: a parameter no model asked for)."""
     ids = ds.text(id_var)
@@ -102,8 +121,14 @@ def _one_per_subject(ds: Dataset, id_var: str, selected: np.ndarray, what: str, 
     chosen = ids.iloc[rows]
     twice = chosen.duplicated(keep=False).to_numpy()
     if twice.any() and report is not None:
-        report.add(ds.where, f"several records of {what} for one subject", paramcd_var, rows[twice] + 1,
-                   chosen[twice].tolist(), expected="one record per subject (flag one with ANL01FL = 'Y')")
+        report.add(
+            ds.where,
+            f"several records of {what} for one subject",
+            paramcd_var,
+            rows[twice] + 1,
+            chosen[twice].tolist(),
+            expected="one record per subject (flag one with ANL01FL = 'Y')",
+        )
     out: dict[str, int] = {}
     for row, subject in zip(rows, chosen):
         out.setdefault(subject, int(row))
@@ -116,8 +141,14 @@ def _paramcd_selection(ds: Dataset, paramcd: str, flag: str, report: _Report) ->
     return selected, which
 
 
-def map_tables(adsl: Dataset, adrs: Dataset | None, adtte: Dataset | None, mapping: AdamMapping, needs: Needs,
-               problems: ProblemList) -> Mapped | None:
+def map_tables(
+    adsl: Dataset,
+    adrs: Dataset | None,
+    adtte: Dataset | None,
+    mapping: AdamMapping,
+    needs: Needs,
+    problems: ProblemList,
+) -> Mapped | None:
     """ADSL/ADRS/ADTTE -> marrow's patients and recovery tables; problems recorded, not raised.
 
     None when ADSL lacks the subject identifier (nothing can be mapped)."""
@@ -131,18 +162,30 @@ def map_tables(adsl: Dataset, adrs: Dataset | None, adtte: Dataset | None, mappi
     all_ids = adsl.text(id_var)
     missing = all_ids.isna()
     if missing.any():
-        report.add(adsl.where, "missing USUBJID", id_var, np.flatnonzero(missing) + 1, expected="a USUBJID in every record")
+        report.add(
+            adsl.where, "missing USUBJID", id_var, np.flatnonzero(missing) + 1, expected="a USUBJID in every record"
+        )
     twice = all_ids.duplicated(keep=False) & all_ids.notna()
     if twice.any():
-        report.add(adsl.where, "duplicated USUBJID", id_var, np.flatnonzero(twice) + 1, all_ids[twice].tolist(),
-                   expected="one ADSL record per subject")
+        report.add(
+            adsl.where,
+            "duplicated USUBJID",
+            id_var,
+            np.flatnonzero(twice) + 1,
+            all_ids[twice].tolist(),
+            expected="one ADSL record per subject",
+        )
     flag = mapping.population_flag(needs)
     if flag and flag not in adsl.table.columns:
         mapped.notes.append(f"{adsl.where} has no population flag {flag}: every subject is analysed")
     in_population = _flag_filter(adsl, flag, report) & all_ids.notna().to_numpy()
     if not in_population.any():
-        report.add(adsl.where, f"no subject in the analysis population ({flag} = 'Y')", flag,
-                   expected="at least one subject with the flag 'Y'")
+        report.add(
+            adsl.where,
+            f"no subject in the analysis population ({flag} = 'Y')",
+            flag,
+            expected="at least one subject with the flag 'Y'",
+        )
         return None
     records = np.flatnonzero(in_population)  # 0-based ADSL records of the analysed subjects
     subjects = all_ids.iloc[records].tolist()
@@ -164,8 +207,12 @@ def map_tables(adsl: Dataset, adrs: Dataset | None, adtte: Dataset | None, mappi
         if variable in adsl.table.columns:
             patients[name] = adsl.table[variable].iloc[records].tolist()
         elif name in needs.covariates:
-            report.add(adsl.where, f"variable mapped to covariate '{name}' is not in ADSL", variable,
-                       expected=f"one of the ADSL variables: {', '.join(adsl.table.columns)}")
+            report.add(
+                adsl.where,
+                f"variable mapped to covariate '{name}' is not in ADSL",
+                variable,
+                expected=f"one of the ADSL variables: {', '.join(adsl.table.columns)}",
+            )
     # Any other ADSL variable is a covariate under its own name (e.g. --covariates AGE).
     for variable in adsl.table.columns:
         if variable not in patients and variable not in RESERVED:
@@ -174,16 +221,24 @@ def map_tables(adsl: Dataset, adrs: Dataset | None, adtte: Dataset | None, mappi
 
     # ADRS: the best overall response.
     resp_value = mapping.response_value
-    origins["response"] = Origin(adrs.where if adrs else "ADRS (not given)", resp_value, np.zeros(n, dtype=np.int64),
-                                 "no ADRS given (--adrs FILE, or adrs.* in the --adam folder)")
+    origins["response"] = Origin(
+        adrs.where if adrs else "ADRS (not given)",
+        resp_value,
+        np.zeros(n, dtype=np.int64),
+        "no ADRS given (--adrs FILE, or adrs.* in the --adam folder)",
+    )
     if adrs is not None and _require(adrs, [id_var, "PARAMCD", resp_value], "best overall response", report):
         _unknown_subjects(adrs, id_var, known, adsl.where, report)
         selected, which = _paramcd_selection(adrs, mapping.response_paramcd, mapping.response_flag, report)
         if not selected.any():
             present = ", ".join(sorted(set(adrs.text("PARAMCD").dropna())))[:200] or "none"
-            report.add(adrs.where, f"no record with {which}", "PARAMCD",
-                       expected=f"the PARAMCD of the best overall response ([response] paramcd of the mapping); "
-                                f"PARAMCDs in {adrs.name}: {present}")
+            report.add(
+                adrs.where,
+                f"no record with {which}",
+                "PARAMCD",
+                expected=f"the PARAMCD of the best overall response ([response] paramcd of the mapping); "
+                f"PARAMCDs in {adrs.name}: {present}",
+            )
             mapped.reported.add((adrs.where, resp_value))
         chosen = _one_per_subject(adrs, id_var, selected, f"{which}", report, "PARAMCD")
         codes = adrs.text(resp_value).str.upper()
@@ -200,10 +255,15 @@ def map_tables(adsl: Dataset, adrs: Dataset | None, adtte: Dataset | None, mappi
     origins["died"] = Origin(adtte_where, censor, none, no_adtte)
     recovery = None
     if adtte is None and needs.recovery:
-        report.add("ADTTE (not given)", "the recovery model needs ADTTE (times to recovery by lineage)", None,
-                   expected="--adtte FILE, or adtte.xpt (.sas7bdat, .csv, .parquet) in the --adam folder")
-    wanted = ([mapping.survival_paramcd] if needs.followup or needs.died else []) + \
-             ([paramcd for _, paramcd in mapping.lineages] if needs.recovery else [])
+        report.add(
+            "ADTTE (not given)",
+            "the recovery model needs ADTTE (times to recovery by lineage)",
+            None,
+            expected="--adtte FILE, or adtte.xpt (.sas7bdat, .csv, .parquet) in the --adam folder",
+        )
+    wanted = ([mapping.survival_paramcd] if needs.followup or needs.died else []) + (
+        [paramcd for _, paramcd in mapping.lineages] if needs.recovery else []
+    )
     if adtte is not None and _require(adtte, [id_var, "PARAMCD", value, censor], "times to event", report):
         paramcds = adtte.text("PARAMCD").str.upper()
         flag_ok = _flag_filter(adtte, mapping.tte_flag, report)
@@ -212,7 +272,9 @@ def map_tables(adsl: Dataset, adrs: Dataset | None, adtte: Dataset | None, mappi
             _unknown_subjects(adtte, id_var, known, adsl.where, report)
         checked = paramcds.isin(wanted).to_numpy() & flag_ok & in_population
         days, events = _times(adtte, mapping, checked, report)
-        flag_text = f" and {mapping.tte_flag} = 'Y'" if mapping.tte_flag and mapping.tte_flag in adtte.table.columns else ""
+        flag_text = (
+            f" and {mapping.tte_flag} = 'Y'" if mapping.tte_flag and mapping.tte_flag in adtte.table.columns else ""
+        )
 
         def pick(paramcd: str) -> tuple[np.ndarray, str]:
             which = f"PARAMCD = '{paramcd}'{flag_text}"
@@ -227,14 +289,18 @@ def map_tables(adsl: Dataset, adrs: Dataset | None, adtte: Dataset | None, mappi
         origins["died"] = Origin(adtte.where, censor, rows + 1, f"no ADTTE record with {which}")
 
         per_lineage = {}
-        for lineage, paramcd in (mapping.lineages if needs.recovery else ()):
+        for lineage, paramcd in mapping.lineages if needs.recovery else ():
             rows, which = pick(paramcd)
             if (rows >= 0).any():
                 per_lineage[lineage] = rows
             else:
                 present = ", ".join(sorted(set(paramcds.dropna())))[:200]
-                report.add(adtte.where, f"no record with {which} (lineage {lineage})", "PARAMCD",
-                           expected=f"the PARAMCD of each lineage in the mapping's [recovery]; PARAMCDs in ADTTE: {present}")
+                report.add(
+                    adtte.where,
+                    f"no record with {which} (lineage {lineage})",
+                    "PARAMCD",
+                    expected=f"the PARAMCD of each lineage in the mapping's [recovery]; PARAMCDs in ADTTE: {present}",
+                )
         recovery = _recovery_rows(subjects, per_lineage, days, events, adtte, mapping, mapped)
     mapped.patients = pd.DataFrame(patients)
     mapped.recovery = recovery
@@ -283,14 +349,25 @@ def _times(adtte: Dataset, mapping: AdamMapping, checked: np.ndarray, report: _R
     valid = (cnsr.notna() & (cnsr >= 0) & (cnsr == np.floor(cnsr))).to_numpy()
     bad = found(~valid)
     seen = ", ".join(sorted({str(v) for v in adtte.text(mapping.censor)[bad]}))[:60]
-    add(bad, f"censoring values are not 0 or a whole number >= 1 ({seen})", mapping.censor,
-        "0 (the event happened at AVAL) or 1, 2, ... (censored at AVAL)")
+    add(
+        bad,
+        f"censoring values are not 0 or a whole number >= 1 ({seen})",
+        mapping.censor,
+        "0 (the event happened at AVAL) or 1, 2, ... (censored at AVAL)",
+    )
     events = [("1" if c == 0 else "0") if ok else None for ok, c in zip(valid, cnsr)]
     return days, events
 
 
-def _recovery_rows(subjects: list[str], per_lineage: dict[str, np.ndarray], days: list, events: list,
-                   adtte: Dataset, mapping: AdamMapping, mapped: Mapped) -> pd.DataFrame | None:
+def _recovery_rows(
+    subjects: list[str],
+    per_lineage: dict[str, np.ndarray],
+    days: list,
+    events: list,
+    adtte: Dataset,
+    mapping: AdamMapping,
+    mapped: Mapped,
+) -> pd.DataFrame | None:
     """Long recovery table, subject by subject in ADSL order, lineages in the mapping's order."""
     if not per_lineage:
         return None
