@@ -31,10 +31,13 @@ class Problem:
         if self.column:
             where += f", column '{self.column}'"
         text = f"{where}: {self.message}"
-        if self.rows:
+        if len(self.rows) == 1:
+            text += f" (row {self.rows[0]})"
+        elif len(self.rows) <= max_rows:
+            text += f" (rows {', '.join(str(r) for r in self.rows)})"
+        elif self.rows:
             shown = ", ".join(str(r) for r in self.rows[:max_rows])
-            more = f" and {len(self.rows) - max_rows} more" if len(self.rows) > max_rows else ""
-            text += f" (rows {shown}{more}; {len(self.rows)} in all)"
+            text += f" (rows {shown} and {len(self.rows) - max_rows} more; {len(self.rows)} in all)"
         if self.expected:
             text += f"; expected {self.expected}"
         return text

@@ -207,7 +207,7 @@ def test_duplicated_usubjid_in_adsl(tmp_path):
     messages = problems(AdamInput.from_options(write_adam(tmp_path / "adam", adsl=adsl)))
     dup = [m for m in messages if "duplicated USUBJID" in m]
     assert len(dup) == 1 and "(ADSL), column 'USUBJID'" in dup[0] and "USUBJID P002" in dup[0]
-    assert "rows 2, 5;" in dup[0]
+    assert "rows 2, 5)" in dup[0]
 
 
 def test_adtte_problems_name_variable_and_subjects(tmp_path):
@@ -224,11 +224,11 @@ def test_adtte_problems_name_variable_and_subjects(tmp_path):
     text = "\n".join(messages)
     assert all("adtte.xpt (ADTTE)" in m for m in messages), text
     [unit] = [m for m in messages if "unknown time unit (FORTNIGHTS)" in m]
-    assert "column 'AVALU'" in unit and "USUBJID P003" in unit and "rows 9, 10, 11, 12;" in unit
+    assert "column 'AVALU'" in unit and "USUBJID P003" in unit and "rows 9, 10, 11, 12)" in unit
     [cnsr] = [m for m in messages if "censoring values" in m]
     assert "column 'CNSR'" in cnsr and "USUBJID P010, P011" in cnsr and "-1, 0.5" in cnsr
     [aval] = [m for m in messages if "column 'AVAL'" in m]
-    assert "missing values" in aval and "USUBJID P012" in aval and f"rows {os_rows[11] + 1};" in aval
+    assert "missing values" in aval and "USUBJID P012" in aval and f"row {os_rows[11] + 1})" in aval
     [unknown] = [m for m in messages if "not found in" in m]
     assert "column 'USUBJID'" in unknown and "USUBJID P999" in unknown and "adsl.xpt" in unknown
     assert len(messages) == 4, text  # no echoes of the same problems in marrow's column names

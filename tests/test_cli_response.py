@@ -128,7 +128,7 @@ def test_data_error_exits_2_without_traceback(marrow_cli, tmp_path, patients_fra
     path = write_csv(frame, tmp_path / "bad.csv")
     code, out, err = marrow_cli("fit", "response", "--data", path, "--out", tmp_path / "x.nc")
     assert code == 2
-    assert "bad.csv, column 'response'" in err and "rows 4;" in err
+    assert "bad.csv, column 'response'" in err and "row 4)" in err
     assert "Traceback" not in err
     assert not (tmp_path / "x.nc").exists()
 

@@ -85,7 +85,7 @@ def test_non_numeric_and_non_positive_days(tmp_path, patients_frame):
     frame.loc[0, "followup_days"] = "soon"
     frame.loc[[5, 6], "followup_days"] = "-3"
     messages = problems_of(write_csv(frame, tmp_path / "p.csv"), needs=Needs(followup=True))
-    assert any("not numbers" in m and "rows 1;" in m for m in messages)
+    assert any("not numbers" in m and "row 1)" in m for m in messages)
     assert any("not positive" in m and "rows 6, 7" in m for m in messages)
 
 
@@ -107,9 +107,9 @@ def test_recovery_problems_all_reported_at_once(tmp_path, patients_frame, recove
     recovery = write_csv(rec, tmp_path / "r.csv")
     messages = problems_of(patients, recovery, Needs(recovery=True))
     text = "\n".join(messages)
-    assert "r.csv, column 'patient_id': patient_id not found" in text and "rows 1;" in text
-    assert "after the patient's followup_days" in text and "rows 3;" in text
-    assert "not positive" in text and "rows 4;" in text
+    assert "r.csv, column 'patient_id': patient_id not found" in text and "row 1)" in text
+    assert "after the patient's followup_days" in text and "row 3)" in text
+    assert "not positive" in text and "row 4)" in text
     assert "duplicated (patient_id, lineage)" in text and "rows 11, 223" in text
     assert len(messages) == 4
 
@@ -121,7 +121,7 @@ def test_covariate_absent_constant_or_unreadable(tmp_path, patients_frame):
     text = "\n".join(messages)
     assert "'nope': covariate asked for is absent" in text and "prior_atg" in text
     assert "'constant': covariate is constant" in text
-    assert "'words': covariate values cannot be read as numbers (rows 1;" in text
+    assert "'words': covariate values cannot be read as numbers (row 1)" in text
 
 
 def test_covariates_accept_yes_no_and_numbers(tmp_path, patients_frame):
@@ -138,8 +138,8 @@ def test_nan_where_required(tmp_path, patients_frame):
     frame.loc[[3, 4], "center"] = None
     frame.loc[7, "prior_atg"] = None
     messages = problems_of(write_csv(frame, tmp_path / "p.csv"), needs=Needs(covariates=("prior_atg",)))
-    assert any("'center': empty values (rows 4, 5;" in m for m in messages)
-    assert any("'prior_atg': missing covariate values (rows 8;" in m for m in messages)
+    assert any("'center': empty values (rows 4, 5)" in m for m in messages)
+    assert any("'prior_atg': missing covariate values (row 8)" in m for m in messages)
 
 
 def test_many_rows_are_summarised(tmp_path, patients_frame):

@@ -144,12 +144,12 @@ def test_every_bad_interval_is_reported(patients_frame, recovery_frame):
     table.loc[picked[4], "day_lower"] = "-1"
     text = "\n".join(problems(patients_frame, table, RECOVERY))
     row = {i: str(i + 1) for i in table.index}
-    assert f"'day_lower': an interval is given on a censored row (recovered = 0) (rows {row[censored]};" in text
-    assert f"'day_lower': day_lower is not below day_upper (rows {row[picked[0]]};" in text
-    assert f"'day_upper': day_upper is blank where day_lower is given (rows {row[picked[1]]};" in text
-    assert f"'day': day disagrees with day_upper on an interval row (rows {row[picked[2]]};" in text
-    assert f"'day_upper': values are not finite (rows {row[picked[3]]};" in text
-    assert f"'day_lower': values are negative (rows {row[picked[4]]};" in text
+    assert f"'day_lower': an interval is given on a censored row (recovered = 0) (row {row[censored]})" in text
+    assert f"'day_lower': day_lower is not below day_upper (row {row[picked[0]]})" in text
+    assert f"'day_upper': day_upper is blank where day_lower is given (row {row[picked[1]]})" in text
+    assert f"'day': day disagrees with day_upper on an interval row (row {row[picked[2]]})" in text
+    assert f"'day_upper': values are not finite (row {row[picked[3]]})" in text
+    assert f"'day_lower': values are negative (row {row[picked[4]]})" in text
     assert text.count("\n") + 1 == 6
 
 
@@ -168,7 +168,7 @@ def test_followup_check_uses_day_upper(patients_frame, recovery_frame):
     [message] = problems(patients_frame, table, RECOVERY)
     assert (
         "'day_upper': recovery day is after the patient's followup_days" in message
-        and f"rows {picked[0] + 1};" in message
+        and f"row {picked[0] + 1})" in message
     )
 
 
@@ -189,7 +189,7 @@ def test_non_finite_or_absurd_numbers_are_data_errors(patients_frame, recovery_f
         patients.loc[row, column] = value
     needs = Needs(recovery=True, followup=True, died=True, covariates=("age",))
     text = "\n".join(problems(patients, recovery, needs))
-    assert f"column '{column}'" in text and f"rows {row + 1};" in text
+    assert f"column '{column}'" in text and f"row {row + 1})" in text
 
 
 def test_bounds_are_inclusive_and_documented(patients_frame):
@@ -224,7 +224,7 @@ def test_bad_followup_is_not_also_reported_as_late_recovery(patients_frame, reco
     frame = patients_frame.copy()
     frame.loc[4, "followup_days"] = value  # P005 recovered lineages after day 0
     [message] = problems(frame, recovery_frame, Needs(recovery=True, followup=True))
-    assert "'followup_days': values are not positive (rows 5;" in message
+    assert "'followup_days': values are not positive (row 5)" in message
 
 
 # --- 7. messages that name the cause --------------------------------------------------------------
@@ -278,7 +278,7 @@ def test_ragged_row_is_reported_by_data_row():
     table, messages, _ = parse(b"patient_id,center\nP1,A\n\nP2,B,extra\nP3,C\n")
     assert table is None
     [message] = messages
-    assert "more fields than the header's 2" in message and "(rows 2;" in message
+    assert "more fields than the header's 2" in message and "(row 2)" in message
 
 
 def test_notes_are_announced_on_stderr(tmp_path, patients_frame, capsys):
@@ -306,5 +306,5 @@ def test_cli_data_error_exits_2_before_sampling(marrow_cli, tmp_path, patients_f
     path = tmp_path / "p.csv"
     patients_frame.assign(age=patients_frame["age"].where(patients_frame.index != 2, "1e308")).to_csv(path, index=False)
     code, _, err = marrow_cli("fit", "survival", "--data", path, "--covariates", "age", "--out", tmp_path / "o.nc")
-    assert code == 2 and "'age': covariate values are implausibly large" in err and "(rows 3;" in err
+    assert code == 2 and "'age': covariate values are implausibly large" in err and "(row 3)" in err
     assert not (tmp_path / "o.nc").exists()

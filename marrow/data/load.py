@@ -365,7 +365,7 @@ def _summary(problem: Problem) -> str:
         return problem.message
     shown = ", ".join(str(r) for r in problem.rows[:5])
     more = f" and {len(problem.rows) - 5} more" if len(problem.rows) > 5 else ""
-    return f"{problem.message} in rows {shown}{more}"
+    return f"{problem.message} in {'row' if len(problem.rows) == 1 else 'rows'} {shown}{more}"
 
 
 def _optional(

@@ -110,11 +110,15 @@ def augment(idata, inputs: ModelInputs, spec: ModelSpec, rng: np.random.Generato
     idata.posterior["future_events"] = (chain_draw, future)
 
 
+def _future_patients(n: int) -> str:
+    return f"{n} future patient{'' if n == 1 else 's'}"
+
+
 def quantities(spec: ModelSpec) -> list[Quantity]:
     """Reported quantities; center terms only in the hierarchical model."""
     return [
         Quantity("ae_rate", "Adverse-event rate (trial population)", "rate"),
-        Quantity("future_events", f"Predicted adverse events among {spec.n_future} future patients", "count"),
+        Quantity("future_events", f"Predicted adverse events among {_future_patients(spec.n_future)}", "count"),
         Quantity("center_rate", "Adverse-event rate, {center}", "rate"),
         Quantity("center_sd", "Center sd (log-odds)", "sd"),
     ]
@@ -126,5 +130,7 @@ def probabilities(idata, spec: ModelSpec) -> list[tuple[str, float]]:
     out = [(f"P(adverse-event rate > {spec.threshold:g})", float((rate > spec.threshold).mean()))]
     if "future_events" in idata.posterior:
         future = idata.posterior["future_events"].to_numpy()
-        out.append((f"P(at least one adverse event among {spec.n_future} future patients)", float((future > 0).mean())))
+        out.append(
+            (f"P(at least one adverse event among {_future_patients(spec.n_future)})", float((future > 0).mean()))
+        )
     return out
