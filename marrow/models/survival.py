@@ -147,6 +147,37 @@ def pointwise(post, inputs: ModelInputs, spec: ModelSpec) -> dict[str, np.ndarra
     return {"loglik": np.where(a["died"][None, :] == 1, log_f, log_s), "mu": mu, "shape": k}
 
 
+def potential_censoring(time: np.ndarray, died: np.ndarray, rng: np.random.Generator, n: int) -> np.ndarray:
+    """`n` draws of every patient's censoring time (n, patients): the follow-up of a censored patient; for
+    one who died at t, a draw from the censoring distribution given censoring after t, estimated by the
+    reverse Kaplan-Meier (censorings as events, deaths as censored). Mass beyond the last censoring time,
+    and a death after it, give infinity: followed until death. Written here, not with lifelines: a few
+    lines, and no lifelines import in every survival fit."""
+    time = np.asarray(time, dtype=float)
+    died = np.asarray(died).astype(bool)
+    out = np.broadcast_to(np.where(died, np.inf, time), (n, time.size)).copy()
+    if not died.any() or died.all():
+        return out
+    order = np.argsort(time, kind="stable")
+    t, is_censoring = time[order], ~died[order]
+    at_risk = time.size - np.arange(time.size)
+    # G(t) after each observation; a jump of G at each censoring time (ties handled in sorted order)
+    g = np.cumprod(np.where(is_censoring, 1.0 - 1.0 / at_risk, 1.0))
+    g_before = np.concatenate([[1.0], g[:-1]])
+    jumps = np.where(is_censoring, g_before - g, 0.0)
+    for i in np.flatnonzero(died):
+        later = t > time[i]
+        weights = jumps * later
+        total = g_before[np.searchsorted(t, time[i], side="right")] if later.any() else 0.0
+        if total <= 0 or weights.sum() <= 0:
+            continue
+        # P(C = c_j | C > t_i) = jump_j / G(t_i); the rest (G after the last censoring) is infinity.
+        probs = np.append(weights, max(total - weights.sum(), 0.0)) / total
+        values = np.append(t, np.inf)
+        out[:, i] = rng.choice(values, size=n, p=probs / probs.sum())
+    return out
+
+
 def augment(idata, inputs: ModelInputs, spec: ModelSpec, rng: np.random.Generator) -> None:
     """Add per-patient log-likelihood and replicated numbers of deaths within follow-up to `idata`."""
     import xarray as xr
@@ -160,10 +191,13 @@ def augment(idata, inputs: ModelInputs, spec: ModelSpec, rng: np.random.Generato
             latency.log_time_at_log_survival(latency_family(family_of(spec)), np.log(v), rows["mu"], rows["shape"])
         )
     followup = inputs.extra["followup"]
-    year = time_units.one_year(spec.time_unit)
-    deaths = (death_day <= followup[None, :]).sum(axis=1)
-    deaths_year = (death_day <= np.minimum(followup, year)[None, :]).sum(axis=1)
     died = inputs.arrays["died"]
+    year = time_units.one_year(spec.time_unit)
+    # A replicated trial follows each patient until their censoring time: known for the censored, drawn
+    # for those who died (their follow-up ended at death, which would count too few replicated deaths).
+    censoring = potential_censoring(followup, died, rng, death_day.shape[0])
+    deaths = (death_day <= censoring).sum(axis=1)
+    deaths_year = (death_day <= np.minimum(censoring, year)).sum(axis=1)
     chain_draw = ("chain", "draw")
     coords = {"chain": post["chain"].to_numpy(), "draw": post["draw"].to_numpy()}
     predictive = xr.Dataset(
