@@ -121,7 +121,7 @@ def generate(
     shapes = np.abs(_per_covariate(LINEAGE_SHAPES, 3.0, n_lineages))
     time_ratio = np.exp(x @ _per_covariate(TIME_EFFECTS, 0.1, n_covariates))
     frames = []
-    for name, median, shape in zip(lineages, medians, shapes):
+    for name, median, shape in zip(lineages, medians, shapes, strict=True):
         recovers = complete | (responder & (rng.random(n_patients) < PR_RECOVERS))
         # Weibull with the given median: scale = median / log(2)^(1/shape).
         scale = median * time_ratio / np.log(2.0) ** (1.0 / shape)

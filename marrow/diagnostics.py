@@ -48,7 +48,7 @@ def _worst(dataset, reducer) -> tuple[float, str]:
         if worst is None or (reducer is np.nanargmax and value > worst) or (reducer is np.nanargmin and value < worst):
             label = name
             if values.ndim:
-                label += "[" + ", ".join(str(da[d].to_numpy()[i]) for d, i in zip(da.dims, flat)) + "]"
+                label += "[" + ", ".join(str(da[d].to_numpy()[i]) for d, i in zip(da.dims, flat, strict=True)) + "]"
             worst, where = value, label
     return (float("nan") if worst is None else worst), where
 

@@ -90,7 +90,7 @@ def compare_fits(paths: list[Path | str]) -> Comparison:
     labels = fit_labels(paths)
     if len(set(labels)) != len(labels):
         raise UsageError("the same fit file is listed twice")
-    fits = {label: Fit.load(path) for label, path in zip(labels, paths)}
+    fits = {label: Fit.load(path) for label, path in zip(labels, paths, strict=True)}
     check_comparable(fits)
     notes: list[str] = []
     with warnings.catch_warnings():

@@ -37,7 +37,7 @@ def _rows_for(label: str, values: np.ndarray, scale: str, out: list, draws: dict
     if values.size == 0:
         return
     q = np.quantile(values, QUANTILES)
-    out.append({"quantity": label, "scale": scale, **{f"{p:.0%}": float(v) for p, v in zip(QUANTILES, q)}})
+    out.append({"quantity": label, "scale": scale, **{f"{p:.0%}": float(v) for p, v in zip(QUANTILES, q, strict=True)}})
     draws[label] = values
 
 
@@ -156,7 +156,7 @@ def plot_prior_check(check: PriorCheck, path, force: bool = False, title: str = 
 
     labels = [k for k in check.draws if k not in check.secondary] + [k for k in check.draws if k in check.secondary]
     labels = labels[:max_panels]
-    scales = dict(zip(check.table["quantity"], check.table["scale"]))
+    scales = dict(zip(check.table["quantity"], check.table["scale"], strict=True))
     if not labels:
         from marrow.errors import UsageError
 
@@ -164,7 +164,8 @@ def plot_prior_check(check: PriorCheck, path, force: bool = False, title: str = 
     ncols = min(3, len(labels))
     nrows = int(np.ceil(len(labels) / ncols))
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 2.8 * nrows), squeeze=False)
-    for ax, label in zip(axes.flat, labels):
+    # nrows * ncols axes, at least as many as labels: the spare ones are switched off below
+    for ax, label in zip(axes.flat, labels, strict=False):
         values = check.draws[label]
         low, high = np.quantile(values, [0.005, 0.995])
         shown = values[(values >= low) & (values <= high)]

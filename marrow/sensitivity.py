@@ -249,7 +249,7 @@ def refit_under_priors(
     prior_sets = [load_prior_set(name) for name in prior_names]  # validate all before any sampling
     columns: dict[str, dict[str, str]] = {}
     order: list[str] = []
-    for name, priors in zip(prior_names, prior_sets):
+    for name, priors in zip(prior_names, prior_sets, strict=True):
         if announce:
             announce(f"fitting {spec.label} under prior set '{priors.name}'")
         fitted = fit_model(data, spec, priors, settings, progress=progress)

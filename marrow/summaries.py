@@ -80,7 +80,7 @@ def _labels(quantity: Quantity, da) -> list[tuple[dict, str]]:
     out = []
     for values in index:
         values = values if isinstance(values, tuple) else (values,)
-        selection = dict(zip(extra, values))
+        selection = dict(zip(extra, values, strict=True))
         label = quantity.label.format(**{k: str(v) for k, v in selection.items()})
         if "{" not in quantity.label or len(extra) > quantity.label.count("{"):
             unnamed = [str(v) for d, v in selection.items() if "{" + d + "}" not in quantity.label]
@@ -349,7 +349,7 @@ def _covariate_groups(fit: Fit, x_mean: np.ndarray) -> tuple[list[str], np.ndarr
     if len(rows) > MAX_GROUPS:
         return None
     raw = np.round(rows + x_mean, 9) + 0.0  # centring and back leaves ~1e-13 of rounding (and -0)
-    labels = [", ".join(f"{c}={v:.6g}" for c, v in zip(fit.spec.covariates, row)) for row in raw]
+    labels = [", ".join(f"{c}={v:.6g}" for c, v in zip(fit.spec.covariates, row, strict=True)) for row in raw]
     return labels, rows
 
 

@@ -194,7 +194,7 @@ class PrintLayout:
         page once, adding less than its own height (and less than a page), plus a repeated table header."""
         tops = [0.0] + [top for _, top in self.starts] + [self.height]
         low = high = 0
-        for start, end in zip(tops[:-1], tops[1:]):
+        for start, end in zip(tops[:-1], tops[1:], strict=True):
             if end - start <= 0:
                 continue
             low += math.ceil((end - start) / self.page_height - 1e-6)

@@ -298,7 +298,7 @@ def test_report_plan_key_adam(tmp_path):
     plan_path.write_text(f'[data]\nadam = "{datasets.ADAM_DIR}"\n[models]\nrun = ["ordinal", "recovery"]\n')
     plan = load_plan(plan_path)
     assert plan.adam == BUNDLED and plan.synthetic and plan.covariates == ("prior_atg", "active_infection")
-    for out, step in zip(prepare(plan), plan.steps):
+    for out, step in zip(prepare(plan), plan.steps, strict=True):
         assert_same_trial(out.data, load_trial(needs=step.spec.needs()))
     from_cli = load_plan(plan_path, adam=AdamInput.from_options(adsl=datasets.ADSL_XPT))  # --adsl overrides the file
     assert from_cli.adam == AdamInput(datasets.ADSL_XPT) and from_cli.overrides["adam"] == {

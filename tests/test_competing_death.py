@@ -144,7 +144,7 @@ def test_bayesian_incidences_recover_the_truth_and_km_lies_outside(competing_fit
         naive = KaplanMeierFitter().fit(time, event == freq.RECOVERED)
         for day in DAYS:
             truth = true_incidence(CURE[j], MEDIAN[j], SHAPE[j], day)
-            for name, value in zip(("recovery_cif", "death_before_recovery"), truth):
+            for name, value in zip(("recovery_cif", "death_before_recovery"), truth, strict=True):
                 draws = post[name].sel(lineage=lineage, day=int(day)).to_numpy().ravel()
                 # 12 quantities checked at once: 99% intervals (at 95% one would miss by chance).
                 lower, upper = np.quantile(draws, [0.005, 0.995])

@@ -304,7 +304,7 @@ def test_km_median_by_hand(tmp_path):
 
 def test_published_recovery_medians(trial):
     table = survival.recovery_medians(trial)
-    medians = dict(zip(table["element"], table["estimate"]))
+    medians = dict(zip(table["element"], table["estimate"], strict=True))
     assert medians == {"leukocytic": 19, "erythrocytic": 17, "megakaryocytic": 31}
     spans = {row["element"]: row["method"] for _, row in table.iterrows()}
     assert "range 11-29" in spans["leukocytic"]

@@ -69,7 +69,7 @@ def visit_trial(n: int = 300, seed: int = 3, centers: int = 1):
         }
     )
     parts = []
-    for name, cure, median, shape in zip(LINEAGES, CURE, MEDIAN, SHAPE):
+    for name, cure, median, shape in zip(LINEAGES, CURE, MEDIAN, SHAPE, strict=True):
         lower, upper, recovered = simulate_visits(n, cure, median, shape, rng)
         parts.append(
             pd.DataFrame(
@@ -106,7 +106,7 @@ def visit_trial_with_deaths(n: int = 300, seed: int = 5, centers: int = 1):
     )
     follow = patients["followup_days"].to_numpy(float)
     parts, exact = [], []
-    for name, cure, median, shape in zip(LINEAGES, CURE, MEDIAN, SHAPE):
+    for name, cure, median, shape in zip(LINEAGES, CURE, MEDIAN, SHAPE, strict=True):
         latent = median * (-np.log(rng.uniform(size=n)) / math.log(2.0)) ** (1 / shape)
         recovers = (rng.uniform(size=n) >= cure) & (latent < follow)
         lower, upper = visit_times(latent, recovers)
@@ -184,7 +184,7 @@ def test_pytensor_formulas_equal_the_numpy_ones():
             latency.log_hazard(family, t, mu, k),
             latency.log_interval(family, lower, t, np.ones(5), mu, k),
         ]
-    for got, expected in zip(fn(t, lower), want):
+    for got, expected in zip(fn(t, lower), want, strict=True):
         np.testing.assert_allclose(got, expected, rtol=1e-6)
 
 
@@ -212,7 +212,7 @@ def _at_random_point(model, names: list[str], seed: int = 2) -> dict[str, np.nda
     fn = model.compile_fn(outs, inputs=model.value_vars, point_fn=True, on_unused_input="ignore", mode="FAST_COMPILE")
     rng = np.random.default_rng(seed)
     point = {k: v + rng.normal(0.0, 0.5, np.shape(v)) for k, v in model.initial_point().items()}
-    return dict(zip(names, (np.asarray(v) for v in fn(point))))
+    return dict(zip(names, (np.asarray(v) for v in fn(point)), strict=True))
 
 
 def test_a_table_without_interval_columns_is_all_exact_and_keeps_its_cells(tmp_path):
@@ -310,7 +310,7 @@ def test_turnbull_estimate_recovers_the_cumulative_incidence(tmp_path):
     data = visit_trial(n=600, seed=8)
     rows = freq.turnbull_incidence(data, days=(91.0, 183.0))
     assert len(rows) == 4 and rows["method"].str.contains("Turnbull").all()
-    for (cure, median, shape), lineage in zip(zip(CURE, MEDIAN, SHAPE), data.lineages):
+    for (cure, median, shape), lineage in zip(zip(CURE, MEDIAN, SHAPE, strict=True), data.lineages, strict=True):
         dist = latency.scipy_distribution("weibull", median, shape)
         for day in (91.0, 183.0):  # visit days: the NPMLE is determined there
             row = rows[rows["element"] == f"{lineage}, {day:g}"].iloc[0]

@@ -38,7 +38,7 @@ def evaluator(model, names: list[str]):
     def at(seed: int) -> dict[str, np.ndarray]:
         rng = np.random.default_rng(seed)
         point = {k: v + rng.normal(0.0, 0.5, np.shape(v)) for k, v in start.items()}
-        return dict(zip(names, (np.asarray(v) for v in fn(point))))
+        return dict(zip(names, (np.asarray(v) for v in fn(point)), strict=True))
 
     return at
 

@@ -37,7 +37,7 @@ def small_trial(folder: Path) -> tuple[Path, Path]:
         }
     )
     rows = []
-    for pid, resp, follow in zip(patients["patient_id"], response, followup):
+    for pid, resp, follow in zip(patients["patient_id"], response, followup, strict=True):
         for lineage in ("leukocytic", "erythrocytic"):
             recovered = resp != "NR" and rng.uniform() < 0.8
             day = int(rng.integers(8, 40)) if recovered else int(follow)

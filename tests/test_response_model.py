@@ -104,7 +104,7 @@ def test_binary_model_recovers_known_truth(simulated, simulated_fits):
     assert low < truth["intercept"] < high
     low, high = interval(fit, "center_sd")
     assert low < truth["center_sd"] < high
-    for name, true_or in zip(("x1", "x2"), truth["odds_ratio"]):
+    for name, true_or in zip(("x1", "x2"), truth["odds_ratio"], strict=True):
         low, high = interval(fit, "odds_ratio", covariate=name)
         assert low < true_or < high
         assert not low < 1.0 < high  # a null effect, the wrong answer, is excluded

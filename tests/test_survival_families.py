@@ -72,7 +72,7 @@ def test_loglik_at_a_random_point_is_the_scipy_one(family, tmp_path):
     mu = log_median + (x - x.mean()) * beta[0]
     t, died = patients["followup_days"].to_numpy(float), patients["died"].to_numpy() == 1
     dists = [latency.scipy_distribution(survival.latency_family(family), math.exp(m), k) for m in mu]
-    expected = np.array([d.logpdf(ti) if e else d.logsf(ti) for d, ti, e in zip(dists, t, died)])
+    expected = np.array([d.logpdf(ti) if e else d.logsf(ti) for d, ti, e in zip(dists, t, died, strict=True)])
 
     names = ["survival_loglik", "survival_at", "rmst"]
     outputs = model.replace_rvs_by_values([model[n] for n in names])  # functions of the point, not draws

@@ -119,7 +119,7 @@ def _evaluate(model, point: dict, names: list[str]) -> dict:
         outs + [model.logp()], inputs=model.value_vars, point_fn=True, on_unused_input="ignore", mode="FAST_COMPILE"
     )  # evaluated once: no C compilation
     values = fn(point)
-    return dict(zip(names + ["logp"], values))
+    return dict(zip(names + ["logp"], values, strict=True))
 
 
 def test_a_trial_in_weeks_is_the_same_model_as_in_days(trials):
@@ -131,7 +131,9 @@ def test_a_trial_in_weeks_is_the_same_model_as_in_days(trials):
         "days": ModelSpec("survival", covariates=("age",), horizons=(364.0,)),
         "weeks": ModelSpec("survival", covariates=("age",), time_unit="weeks", horizons=(52.0,)),
     }
-    data = {unit: load_trial(path, needs=specs[unit].needs()) for unit, path in zip(("days", "weeks"), trials)}
+    data = {
+        unit: load_trial(path, needs=specs[unit].needs()) for unit, path in zip(("days", "weeks"), trials, strict=True)
+    }
     models = {unit: build_model(data[unit], specs[unit], priors) for unit in specs}
     point = {"log_median": np.array(6.9), "log_shape": np.array(-0.2), "beta": np.array([0.03])}
     out = {}

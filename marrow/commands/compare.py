@@ -84,7 +84,9 @@ def compare(
         from marrow.formatting import plural
 
         sources = ", ".join(f"{s.role} {Path(s.path).name} ({plural(s.rows, 'row')})" for s in data.sources)
-        fitted = ", ".join(f"{path.name} ({fit.spec.label})" for path, fit in zip(fit_paths, fits)) or "none"
+        fitted = (
+            ", ".join(f"{path.name} ({fit.spec.label})" for path, fit in zip(fit_paths, fits, strict=True)) or "none"
+        )
         text = f"{title}\ndata: {sources}\nfits: {fitted}\n"
         for section in shown["section"].unique():
             part = shown[shown["section"] == section].drop(columns=["section"])

@@ -610,14 +610,14 @@ def validate_recovery(
                 "a patient_id of the patients table",
             )
         lineages = list(out["lineage"].to_numpy(dtype=object, na_value=None))
-        dup = _repeated([(i, g) if i is not None else None for i, g in zip(ids, lineages)])
+        dup = _repeated([(i, g) if i is not None else None for i, g in zip(ids, lineages, strict=True)])
         if dup.any():
             problems.add(
                 name, "duplicated (patient_id, lineage) pair", "lineage", _rows(dup), "one row per patient and lineage"
             )
         if "followup_days" in patients.columns and not _repeated(known_ids).any():
             # Invalid follow-up values are NaN here: they are reported once, in the patients table.
-            by_id = dict(zip(known_ids, patients["followup_days"].to_numpy(dtype=np.float64)))
+            by_id = dict(zip(known_ids, patients["followup_days"].to_numpy(dtype=np.float64), strict=True))
             follow = np.array([by_id.get(i, np.nan) for i in ids], dtype=np.float64)
             upper = out["day_upper"].to_numpy(dtype=np.float64)
             late = ~np.isnan(upper) & ~np.isnan(follow) & (upper > follow)

@@ -136,7 +136,7 @@ def _roster(rng: np.random.Generator) -> pd.DataFrame:
     """Patient ids, centers and best responses in a random enrolment order."""
     centers: list[str] = []
     responses: list[str] = []
-    for name, size, n_cr, n_pr in zip(CENTERS, CENTER_SIZES, CENTER_CR, CENTER_PR):
+    for name, size, n_cr, n_pr in zip(CENTERS, CENTER_SIZES, CENTER_CR, CENTER_PR, strict=True):
         centers += [name] * size
         responses += ["CR"] * n_cr + ["PR"] * n_pr + ["NR"] * (size - n_cr - n_pr)
     order = rng.permutation(len(centers))

@@ -213,7 +213,11 @@ def fit_model(
             "timings": {k: round(v, 3) for k, v in timings.items()},
             # the means the model centred covariates at, for uncentred intercepts (`summarize --all`)
             **(
-                {"covariate_means": dict(zip(inputs.coords["covariate"], map(float, inputs.extra["x_mean"])))}
+                {
+                    "covariate_means": dict(
+                        zip(inputs.coords["covariate"], map(float, inputs.extra["x_mean"]), strict=True)
+                    )
+                }
                 if "x_mean" in inputs.extra
                 else {}
             ),

@@ -237,7 +237,9 @@ def _optimise(objective, start: np.ndarray, bounds=None):
         result = minimize(
             objective, start, method="L-BFGS-B", bounds=bounds, options={"ftol": 1e-14, "gtol": 1e-9, "maxiter": 2000}
         )
-        at_bound = bounds is not None and any(b[0] is not None and x <= b[0] + 1e-6 for x, b in zip(result.x, bounds))
+        at_bound = bounds is not None and any(
+            b[0] is not None and x <= b[0] + 1e-6 for x, b in zip(result.x, bounds, strict=True)
+        )
         if not at_bound:
             result = minimize(objective, result.x, method="BFGS", options={"gtol": 1e-8, "maxiter": 1000})
     return result

@@ -219,7 +219,8 @@ def _compute_rows(data: TrialData, covariates: tuple[str, ...], competing: bool,
                     & part["key"].isin(["hazard_ratio", "time_ratio"])
                 )
                 part.loc[few, "flag"] = [
-                    _join(f, f"few events ({int(e)})") for f, e in zip(part.loc[few, "flag"], part.loc[few, "events"])
+                    _join(f, f"few events ({int(e)})")
+                    for f, e in zip(part.loc[few, "flag"], part.loc[few, "events"], strict=True)
                 ]
             frames.append(part.astype(object))
     rows = (
@@ -271,7 +272,7 @@ def posterior_draws(fit, variable: str, element: str) -> np.ndarray | None:
     if len(parts) != len(extra):
         return None
     selection = {}
-    for dim, part in zip(extra, parts):
+    for dim, part in zip(extra, parts, strict=True):
         values = da[dim].to_numpy()
         hits = [i for i, v in enumerate(values) if _matches(v, part)]
         if not hits:

@@ -253,7 +253,7 @@ def inputs(data: TrialData, spec: ModelSpec) -> ModelInputs:
         dims.COVARIATE: list(data.covariates),
         dims.CENTER: list(data.centers),
         dims.PATIENT: patient_ids,
-        dims.ROW: [f"{p} {name}" for p, name in zip(rec["patient_id"], rec["lineage"])],
+        dims.ROW: [f"{p} {name}" for p, name in zip(rec["patient_id"], rec["lineage"], strict=True)],
         dims.DAY: report_days(spec),
         GRID_DAY: [float(g) for g in grid],
     }
@@ -554,7 +554,9 @@ def _replicate_counts(tables: dict, inputs: ModelInputs, spec: ModelSpec, rng: n
         seen *= (1.0 / (1.0 + np.exp(-tables["eta"])))[:, e["replicate_row_cure"]]
     recovers = rng.uniform(size=seen.shape) < seen
     bounds = e["replicate_bounds"]
-    return np.stack([np.count_nonzero(recovers[:, lo:hi], axis=1) for lo, hi in zip(bounds[:-1], bounds[1:])], axis=-1)
+    return np.stack(
+        [np.count_nonzero(recovers[:, lo:hi], axis=1) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)], axis=-1
+    )
 
 
 def _expit(x: np.ndarray) -> np.ndarray:

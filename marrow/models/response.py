@@ -42,7 +42,7 @@ CENTER_VARIABLES = ("center_sd", "center_effect", "new_center_rate")
 def _cell_label(center: str, covariates: tuple[str, ...], values: tuple[float, ...]) -> str:
     if not covariates:
         return center
-    return center + " | " + ", ".join(f"{c}={v:g}" for c, v in zip(covariates, values))
+    return center + " | " + ", ".join(f"{c}={v:g}" for c, v in zip(covariates, values, strict=True))
 
 
 def inputs(data: TrialData, spec: ModelSpec) -> ModelInputs:
@@ -202,7 +202,7 @@ def augment(idata, inputs: ModelInputs, spec: ModelSpec, rng: np.random.Generato
         loo_dim = dims.OUTCOME_GROUP
         loo_labels = [
             f"{inputs.coords[dims.CELL][c]} | {inputs.coords[dims.CATEGORY][k]}"
-            for c, k in zip(unit_cell, unit_category)
+            for c, k in zip(unit_cell, unit_category, strict=True)
         ]
 
     def by_center(counts: np.ndarray) -> np.ndarray:

@@ -54,7 +54,7 @@ def plot_centers(fit, width: float = style.WIDTHS["double"]):
         label=f"pooled rate {100 * pooled[0]:.0f}% ({100 * pooled[1]:.0f}\u2013{100 * pooled[2]:.0f})",
     )
     raw = np.where(n > 0, k / np.maximum(n, 1), np.nan)
-    cp = np.array([clopper_pearson(int(a), int(b)) for a, b in zip(k, n)])
+    cp = np.array([clopper_pearson(int(a), int(b)) for a, b in zip(k, n, strict=True)])
     offset = 0.17
     ax.hlines(y + offset, 100 * cp[:, 0], 100 * cp[:, 1], color=style.OBSERVED, linewidth=0.9)
     ax.plot(
@@ -67,7 +67,7 @@ def plot_centers(fit, width: float = style.WIDTHS["double"]):
     )
     ax.hlines(y - offset, 100 * lo, 100 * hi, color=style.BAYES, linewidth=1.6)
     ax.plot(100 * med, y - offset, "o", color=style.BAYES, label="partially pooled, 95% CrI")
-    for yi, r, m in zip(y, raw, med):
+    for yi, r, m in zip(y, raw, med, strict=True):
         if np.isfinite(r):
             ax.annotate(
                 "",
@@ -75,7 +75,7 @@ def plot_centers(fit, width: float = style.WIDTHS["double"]):
                 xytext=(100 * r, yi + offset),
                 arrowprops={"arrowstyle": "-", "color": style.PRIOR, "linewidth": 0.5, "linestyle": ":"},
             )
-    ax.set_yticks(y, [f"{style.plain(c)} ({int(a)}/{int(b)})" for c, a, b in zip(centers, k, n)])
+    ax.set_yticks(y, [f"{style.plain(c)} ({int(a)}/{int(b)})" for c, a, b in zip(centers, k, n, strict=True)])
     ax.set_xlim(0, 100)
     ax.set_xlabel("Response rate (%)")
     ax.set_title(style.wrap("Center response rates: observed and partially pooled", width - 1.3))

@@ -164,14 +164,14 @@ def plot_effects(fit, data, width: float = style.WIDTHS["double"]):
     fig = style.new_figure(width, 0.9 + 0.42 * sum(counts) + 0.35 * len(keys))
     axes = fig.subplots(len(keys), 1, squeeze=False, gridspec_kw={"height_ratios": counts})[:, 0]
     methods = sorted(set(freq["method"])) if len(freq) else []
-    for ax, key in zip(axes, keys):
+    for ax, key in zip(axes, keys, strict=True):
         rows = bayes[bayes["key"] == key].reset_index(drop=True)
         y = np.arange(len(rows))[::-1].astype(float)
         ax.axvline(1.0, color=style.PRIOR, linewidth=0.8, linestyle="--")
         ax.hlines(y + 0.14, rows["lower"], rows["upper"], color=style.BAYES, linewidth=1.6)
         ax.plot(rows["estimate"], y + 0.14, "o", color=style.BAYES, label="Bayesian: median, 95% CrI")
         match = freq[freq["key"] == key].set_index("element") if len(freq) else pd.DataFrame()
-        for yi, element in zip(y, rows["element"]):
+        for yi, element in zip(y, rows["element"], strict=True):
             covariate = element.split(": ")[-1]
             if covariate in match.index and element == covariate:
                 f = match.loc[covariate]
@@ -194,7 +194,7 @@ def plot_effects(fit, data, width: float = style.WIDTHS["double"]):
         _ratio_ticks(ax)
     handles, labels = [], []
     for ax in axes:
-        for h, l in zip(*ax.get_legend_handles_labels()):
+        for h, l in zip(*ax.get_legend_handles_labels(), strict=True):
             if l not in labels:
                 handles.append(h)
                 labels.append(l)

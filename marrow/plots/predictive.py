@@ -47,7 +47,7 @@ def plot_ppc(fit, width: float = style.WIDTHS["double"]):
             label="outside 95%",
             zorder=4,
         )
-    left.set_yticks(y, [f"{style.plain(c)} (n={int(k)})" for c, k in zip(centers, n)])
+    left.set_yticks(y, [f"{style.plain(c)} (n={int(k)})" for c, k in zip(centers, n, strict=True)])
     left.set_xlabel("Responders per center (patients)")
     left.set_title("Responders by center")
     left.xaxis.get_major_locator().set_params(integer=True)

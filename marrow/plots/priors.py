@@ -48,7 +48,8 @@ def plot_prior_posterior(fit, width: float = style.WIDTHS["double"]):
     nrows = math.ceil(len(items) / ncols)
     fig = style.new_figure(width, 0.4 + 1.45 * nrows)
     axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).reshape(-1)
-    for ax, (name, label, prior, samples) in zip(axes, items):
+    # the grid has nrows * ncols axes, at least as many as items: the spare ones are hidden below
+    for ax, (name, label, prior, samples) in zip(axes, items, strict=False):
         dist = prior.scipy()
         lo, hi = np.quantile(samples, [0.001, 0.999])
         p_lo, p_hi = dist.ppf(0.005), dist.ppf(0.995)

@@ -182,7 +182,7 @@ def plot_loo_pit(fit, width: float = style.WIDTHS["double"]):
 
         fig, axes = plt.subplots(1, len(names), figsize=(width, 0.45 * width + 0.3), squeeze=False)
         holder["figure"] = fig
-        for ax, name in zip(axes[0], names):
+        for ax, name in zip(axes[0], names, strict=True):
             az.plot_loo_pit(fit.idata, y=name, ecdf=True, ax=ax, color=style.BAYES)
             ax.set_xlabel(f"LOO-PIT of {name} (probability)")
     return _finish(fig, f"LOO-PIT: {fit.spec.label}")

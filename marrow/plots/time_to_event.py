@@ -107,7 +107,7 @@ def _panel(
     risk_ax.set_yticks([])
     for spine in ("left", "top", "right"):
         risk_ax.spines[spine].set_visible(False)
-    for t, n in zip(ticks, at_risk(durations, ticks)):
+    for t, n in zip(ticks, at_risk(durations, ticks), strict=True):
         risk_ax.text(t, 0.55, str(n), ha="center", va="center", fontsize=6.5)
     risk_ax.text(
         0.0, 1.02, "Number at risk", transform=risk_ax.transAxes, ha="left", va="bottom", fontsize=6.5, color="#444444"

@@ -276,7 +276,7 @@ def _build(plan: Plan, work: Path, progress: Progress) -> Outcome:
     )
     steps = prepare(plan, progress)
     total = len(steps)
-    for i, (step, out) in enumerate(zip(plan.steps, steps), start=1):
+    for i, (step, out) in enumerate(zip(plan.steps, steps, strict=True), start=1):
         prefix = f"[{i}/{total}] {out.label}"
         if out.status == "skipped":
             progress(f"{prefix}: skipped ({out.note})")

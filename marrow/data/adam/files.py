@@ -180,7 +180,7 @@ def read_dataset(name: str, path: Path, problems: ProblemList) -> Dataset | None
     table = pd.DataFrame(
         {
             n: (raw[c].astype("float64") if _is_number(raw[c]) else raw[c].map(_cell).astype(object))
-            for n, c in zip(names, raw.columns)
+            for n, c in zip(names, raw.columns, strict=True)
         }
     )
     if table.empty:

@@ -130,7 +130,7 @@ def _one_per_subject(
             expected="one record per subject (flag one with ANL01FL = 'Y')",
         )
     out: dict[str, int] = {}
-    for row, subject in zip(rows, chosen):
+    for row, subject in zip(rows, chosen, strict=True):
         out.setdefault(subject, int(row))
     return out
 
@@ -355,7 +355,7 @@ def _times(adtte: Dataset, mapping: AdamMapping, checked: np.ndarray, report: _R
         mapping.censor,
         "0 (the event happened at AVAL) or 1, 2, ... (censored at AVAL)",
     )
-    events = [("1" if c == 0 else "0") if ok else None for ok, c in zip(valid, cnsr)]
+    events = [("1" if c == 0 else "0") if ok else None for ok, c in zip(valid, cnsr, strict=True)]
     return days, events
 
 
