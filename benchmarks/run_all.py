@@ -130,9 +130,7 @@ def time_report(rec: Recorder, log) -> None:
 
 
 def run(args, log=print) -> Path:
-    results = args.results or HERE / "results" / (
-        dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ") + ".jsonl"
-    )
+    results = args.results or HERE / "results" / (dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ") + ".jsonl")
     rec = Recorder(results)
     only = set(args.only.split(",")) if args.only else None
 
