@@ -8,9 +8,14 @@ Arrays are (chain, draw, element).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from scipy import stats
 from scipy.fft import next_fast_len
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 
 def _split(x: np.ndarray) -> np.ndarray:

@@ -72,7 +72,7 @@ def assert_same_trial(a, b) -> None:
     np.testing.assert_array_equal(a.covariate_matrix(), b.covariate_matrix())
 
 
-def problems(source: AdamInput, needs: Needs = Needs()) -> list[str]:
+def problems(source: AdamInput, needs: Needs = Needs()) -> list[str]:  # noqa: B008 (Needs is a frozen dataclass: an immutable default)
     with pytest.raises(DataError) as info:
         load_adam(source, needs)
     return [p.describe() for p in info.value.problems]

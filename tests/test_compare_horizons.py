@@ -22,7 +22,9 @@ def _fit(**spec):
 
 
 def _in_weeks(data):
-    weeks = lambda frame, columns: frame.assign(**{c: frame[c] / 7 for c in columns})
+    def weeks(frame, columns):
+        return frame.assign(**{c: frame[c] / 7 for c in columns})
+
     return replace(
         data,
         patients=weeks(data.patients, ["followup_days"]),

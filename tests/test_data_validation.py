@@ -10,7 +10,7 @@ from marrow.data import Needs, load_trial
 from marrow.errors import DataError
 
 
-def problems_of(patients, recovery=None, needs=Needs()) -> list[str]:
+def problems_of(patients, recovery=None, needs=Needs()) -> list[str]:  # noqa: B008 (Needs is a frozen dataclass: an immutable default)
     with pytest.raises(DataError) as info:
         load_trial(patients, recovery, needs)
     return [p.describe() for p in info.value.problems]

@@ -255,7 +255,9 @@ def test_fisher_against_hypergeometric(trial):
         row = _row(table, "odds_ratio", "Fisher", covariate)
         assert row["p_value"] == pytest.approx(p_value, rel=1e-6)
         # Conditional MLE: the odds ratio at which the noncentral hypergeometric mean equals a.
-        psi = optimize.brentq(lambda t: stats.nchypergeom_fisher(n, cols, rows, t).mean() - a, 1e-3, 1e3)
+        psi = optimize.brentq(
+            lambda t, n=n, cols=cols, rows=rows, a=a: stats.nchypergeom_fisher(n, cols, rows, t).mean() - a, 1e-3, 1e3
+        )
         assert row["estimate"] == pytest.approx(psi, rel=1e-4)
 
 

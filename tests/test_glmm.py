@@ -67,7 +67,10 @@ def laplace_loglik(cells, beta, sd) -> float:
     for g in range(len(cells.groups)):
         log_h = _group_integrand(cells, beta, sd, g)
         mode = optimize.minimize_scalar(
-            lambda b: -log_h(b), bounds=(-10 * sd - 5, 10 * sd + 5), method="bounded", options={"xatol": 1e-10}
+            lambda b, log_h=log_h: -log_h(b),
+            bounds=(-10 * sd - 5, 10 * sd + 5),
+            method="bounded",
+            options={"xatol": 1e-10},
         ).x
         step = 1e-4
         curvature = -(log_h(mode + step) - 2 * log_h(mode) + log_h(mode - step)) / step**2
@@ -80,9 +83,14 @@ def quad_loglik(cells, beta, sd) -> float:
     total = 0.0
     for g in range(len(cells.groups)):
         log_h = _group_integrand(cells, beta, sd, g)
-        peak = -optimize.minimize_scalar(lambda b: -log_h(b), bounds=(-10, 10), method="bounded").fun
+        peak = -optimize.minimize_scalar(lambda b, log_h=log_h: -log_h(b), bounds=(-10, 10), method="bounded").fun
         value, _ = integrate.quad(
-            lambda b: math.exp(log_h(b) - peak), -12 * sd - 5, 12 * sd + 5, epsabs=0, epsrel=1e-12, limit=400
+            lambda b, log_h=log_h, peak=peak: math.exp(log_h(b) - peak),
+            -12 * sd - 5,
+            12 * sd + 5,
+            epsabs=0,
+            epsrel=1e-12,
+            limit=400,
         )
         total += peak + math.log(value)
     return total

@@ -21,7 +21,7 @@ SAFETY = ModelSpec("safety").needs()
 RESPONSE = ModelSpec("response").needs()
 
 
-def problems(patients, recovery=None, needs=Needs()) -> list[str]:
+def problems(patients, recovery=None, needs=Needs()) -> list[str]:  # noqa: B008 (Needs is a frozen dataclass: an immutable default)
     with pytest.raises(DataError) as info:
         load_frames(patients, recovery, needs)
     return [p.describe() for p in info.value.problems]

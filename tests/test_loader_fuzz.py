@@ -152,7 +152,7 @@ def assert_keeps_the_contract(data: TrialData, needs: Needs) -> None:
         x.shape == (len(p), len(needs.covariates)) and np.isfinite(x).all() and (np.abs(x) <= MAX_ABS_COVARIATE).all()
     )
     assert len(data.center_index) == len(p) and data.coords()
-    data.has_ordinal_response
+    assert isinstance(data.has_ordinal_response, bool)  # computable on any valid table
     if data.recovery is not None:
         r = data.recovery
         assert r["recovered"].dtype == np.int64 and set(r["recovered"]) <= {0, 1}

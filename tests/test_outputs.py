@@ -542,6 +542,6 @@ def test_marrow_silences_exactly_the_arviz_refactor_notice():
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         importlib.reload(marrow)  # puts marrow's filters in front again, as importing marrow does
-        warnings.warn(ARVIZ_NOTICE, FutureWarning)
-        warnings.warn("some other future change", FutureWarning)
+        warnings.warn(ARVIZ_NOTICE, FutureWarning, stacklevel=1)
+        warnings.warn("some other future change", FutureWarning, stacklevel=1)
     assert [str(w.message) for w in caught] == ["some other future change"]

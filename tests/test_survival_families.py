@@ -111,7 +111,13 @@ def test_restricted_mean_and_replicated_times_against_scipy(family):
             # E[min(T, tau)] as an integral over quantiles: independent of the formulas tested
             p_tau = float(dist.cdf(tau))
             exact = integrate.quad(
-                lambda p: min(float(dist.ppf(p)), tau), 0, 1, points=[p_tau], limit=500, epsabs=1e-12, epsrel=1e-12
+                lambda p, dist=dist: min(float(dist.ppf(p)), tau),
+                0,
+                1,
+                points=[p_tau],
+                limit=500,
+                epsabs=1e-12,
+                epsrel=1e-12,
             )[0]
             got = latency.restricted_mean(family, math.log(tau), np.array([math.log(median)]), np.array([k]))[0]
             assert got == pytest.approx(exact, rel=1e-7), (median, k)

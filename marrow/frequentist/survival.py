@@ -476,13 +476,13 @@ def fit_cure(time, event, lineage, Z, n_lineages: int, clusters=None, latency: b
     time, event = np.asarray(time, float), np.asarray(event, int)
     L, p = n_lineages, Z.shape[1]
     start = np.zeros(3 * L + (2 * p if latency else p))
-    for l in range(L):
-        mine = lineage == l
+    for g in range(L):
+        mine = lineage == g
         share = np.clip(event[mine].mean(), 0.02, 0.98)
-        start[l] = np.log(share / (1 - share))
+        start[g] = np.log(share / (1 - share))
         recovered = time[mine & (event == 1)]
-        start[L + p + l] = np.log(np.median(recovered)) if len(recovered) else np.log(np.median(time[mine]))
-        start[2 * L + p + l] = np.log(2.0)
+        start[L + p + g] = np.log(np.median(recovered)) if len(recovered) else np.log(np.median(time[mine]))
+        start[2 * L + p + g] = np.log(2.0)
 
     def objective(theta):
         return -cure_loglik(theta, time, event, lineage, Z, L, latency=latency)
@@ -541,8 +541,8 @@ def cure_model(data: TrialData, covariates: tuple[str, ...] | None = None, level
     def expit(v: float) -> float:
         return 1.0 / (1.0 + np.exp(-v))
 
-    for l, name in enumerate(lineages):
-        mine = lineage == l
+    for g, name in enumerate(lineages):
+        mine = lineage == g
         # Without covariates the lineages share no parameter: one fit each, so a lineage at the
         # boundary (a singular Hessian) leaves the others' intervals intact.
         n_mine = int(mine.sum())

@@ -35,6 +35,7 @@ fit within `marrow.fits.run.MAX_POINTWISE_VALUES`.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -44,6 +45,9 @@ from marrow.data import TrialData
 from marrow.models import latency
 from marrow.models.inputs import ModelInputs, Quantity, replace_groups
 from marrow.spec import DEFAULT_FAMILIES, ModelSpec
+
+if TYPE_CHECKING:
+    import pymc as pm
 
 DEFAULT_TARGET_ACCEPT = 0.99
 DEFAULT_FAMILY = DEFAULT_FAMILIES["recovery"]  # why log-logistic: marrow/spec.py, docs/models.md

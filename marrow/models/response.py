@@ -13,6 +13,8 @@ and the fit has no center_sd, center_z, center_effect or new-center quantities.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 
@@ -21,6 +23,9 @@ from marrow.data import TrialData
 from marrow.models import levels
 from marrow.models.inputs import ModelInputs, Quantity, replace_groups
 from marrow.spec import ModelSpec
+
+if TYPE_CHECKING:
+    import pymc as pm
 
 DEFAULT_TARGET_ACCEPT = 0.95
 # nutpie: 0.3 s of sampling on the bundled trial (PyMC's NUTS ~5 s), 0 divergences in 40 of 40 seeds

@@ -12,6 +12,8 @@ that summaries report it). Pointwise log-likelihood is stored per patient (Berno
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from marrow import dims
@@ -19,6 +21,9 @@ from marrow.data import TrialData
 from marrow.models import levels
 from marrow.models.inputs import ModelInputs, Quantity, replace_groups
 from marrow.spec import DEFAULT_FAMILIES, ModelSpec
+
+if TYPE_CHECKING:
+    import pymc as pm
 
 DEFAULT_TARGET_ACCEPT = 0.95
 DEFAULT_FAMILY = DEFAULT_FAMILIES["safety"]

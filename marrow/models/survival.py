@@ -16,6 +16,7 @@ families, whose hazard ratios change with time). Population quantities average S
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -24,6 +25,9 @@ from marrow.data import TrialData
 from marrow.models import latency
 from marrow.models.inputs import ModelInputs, Quantity, replace_groups
 from marrow.spec import DEFAULT_FAMILIES, ModelSpec
+
+if TYPE_CHECKING:
+    import pymc as pm
 
 DEFAULT_TARGET_ACCEPT = 0.9
 DEFAULT_FAMILY = DEFAULT_FAMILIES["survival"]

@@ -194,10 +194,10 @@ def plot_effects(fit, data, width: float = style.WIDTHS["double"]):
         _ratio_ticks(ax)
     handles, labels = [], []
     for ax in axes:
-        for h, l in zip(*ax.get_legend_handles_labels(), strict=True):
-            if l not in labels:
-                handles.append(h)
-                labels.append(l)
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            if label not in labels:
+                handles.append(handle)
+                labels.append(label)
     fig.legend(handles, labels, loc="outside lower center", ncol=style.legend_columns(width, 2), fontsize=6)
     note = ("; frequentist: " + ", ".join(methods)) if methods else "; no frequentist counterpart"
     style.suptitle(fig, f"Covariate effects: {fit.spec.label}{note}", width, fontsize=7)

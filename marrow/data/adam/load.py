@@ -81,7 +81,7 @@ def _read_and_map(source: AdamInput, needs: Needs) -> tuple[AdamMapping, dict[st
     return mapping, read, mapped, problems
 
 
-def load_adam(source: AdamInput, needs: Needs = Needs(), announce: bool = False) -> TrialData:
+def load_adam(source: AdamInput, needs: Needs = Needs(), announce: bool = False) -> TrialData:  # noqa: B008 (Needs is a frozen dataclass: an immutable default)
     """Read, map and validate ADaM datasets into a `TrialData` (same validation as the CSV route).
 
     Raises `DataError` listing every problem, each naming the dataset, variable and USUBJIDs.
@@ -141,7 +141,7 @@ def load_adam_all(source: AdamInput, covariates: tuple[str, ...] = (), announce:
 def load_input(
     data_path: Path | str | None = None,
     recovery_path: Path | str | None = None,
-    needs: Needs = Needs(),
+    needs: Needs = Needs(),  # noqa: B008 (Needs is a frozen dataclass: an immutable default)
     adam: AdamInput | None = None,
     announce: bool = False,
     time_unit: str = "days",

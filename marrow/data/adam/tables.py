@@ -247,7 +247,7 @@ def map_tables(
         origins["response"] = Origin(adrs.where, resp_value, rows + 1, f"no ADRS record with {which}")
 
     # ADTTE: overall survival and the lineages' times to recovery.
-    value, unit, censor = mapping.tte_value, mapping.tte_unit, mapping.censor
+    value, censor = mapping.tte_value, mapping.censor
     none = np.zeros(n, dtype=np.int64)
     no_adtte = "no ADTTE given (--adtte FILE, or adtte.* in the --adam folder)"
     adtte_where = adtte.where if adtte else "ADTTE (not given)"
