@@ -125,8 +125,9 @@ def run(model: str, data=None, runs: int = 1, seed: int = 2017, variant: str | N
         record["ess_per_s"] = record["ess_bulk_min"] / record["wall_s"]
         record["ess_per_sampling_s"] = record["ess_bulk_min"] / record["sample_s"]
         log(
-            f"  brms   {model:8s} {variant or '':11s} run {i + 1}/{runs}: {record['wall_s']:.1f} s (compile {record['compile_s']:.1f}, "
-            f"sampling {record['sample_s']:.1f}), min ESS {record['ess_bulk_min']:.0f}, {record['divergences']} divergences, "
+            f"  brms   {model:8s} {variant or '':11s} run {i + 1}/{runs}: {record['wall_s']:.1f} s "
+            f"(compile {record['compile_s']:.1f}, sampling {record['sample_s']:.1f}), "
+            f"min ESS {record['ess_bulk_min']:.0f}, {record['divergences']} divergences, "
             f"{record['maxrss_mb']:.0f} MB, load {record['load_before']:.1f}"
         )
         results.append(record)

@@ -627,7 +627,8 @@ def gradient(model: str, data, blas: str | None = None, evals: int = 500, repeat
         "load_before": os.getloadavg()[0],
     }
     log(
-        f"  gradient {model} blas={record['blas']}: {record['gradient_us']:.0f} us per logp+gradient (median of {repeats})"
+        f"  gradient {model} blas={record['blas']}: {record['gradient_us']:.0f} us per logp+gradient "
+        f"(median of {repeats})"
     )
     return record
 

@@ -359,8 +359,8 @@ def render(records: list[dict]) -> str:
             if key not in brms or (brms[key]["reused_from"] and not r["reused_from"]):
                 brms[key] = r
     lines = [
-        "| size | model | tool / sampler | cache | runs | wall s | compile s | sampling s | min bulk ESS | ESS/s (wall) "
-        "| ESS/s (sampling) | div. (max) | max R-hat | peak MB | brms / wall | brms per patient / wall "
+        "| size | model | tool / sampler | cache | runs | wall s | compile s | sampling s | min bulk ESS "
+        "| ESS/s (wall) | ESS/s (sampling) | div. (max) | max R-hat | peak MB | brms / wall | brms per patient / wall "
         "| ESS/s vs brms | ESS/s vs brms per patient | load |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -385,8 +385,9 @@ def render(records: list[dict]) -> str:
         )
         lines.append(
             f"| {SIZE_LABELS.get(r['size'], r['size'])} | {r['model']} | {label} | {r['cache']} | {r['runs']} "
-            f"| {_fmt(r['wall_s'])} | {_fmt(r['compile_s'])} | {_fmt(r['sampling_s'])} | {_fmt(r['ess_bulk_min'], 0)} "
-            f"| {_fmt(r['ess_per_s'])} | {_fmt(r['ess_per_sampling_s'])} | {r['divergences']} | {_fmt(r['rhat_max'], 3)} "
+            f"| {_fmt(r['wall_s'])} | {_fmt(r['compile_s'])} | {_fmt(r['sampling_s'])} "
+            f"| {_fmt(r['ess_bulk_min'], 0)} | {_fmt(r['ess_per_s'])} | {_fmt(r['ess_per_sampling_s'])} "
+            f"| {r['divergences']} | {_fmt(r['rhat_max'], 3)} "
             f"| {_fmt(r['maxrss_mb'], 0)} | {wall_1} | {wall_2} | {ess_1} | {ess_2} | {_fmt(r['load'])} |"
         )
     if rows:
@@ -415,7 +416,8 @@ def render(records: list[dict]) -> str:
         lines += ["", "| command | median s | min s | max s | runs |", "|---|---|---|---|---|"]
         for r in startup:
             lines.append(
-                f"| `{r['command']}` | {r['median_s']:.3f} | {r['min_s']:.3f} | {r['max_s']:.3f} | {r['runs']} ({r['how']}) |"
+                f"| `{r['command']}` | {r['median_s']:.3f} | {r['min_s']:.3f} | {r['max_s']:.3f} "
+                f"| {r['runs']} ({r['how']}) |"
             )
     phases = [r for r in records if r.get("kind") == "phases"]
     if phases:
@@ -455,7 +457,8 @@ def render(records: list[dict]) -> str:
         ]
         for r in grads:
             lines.append(
-                f"| {SIZE_LABELS.get(r['size'], r['size'])} | {r['model']} | {r['blas']} | {r['gradient_us']:.0f} | {r['load_before']:.1f} |"
+                f"| {SIZE_LABELS.get(r['size'], r['size'])} | {r['model']} | {r['blas']} "
+                f"| {r['gradient_us']:.0f} | {r['load_before']:.1f} |"
             )
     report = [r for r in records if r.get("kind") == "report"]
     for r in report:

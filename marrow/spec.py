@@ -111,7 +111,8 @@ class ModelSpec:
 
     @property
     def label(self) -> str:
-        """Short readable name, e.g. 'response (ordinal)', 'recovery (loglogistic cure)', 'survival (weibull, weeks)'."""
+        """Short readable name, e.g. 'response (ordinal)', 'recovery (loglogistic cure)',
+        'survival (weibull, weeks)'."""
         if self.model == "response":
             return f"response ({self.outcome})"
         unit = f", {self.time_unit}" if self.time_unit != time_units.DEFAULT_UNIT else ""

@@ -28,8 +28,8 @@ IMAGES_JS = """
 Promise.all([...document.images].map(img => img.decode().then(() => true, () => false))).then(decoded =>
   [...document.images].map((img, i) => {
     const r = img.getBoundingClientRect();
-    return {alt: img.alt, src: img.src.slice(0, 40), decoded: decoded[i], natural: [img.naturalWidth, img.naturalHeight],
-            shown: [r.width, r.height], right: r.right};
+    return {alt: img.alt, src: img.src.slice(0, 40), decoded: decoded[i],
+            natural: [img.naturalWidth, img.naturalHeight], shown: [r.width, r.height], right: r.right};
   }))
 """
 
@@ -56,7 +56,8 @@ LAYOUT_JS = """
     head = {shown: shown(headline), inside: inside(headline), scrolls: box.scrollWidth > box.clientWidth + 1,
             cells_outside: cells.filter(c => !inside(c)).length, cells: cells.length};
   }
-  return {viewport: vw, scroll_width: document.documentElement.scrollWidth, sections, text_outside: text, headline: head};
+  return {viewport: vw, scroll_width: document.documentElement.scrollWidth, sections, text_outside: text,
+          headline: head};
 })()
 """
 

@@ -43,7 +43,11 @@ def bundled_fit(tmp_path_factory):
 
 
 def test_help_does_not_import_pymc():
-    code = "import sys; from marrow.cli import main\ntry:\n    main(['fit', 'response', '--help'])\nexcept SystemExit: pass\nprint('pymc' in sys.modules, 'arviz' in sys.modules, 'pandas' in sys.modules)"
+    code = (
+        "import sys; from marrow.cli import main\n"
+        "try:\n    main(['fit', 'response', '--help'])\nexcept SystemExit: pass\n"
+        "print('pymc' in sys.modules, 'arviz' in sys.modules, 'pandas' in sys.modules)"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.stdout.strip().splitlines()[-1] == "False False False"
     assert "Example" in result.stdout

@@ -118,7 +118,8 @@ def plausible(name: str, row: int, recovery: bool, seed: int) -> str:
 
 @st.composite
 def table(draw, names: list[str], max_rows: int, recovery: bool = False) -> pd.DataFrame:
-    """A frame of some of `names`: cells plausible for their column, a few arbitrary (few draws: generation is the cost)."""
+    """A frame of some of `names`: cells plausible for their column, a few arbitrary
+    (few draws: generation is the cost)."""
     rows = draw(st.integers(1, max_rows))
     chosen = [n for n in names if draw(OFTEN if n in REQUIRED_OFTEN else HALF)]
     if ("day_lower" in chosen) != ("day_upper" in chosen) and not draw(RARELY):  # the interval columns come as a pair

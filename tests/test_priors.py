@@ -212,7 +212,8 @@ def test_inheritance_cycles_are_caught(tmp_path):
 def test_a_user_set_may_reuse_a_shipped_name_without_a_false_cycle(tmp_path):
     path = write(
         tmp_path / "weakly-informative-tweaked.toml",
-        'name = "weakly-informative"\nbase = "weakly-informative"\n[response.beta]\ndist = "Normal"\nmu = 0\nsigma = 0.5\n',
+        'name = "weakly-informative"\nbase = "weakly-informative"\n'
+        '[response.beta]\ndist = "Normal"\nmu = 0\nsigma = 0.5\n',
     )
     assert load_prior_set(path)["response.beta"].args["sigma"] == 0.5
 

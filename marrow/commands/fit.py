@@ -107,7 +107,8 @@ def run_fit(spec_kwargs: dict, options: dict) -> int:
 
 
 def fit_and_save(spec, settings, prior, data_path, recovery_path, out: Path, force: bool, quiet: bool, adam=None):
-    """Load and validate data (tables, or ADaM datasets when `adam` is given), fit, save atomically. Returns the `Fit`."""
+    """Load and validate data (tables, or ADaM datasets when `adam` is given), fit, save atomically.
+    Returns the `Fit`."""
     from marrow.data.adam import load_input
     from marrow.fits.run import fit_model
     from marrow.models.levels import notes
@@ -117,7 +118,8 @@ def fit_and_save(spec, settings, prior, data_path, recovery_path, out: Path, for
     data = load_input(data_path, recovery_path, spec.needs(), adam=adam, announce=True, time_unit=spec.time_unit)
     info(
         f"fitting {spec.label}: {plural(len(data.patients), 'patient')}, {plural(len(data.centers), 'center')}, "
-        f"{plural(settings.chains, 'chain')} x {plural(settings.draws, 'draw')} (seed {settings.seed}, prior '{priors.name}')",
+        f"{plural(settings.chains, 'chain')} x {plural(settings.draws, 'draw')} "
+        f"(seed {settings.seed}, prior '{priors.name}')",
         quiet,
     )
     result = fit_model(data, spec, priors, settings, progress=not quiet and sys.stderr.isatty())

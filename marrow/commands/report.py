@@ -106,7 +106,8 @@ def report(
         click.echo(render(shown, "table", title="Headline results (posterior median, 95% CrI)"), err=True, nl=False)
     for step in outcome.diagnostics_failed:
         warn(
-            f"{step.label}: diagnostics FAILED ({', '.join(c.name for c in step.failed_checks)}); see the top of the report"
+            f"{step.label}: diagnostics FAILED ({', '.join(c.name for c in step.failed_checks)}); "
+            "see the top of the report"
         )
     for step in outcome.steps:
         if step.status == "failed":

@@ -131,7 +131,10 @@ def _powerscale(fit_path: Path, threshold: float, fmt: str, force: bool, out_pat
         if not seen:
             text += f"no quantity is sensitive to the prior (all prior sensitivities below {threshold:g})\n"
         ks = ", ".join(f"{c} {k:.2f}" for c, k in result.pareto_k.items())
-        text += f"power-scaled prior: {result.prior_variables or '-'}; Pareto k: {ks} (reliable below {result.k_threshold:.2f})\n"
+        text += (
+            f"power-scaled prior: {result.prior_variables or '-'}; "
+            f"Pareto k: {ks} (reliable below {result.k_threshold:.2f})\n"
+        )
     emit(text, out_path, force)
     for note in result.notes:
         warn(note)

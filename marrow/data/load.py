@@ -664,7 +664,8 @@ def _check_intervals(
             "an interval is given on a censored row (recovered = 0)",
             "day_lower",
             _rows(censored),
-            "day_lower/day_upper only where recovered = 1; a censored row gives its last day known not recovered in 'day'",
+            "day_lower/day_upper only where recovered = 1; "
+            "a censored row gives its last day known not recovered in 'day'",
         )
     disagree = interval & (recovered == 1) & day.notna() & upper.notna() & (day != upper)
     if disagree.any():
@@ -703,7 +704,8 @@ def load_trial(
             recovery_path = datasets.RECOVERY_CSV
         if announce:
             print(
-                "marrow: no --data given; using the bundled SYNTHETIC trial (74 patients, 7 centers; not patient records)",
+                "marrow: no --data given; "
+                "using the bundled SYNTHETIC trial (74 patients, 7 centers; not patient records)",
                 file=sys.stderr,
             )
     patients_path = Path(patients_path)

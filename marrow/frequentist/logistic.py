@@ -151,7 +151,8 @@ def fisher_table(data: TrialData, covariate: str) -> np.ndarray:
 
 
 def fisher(data: TrialData, covariate: str, level: float = LEVEL) -> dict:
-    """Fisher's exact test (two-sided p) with the conditional-MLE odds ratio and its exact interval (as R's fisher.test)."""
+    """Fisher's exact test (two-sided p) with the conditional-MLE odds ratio and its exact interval
+    (as R's fisher.test)."""
     from scipy.stats import fisher_exact
     from scipy.stats.contingency import odds_ratio
 

@@ -627,7 +627,8 @@ def overall_survival(
         rows.append(
             {
                 "key": "survival_at",
-                "label": f"Survival at {SINGULAR[unit]} {_day(day)} ({plural(int(round(to_days(day, unit) / 30.4375)), 'month')})",
+                "label": f"Survival at {SINGULAR[unit]} {_day(day)} "
+                f"({plural(int(round(to_days(day, unit) / 30.4375)), 'month')})",
                 "element": _day(day),
                 "estimate": estimate,
                 "lower": lower,

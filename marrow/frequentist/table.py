@@ -334,7 +334,8 @@ def comparison_table(
     columns NaN). The frequentist side is computed from `data`; the caller makes sure `data` is
     what the fits were fitted to (`data_for_fits`). Flags: "disagree[: reason]" when one point
     estimate is outside the other's interval (reason: shrinkage for center rates, separation,
-    small n < 10, few events < 10, AFT without cure fraction for the AFT among responders); "small n (n)"; "few events (k)"; "separation: Firth used (...)"; for center
+    small n < 10, few events < 10, AFT without cure fraction for the AFT among responders);
+    "small n (n)"; "few events (k)"; "separation: Firth used (...)"; for center
     rates "shrinkage s" = (raw - posterior median) / (raw - pooled posterior median), the pooled
     median being that of `response_rate`, shown when |raw - pooled| >= 0.05.
     """
@@ -446,7 +447,8 @@ def _interval(lower, upper, scale: str) -> str:
 
 
 def display_table(table: pd.DataFrame) -> pd.DataFrame:
-    """Printed form (all text): numbers formatted by scale (rates 3 decimals, ratios 2, days whole), intervals as 'lower-upper'."""
+    """Printed form (all text): numbers formatted by scale (rates 3 decimals, ratios 2, days whole),
+    intervals as 'lower-upper'."""
     rows = []
     for _, row in table.iterrows():
         scale = row["scale"]

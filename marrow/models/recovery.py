@@ -7,15 +7,17 @@ patient and sample without correlation with the covariate effects.
 Cure part (spec.cure):    pi_il = P(ever recovers) = logistic(a_l + u_c(i) + xc_i' gamma),
                           a_l = cure_intercept_mu + cure_intercept_sd * z_l,  u_c = cure_center_sd * z_c.
 Latency (those who recover), accelerated failure time with location mu_il = log median:
-                          mu_il = m_l + xc_i' beta (+ f_i with spec.frailty),  m_l = log_median_mu + log_median_sd * z_l,
+                          mu_il = m_l + xc_i' beta (+ f_i with spec.frailty),
+                          m_l = log_median_mu + log_median_sd * z_l,
                           shape k_l = exp(log_shape_mu + log_shape_sd * z_l),  u = k_l (log t - mu_il).
   weibull:     log S = -ln2 * exp(u)              (median exactly exp(mu))
   loglogistic: log S = -softplus(u)
   lognormal:   log S = log Phi(-u)                (sigma of log T = 1 / k_l)
 Likelihood per row: recovered: log pi + log f(t); censored: logaddexp(log(1 - pi), log pi + log S(t));
 recovered within a visit interval (L, R] (day_lower < day_upper): log pi + log(S(L) - S(R)), by the
-stable log-diff-exp of `marrow.models.latency`. Without cure: log f(t), log S(t), log(S(L) - S(R)). The frailty f_i = frailty_sd * z_i is a patient
-effect on the latency log-scale shared by the patient's lineages (positive = slower recovery).
+stable log-diff-exp of `marrow.models.latency`. Without cure: log f(t), log S(t), log(S(L) - S(R)).
+The frailty f_i = frailty_sd * z_i is a patient effect on the latency log-scale shared by the
+patient's lineages (positive = slower recovery).
 
 With spec.competing_death, death (patients' died/followup_days) has its own cause-specific Weibull
 hazard (location death_log_median + xc_i' death_beta, shape death_shape; the survival priors), and

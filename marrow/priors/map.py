@@ -352,11 +352,15 @@ class MapResult:
     def reason(self) -> str:
         h = self.history
         text = (
-            f"MAP prior from {plural(len(h), 'historical study', 'historical studies')} ({plural(int(h['n'].sum()), 'patient')}, "
+            f"MAP prior from {plural(len(h), 'historical study', 'historical studies')} "
+            f"({plural(int(h['n'].sum()), 'patient')}, "
             f"{plural(int(h['responders'].sum()), 'responder')}) in {Path(self.source).name}"
         )
         if self.robust_weight > 0:
-            text += f", robustified with weight {self.robust_weight:g} on Normal({ROBUST_COMPONENT[0]:g}, {ROBUST_COMPONENT[1]:g})"
+            text += (
+                f", robustified with weight {self.robust_weight:g} "
+                f"on Normal({ROBUST_COMPONENT[0]:g}, {ROBUST_COMPONENT[1]:g})"
+            )
         return text
 
 
@@ -456,11 +460,13 @@ def prior_set_toml(result: MapResult, name: str) -> str:
     q = np.quantile(result.fit.tau, [0.025, 0.5, 0.975])
     lines = [
         f"# Meta-analytic-predictive (MAP) prior written by `marrow priors map` on {created}.",
-        f"# History: {result.source} (sha256 {result.sha256}), {plural(len(h), 'study', 'studies')}, {plural(int(h['n'].sum()), 'patient')}.",
+        f"# History: {result.source} (sha256 {result.sha256}), {plural(len(h), 'study', 'studies')}, "
+        f"{plural(int(h['n'].sum()), 'patient')}.",
         f"# Model: responders_j ~ Binomial(n_j, logistic(mu + tau z_j)); mu ~ {MU_PRIOR.describe()}; "
         f"tau ~ HalfNormal({result.fit.tau_sd:g}).",
         f"# Posterior tau (between-study sd, log-odds): median {q[1]:.3f}, 95% interval {q[0]:.3f} to {q[2]:.3f}.",
-        f"# Predictive of a new study's log-odds approximated by {plural(result.mixture.k, 'normal component')} (EM, BIC).",
+        f"# Predictive of a new study's log-odds approximated by {plural(result.mixture.k, 'normal component')} "
+        "(EM, BIC).",
         f"# Robust weight {result.robust_weight:g} on Normal({ROBUST_COMPONENT[0]:g}, {ROBUST_COMPONENT[1]:g}).",
         f"# Implied response rate: mean {final['rate mean']:.3f}, 95% interval {final['rate 2.5%']:.3f} to "
         f"{final['rate 97.5%']:.3f}; effective sample size {final['ESS (ELIR)']:.1f} patients (ELIR), "

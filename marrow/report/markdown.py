@@ -31,8 +31,9 @@ def render_markdown(outcome) -> str:
     plan = outcome.plan
     out = [f"# {_md_text(plan.title)}", ""]
     out.append(
-        f"{plural(plan.settings.chains, 'chain')} x {plural(plan.settings.draws, 'draw')} (tune {plan.settings.tune}, seed "
-        f"{plan.settings.seed}); prior set `{plan.prior}`; {outcome.created_utc}; {outcome.seconds:.0f} s."
+        f"{plural(plan.settings.chains, 'chain')} x {plural(plan.settings.draws, 'draw')} "
+        f"(tune {plan.settings.tune}, seed {plan.settings.seed}); prior set `{plan.prior}`; "
+        f"{outcome.created_utc}; {outcome.seconds:.0f} s."
     )
     out.append("")
     if outcome.synthetic:

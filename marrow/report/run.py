@@ -272,7 +272,8 @@ def _build(plan: Plan, work: Path, progress: Progress) -> Outcome:
     source = "the bundled SYNTHETIC trial" if plan.synthetic else str(plan.patients or plan.adam.adsl.parent)
     progress(
         f"report: {plural(len(plan.steps), 'model')} on {source}; {plural(plan.settings.chains, 'chain')} x "
-        f"{plural(plan.settings.draws, 'draw')} (tune {plan.settings.tune}, seed {plan.settings.seed}); prior '{priors.name}'"
+        f"{plural(plan.settings.draws, 'draw')} (tune {plan.settings.tune}, seed {plan.settings.seed}); "
+        f"prior '{priors.name}'"
     )
     steps = prepare(plan, progress)
     total = len(steps)
@@ -352,7 +353,8 @@ def _build(plan: Plan, work: Path, progress: Progress) -> Outcome:
                 work / "report.html", work / "report.pdf", "SYNTHETIC DATA" if plan.synthetic else ""
             )
             progress(
-                f"report.pdf: {plural(outcome.pdf_pages, 'page')} printed by headless Chromium ({time.perf_counter() - tick:.1f} s)"
+                f"report.pdf: {plural(outcome.pdf_pages, 'page')} printed by headless Chromium "
+                f"({time.perf_counter() - tick:.1f} s)"
             )
         except MarrowError as exc:  # the fits and the HTML must not be lost to a browser failure
             outcome.pdf_error = str(exc)
