@@ -140,7 +140,7 @@ class ModelSpec:
             )
             payload["horizons"] = time_units.horizons(list(defaults) + legacy, ())
         known = {f.name for f in fields(cls)}
-        kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in payload.items() if k in known}
+        kwargs: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in payload.items() if k in known}
         return cls(**kwargs)
 
 

@@ -177,7 +177,8 @@ def _decode_utf8(data: bytes, name: str, problems: ProblemList) -> str | None:
 
 def _check_unique_names(names: Sequence[str], name: str, problems: ProblemList) -> list[bool]:
     """Record a problem per duplicated column name; return a mask of the first occurrences to keep."""
-    keep, positions = [], {}
+    keep: list[bool] = []
+    positions: dict[str, list[int]] = {}
     for i, column in enumerate(names):
         positions.setdefault(column, []).append(i + 1)
         keep.append(len(positions[column]) == 1)
@@ -260,7 +261,7 @@ def coerce_covariate(values: pd.Series) -> pd.Series:
     return pd.Series(_covariate_cells(_cells(values)), index=values.index)
 
 
-def _covariate_cells(cells: list) -> np.ndarray:
+def _covariate_cells(cells: np.ndarray) -> np.ndarray:
     binary = _binary_cells(cells)
     return np.where(np.isnan(binary), _numeric_cells(cells), binary)
 
@@ -450,10 +451,10 @@ def validate_patients(
         if values is not None:
             out[column] = values
     # A needed column spelt differently is already a problem with a hint; the others get a note.
-    needed = {c for c, (n, _, _) in optional.items() if n} | (
+    needed_columns = {c for c, (n, _, _) in optional.items() if n} | (
         {"response", "responder"} if needs.response or needs.ordinal else set()
     )
-    for column in sorted(RESERVED - set(table.columns) - needed - {"patient_id", "center"}):
+    for column in sorted(RESERVED - set(table.columns) - needed_columns - {"patient_id", "center"}):
         variant = _variant(table, column)
         if variant is not None:
             notes.append(
@@ -698,7 +699,7 @@ def load_trial(
     from marrow import datasets
 
     synthetic = patients_path is None
-    if synthetic:
+    if patients_path is None:
         patients_path = datasets.PATIENTS_CSV
         if recovery_path is None:
             recovery_path = datasets.RECOVERY_CSV
@@ -726,6 +727,7 @@ def load_trial(
         problems.raise_if_any()
     sources = [_source("patients", patients_path, raw_patients)]
     if raw_recovery is not None:
+        assert recovery_path is not None  # read above
         sources.append(_source("recovery", Path(recovery_path), raw_recovery))
     data = load_frames(
         raw_patients,

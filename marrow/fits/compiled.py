@@ -16,13 +16,14 @@ import dataclasses
 import hashlib
 import json
 from collections import OrderedDict
+from typing import Any
 
 from marrow.models.inputs import ModelInputs
 from marrow.priors import PriorSet
 from marrow.spec import ModelSpec
 
 MAX_ENTRIES = 8
-_CACHE: OrderedDict[str, object] = OrderedDict()
+_CACHE: OrderedDict[str, Any] = OrderedDict()
 
 
 def structure_key(spec: ModelSpec, priors: PriorSet, inputs: ModelInputs, var_names: list[str] | None) -> str:

@@ -121,7 +121,7 @@ def make_folders(folder: Path) -> list[Path]:
     while not folder.exists() and folder != folder.parent:
         missing.append(folder)
         folder = folder.parent
-    created = []
+    created: list[Path] = []
     for item in reversed(missing):
         try:
             item.mkdir()

@@ -29,6 +29,7 @@ def sample_model(
     quiet_pymc_logs(progress)
     if settings.sampler == "nutpie":
         return _sample_nutpie(model, settings, target_accept, progress, compile_key)
+    assert settings.cores is not None  # set by SamplerSettings.__post_init__
     kwargs = dict(
         draws=settings.draws,
         tune=settings.tune,
@@ -58,6 +59,7 @@ def _sample_nutpie(model, settings: SamplerSettings, target_accept: float, progr
 
     from marrow.fits.compiled import compiled_nutpie_model
 
+    assert settings.cores is not None  # set by SamplerSettings.__post_init__
     extra = dict(settings.extra)
     var_names = extra.pop("var_names", None)
     with warnings.catch_warnings():

@@ -64,7 +64,7 @@ CIF_STEPS = 400  # steps of the numerical integration of the cumulative incidenc
 
 
 def family_of(spec: ModelSpec) -> str:
-    return spec.resolved_family
+    return spec.resolved_family or DEFAULT_FAMILY  # never None: the model has a default family
 
 
 def report_days(spec: ModelSpec) -> list:
@@ -176,6 +176,7 @@ def inputs(data: TrialData, spec: ModelSpec) -> ModelInputs:
     average over patients).
     """
     rec = data.recovery
+    assert rec is not None  # the recovery model's needs() ask for the table
     lineages = list(data.lineages)
     n_lineages = len(lineages)
     patient_ids = list(data.patient_ids)
@@ -677,7 +678,7 @@ def augment(idata, inputs: ModelInputs, spec: ModelSpec, rng: np.random.Generato
         with np.errstate(over="ignore", divide="ignore", under="ignore"):
             tables = _tables(post, inputs, spec, draws)
             rep[draws] = _replicate_counts(tables, inputs, spec, rng)
-            if keep:
+            if loglik is not None:
                 loglik[draws] = pointwise(tables, inputs, spec)
     obs = np.bincount(rl, weights=inputs.extra["row_recovered"], minlength=n_lineages).astype(np.int64)
 
@@ -697,7 +698,7 @@ def augment(idata, inputs: ModelInputs, spec: ModelSpec, rng: np.random.Generato
             coords=lineage,
         ),
     }
-    if keep:
+    if loglik is not None:
         groups["log_likelihood"] = xr.Dataset(
             {"recovery": (chain_draw + (dims.ROW,), loglik.reshape(n_chain, n_draw, -1))},
             coords={**coords, dims.ROW: inputs.coords[dims.ROW]},

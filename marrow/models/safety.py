@@ -31,7 +31,7 @@ CENTER_VARIABLES = ("center_sd",)  # what the hierarchical model's center level 
 
 
 def family_of(spec: ModelSpec) -> str:
-    return spec.resolved_family
+    return spec.resolved_family or DEFAULT_FAMILY  # never None: the model has a default family
 
 
 def inputs(data: TrialData, spec: ModelSpec) -> ModelInputs:
@@ -44,7 +44,7 @@ def inputs(data: TrialData, spec: ModelSpec) -> ModelInputs:
         "center_events": np.bincount(center, weights=event, minlength=len(centers)).astype(np.int64),
     }
     coords = {dims.CENTER: centers, dims.PATIENT: list(data.patient_ids)}
-    dropped = ()
+    dropped: tuple = ()
     if family_of(spec) == "hierarchical":  # the beta-binomial model has no center level
         dropped = levels.dropped_levels({dims.CENTER: centers}, {dims.CENTER: CENTER_VARIABLES})
     return ModelInputs(arrays, coords, {"patient_center": center, "patient_event": event}, dropped)

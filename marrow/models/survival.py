@@ -43,7 +43,7 @@ PROPORTIONAL_HAZARDS = ("weibull", "exponential")  # families whose AFT effects 
 
 
 def family_of(spec: ModelSpec) -> str:
-    return spec.resolved_family
+    return spec.resolved_family or DEFAULT_FAMILY  # never None: the model has a default family
 
 
 def latency_family(family: str) -> str:

@@ -57,6 +57,7 @@ def read_history(path: Path | str) -> pd.DataFrame:
     problems = ProblemList()
     table = read_table(path, problems)
     problems.raise_if_any()
+    assert table is not None  # None only with a problem, raised above
     absent = [c for c in HISTORY_COLUMNS if c not in table.columns]
     for column in absent:
         problems.add(name, "required column is missing", column, expected="columns study, n, responders")
@@ -394,7 +395,7 @@ def _describe_rate(label: str, rates: np.ndarray, prior: Prior | None) -> dict:
     q = np.quantile(rates, [0.025, 0.5, 0.975])
     return {
         "distribution": label,
-        "components": len(prior.args["w"])
+        "components": np.size(prior.args["w"])  # the mixture weights: a tuple
         if prior is not None and prior.dist == "NormalMixture"
         else (1 if prior else "-"),
         "rate mean": float(rates.mean()),

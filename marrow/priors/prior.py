@@ -180,7 +180,7 @@ class Prior:
         """The equivalent frozen scipy.stats distribution (for prior densities in plots and checks)."""
         from scipy import stats
 
-        a = self.args
+        a: dict[str, Any] = self.args  # floats, except NormalMixture's tuples
         if self.dist == "Normal":
             return stats.norm(a["mu"], a["sigma"])
         if self.dist == "StudentT":

@@ -75,10 +75,12 @@ def _read_and_map(source: AdamInput, needs: Needs) -> tuple[AdamMapping, dict[st
     }
     if any(ds is None for ds in read.values()):
         problems.raise_if_any()
-    mapped = map_tables(read["adsl"], read.get("adrs"), read.get("adtte"), mapping, needs, problems)
+    readable = {role: ds for role, ds in read.items() if ds is not None}  # all of them: None only with a problem
+    mapped = map_tables(readable["adsl"], readable.get("adrs"), readable.get("adtte"), mapping, needs, problems)
     if mapped is None:
         problems.raise_if_any()
-    return mapping, read, mapped, problems
+    assert mapped is not None  # None only with a problem, raised above
+    return mapping, readable, mapped, problems
 
 
 def load_adam(source: AdamInput, needs: Needs = Needs(), announce: bool = False) -> TrialData:  # noqa: B008 (Needs is a frozen dataclass: an immutable default)
@@ -202,6 +204,10 @@ def adam_for_fits(fits: Sequence, adam: AdamInput | None, tables_given: bool) ->
         if tables_given or not recorded:
             return None
         adam = recorded_adam([{"role": r, "path": p, "sha256": h} for r, (p, h) in recorded.items()])
+        if adam is None:  # ADaM files recorded without ADSL: not a fit marrow wrote
+            raise UsageError(
+                "the fits record ADaM datasets but no ADSL; pass them with --adam (or --adsl/--adrs/--adtte)"
+            )
     for role, path in adam.paths().items():
         if role not in recorded:
             continue
