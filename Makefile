@@ -1,6 +1,7 @@
 # Two entry points (see README): `make report` and `make test`. Both create .venv with the pinned
 # dependencies of requirements.lock first (once; again when the lock or pyproject changes). `make test`
-# also installs headless Chromium and poppler-utils for the browser tests when they are missing.
+# runs `make lint` first (what CI runs, .ci/run), then installs headless Chromium and poppler-utils for
+# the browser tests when they are missing.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -11,7 +12,7 @@ PYTEST_ARGS ?=
 # single-threaded phases (imports, compiles, loaders) overlap; about half the time on 2 cores.
 PYTEST_WORKERS ?= 2
 
-.PHONY: install report test bench clean
+.PHONY: install report lint test bench clean
 
 install: $(STAMP)
 
@@ -25,7 +26,15 @@ $(STAMP): requirements.lock pyproject.toml
 report: $(STAMP)
 	$(BIN)/marrow report --out $(REPORT_DIR) --force
 
-test: $(STAMP)
+# ruff (lint and format, [tool.ruff]), mypy on the core packages ([tool.mypy] files), and the layer
+# contract of import-linter once pyproject.toml has one ([tool.importlinter]); the tools are in the lock.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	if grep -q '^\[tool\.importlinter\]' pyproject.toml; then PYTHONPATH=. $(BIN)/lint-imports; fi
+
+test: $(STAMP) lint
 	bash tests/browser_check.sh
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
