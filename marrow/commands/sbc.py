@@ -114,8 +114,10 @@ def sbc(
     check_writable(out_dir, force, folder=True)
     spec = ModelSpec(model=model, outcome=outcome, covariates=split_list(covariates), family=family, cure=cure)
     check_supported(spec)
+    # In this process the chains of a refit run in parallel; on Dask workers (one thread each) one by one.
+    cores = None if scheduler is None and n_workers is None else 1
     settings = SamplerSettings(
-        chains=chains, draws=draws, tune=tune, seed=seed, sampler=sampler, target_accept=target_accept, cores=1
+        chains=chains, draws=draws, tune=tune, seed=seed, sampler=sampler, target_accept=target_accept, cores=cores
     )
     priors = priors_in_unit(load_prior_set(prior), spec.time_unit)
     sim_priors = priors_in_unit(load_prior_set(simulate_prior), spec.time_unit) if simulate_prior else None
