@@ -10,7 +10,15 @@ import warnings as _warnings
 # matrix-vector products, so skip the probe unless the user configured BLAS themselves.
 _flags = _os.environ.get("PYTENSOR_FLAGS", "")
 if "blas__ldflags" not in _flags and "blas.ldflags" not in _flags:
-    _os.environ["PYTENSOR_FLAGS"] = ",".join(x for x in (_flags, "blas__ldflags=") if x)
+    _flags = ",".join(x for x in (_flags, "blas__ldflags=") if x)
+# Numba's fast-math lets LLVM reassociate sums across the functions it inlines. PyTensor compiles a
+# model's functions fresh in one process and loads them from its numba cache in the next, inlined
+# differently, so with fast-math the same seed gave other draws on a first run than on later runs (and on
+# a fresh Dask worker than in this process). Without it both are IEEE-exact and equal; sampling is no
+# slower on marrow's models (docs/performance.md).
+if "numba__fastmath" not in _flags and "numba.fastmath" not in _flags:
+    _flags = ",".join(x for x in (_flags, "numba__fastmath=False") if x)
+_os.environ["PYTENSOR_FLAGS"] = _flags
 
 # ArviZ 0.23 announces its 1.0 refactor on import (once a day); it is noise for marrow's users. Its
 # text starts with a newline and `message` must match from the start, hence the leading \s*.
