@@ -24,6 +24,10 @@ _os.environ["PYTENSOR_FLAGS"] = _flags
 # text starts with a newline and `message` must match from the start, hence the leading \s*.
 _warnings.filterwarnings("ignore", message=r"\s*ArviZ is undergoing a major refactor", category=FutureWarning)
 
+# The model registry (marrow.descriptor.REGISTRY) is filled here, before anything can make a ModelSpec:
+# `marrow.spec` (core) reads it but may not import `marrow.models`, the layer that declares its values.
+import marrow.models.registry  # noqa: E402, F401
+
 # The Python API (docs/api.md); light to import: pandas, PyMC and ArviZ load on first use.
 from marrow.api import Refitter, diagnose, fit, from_frames, load_fit, load_trial, summarize  # noqa: E402
 

@@ -24,7 +24,7 @@ from marrow import __version__
 
 # name -> (module:attribute, one-line help). Order is the order shown in --help.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "fit": ("marrow.commands.fit:fit", "Fit a model (response, recovery, survival, safety) and save it."),
+    "fit": ("marrow.commands.fit:fit", "Fit a model (`marrow fit --help` lists them) and save it."),
     "summarize": ("marrow.commands.inspect:summarize", "Posterior summary of a saved fit."),
     "diagnose": ("marrow.commands.inspect:diagnose", "Sampler diagnostics of a saved fit; exit 1 on failure."),
     "compare-models": ("marrow.commands.compare_models:compare_models", "PSIS-LOO comparison of saved fits."),

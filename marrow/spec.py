@@ -1,6 +1,8 @@
 """`ModelSpec` and `SamplerSettings`: small frozen, JSON-able descriptions of what to fit and how.
 
-Light to import (no numpy or pandas), so the CLI's option declarations can read its constants."""
+Light to import (no numpy or pandas). What each model accepts is its descriptor's to say
+(`marrow.descriptor.REGISTRY`): `ModelSpec` checks the values every model shares (ranges, units), then
+asks the model's descriptor about the rest (choices, options that belong to other models)."""
 
 from __future__ import annotations
 
@@ -11,27 +13,18 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 from marrow import time_units
+from marrow.descriptor import REGISTRY
 from marrow.errors import UsageError
 
 if TYPE_CHECKING:
     from marrow.data.load import Needs
 
-MODELS = ("response", "recovery", "survival", "safety")
-OUTCOMES = ("binary", "ordinal")
-RECOVERY_FAMILIES = ("weibull", "lognormal", "loglogistic")
-SURVIVAL_FAMILIES = ("weibull", "exponential", "lognormal", "loglogistic")
-SAFETY_FAMILIES = ("beta-binomial", "hierarchical")
-FAMILIES = {"recovery": RECOVERY_FAMILIES, "survival": SURVIVAL_FAMILIES, "safety": SAFETY_FAMILIES}
-# The family a model fits when none is given: the one source for labels, builders, CLI and plan defaults.
-# Recovery: log-logistic passes PSIS-LOO on the bundled trial where Weibull does not (docs/models.md).
-DEFAULT_FAMILIES = {"recovery": "loglogistic", "survival": "weibull", "safety": "beta-binomial"}
-TIMED_MODELS = ("recovery", "survival")  # models whose data and results are times (time_unit, horizons)
 SAMPLERS = ("auto", "pymc", "nutpie", "numpyro")
 
 
 def default_family(model: str) -> str | None:
     """The family `model` fits when `family` is None (None for models without families)."""
-    return DEFAULT_FAMILIES.get(model)
+    return REGISTRY.get(model).default_family
 
 
 class SpecError(UsageError):
@@ -63,14 +56,8 @@ class ModelSpec:
     competing_death: bool = False  # recovery only: death (died/followup_days) competes with recovery
 
     def __post_init__(self) -> None:
-        if self.model not in MODELS:
-            raise SpecError("model", f"unknown model '{self.model}'; choose one of {', '.join(MODELS)}")
-        if self.outcome not in OUTCOMES:
-            raise SpecError("outcome", f"unknown outcome '{self.outcome}'; choose binary or ordinal")
-        families = FAMILIES.get(self.model)
-        if self.family is not None and (families is None or self.family not in families):
-            allowed = ", ".join(families) if families else "none (this model has no family)"
-            raise SpecError("family", f"unknown family '{self.family}' for the {self.model} model; choose {allowed}")
+        if self.model not in REGISTRY:
+            raise SpecError("model", f"unknown model '{self.model}'; choose one of {', '.join(REGISTRY.names())}")
         if len(set(self.covariates)) != len(self.covariates):
             raise SpecError("covariates", f"a covariate is listed twice: {', '.join(self.covariates)}")
         if not 0 < self.threshold < 1:
@@ -79,47 +66,31 @@ class ModelSpec:
             raise SpecError("n_future", f"the future cohort size must be at least 1, got {self.n_future}")
         if self.time_unit not in time_units.UNITS:
             raise SpecError("time_unit", f"unknown time unit {self.time_unit!r}; choose {', '.join(time_units.UNITS)}")
-        if self.model not in TIMED_MODELS and (self.horizons or self.time_unit != time_units.DEFAULT_UNIT):
-            raise SpecError(
-                "time_unit" if not self.horizons else "horizons",
-                f"the {self.model} model has no times; time_unit and horizons apply to {' and '.join(TIMED_MODELS)}",
-            )
         if any(not math.isfinite(h) or h <= 0 for h in self.horizons):
             shown = ", ".join(f"{h:g}" for h in self.horizons)
             raise SpecError("horizons", f"times must be finite and > 0 ({self.time_unit}), got {shown}")
-        if self.competing_death and self.model != "recovery":
-            raise SpecError("competing_death", "competing death is an option of the recovery model only")
+        fault = REGISTRY.get(self.model).check(self)
+        if fault is not None:
+            raise SpecError(*fault)
 
     @property
     def resolved_family(self) -> str | None:
-        """The family fitted: `family`, or the model's default (DEFAULT_FAMILIES) when None."""
+        """The family fitted: `family`, or the model's default (its descriptor's) when None."""
         return self.family or default_family(self.model)
 
     def needs(self) -> Needs:
-        """The columns and tables this model requires of the data."""
+        """The columns and tables this model requires of the data (its descriptor's `needs`)."""
         from marrow.data.load import Needs  # pandas: not at import, so the CLI's --help stays light
 
-        return Needs(
-            response=self.model == "response",
-            ordinal=self.model == "response" and self.outcome == "ordinal",
-            followup=self.model == "survival" or self.competing_death,
-            died=self.model == "survival" or self.competing_death,
-            adverse_event=self.model == "safety",
-            recovery=self.model == "recovery",
-            covariates=self.covariates,
-        )
+        flags = REGISTRY.get(self.model).needs(self)
+        return Needs(**dict.fromkeys(flags, True), covariates=self.covariates)
 
     @property
     def label(self) -> str:
         """Short readable name, e.g. 'response (ordinal)', 'recovery (loglogistic cure)',
         'survival (weibull, weeks)'."""
-        if self.model == "response":
-            return f"response ({self.outcome})"
-        unit = f", {self.time_unit}" if self.time_unit != time_units.DEFAULT_UNIT else ""
-        if self.model == "recovery":
-            death = ", death competing" if self.competing_death else ""
-            return f"recovery ({self.resolved_family} {'cure' if self.cure else 'AFT, no cure'}{death}{unit})"
-        return f"{self.model} ({self.resolved_family}{unit})"
+        label = REGISTRY.get(self.model).label
+        return label(self) if label else self.model
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

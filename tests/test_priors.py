@@ -14,7 +14,7 @@ from scipy.special import digamma, logit, polygamma
 
 from marrow.errors import UsageError
 from marrow.priors import DEFAULT_SET, Prior, PriorSet, available_sets, load_prior_set
-from marrow.priors.catalog import PARAMETERS
+from marrow.priors.catalog import parameters
 from marrow.priors.sets import describe_set, prior_origins
 
 
@@ -34,7 +34,7 @@ def test_shipped_sets_are_listed():
 @pytest.mark.parametrize("name", ["weakly-informative", "skeptical", "enthusiastic"])
 def test_every_catalog_key_resolves_with_a_reason(name):
     prior_set = load_prior_set(name)
-    assert list(prior_set.priors) == list(PARAMETERS)
+    assert list(prior_set.priors) == list(parameters())
     assert prior_set.description
     for key, prior in prior_set.priors.items():
         assert prior.reason.strip(), f"{name}: {key} has no reason"
@@ -56,10 +56,10 @@ def test_skeptical_and_enthusiastic_say_what_they_promise():
 
 def test_describe_set_is_a_default_prior_table():
     rows = describe_set("skeptical")
-    assert [r["parameter"] for r in rows] == list(PARAMETERS)
+    assert [r["parameter"] for r in rows] == list(parameters())
     first = rows[0]
     assert first["prior"] == "Normal(mu=-1.735, sigma=0.5)"
-    assert first["meaning"] == PARAMETERS["response.intercept"][1]
+    assert first["meaning"] == parameters()["response.intercept"][1]
     assert first["from"] == "skeptical" and first["reason"]
 
 
@@ -109,7 +109,7 @@ def test_a_complete_file_needs_no_base(tmp_path):
     )
     # Dotted keys written as quoted table names are one flat key in TOML; write them nested instead.
     text = text.replace('["', "[").replace('"]', "]")
-    assert load_prior_set(write(tmp_path / "full.toml", text)).priors.keys() == PARAMETERS.keys()
+    assert load_prior_set(write(tmp_path / "full.toml", text)).priors.keys() == parameters().keys()
 
 
 # --- every error path names the key -----------------------------------------------------------
@@ -309,7 +309,7 @@ def test_priors_show_table_and_formats(marrow_cli, tmp_path):
     assert "response.intercept" in out and "-1.735" in out and "typical" in out  # the table wraps long cells
     code, out, _ = marrow_cli("priors", "show", "enthusiastic", "--model", "response", "--format", "json")
     rows = json.loads(out)["rows"]
-    assert [r["parameter"] for r in rows] == [k for k in PARAMETERS if k.startswith("response.")]
+    assert [r["parameter"] for r in rows] == [k for k in parameters() if k.startswith("response.")]
     assert {"parameter", "prior", "meaning", "reason", "from"} == set(rows[0])
     target = tmp_path / "priors.md"
     assert marrow_cli("priors", "show", "--format", "markdown", "--out", target)[0] == 0
@@ -409,7 +409,7 @@ def test_the_full_prior_used_is_stored_in_the_fit(one_center_fit):
     stored = loaded.priors
     expected = load_prior_set(prior_file)
     assert stored.priors == expected.priors  # every parameter, the inherited ones included
-    assert set(json.loads(loaded.provenance["priors"])["priors"]) == set(PARAMETERS)
+    assert set(json.loads(loaded.provenance["priors"])["priors"]) == set(parameters())
     assert stored["response.center_sd"].args == {"sigma": 0.01}
     assert stored["response.beta"] == load_prior_set()["response.beta"]
     assert "log_prior" in loaded.idata.groups()

@@ -13,11 +13,12 @@ from conftest import write_csv
 
 from marrow import dims, time_units
 from marrow.data import load_trial
+from marrow.descriptor import REGISTRY
 from marrow.errors import UsageError
 from marrow.models import build_model, module_for
 from marrow.priors import Prior, load_prior_set
 from marrow.report.plan import load_plan
-from marrow.spec import DEFAULT_FAMILIES, ModelSpec, SpecError
+from marrow.spec import ModelSpec, SpecError
 
 pytestmark = pytest.mark.filterwarnings("ignore:PyTensor could not link to a BLAS:UserWarning")
 
@@ -154,6 +155,9 @@ def test_a_trial_in_weeks_is_the_same_model_as_in_days(trials):
 # --- one default family per model ------------------------------------------------------------------------
 
 
+DEFAULT_FAMILIES = {d.name: d.default_family for d in REGISTRY if d.default_family}
+
+
 @pytest.mark.parametrize("model", sorted(DEFAULT_FAMILIES))
 def test_label_builder_and_cli_share_one_default_family(model):
     from marrow.commands.fit import fit as fit_group
@@ -162,7 +166,7 @@ def test_label_builder_and_cli_share_one_default_family(model):
     module = module_for(model)
     assert module.family_of(spec) == spec.resolved_family == DEFAULT_FAMILIES[model]
     assert DEFAULT_FAMILIES[model] in spec.label
-    option = {p.name: p for p in fit_group.commands[model].params}["family"]
+    option = {p.name: p for p in fit_group.get_command(None, model).params}["family"]
     assert option.default == DEFAULT_FAMILIES[model]
     assert ModelSpec("recovery").label == "recovery (loglogistic cure)"
 

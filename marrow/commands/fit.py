@@ -8,12 +8,19 @@ from pathlib import Path
 import click
 
 from marrow.commands.common import data_options, info, split_days, split_list, warn
+from marrow.descriptor import REGISTRY, ModelDescriptor, Option
 from marrow.formatting import plural
-from marrow.spec import DEFAULT_FAMILIES, RECOVERY_FAMILIES, SAFETY_FAMILIES, SURVIVAL_FAMILIES
+from marrow.spec import SAMPLERS
 
 
-def sampler_options(func):
-    """Options shared by every `fit` subcommand."""
+def sampler_options(func, descriptor: ModelDescriptor | None = None):
+    """Options shared by every `fit` subcommand (defaults named from `descriptor` when given)."""
+    own = (
+        f"the model's own ({descriptor.target_accept:g}, or as the model adapts it to the data)"
+        if descriptor
+        else "the model's own"
+    )
+    auto = f"{descriptor.sampler} for this model" if descriptor else "the model's own"
     options = [
         click.option("--quiet", is_flag=True, help="No progress bar or progress messages."),
         click.option("--force", is_flag=True, help="Overwrite an existing fit file."),
@@ -28,14 +35,14 @@ def sampler_options(func):
             "--target-accept",
             type=float,
             default=None,
-            help="NUTS target acceptance rate. Default: the model's own (response: 0.95, 0.8 from 20 centers on).",
+            help=f"NUTS target acceptance rate. Default: {own}.",
         ),
         click.option(
             "--sampler",
-            type=click.Choice(["auto", "pymc", "nutpie", "numpyro"]),
+            type=click.Choice(list(SAMPLERS)),
             default="auto",
             show_default=True,
-            help="NUTS implementation; auto = the model's default (nutpie for response and recovery, PyMC otherwise).",
+            help=f"NUTS implementation; auto = {auto} (PyMC's own when that is not installed).",
         ),
         click.option("--seed", type=int, default=2017, show_default=True, help="Random seed; same seed, same numbers."),
         click.option("--tune", type=int, default=1000, show_default=True, help="Warm-up iterations per chain."),
@@ -62,7 +69,17 @@ def sampler_options(func):
     return data_options(func)
 
 
-@click.group()
+class ModelGroup(click.Group):
+    """`marrow fit`'s subcommands: one per registered model, built from its descriptor when asked for."""
+
+    def list_commands(self, ctx) -> list[str]:
+        return list(REGISTRY.names())
+
+    def get_command(self, ctx, cmd_name: str) -> click.Command | None:
+        return model_command(REGISTRY.get(cmd_name)) if cmd_name in REGISTRY else None
+
+
+@click.group(cls=ModelGroup)
 def fit() -> None:
     """Fit a model and save it as an ArviZ NetCDF file with full provenance.
 
@@ -188,134 +205,38 @@ def time_options(name: str, alias: str, what: str, defaults: str, example: str):
     return decorate
 
 
-@fit.command("response")
-@sampler_options
-@click.option(
-    "--outcome",
-    type=click.Choice(["binary", "ordinal"]),
-    default="binary",
-    show_default=True,
-    help="binary: responder (CR or PR); ordinal: CR > PR > NR, cumulative logit.",
-)
-@click.option(
-    "--threshold",
-    type=float,
-    default=0.15,
-    show_default=True,
-    help="Report P(response rate > THRESHOLD), e.g. the null rate of the design.",
-)
-def fit_response(outcome: str, threshold: float, **options) -> int:
-    """Hierarchical response model: response probability partially pooled over centers.
-
-    \b
-    Examples:
-      marrow fit response --out response.nc
-      marrow fit response --outcome ordinal --covariates prior_atg,active_infection --out ordinal.nc
-      marrow fit response --data my_trial.csv --covariates prior_atg --out mine.nc
-      marrow fit response --adam adam/ --covariates prior_atg --out mine.nc   # ADSL, ADRS (docs/data.md)
-    """
-    return run_fit({"model": "response", "outcome": outcome, "threshold": threshold}, options)
-
-
-@fit.command("recovery")
-@sampler_options
-@click.option(
-    "--family",
-    type=click.Choice(list(RECOVERY_FAMILIES)),
-    default=DEFAULT_FAMILIES["recovery"],
-    show_default=True,
-    help="Latency distribution among those who recover (see docs/models.md).",
-)
-@click.option(
-    "--cure/--no-cure",
-    default=True,
-    show_default=True,
-    help="Mixture cure model (some never recover) or a plain censored AFT model.",
-)
-@click.option("--per-lineage-effects", is_flag=True, help="Covariate effects specific to each lineage.")
-@click.option("--frailty", is_flag=True, help="Patient frailty shared across lineages.")
-@time_options("by", "--by-day", "P(recovered by t)", "day 30, 90 and 180", "7,14,30")
-@click.option(
-    "--competing-death",
-    is_flag=True,
-    help="Death (died/followup_days) competes with recovery: its own Weibull hazard, and cumulative "
-    "incidences of recovery and of death before recovery.",
-)
-def fit_recovery(
-    family: str,
-    cure: bool,
-    per_lineage_effects: bool,
-    frailty: bool,
-    time_unit: str,
-    horizons: tuple[float, ...],
-    competing_death: bool,
-    **options,
-) -> int:
-    """Lineage-specific time to recovery, with a cure fraction by default.
-
-    \b
-    Examples:
-      marrow fit recovery --covariates prior_atg,active_infection --out recovery.nc
-      marrow fit recovery --family lognormal --no-cure --out aft.nc
-      marrow fit recovery --time-unit weeks --by 2,4,12 --data trial.csv --recovery rec.csv --out weeks.nc
-      marrow fit recovery --competing-death --out competing.nc
-    """
-    return run_fit(
-        {
-            "model": "recovery",
-            "family": family,
-            "cure": cure,
-            "per_lineage_effects": per_lineage_effects,
-            "frailty": frailty,
-            "time_unit": time_unit,
-            "horizons": horizons,
-            "competing_death": competing_death,
-        },
-        options,
+def option_decorator(option: Option):
+    """The click option of a descriptor's `Option` (its kind follows its default's type)."""
+    if isinstance(option.default, bool):
+        if option.default:
+            return click.option(option.flag, option.name, default=True, show_default=True, help=option.help)
+        return click.option(option.flag, option.name, is_flag=True, help=option.help)
+    kind = click.Choice(list(option.choices)) if option.choices else type(option.default)
+    return click.option(
+        option.flag, option.name, type=kind, default=option.default, show_default=True, help=option.help
     )
 
 
-@fit.command("survival")
-@sampler_options
-@click.option(
-    "--family",
-    type=click.Choice(list(SURVIVAL_FAMILIES)),
-    default=DEFAULT_FAMILIES["survival"],
-    show_default=True,
-    help="Parametric survival distribution (AFT); exponential = Weibull with shape 1.",
-)
-@time_options("at", "--at-days", "survival probabilities S(t)", "6, 12 and 24 months", "3,6,12")
-def fit_survival(family: str, time_unit: str, horizons: tuple[float, ...], **options) -> int:
-    """Overall survival on followup_days and died.
+def model_command(descriptor: ModelDescriptor) -> click.Command:
+    """`marrow fit NAME`: the sampler and data options, then the model's own options and time options."""
+    names = [o.name for o in descriptor.options] + (["time_unit", "horizons"] if descriptor.times else [])
 
-    \b
-    Examples:
-      marrow fit survival --out survival.nc
-      marrow fit survival --time-unit months --at 6,12,36 --data trial.csv --out survival.nc
-    """
-    return run_fit({"model": "survival", "family": family, "time_unit": time_unit, "horizons": horizons}, options)
+    def command(**options) -> int:
+        spec_kwargs = {"model": descriptor.name, **{name: options.pop(name) for name in names}}
+        return run_fit(spec_kwargs, options)
 
-
-@fit.command("safety")
-@sampler_options
-@click.option(
-    "--family",
-    type=click.Choice(list(SAFETY_FAMILIES)),
-    default=DEFAULT_FAMILIES["safety"],
-    show_default=True,
-    help="Beta-binomial rate, or logistic with centers partially pooled.",
-)
-@click.option(
-    "--threshold", type=float, default=0.15, show_default=True, help="Report P(adverse-event rate > THRESHOLD)."
-)
-@click.option(
-    "--n-future", type=int, default=50, show_default=True, help="Size of a future cohort for predicted events."
-)
-def fit_safety(family: str, threshold: float, n_future: int, **options) -> int:
-    """Adverse-event rate, its exceedance probability and predicted events in a future cohort.
-
-    \b
-    Example:
-      marrow fit safety --threshold 0.2 --n-future 40 --out safety.nc
-    """
-    return run_fit({"model": "safety", "family": family, "threshold": threshold, "n_future": n_future}, options)
+    command.__doc__ = descriptor.summary + (
+        "\n\n\b\nExample"
+        + ("s" if len(descriptor.examples) > 1 else "")
+        + ":\n"
+        + "".join(f"  {line}\n" for line in descriptor.examples)
+        if descriptor.examples
+        else ""
+    )
+    func = sampler_options(command, descriptor)
+    for option in reversed(descriptor.options):
+        func = option_decorator(option)(func)
+    if descriptor.times:
+        t = descriptor.times
+        func = time_options(t.key, t.days_alias, t.what, t.defaults, t.example)(func)
+    return click.command(descriptor.name)(func)

@@ -7,11 +7,11 @@ from pathlib import Path
 import click
 
 from marrow.commands.common import data_options, emit, format_options, info, split_list
-from marrow.spec import RECOVERY_FAMILIES, SAFETY_FAMILIES, SURVIVAL_FAMILIES
+from marrow.commands.model_options import given, model_argument, model_options
 
 
 @click.command("prior-check")
-@click.argument("model", type=click.Choice(["response", "recovery", "survival", "safety"]))
+@model_argument
 @click.option(
     "--prior",
     default="weakly-informative",
@@ -19,25 +19,7 @@ from marrow.spec import RECOVERY_FAMILIES, SAFETY_FAMILIES, SURVIVAL_FAMILIES
     help="Prior set: a shipped name (see `marrow priors list`) or a TOML file.",
 )
 @click.option("--covariates", default="", help="Comma-separated covariate columns, e.g. prior_atg,active_infection.")
-@click.option(
-    "--outcome",
-    type=click.Choice(["binary", "ordinal"]),
-    default="binary",
-    show_default=True,
-    help="Response model: binary or ordinal.",
-)
-@click.option(
-    "--family",
-    default=None,
-    help=f"Model family (recovery: {', '.join(RECOVERY_FAMILIES)}; "
-    f"survival: {', '.join(SURVIVAL_FAMILIES)}; "
-    f"safety: {', '.join(SAFETY_FAMILIES)}).",
-)
-@click.option("--cure/--no-cure", default=True, show_default=True, help="Recovery model: mixture cure or not.")
-@click.option("--frailty", is_flag=True, help="Recovery model: patient frailty shared across lineages.")
-@click.option(
-    "--threshold", type=float, default=0.15, show_default=True, help="Report P(rate > THRESHOLD) under the prior."
-)
+@model_options(("outcome", "family", "cure", "frailty", "threshold"))
 @click.option("--draws", type=int, default=1000, show_default=True, help="Prior predictive draws.")
 @click.option("--seed", type=int, default=2017, show_default=True, help="Random seed.")
 @click.option(
@@ -53,11 +35,11 @@ def prior_check(
     model: str,
     prior: str,
     covariates: str,
-    outcome: str,
+    outcome: str | None,
     family: str | None,
-    cure: bool,
-    frailty: bool,
-    threshold: float,
+    cure: bool | None,
+    frailty: bool | None,
+    threshold: float | None,
     draws: int,
     seed: int,
     plot_path: Path | None,
@@ -91,15 +73,8 @@ def prior_check(
 
     if recovery_path is not None and data_path is None:
         raise UsageError("--recovery needs --data (the patients table it belongs to)")
-    spec = ModelSpec(
-        model=model,
-        outcome=outcome,
-        covariates=split_list(covariates),
-        family=family,
-        cure=cure,
-        frailty=frailty,
-        threshold=threshold if model in ("response", "safety") else 0.15,
-    )
+    chosen = given({"outcome": outcome, "family": family, "cure": cure, "frailty": frailty, "threshold": threshold})
+    spec = ModelSpec(model=model, covariates=split_list(covariates), **chosen)
     priors = load_prior_set(prior)
     for path in (out_path, plot_path):
         if path is not None:

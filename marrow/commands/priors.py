@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from marrow.commands.common import emit, format_options, info, warn
+from marrow.descriptor import REGISTRY
 from marrow.formatting import FORMATS
 
 
@@ -60,7 +61,7 @@ def list_sets(fmt: str, force: bool, out_path: Path | None) -> int:
 @click.option(
     "--model",
     "model",
-    type=click.Choice(["response", "recovery", "survival", "safety"]),
+    type=click.Choice(list(REGISTRY.names())),
     default=None,
     help="Only the parameters of this model.",
 )

@@ -9,11 +9,12 @@ from pathlib import Path
 import click
 
 from marrow.commands.common import data_options, info, split_list
-from marrow.spec import RECOVERY_FAMILIES, SAFETY_FAMILIES, SURVIVAL_FAMILIES
+from marrow.commands.model_options import given, model_argument, model_options
+from marrow.spec import SAMPLERS
 
 
 @click.command("sbc")
-@click.argument("model", type=click.Choice(["response", "recovery", "survival", "safety"]))
+@model_argument
 @click.option("--sims", type=int, default=200, show_default=True, help="Number of simulated trials.")
 @click.option(
     "--out",
@@ -31,14 +32,7 @@ from marrow.spec import RECOVERY_FAMILIES, SAFETY_FAMILIES, SURVIVAL_FAMILIES
     "miscalibrated model looks like.",
 )
 @click.option("--covariates", default="", help="Comma-separated covariate columns, e.g. prior_atg,active_infection.")
-@click.option("--outcome", type=click.Choice(["binary", "ordinal"]), default="binary", show_default=True)
-@click.option(
-    "--family",
-    default=None,
-    help=f"Model family (recovery: {', '.join(RECOVERY_FAMILIES)}; survival: {', '.join(SURVIVAL_FAMILIES)}; "
-    f"safety: {', '.join(SAFETY_FAMILIES)}).",
-)
-@click.option("--cure/--no-cure", default=True, show_default=True, help="Recovery model: mixture cure or not.")
+@model_options(("outcome", "family", "cure"))
 @click.option("--chains", type=int, default=2, show_default=True, help="Chains per refit.")
 @click.option("--draws", type=int, default=500, show_default=True, help="Draws per chain per refit.")
 @click.option("--tune", type=int, default=500, show_default=True, help="Warm-up iterations per chain.")
@@ -46,7 +40,7 @@ from marrow.spec import RECOVERY_FAMILIES, SAFETY_FAMILIES, SURVIVAL_FAMILIES
     "--ranks", "n_ranks", type=int, default=100, show_default=True, help="Thinned posterior draws ranked against."
 )
 @click.option("--alpha", type=float, default=0.01, show_default=True, help="Family-wise level of the uniformity tests.")
-@click.option("--sampler", type=click.Choice(["auto", "pymc", "nutpie", "numpyro"]), default="auto", show_default=True)
+@click.option("--sampler", type=click.Choice(list(SAMPLERS)), default="auto", show_default=True)
 @click.option("--target-accept", type=float, default=None, help="NUTS target acceptance. Default: the model's own.")
 @click.option(
     "--seed", type=int, default=2017, show_default=True, help="Study seed (each simulation's derives from it)."
@@ -63,9 +57,9 @@ def sbc(
     prior: str,
     simulate_prior: str | None,
     covariates: str,
-    outcome: str,
+    outcome: str | None,
     family: str | None,
-    cure: bool,
+    cure: bool | None,
     chains: int,
     draws: int,
     tune: int,
@@ -112,7 +106,8 @@ def sbc(
     if recovery_path is not None and data_path is None:
         raise UsageError("--recovery needs --data (the patients table it belongs to)")
     check_writable(out_dir, force, folder=True)
-    spec = ModelSpec(model=model, outcome=outcome, covariates=split_list(covariates), family=family, cure=cure)
+    chosen = given({"outcome": outcome, "family": family, "cure": cure})
+    spec = ModelSpec(model=model, covariates=split_list(covariates), **chosen)
     check_supported(spec)
     # In this process the chains of a refit run in parallel; on Dask workers (one thread each) one by one.
     cores = None if scheduler is None and n_workers is None else 1

@@ -7,11 +7,21 @@ from pathlib import Path
 import click
 
 from marrow.commands.common import data_options, emit, format_options, info, split_list, warn
+from marrow.commands.model_options import given, model_options
+from marrow.descriptor import REGISTRY
+
+# With --refit MODEL: every model option but threshold (--threshold is the sensitivity's own here).
+REFIT_OPTIONS = tuple(dict.fromkeys(o.name for d in REGISTRY for o in d.options if o.name != "threshold"))
 
 
 @click.command()
 @click.argument("target", metavar="FIT|MODEL")
-@click.option("--refit", is_flag=True, help="Refit MODEL under each of --priors instead of reading a saved FIT.")
+@click.option(
+    "--refit",
+    is_flag=True,
+    help="Refit under each of --priors: MODEL with the options below, or a saved FIT's model with every option it "
+    "was fitted with (on its data unless --data is given).",
+)
 @click.option(
     "--priors",
     "prior_names",
@@ -27,14 +37,7 @@ from marrow.commands.common import data_options, emit, format_options, info, spl
     help="Power-scaling sensitivity above which a quantity is flagged (priorsense's 0.05).",
 )
 @click.option("--covariates", default="", help="With --refit: comma-separated covariate columns.")
-@click.option(
-    "--outcome",
-    type=click.Choice(["binary", "ordinal"]),
-    default="binary",
-    show_default=True,
-    help="With --refit: response outcome.",
-)
-@click.option("--family", default=None, help="With --refit: model family (as for `marrow fit`).")
+@model_options(REFIT_OPTIONS)
 @click.option("--draws", type=int, default=1000, show_default=True, help="With --refit: draws per chain.")
 @click.option("--tune", type=int, default=1000, show_default=True, help="With --refit: warm-up per chain.")
 @click.option("--chains", type=int, default=4, show_default=True, help="With --refit: chains.")
@@ -48,8 +51,6 @@ def sensitivity(
     prior_names: str,
     threshold: float,
     covariates: str,
-    outcome: str,
-    family: str | None,
     draws: int,
     tune: int,
     chains: int,
@@ -61,6 +62,7 @@ def sensitivity(
     force: bool,
     out_path: Path | None,
     adam=None,
+    **model_values,
 ) -> int:
     """How much the results depend on the prior.
 
@@ -70,14 +72,16 @@ def sensitivity(
       if the prior, then the likelihood, were raised to a power near 1, and the cumulative
       Jensen-Shannon distance says how far each quantity moves. Diagnosis per quantity:
       "prior-data conflict" (sensitive to both), "strong prior / weak likelihood" (prior only).
-    marrow sensitivity --refit [--priors a,b,c] MODEL
-      Refits MODEL under each prior set and shows median [95% interval] side by side.
+    marrow sensitivity --refit [--priors a,b,c] MODEL|FIT
+      Refits MODEL (or a saved FIT's model, with all its options) under each prior set and shows
+      median [95% interval] side by side.
 
     \b
     Examples:
       marrow sensitivity response.nc
       marrow sensitivity --refit --priors weakly-informative,skeptical,enthusiastic response
       marrow sensitivity --refit --covariates prior_atg --draws 500 --chains 2 response --format markdown
+      marrow sensitivity --refit --draws 500 recovery.nc
     """
     from marrow.errors import UsageError
 
@@ -90,8 +94,7 @@ def sensitivity(
             target,
             split_list(prior_names),
             covariates,
-            outcome,
-            family,
+            given(model_values),
             draws,
             tune,
             chains,
@@ -106,7 +109,7 @@ def sensitivity(
         )
     if threshold <= 0:
         raise UsageError(f"--threshold must be > 0, got {threshold:g}")
-    if target in ("response", "recovery", "survival", "safety") and not Path(target).exists():
+    if target in REGISTRY and not Path(target).exists():
         raise UsageError(
             f"'{target}' is a model name: add --refit to refit it under several prior sets, or give a saved fit file"
         )
@@ -142,11 +145,10 @@ def _powerscale(fit_path: Path, threshold: float, fmt: str, force: bool, out_pat
 
 
 def _refit(
-    model: str,
+    target: str,
     prior_names: tuple[str, ...],
     covariates: str,
-    outcome: str,
-    family: str | None,
+    options: dict,
     draws: int,
     tune: int,
     chains: int,
@@ -165,15 +167,23 @@ def _refit(
     from marrow.errors import UsageError
     from marrow.formatting import plural, render
     from marrow.sensitivity import refit_under_priors
-    from marrow.spec import MODELS, ModelSpec, SamplerSettings
+    from marrow.spec import ModelSpec, SamplerSettings
 
-    if model not in MODELS:
-        raise UsageError(f"with --refit, give a model name ({', '.join(MODELS)}), not '{model}'")
     if recovery_path is not None and data_path is None:
         raise UsageError("--recovery needs --data (the patients table it belongs to)")
-    spec = ModelSpec(model=model, outcome=outcome, covariates=split_list(covariates), family=family)
+    if target in REGISTRY and not Path(target).exists():
+        spec = ModelSpec(model=target, covariates=split_list(covariates), **options)
+        data = None
+    elif Path(target).exists():
+        spec, data = _fitted(Path(target), covariates, options, data_path, recovery_path, adam)
+    else:
+        names = ", ".join(REGISTRY.names())
+        raise UsageError(f"with --refit, give a model name ({names}) or a saved fit file, not '{target}'")
     settings = SamplerSettings(chains=chains, draws=draws, tune=tune, seed=seed)
-    data = load_input(data_path, recovery_path, spec.needs(), adam=adam, announce=not quiet, time_unit=spec.time_unit)
+    if data is None:
+        data = load_input(
+            data_path, recovery_path, spec.needs(), adam=adam, announce=not quiet, time_unit=spec.time_unit
+        )
     table = refit_under_priors(
         data,
         spec,
@@ -188,3 +198,20 @@ def _refit(
     )
     emit(render(table, fmt, title=title, caption=title + "."), out_path, force)
     return 0
+
+
+def _fitted(path: Path, covariates: str, options: dict, data_path, recovery_path, adam):
+    """The spec of a saved fit, every option kept (model options or --covariates given here replace its own),
+    and its data: --data/--recovery when given, else the files it was fitted on (checked by their hashes)."""
+    from dataclasses import replace
+
+    from marrow.data.adam import load_input
+    from marrow.fits import Fit
+    from marrow.plots import data_for_fit
+
+    fitted = Fit.load(path)
+    changes = dict(options, **({"covariates": tuple(split_list(covariates))} if covariates else {}))
+    spec = replace(fitted.spec, **changes)
+    if data_path is not None or adam is not None:
+        return spec, load_input(data_path, recovery_path, spec.needs(), adam=adam, time_unit=spec.time_unit)
+    return spec, data_for_fit(fitted)

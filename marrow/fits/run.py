@@ -134,20 +134,27 @@ def omitted_reason(size: int, limit: int = MAX_POINTWISE_VALUES) -> str:
     )
 
 
+def _descriptor(module):
+    """The registered descriptor of a model's implementation module."""
+    from marrow.descriptor import REGISTRY
+
+    return next(d for d in REGISTRY if d.module == module.__name__)
+
+
 def resolve_sampler(name: str, module) -> str:
-    """'auto' -> the model's DEFAULT_SAMPLER when installed, else PyMC's own NUTS."""
+    """'auto' -> the model's default sampler (its descriptor's) when installed, else PyMC's own NUTS."""
     if name != "auto":
         return name
-    preferred = getattr(module, "DEFAULT_SAMPLER", "pymc")
+    preferred = _descriptor(module).sampler
     if preferred != "pymc" and importlib.util.find_spec(preferred) is None:
         return "pymc"
     return preferred
 
 
 def default_target_accept(module, inputs) -> float:
-    """The model's own default, which may depend on the data (e.g. the number of centers)."""
+    """The model's own default (its descriptor's), which may depend on the data (e.g. the number of centers)."""
     chooser = getattr(module, "default_target_accept", None)
-    return chooser(inputs) if chooser is not None else module.DEFAULT_TARGET_ACCEPT
+    return chooser(inputs) if chooser is not None else _descriptor(module).target_accept
 
 
 def _stated_levels(module, inputs, spec) -> list[str]:

@@ -24,9 +24,15 @@ import pandas as pd
 
 from marrow import time_units
 from marrow.data import TrialData
+from marrow.descriptor import REGISTRY
 from marrow.errors import UsageError
 
-SECTIONS = {"response": "Response", "recovery": "Time to recovery", "survival": "Overall survival", "safety": "Safety"}
+
+def section_title(model: str) -> str:
+    """The comparison table's section of `model`: its descriptor's `section`, as the report names it."""
+    return REGISTRY.get(model).section or model
+
+
 COLUMNS = [
     "section",
     "quantity",
@@ -97,7 +103,7 @@ def sections(data: TrialData) -> tuple[list[str], list[str]]:
         "safety": missing("adverse_event"),
     }
     run = [model for model, reason in reasons.items() if not reason]
-    skipped = [f"skipped: {SECTIONS[model]} ({reason})" for model, reason in reasons.items() if reason]
+    skipped = [f"skipped: {section_title(model)} ({reason})" for model, reason in reasons.items() if reason]
     return run, skipped
 
 
@@ -283,10 +289,8 @@ def posterior_draws(fit, variable: str, element: str) -> np.ndarray | None:
 
 def _fit_family(fit) -> str:
     """The family a fit used (its spec's, else its model's default); '' for models without families."""
-    from marrow.models import module_for
-
     family = getattr(fit.spec, "family", None)
-    return family or getattr(module_for(fit.spec.model), "DEFAULT_FAMILY", "") or ""
+    return family or REGISTRY.get(fit.spec.model).default_family or ""
 
 
 def bayes_summary(fits: Sequence, model: str, variable: str, element: str, prob: float = PROB, family: str = ""):
@@ -395,7 +399,7 @@ def comparison_table(
             flags.insert(0, f"not estimable: {reason}")
         out.append(
             {
-                "section": SECTIONS[row["model"]],
+                "section": section_title(row["model"]),
                 "quantity": row["label"],
                 "variable": row["key"],
                 "element": row["element"],

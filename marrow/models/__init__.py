@@ -6,8 +6,9 @@ Each module provides:
 - `augment(idata, inputs, spec, rng)`: adds observed_data, posterior_predictive and pointwise
   log_likelihood computed from the posterior draws (no second pass through PyMC);
 - `quantities(spec) -> list[Quantity]`: what summaries report (labels may name a dim: '{center}');
-- `probabilities(idata, spec) -> list[tuple[str, float]]`: posterior probabilities of statements;
-- `DEFAULT_TARGET_ACCEPT`.
+- `probabilities(idata, spec) -> list[tuple[str, float]]`: posterior probabilities of statements.
+Everything else about a model (name, options, defaults, needs, priors, sampler, report and plots) is its
+descriptor's (`marrow/models/descriptors/`), registered in `marrow/models/registry.py`.
 """
 
 from __future__ import annotations
@@ -25,17 +26,12 @@ if TYPE_CHECKING:
     from marrow.priors import PriorSet
     from marrow.spec import ModelSpec
 
-_MODULES = {
-    "response": "marrow.models.response",
-    "recovery": "marrow.models.recovery",
-    "survival": "marrow.models.survival",
-    "safety": "marrow.models.safety",
-}
-
 
 def module_for(model: str) -> ModuleType:
-    """The module implementing `model` (imported on first use)."""
-    return importlib.import_module(_MODULES[model])
+    """The module implementing `model` (its descriptor's `module`, imported on first use)."""
+    from marrow.descriptor import REGISTRY
+
+    return importlib.import_module(REGISTRY.get(model).module)
 
 
 def model_inputs(data: TrialData, spec: ModelSpec) -> ModelInputs:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:  # annotations only: `marrow.models` is imported light, for its registry (marrow/__init__.py)
+    import numpy as np
 
 
 @dataclass(frozen=True)

@@ -45,15 +45,16 @@ import pandas as pd
 from marrow import dims, time_units
 from marrow.data import TrialData
 from marrow.models import latency
+from marrow.models.descriptors.recovery import DESCRIPTOR
 from marrow.models.inputs import ModelInputs, Quantity, replace_groups
-from marrow.spec import DEFAULT_FAMILIES, ModelSpec
+from marrow.spec import ModelSpec
 
 if TYPE_CHECKING:
     import pymc as pm
 
-DEFAULT_TARGET_ACCEPT = 0.99
-DEFAULT_FAMILY = DEFAULT_FAMILIES["recovery"]  # why log-logistic: marrow/spec.py, docs/models.md
-DEFAULT_SAMPLER = "nutpie"  # ~120 leapfrog steps per draw at target_accept 0.99: low per-step overhead matters
+DEFAULT_TARGET_ACCEPT = DESCRIPTOR.target_accept
+DEFAULT_FAMILY = str(DESCRIPTOR.default_family)  # the descriptor's `family` option
+DEFAULT_SAMPLER = DESCRIPTOR.sampler
 REPORT_DAYS = time_units.RECOVERY_HORIZON_DAYS  # in days; report_days converts them to the fit's unit
 GRID_DAY = dims.GRID_DAY
 GRID_POINTS = 60

@@ -21,16 +21,17 @@ import pandas as pd
 from marrow import dims
 from marrow.data import TrialData
 from marrow.models import levels
+from marrow.models.descriptors.response import DESCRIPTOR
 from marrow.models.inputs import ModelInputs, Quantity, replace_groups
 from marrow.spec import ModelSpec
 
 if TYPE_CHECKING:
     import pymc as pm
 
-DEFAULT_TARGET_ACCEPT = 0.95
+DEFAULT_TARGET_ACCEPT = DESCRIPTOR.target_accept
 # nutpie: 0.3 s of sampling on the bundled trial (PyMC's NUTS ~5 s), 0 divergences in 40 of 40 seeds
 # at 0.95; its ~10 s compile is paid once per process and kept (marrow.fits.compiled, marrow worker).
-DEFAULT_SAMPLER = "nutpie"
+DEFAULT_SAMPLER = DESCRIPTOR.sampler
 # With few centers the center sd is weakly identified and NUTS diverges at Stan's 0.8 (docs/models.md);
 # from this many centers on it is well identified and 0.8 takes a third fewer steps per draw.
 MANY_CENTERS = 20

@@ -19,14 +19,15 @@ import numpy as np
 from marrow import dims
 from marrow.data import TrialData
 from marrow.models import levels
+from marrow.models.descriptors.safety import DESCRIPTOR
 from marrow.models.inputs import ModelInputs, Quantity, replace_groups
-from marrow.spec import DEFAULT_FAMILIES, ModelSpec
+from marrow.spec import ModelSpec
 
 if TYPE_CHECKING:
     import pymc as pm
 
-DEFAULT_TARGET_ACCEPT = 0.95
-DEFAULT_FAMILY = DEFAULT_FAMILIES["safety"]
+DEFAULT_TARGET_ACCEPT = DESCRIPTOR.target_accept
+DEFAULT_FAMILY = str(DESCRIPTOR.default_family)  # the descriptor's `family` option
 CENTER_VARIABLES = ("center_sd",)  # what the hierarchical model's center level adds
 
 

@@ -23,14 +23,15 @@ import numpy as np
 from marrow import dims, time_units
 from marrow.data import TrialData
 from marrow.models import latency
+from marrow.models.descriptors.survival import DESCRIPTOR
 from marrow.models.inputs import ModelInputs, Quantity, replace_groups
-from marrow.spec import DEFAULT_FAMILIES, ModelSpec
+from marrow.spec import ModelSpec
 
 if TYPE_CHECKING:
     import pymc as pm
 
-DEFAULT_TARGET_ACCEPT = 0.9
-DEFAULT_FAMILY = DEFAULT_FAMILIES["survival"]
+DEFAULT_TARGET_ACCEPT = DESCRIPTOR.target_accept
+DEFAULT_FAMILY = str(DESCRIPTOR.default_family)  # the descriptor's `family` option
 GRID_POINTS = 60
 # family -> readable name (labels)
 FAMILY_NAMES = {

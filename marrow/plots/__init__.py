@@ -61,21 +61,28 @@ def render(kind: str, fit, data=None, width: str | float | None = "double", styl
         return freeze_layout(fig)
 
 
+# What each endpoint kind draws from: it is drawn only when the fit has one of these posterior variables
+# (e.g. no 'centers' when a single center's level was left out); None = always.
+_REQUIRES: dict[str, tuple[str, ...] | None] = {
+    "ppc": None,
+    "centers": ("new_center_rate",),
+    "recovery": ("cumulative_incidence",),
+    "survival": ("survival_curve",),
+    "effects": ("odds_ratio", "time_ratio"),
+}
+
+
 def kinds_for(fit) -> list[str]:
-    """The kinds that make sense for this fit (what `marrow report` draws)."""
+    """The kinds that make sense for this fit (what `marrow report` draws): its model's endpoint kinds
+    (its descriptor's `plots`) whose variables the fit has, then the sampler's."""
+    from marrow.descriptor import REGISTRY
+
     posterior = fit.idata.posterior
-    model = fit.spec.model
     out = []
-    if model == "response":
-        out.append("ppc")
-        if "new_center_rate" in posterior:  # absent when a single center's level was left out
-            out.append("centers")
-    if model == "recovery" and "cumulative_incidence" in posterior:
-        out.append("recovery")
-    if model == "survival" and "survival_curve" in posterior:
-        out.append("survival")
-    if "odds_ratio" in posterior or "time_ratio" in posterior:
-        out.append("effects")
+    for kind in REGISTRY.get(fit.spec.model).plots:
+        needed = _REQUIRES.get(kind)
+        if needed is None or any(v in posterior for v in needed):
+            out.append(kind)
     out += ["prior-posterior", "trace", "rank", "energy"]
     from marrow.plots.sampler import loo_pit_variables
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from marrow.errors import UsageError
-from marrow.priors.catalog import PARAMETERS
+from marrow.priors.catalog import parameters
 from marrow.priors.prior import Prior
 
 SETS_DIR = Path(__file__).parent / "sets"
@@ -89,7 +89,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 
 def _check_support(key: str, prior: Prior) -> None:
-    support = PARAMETERS[key][0]
+    support = parameters()[key][0]
     if prior.support == support:
         return
     if support == "real":
@@ -108,14 +108,14 @@ def _unknown_message(source: str, unknown: list[str]) -> str:
     """Name each unknown key; a key inside a known parameter means its table lacks 'dist'."""
     lines = []
     for key in unknown:
-        owner = next((p for p in PARAMETERS if key.startswith(p + ".")), None)
+        owner = next((p for p in parameters() if key.startswith(p + ".")), None)
         if owner is not None:
             lines.append(
                 f"prior '{owner}': needs a table with 'dist' and its arguments (found only {key[len(owner) + 1 :]!r})"
             )
         else:
             lines.append(f"unknown prior parameter '{key}'")
-    known = ", ".join(PARAMETERS)
+    known = ", ".join(parameters())
     return f"{source}: " + "; ".join(lines) + f". Known parameters: {known}"
 
 
@@ -143,7 +143,7 @@ def parse_prior_set(table: dict[str, Any], source: str, seen: tuple[str, ...] = 
         raise UsageError(f"{source}: 'name' and 'description' must be text")
     base_name = table.get("base")
     entries = _flatten(table)
-    unknown = sorted(k for k in entries if k not in PARAMETERS)
+    unknown = sorted(k for k in entries if k not in parameters())
     if unknown:
         raise UsageError(_unknown_message(source, unknown))
     try:
@@ -161,7 +161,7 @@ def parse_prior_set(table: dict[str, Any], source: str, seen: tuple[str, ...] = 
         except UsageError as exc:
             raise UsageError(f"{source}: base '{base_name}': {exc}") from None
         priors = {**base.priors, **priors}
-    missing = [k for k in PARAMETERS if k not in priors]
+    missing = [k for k in parameters() if k not in priors]
     if missing:
         raise UsageError(f'{source}: no prior given for {", ".join(missing)}; add them or set base = "{DEFAULT_SET}"')
     for key, prior in priors.items():
@@ -169,7 +169,7 @@ def parse_prior_set(table: dict[str, Any], source: str, seen: tuple[str, ...] = 
             _check_support(key, prior)
         except UsageError as exc:
             raise UsageError(f"{source}: {exc}") from None
-    ordered = {k: priors[k] for k in PARAMETERS}
+    ordered = {k: priors[k] for k in parameters()}
     return PriorSet(str(name), str(table.get("description", "")), ordered, source)
 
 
@@ -219,7 +219,7 @@ def describe_set(name_or_file: str | Path | None = None) -> list[dict[str, str]]
         {
             "parameter": key,
             "prior": prior.describe(),
-            "meaning": PARAMETERS[key][1],
+            "meaning": parameters()[key][1],
             "reason": prior.reason,
             "from": origins.get(key, priors.name),
         }

@@ -50,11 +50,12 @@ def table_rows(table: pd.DataFrame | None, digits: int = 3) -> dict:
 def context(outcome) -> dict:
     """Everything the template shows, as plain values."""
     from marrow import __version__
-    from marrow.report.run import ENDPOINT_FIGURES, SECTIONS, _checks_table, _section_name, _summary_table
+    from marrow.report.run import ENDPOINT_FIGURES, _checks_table, _section_name, _summary_table
+    from marrow.report.run import sections as section_titles
 
     plan = outcome.plan
     sections = []
-    for key, title in SECTIONS.items():
+    for key, title in section_titles().items():
         steps = []
         for step in outcome.section_steps(key):
             steps.append(

@@ -26,7 +26,7 @@ def _table(table: pd.DataFrame | None) -> str:
 
 
 def render_markdown(outcome) -> str:
-    from marrow.report.run import ENDPOINT_FIGURES, SECTIONS, _checks_table, _section_name, _summary_table
+    from marrow.report.run import ENDPOINT_FIGURES, _checks_table, _section_name, _summary_table, sections
 
     plan = outcome.plan
     out = [f"# {_md_text(plan.title)}", ""]
@@ -57,7 +57,7 @@ def render_markdown(outcome) -> str:
     if skipped:
         out += ["Skipped: " + "; ".join(f"{_md_text(s.label)} ({_md_text(s.note)})" for s in skipped), ""]
     out += ["## Headline results", "", _table(outcome.headline)]
-    for key, title in SECTIONS.items():
+    for key, title in sections().items():
         steps = outcome.section_steps(key)
         if not steps:
             continue

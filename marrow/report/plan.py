@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from marrow import time_units
+from marrow.descriptor import REGISTRY, ModelDescriptor
 from marrow.diagnostics import Thresholds
 from marrow.errors import UsageError
-from marrow.spec import DEFAULT_FAMILIES, ModelSpec, SamplerSettings, SpecError
+from marrow.spec import ModelSpec, SamplerSettings, SpecError
 
 TEMPLATE = Path(__file__).with_name("analysis.toml")
 BUNDLED_COVARIATES = ("prior_atg", "active_infection")
-STEP_NAMES = ("response", "ordinal", "recovery", "survival", "safety")
 QUICK = {"chains": 2, "draws": 200, "tune": 200}
 
 _TOP_KEYS = {"title", "data", "priors", "sampler", "thresholds", "models", "report"}
@@ -28,9 +28,7 @@ _SECTION_KEYS = {
     "data": {"patients", "recovery", "covariates", "adam", "adam_mapping", "time_unit"},
     "priors": {"set"},
     "sampler": {"chains", "draws", "tune", "seed", "sampler", "target_accept", "cores"},
-    "thresholds": {
-        "response_rate",
-        "adverse_event_rate",
+    "thresholds": {  # and each model's threshold key (its descriptor's `threshold_key`): see section_keys
         "max_rhat",
         "min_ess",
         "max_divergences",
@@ -40,17 +38,18 @@ _SECTION_KEYS = {
     },
     "report": {"figures", "dpi", "pdf"},
 }
-_MODEL_KEYS = {
-    "response": {"covariates"},
-    "ordinal": {"covariates"},
-    "recovery": {"covariates", "family", "cure", "frailty", "per_lineage_effects", "by", "by_days"},
-    "survival": {"covariates", "family", "at", "at_days"},
-    "safety": {"covariates", "family", "n_future"},
-}
-for _keys in _MODEL_KEYS.values():
-    _keys.add("sampler")
-# Horizon keys of the time-to-event models: (key in the fit's time unit, its alias in days).
-_HORIZON_KEYS = {"recovery": ("by", "by_days"), "survival": ("at", "at_days")}
+
+
+def step_names() -> tuple[str, ...]:
+    """Plan step names ([models] run), in the registry's order: 'response', 'ordinal', 'recovery', ..."""
+    return tuple(REGISTRY.steps())
+
+
+def section_keys() -> dict[str, set[str]]:
+    """The allowed keys of each top-level table; [thresholds] gains every model's threshold key."""
+    keys = {name: set(allowed) for name, allowed in _SECTION_KEYS.items()}
+    keys["thresholds"] |= {d.threshold_key for d in REGISTRY if d.threshold_key}
+    return keys
 
 
 @dataclass(frozen=True)
@@ -179,7 +178,7 @@ def load_plan(
     where = str(plan_path) if plan_path else "defaults"
     _check_keys(table, _TOP_KEYS, where)
     sections = {
-        name: _check_keys(table.get(name, {}), keys, f"{where} [{name}]") for name, keys in _SECTION_KEYS.items()
+        name: _check_keys(table.get(name, {}), keys, f"{where} [{name}]") for name, keys in section_keys().items()
     }
     overrides: dict[str, Any] = {}
 
@@ -243,29 +242,31 @@ def load_plan(
     limits = dict(sections["thresholds"])
     for key, value in limits.items():
         _typed(value, (int, float), f"{where} [thresholds] {key}", "a number")
-    response_rate = float(limits.pop("response_rate", 0.15))
-    ae_rate = float(limits.pop("adverse_event_rate", 0.15))
+    rates = {d.threshold_key: float(limits.pop(d.threshold_key)) for d in REGISTRY if d.threshold_key in limits}
     thresholds = Thresholds(**limits)
 
     models = table.get("models", {})
     if not isinstance(models, dict):
         raise UsageError(f"{where} [models] must be a table")
-    unknown = sorted(k for k in models if k != "run" and k not in STEP_NAMES)
+    steps_known = REGISTRY.steps()
+    known = ", ".join(steps_known)
+    unknown = sorted(k for k in models if k != "run" and k not in steps_known)
     if unknown:
-        raise UsageError(f"{where} [models]: unknown model(s) {', '.join(unknown)}; known: {', '.join(STEP_NAMES)}")
+        raise UsageError(f"{where} [models]: unknown model(s) {', '.join(unknown)}; known: {known}")
     explicit = "run" in models
-    run = models.get("run", list(STEP_NAMES))
+    run = models.get("run", list(steps_known))
     if not isinstance(run, list) or not all(isinstance(r, str) for r in run):
         raise UsageError(f'{where} [models] run must be a list of model names, e.g. ["response", "recovery"]')
-    bad = [r for r in run if r not in STEP_NAMES]
+    bad = [r for r in run if r not in steps_known]
     if bad:
-        raise UsageError(f"{where} [models] run: unknown model(s) {', '.join(bad)}; known: {', '.join(STEP_NAMES)}")
+        raise UsageError(f"{where} [models] run: unknown model(s) {', '.join(bad)}; known: {known}")
     if len(set(run)) != len(run):
         raise UsageError(f"{where} [models] run lists a model twice")
 
     steps = []
     for name in run:
-        options = _check_keys(models.get(name, {}), _MODEL_KEYS[name], f"{where} [models.{name}]")
+        descriptor = steps_known[name]
+        options = _check_keys(models.get(name, {}), descriptor.plan_keys, f"{where} [models.{name}]")
         step_sampler = options.get("sampler")
         if step_sampler is not None:
             _typed(step_sampler, str, f"{where} [models.{name}] sampler", "pymc, nutpie or numpyro")
@@ -273,11 +274,13 @@ def load_plan(
                 SamplerSettings(sampler=step_sampler)  # validates the name
             except SpecError as exc:
                 raise UsageError(f"{where} [models.{name}] sampler: {exc}") from None
-        steps.append(
-            Step(name, _spec(name, options, chosen, response_rate, ae_rate, unit, where), explicit, step_sampler)
-        )
-    if explicit and "recovery" in run and plan_patients is not None and plan_recovery is None:
-        raise UsageError(f"{where}: the recovery model needs a recovery table ([data] recovery or --recovery)")
+        steps.append(Step(name, _spec(descriptor, name, options, chosen, rates, unit, where), explicit, step_sampler))
+    if explicit and plan_patients is not None and plan_recovery is None:
+        for step in steps:
+            if step.spec.needs().recovery:
+                raise UsageError(
+                    f"{where}: the {step.name} model needs a recovery table ([data] recovery or --recovery)"
+                )
 
     report = sections["report"]
     figures = _typed(report.get("figures", True), bool, f"{where} [report] figures", "true or false")
@@ -336,43 +339,43 @@ def _adam(
 
 
 def _spec(
+    descriptor: ModelDescriptor,
     name: str,
     options: dict[str, Any],
     covariates: tuple[str, ...],
-    response_rate: float,
-    ae_rate: float,
+    rates: dict[str, float],
     unit: str,
     where: str,
 ) -> ModelSpec:
-    """The ModelSpec of a plan step; ModelSpec's own checks decide, and their messages name the plan key."""
+    """The ModelSpec of a plan step from its model's descriptor; ModelSpec's own checks decide, and their
+    messages name the plan key."""
     table = f"{where} [models.{name}]"
+    own_covariates = "covariates" in options
     keys = {
-        "covariates": f"{table} covariates" if "covariates" in options else f"{where} [data] covariates",
-        "family": f"{table} family",
-        "n_future": f"{table} n_future",
+        "covariates": f"{table} covariates" if own_covariates else f"{where} [data] covariates",
         "time_unit": f"{where} [data] time_unit",
-        "threshold": f"{where} [thresholds] " + ("adverse_event_rate" if name == "safety" else "response_rate"),
     }
-    chosen = _names(options["covariates"], f"{table} covariates") if "covariates" in options else covariates
-    kwargs: dict[str, Any] = {}
-    if name in ("response", "ordinal"):
-        kwargs = {
-            "model": "response",
-            "outcome": "binary" if name == "response" else "ordinal",
-            "threshold": response_rate,
-            "covariates": chosen,
-        }
-    elif name in _HORIZON_KEYS:
-        kwargs = {
-            "model": name,
-            "family": options.get("family", DEFAULT_FAMILIES[name]),
-            "covariates": chosen,
-            "time_unit": unit,
-        }
-        for key in ("cure", "frailty", "per_lineage_effects"):
-            if key in options and name == "recovery":
-                kwargs[key] = _typed(options[key], bool, f"{table} {key}", "true or false")
-        key, alias = _HORIZON_KEYS[name]
+    chosen = _names(options["covariates"], f"{table} covariates") if own_covariates else covariates
+    kwargs: dict[str, Any] = {
+        "model": descriptor.name,
+        "covariates": chosen if own_covariates or descriptor.plan_covariates else (),
+        **descriptor.step_options(name),
+    }
+    for option in descriptor.options:
+        if option.name == "threshold" and descriptor.threshold_key:
+            keys["threshold"] = f"{where} [thresholds] {descriptor.threshold_key}"
+            kwargs["threshold"] = rates.get(descriptor.threshold_key, option.default)
+        elif option.plan and option.name in options:
+            keys[option.name] = f"{table} {option.name}"
+            value = options[option.name]
+            if option.name == "family" and (isinstance(value, bool) or not isinstance(value, str)):
+                raise UsageError(f"{table} family must be text")
+            if not option.choices and not option.accepts(value):
+                raise UsageError(f"{table} {option.name} must be {_kind(option.default)}, got {value!r}")
+            kwargs[option.name] = value
+    if descriptor.times:
+        kwargs["time_unit"] = unit
+        key, alias = descriptor.times.key, descriptor.times.plan_alias
         if key in options and alias in options:
             raise UsageError(f"{table}: give {key} or {alias}, not both")
         if alias in options and unit != "days":
@@ -381,22 +384,16 @@ def _spec(
         keys["horizons"] = f"{table} {given}"
         if given in options:
             kwargs["horizons"] = _times(options[given], f"{table} {given}", unit)
-    else:
-        # Safety takes no covariates unless asked: its priors describe a rate, not effects.
-        kwargs = {
-            "model": "safety",
-            "family": options.get("family", DEFAULT_FAMILIES["safety"]),
-            "threshold": ae_rate,
-            "covariates": _names(options["covariates"], f"{table} covariates") if "covariates" in options else (),
-        }
-        if "n_future" in options:
-            kwargs["n_future"] = _typed(options["n_future"], int, f"{table} n_future", "a whole number")
-    if isinstance(kwargs.get("family"), bool) or not isinstance(kwargs.get("family", ""), str):
-        raise UsageError(f"{table} family must be text")
     try:
         return ModelSpec(**kwargs)
     except SpecError as exc:
         raise UsageError(f"{keys.get(exc.field, table)}: {exc}") from None
+
+
+def _kind(default: Any) -> str:
+    if isinstance(default, bool):
+        return "true or false"
+    return "a whole number" if isinstance(default, int) else "a number"
 
 
 def step_settings(plan: Plan, step: Step) -> SamplerSettings:

@@ -24,16 +24,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from marrow.descriptor import REGISTRY, Headline
 from marrow.errors import DataError, MarrowError, OutputExistsError, Problem
 from marrow.formatting import plural
 from marrow.report.plan import Plan, Step
 
-SECTIONS = {  # endpoint section id -> (title, models shown there)
-    "response": "Response",
-    "recovery": "Time to recovery",
-    "survival": "Overall survival",
-    "safety": "Safety",
-}
+
+def sections() -> dict[str, str]:
+    """Endpoint sections in report order: model name -> title (each model's descriptor's `section`)."""
+    return {d.name: d.section or d.name for d in REGISTRY}
+
+
 FIGURE_TITLES = {
     "ppc": "Posterior predictive check: responders by center and in total",
     "centers": "Center response rates: observed (exact 95% CI) and partially pooled (95% CrI)",
@@ -46,7 +47,7 @@ FIGURE_TITLES = {
     "energy": "Energy plot",
     "loo-pit": "LOO-PIT calibration",
 }
-ENDPOINT_FIGURES = ("ppc", "centers", "recovery", "survival", "effects")
+ENDPOINT_FIGURES = ("ppc", "centers", "recovery", "survival", "effects")  # shown in their model's section
 
 
 @dataclass
@@ -168,7 +169,7 @@ def prepare(plan: Plan, progress: Progress = _silent) -> list[StepOut]:
     for step in plan.steps:
         out = StepOut(step.name, step.spec.label, step.spec.model, explicit=step.explicit)
         outs.append(out)
-        if importlib.util.find_spec(f"marrow.models.{step.spec.model}") is None:
+        if importlib.util.find_spec(REGISTRY.get(step.spec.model).module) is None:
             out.status, out.note = "skipped", f"the {step.spec.model} model is not available in this version of marrow"
             continue
         needs = step.spec.needs()
@@ -379,14 +380,9 @@ def _comparison(plan: Plan, steps: list[StepOut]) -> tuple[pd.DataFrame | None, 
         return None, "no model was fitted"
     from marrow.data import Needs
 
-    needs = Needs(
-        ordinal=any(s.fit.spec.needs().ordinal for s in fitted),
-        followup=any(s.model == "survival" for s in fitted),
-        died=any(s.model == "survival" for s in fitted),
-        adverse_event=any(s.model == "safety" for s in fitted),
-        recovery=any(s.model == "recovery" for s in fitted),
-        covariates=plan.covariates,
-    )
+    each = [s.fit.spec.needs() for s in fitted]
+    flags = ("ordinal", "followup", "died", "adverse_event", "recovery")  # what the comparison's sections read
+    needs = Needs(**{f: any(getattr(n, f) for n in each) for f in flags}, covariates=plan.covariates)
     try:
         data = _load(plan, needs)
         table = comparison_table(data, [s.fit for s in fitted])
@@ -464,11 +460,8 @@ def _freq_for(outcome: Outcome, model: str, variable: str, element: str) -> tupl
 
 
 def _section_name(model: str) -> str:
-    try:
-        from marrow.frequentist.table import SECTIONS as names
-    except ImportError:
-        names = SECTIONS
-    return names.get(model, model)
+    """The section title of `model` (the comparison table names its sections the same way)."""
+    return sections().get(model, model)
 
 
 def _same(a, b) -> bool:
@@ -495,23 +488,16 @@ def _scale_of(outcome: Outcome, variable: str) -> str:
     return "ratio"
 
 
-HEADLINE = [  # (step name, variable, element filter (None = all), label override)
-    ("response", "response_rate", None, "Response rate (CR or PR)"),
-    ("ordinal", "cr_rate", None, "Complete response (CR) rate"),
-    ("ordinal", "pr_rate", None, "Partial response (PR) rate"),
-    ("response", "odds_ratio", None, None),
-    ("recovery", "median_days", None, None),
-    ("recovery", "cure_fraction", None, None),
-    ("survival", "survival_at", "12 months", "12-month overall survival"),  # in the fit's time unit
-    ("safety", "ae_rate", None, "Adverse-event rate"),
-]
+def headline_rows() -> list[Headline]:
+    """The headline table's rows: each model's descriptor's `headline`, in registry order."""
+    return [row for d in REGISTRY for row in d.headline]
 
 
 def headline_table(outcome: Outcome) -> pd.DataFrame:
     """The report's first table: the key estimates of every model that ran, with frequentist counterparts."""
     rows = []
     by_name = {s.name: s for s in outcome.steps if s.status == "ok"}
-    for name, variable, element, label in HEADLINE:
+    for name, variable, element, label in ((h.step, h.variable, h.element, h.label) for h in headline_rows()):
         step = by_name.get(name)
         if step is None or step.summary is None:
             continue

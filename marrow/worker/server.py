@@ -57,10 +57,7 @@ WARM_MODULES = (
     "marrow.fits.run",
     "marrow.fits.compiled",
     "marrow.data",
-    "marrow.models.response",
-    "marrow.models.safety",
-    "marrow.models.survival",
-    "marrow.models.recovery",
+    # and every registered model's implementation (warm_modules)
     "marrow.summaries",
     "marrow.diagnostics",
     "marrow.formatting",
@@ -79,10 +76,17 @@ class Terminate(BaseException):
     """Raised in the main thread by SIGTERM; a BaseException so no command's handler swallows it."""
 
 
+def warm_modules() -> tuple[str, ...]:
+    """`WARM_MODULES` and the implementation of every registered model (its descriptor's `module`)."""
+    from marrow.descriptor import REGISTRY
+
+    return WARM_MODULES + tuple(d.module for d in REGISTRY)
+
+
 def warm_up(log) -> float:
     """Import the heavy modules; returns the seconds it took."""
     start = time.perf_counter()
-    for name in WARM_MODULES:
+    for name in warm_modules():
         if importlib.util.find_spec(name.split(".")[0]) is None:
             continue
         try:
