@@ -67,12 +67,14 @@ class Times:
 @dataclass(frozen=True)
 class Headline:
     """A row of the report's headline table: `variable` of the plan step `step` (`element`: one element only;
-    '12 months' = the element one year after baseline in the fit's unit), labelled `label` or its quantity."""
+    '12 months' = the element one year after baseline in the fit's unit), labelled `label` or its quantity,
+    with the posterior probabilities whose text contains `probability`."""
 
     step: str
     variable: str
     element: str | None = None
     label: str | None = None
+    probability: str | None = None  # the model's probabilities shown beside it: those whose text contains this
 
 
 @dataclass(frozen=True)

@@ -497,7 +497,8 @@ def headline_table(outcome: Outcome) -> pd.DataFrame:
     """The report's first table: the key estimates of every model that ran, with frequentist counterparts."""
     rows = []
     by_name = {s.name: s for s in outcome.steps if s.status == "ok"}
-    for name, variable, element, label in ((h.step, h.variable, h.element, h.label) for h in headline_rows()):
+    for row_spec in headline_rows():
+        name, variable, element, label = row_spec.step, row_spec.variable, row_spec.element, row_spec.label
         step = by_name.get(name)
         if step is None or step.summary is None:
             continue
@@ -511,9 +512,9 @@ def headline_table(outcome: Outcome) -> pd.DataFrame:
             table = table[[_same(e, element) for e in table["element"]]]
         for _, row in table.iterrows():
             probability = ""
-            if variable in ("response_rate", "ae_rate"):
+            if row_spec.probability:
                 probability = "; ".join(
-                    f"{text} = {value:.2f}" for text, value in step.probabilities if "rate >" in text
+                    f"{text} = {value:.2f}" for text, value in step.probabilities if row_spec.probability in text
                 )
             freq, method = _freq_for(outcome, step.model, variable, row["element"])
             rows.append(

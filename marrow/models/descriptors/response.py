@@ -43,7 +43,7 @@ DESCRIPTOR = ModelDescriptor(
     sampler="nutpie",
     section="Response",
     headline=(
-        Headline("response", "response_rate", label="Response rate (CR or PR)"),
+        Headline("response", "response_rate", label="Response rate (CR or PR)", probability="rate >"),
         Headline("ordinal", "cr_rate", label="Complete response (CR) rate"),
         Headline("ordinal", "pr_rate", label="Partial response (PR) rate"),
         Headline("response", "odds_ratio"),

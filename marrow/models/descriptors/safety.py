@@ -28,7 +28,7 @@ DESCRIPTOR = ModelDescriptor(
     ),
     target_accept=0.95,
     section="Safety",
-    headline=(Headline("safety", "ae_rate", label="Adverse-event rate"),),
+    headline=(Headline("safety", "ae_rate", label="Adverse-event rate", probability="rate >"),),
     frequentist="exact, Wilson and Jeffreys intervals of the adverse-event rate",
     threshold_key="adverse_event_rate",
     plan_covariates=False,  # its priors describe a rate, not effects: covariates only when its step asks
