@@ -244,3 +244,32 @@ def test_log_prior_covers_the_prior_set_parameters_only():
         pm.Beta("ae_rate", 1, 1)
         pm.Normal("center_z", 0, 1)
     assert prior_variables(safety, ModelSpec("safety"), priors) == ["ae_rate"]
+
+
+@pytest.mark.sampling
+def test_sensitivity_refit_keeps_every_option_of_a_saved_fit(marrow_cli, tmp_path):
+    # Before the registry, --refit rebuilt the spec from --outcome and --family only: a fit's options
+    # (here the hierarchical family, the threshold, the future cohort) were silently lost.
+    fit_path = tmp_path / "safety.nc"
+    small = ("--chains", "1", "--draws", "100", "--tune", "100", "--sampler", "pymc", "--seed", "3")
+    code, _, err = marrow_cli(
+        "fit", "safety", "--family", "hierarchical", "--threshold", "0.3", "--n-future", "7", *small,
+        "--quiet", "--out", fit_path,
+    )  # fmt: skip
+    assert code == 0, err
+    code, out, err = marrow_cli(
+        "sensitivity", "--refit", "--priors", "weakly-informative,skeptical", *small[:6], "--seed", "3",
+        "--format", "json", "--quiet", fit_path,
+    )  # fmt: skip
+    assert code == 0, err
+    payload = json.loads(out)
+    rows = {r["quantity"] for r in payload["rows"]}
+    assert "P(adverse-event rate > 0.3)" in rows and "P(adverse-event rate > 0.15)" not in rows
+    assert "Predicted adverse events among 7 future patients" in rows
+    assert "Center sd (log-odds)" in rows  # the hierarchical family's center level
+    assert "safety (hierarchical)" in payload["title"]
+
+
+def test_sensitivity_refit_takes_model_options_and_refuses_another_models(marrow_cli):
+    code, _, err = marrow_cli("sensitivity", "--refit", "--frailty", "survival")
+    assert code == 2 and "frailty is an option of the recovery model only" in err
