@@ -8,13 +8,10 @@ import json
 import math
 import os
 from dataclasses import asdict, dataclass, field, fields
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from marrow import time_units
 from marrow.errors import UsageError
-
-if TYPE_CHECKING:
-    from marrow.data.load import Needs
 
 MODELS = ("response", "recovery", "survival", "safety")
 OUTCOMES = ("binary", "ordinal")
@@ -40,6 +37,19 @@ class SpecError(UsageError):
     def __init__(self, field_name: str, message: str):
         self.field = field_name
         super().__init__(message)
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What the requested model needs from the data; anything else is optional (read by `marrow.data`)."""
+
+    ordinal: bool = False  # the `response` column itself (implies an outcome)
+    followup: bool = False
+    died: bool = False
+    adverse_event: bool = False
+    recovery: bool = False
+    covariates: tuple[str, ...] = field(default_factory=tuple)
+    response: bool = False  # an outcome: `response` (CR/PR/NR) or `responder` (0/1); last, for positional callers
 
 
 @dataclass(frozen=True)
@@ -97,8 +107,6 @@ class ModelSpec:
 
     def needs(self) -> Needs:
         """The columns and tables this model requires of the data."""
-        from marrow.data.load import Needs  # pandas: not at import, so the CLI's --help stays light
-
         return Needs(
             response=self.model == "response",
             ordinal=self.model == "response" and self.outcome == "ordinal",

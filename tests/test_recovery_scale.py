@@ -196,11 +196,11 @@ def test_augment_log_likelihood_does_not_depend_on_the_chunk_size(tmp_path, tria
 
 @pytest.mark.sampling
 def test_augment_omits_log_likelihood_above_the_limit_and_keeps_replicates(tmp_path, trial_frames, monkeypatch):
-    import marrow.fits.run
+    import marrow.loo
 
     spec = ModelSpec("recovery", family="weibull", covariates=("x1", "x2"))
     data = trial_for(tmp_path, trial_frames, spec)
-    monkeypatch.setattr(marrow.fits.run, "MAX_POINTWISE_VALUES", 1000)
+    monkeypatch.setattr(marrow.loo, "MAX_POINTWISE_VALUES", 1000)
     settings = SamplerSettings(chains=2, draws=150, tune=150, seed=5, cores=2, target_accept=0.8)
     fit = fit_model(data, spec, load_prior_set(), settings)
     idata = fit.idata

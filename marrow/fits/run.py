@@ -13,6 +13,7 @@ from marrow import dims
 from marrow.data import TrialData
 from marrow.fits.fit import Fit
 from marrow.fits.provenance import build_provenance
+from marrow.loo import MAX_POINTWISE_VALUES, omitted_reason
 from marrow.priors import PriorSet
 from marrow.spec import ModelSpec, SamplerSettings
 
@@ -107,10 +108,6 @@ def quiet_pymc_logs(progress: bool) -> None:
     logging.getLogger("pymc").setLevel(logging.INFO if progress else logging.WARNING)
 
 
-# Pointwise log-likelihood values kept at most (8 bytes each): 40M is 320 MB in memory and on disk.
-MAX_POINTWISE_VALUES = 40_000_000
-
-
 def drop_oversized_log_likelihood(idata, limit: int = MAX_POINTWISE_VALUES) -> str:
     """Drop a log_likelihood group too large to keep; returns the reason ('' when kept).
 
@@ -124,14 +121,6 @@ def drop_oversized_log_likelihood(idata, limit: int = MAX_POINTWISE_VALUES) -> s
         return ""
     delattr(idata, "log_likelihood")
     return omitted_reason(size, limit)
-
-
-def omitted_reason(size: int, limit: int = MAX_POINTWISE_VALUES) -> str:
-    """Why a fit has no pointwise log-likelihood (shown by `marrow diagnose`)."""
-    return (
-        f"{size:,} pointwise values exceed the limit of {limit:,}; PSIS-LOO not computed "
-        "(fewer --draws or a subsample of the data brings it back)"
-    )
 
 
 def resolve_sampler(name: str, module) -> str:
@@ -172,11 +161,11 @@ def fit_model(
 
     `priors` are as stated (log times in days); the fit uses and records them in `spec.time_unit`.
     The provenance records the hierarchy levels the data could not estimate (`dropped_levels`)."""
-    from marrow import time_units
     from marrow.models import levels, module_for
+    from marrow.priors.units import priors_in_unit
 
     module = module_for(spec.model)
-    priors = time_units.priors_in_unit(priors, spec.time_unit)
+    priors = priors_in_unit(priors, spec.time_unit)
     timings: dict[str, float] = {}
     start = time.perf_counter()
     inputs = module.inputs(data, spec)

@@ -45,7 +45,7 @@ def model_inputs(data: TrialData, spec: ModelSpec) -> ModelInputs:
 def build_model(data: TrialData, spec: ModelSpec, priors: PriorSet) -> pm.Model:
     """Build (never sample) the PyMC model for `spec` on `data` with `priors` (log times stated in days,
     moved to `spec.time_unit` as `marrow.fits.run.fit_model` does)."""
-    from marrow.time_units import priors_in_unit
+    from marrow.priors.units import priors_in_unit
 
     module = module_for(spec.model)
     return module.build(module.inputs(data, spec), spec, priors_in_unit(priors, spec.time_unit))

@@ -31,7 +31,7 @@ The graph sums the likelihood over cells of identical rows with integer weights 
 population quantities over distinct (center, covariate) groups weighted by patient counts, so its
 cost follows the number of distinct values, not of patients (exact; see `inputs`). Pointwise
 log-likelihood per row is recomputed from the posterior draws in numpy (`augment`) when rows x draws
-fit within `marrow.fits.run.MAX_POINTWISE_VALUES`.
+fit within `marrow.loo.MAX_POINTWISE_VALUES`.
 """
 
 from __future__ import annotations
@@ -653,7 +653,7 @@ def _add_competing_incidence(post, inputs: ModelInputs, spec: ModelSpec) -> None
 
 def augment(idata, inputs: ModelInputs, spec: ModelSpec, rng: np.random.Generator) -> None:
     """Add recovered counts per lineage (observed; replicated per draw) and, when it fits in
-    `marrow.fits.run.MAX_POINTWISE_VALUES`, the per-row log-likelihood; otherwise the posterior's
+    `marrow.loo.MAX_POINTWISE_VALUES`, the per-row log-likelihood; otherwise the posterior's
     attrs['log_likelihood_omitted'] says why. Works in chunks of draws, so memory stays bounded.
 
     A replicated row recovers within follow-up with probability pi * F(censoring day): one Bernoulli
@@ -662,7 +662,7 @@ def augment(idata, inputs: ModelInputs, spec: ModelSpec, rng: np.random.Generato
     """
     import xarray as xr
 
-    from marrow.fits.run import MAX_POINTWISE_VALUES, omitted_reason
+    from marrow.loo import MAX_POINTWISE_VALUES, omitted_reason
 
     post = idata.posterior
     n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]

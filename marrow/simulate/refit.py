@@ -46,7 +46,7 @@ class Refit:
 class DesignRefitter:
     """Build `spec` once on `template` (arrays of the design's shapes) and refit it on new arrays.
 
-    `priors` are as the model uses them (log times in `spec.time_unit`: `marrow.time_units.priors_in_unit`).
+    `priors` are as the model uses them (log times in `spec.time_unit`: `priors.units.priors_in_unit`).
     `var_names` limits the stored variables (None: all of them)."""
 
     def __init__(
