@@ -14,16 +14,6 @@ import warnings
 import numpy as np
 
 GROUP_OF_UNIT = "loo_group"  # observed_data variable: for each patient, its column in the log-likelihood
-# Pointwise log-likelihood values kept at most (8 bytes each): 40M is 320 MB in memory and on disk.
-MAX_POINTWISE_VALUES = 40_000_000
-
-
-def omitted_reason(size: int, limit: int = MAX_POINTWISE_VALUES) -> str:
-    """Why a fit has no pointwise log-likelihood (shown by `marrow diagnose`)."""
-    return (
-        f"{size:,} pointwise values exceed the limit of {limit:,}; PSIS-LOO not computed "
-        "(fewer --draws or a subsample of the data brings it back)"
-    )
 
 
 def group_of_unit(idata) -> np.ndarray | None:

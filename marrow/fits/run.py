@@ -13,7 +13,14 @@ from marrow import dims
 from marrow.data import TrialData
 from marrow.fits.fit import Fit
 from marrow.fits.provenance import build_provenance
-from marrow.loo import MAX_POINTWISE_VALUES, omitted_reason
+from marrow.models.idata import (
+    CONSTANT_DATA,
+    LOG_LIKELIHOOD,
+    LOG_LIKELIHOOD_OMITTED,
+    MAX_POINTWISE_VALUES,
+    OBSERVED_DATA,
+    omitted_reason,
+)
 from marrow.priors import PriorSet
 from marrow.spec import ModelSpec, SamplerSettings
 
@@ -90,7 +97,7 @@ def _sample_nutpie(model, settings: SamplerSettings, target_accept: float, progr
     coords, dims = coords_and_dims_for_inferencedata(model)
     groups = {
         name: dict_to_dataset(values, library=pm, coords=coords, dims=dims, default_dims=[])
-        for name, values in (("constant_data", find_constants(model)), ("observed_data", find_observations(model)))
+        for name, values in ((CONSTANT_DATA, find_constants(model)), (OBSERVED_DATA, find_observations(model)))
     }
     idata.add_groups(groups, coords=coords, dims=dims)
     return idata
@@ -114,12 +121,12 @@ def drop_oversized_log_likelihood(idata, limit: int = MAX_POINTWISE_VALUES) -> s
     Registry-sized recovery tables (60,000 rows x 4,000 draws = 240M values, 1.9 GB) would dominate
     memory and the file; PSIS-LOO is then reported as not computed, never silently.
     """
-    if "log_likelihood" not in idata.groups():
+    if LOG_LIKELIHOOD not in idata.groups():
         return ""
-    size = sum(int(v.size) for v in idata.log_likelihood.data_vars.values())
+    size = sum(int(v.size) for v in getattr(idata, LOG_LIKELIHOOD).data_vars.values())
     if size <= limit:
         return ""
-    delattr(idata, "log_likelihood")
+    delattr(idata, LOG_LIKELIHOOD)
     return omitted_reason(size, limit)
 
 
@@ -191,8 +198,12 @@ def fit_model(
 
     start = time.perf_counter()
     rng = np.random.default_rng([settings.seed, 1])
-    module.augment(idata, inputs, spec, rng)
-    omitted = drop_oversized_log_likelihood(idata) or str(idata.posterior.attrs.pop("log_likelihood_omitted", ""))
+    augmented = module.augment(idata, inputs, spec, rng)
+    augmented.apply(idata)
+    notes = dict(augmented.notes)  # e.g. why the model left out the pointwise log-likelihood
+    dropped = drop_oversized_log_likelihood(idata)
+    if dropped:
+        notes[LOG_LIKELIHOOD_OMITTED] = dropped
     timings["augment_s"] = time.perf_counter() - start
     provenance = build_provenance(
         data,
@@ -212,7 +223,7 @@ def fit_model(
                 if "x_mean" in inputs.extra
                 else {}
             ),
-            **({"log_likelihood_omitted": omitted} if omitted else {}),
+            **notes,
             levels.ATTR: levels.to_json([*inputs.dropped, *_stated_levels(module, inputs, spec)]),
         },
     )

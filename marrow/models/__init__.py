@@ -3,8 +3,9 @@
 Each module provides:
 - `inputs(data, spec) -> ModelInputs`: pure numpy, no PyMC;
 - `build(inputs, spec, priors) -> pm.Model`: the graph, never sampled here; every variable has dims;
-- `augment(idata, inputs, spec, rng)`: adds observed_data, posterior_predictive and pointwise
-  log_likelihood computed from the posterior draws (no second pass through PyMC);
+- `augment(idata, inputs, spec, rng) -> Augmented` (`marrow.models.idata`): observed_data,
+  posterior_predictive and pointwise log_likelihood computed from the posterior draws (no second pass
+  through PyMC), derived posterior variables and provenance notes; it leaves `idata` unchanged;
 - `quantities(spec) -> list[Quantity]`: what summaries report (labels may name a dim: '{center}');
 - `probabilities(idata, spec) -> list[tuple[str, float]]`: posterior probabilities of statements;
 - `DEFAULT_TARGET_ACCEPT`.
