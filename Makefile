@@ -26,13 +26,13 @@ $(STAMP): requirements.lock pyproject.toml
 report: $(STAMP)
 	$(BIN)/marrow report --out $(REPORT_DIR) --force
 
-# ruff (lint and format, [tool.ruff]), mypy on the core packages ([tool.mypy] files), and the layer
-# contract of import-linter once pyproject.toml has one ([tool.importlinter]); the tools are in the lock.
+# ruff (lint and format, [tool.ruff]), mypy on the core packages ([tool.mypy] files), and the layers
+# contract of import-linter ([tool.importlinter], docs/architecture.md); the tools are in the lock.
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	if grep -q '^\[tool\.importlinter\]' pyproject.toml; then PYTHONPATH=. $(BIN)/lint-imports; fi
+	PYTHONPATH=. $(BIN)/lint-imports
 
 test: $(STAMP) lint
 	bash tests/browser_check.sh

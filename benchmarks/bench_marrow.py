@@ -481,7 +481,7 @@ def _phases_child(model: str, data, sampler: str, out: Path, exclude: tuple[str,
     phases["sampling_s"] = float(idata.posterior.attrs["sampling_time"])
     phases["compile_s"] = call - phases["sampling_s"]
     t = time.perf_counter()
-    module.augment(idata, inputs, spec, np.random.default_rng([settings.seed, 1]))
+    module.augment(idata, inputs, spec, np.random.default_rng([settings.seed, 1])).apply(idata)
     phases["augment_s"] = time.perf_counter() - t
     t = time.perf_counter()
     provenance = build_provenance(trial, spec, priors, settings, extra={"target_accept": target_accept})

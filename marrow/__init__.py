@@ -1,7 +1,5 @@
 """marrow: Bayesian models for multicenter phase II trials."""
 
-__version__ = "0.1.0"
-
 import os as _os
 import warnings as _warnings
 
@@ -30,5 +28,6 @@ import marrow.models.registry  # noqa: E402, F401
 
 # The Python API (docs/api.md); light to import: pandas, PyMC and ArviZ load on first use.
 from marrow.api import Refitter, diagnose, fit, from_frames, load_fit, load_trial, summarize  # noqa: E402
+from marrow.version import __version__  # noqa: E402
 
 __all__ = ["Refitter", "__version__", "diagnose", "fit", "from_frames", "load_fit", "load_trial", "summarize"]

@@ -44,12 +44,12 @@ def _rows_for(label: str, values: np.ndarray, scale: str, out: list, draws: dict
 def _expand(quantity, da, rows: list, draws: dict, secondary: set, max_elements: int = 40) -> None:
     """One row per element of a quantity (labels as in marrow.summaries); huge grids are skipped."""
     from marrow import dims
-    from marrow.summaries import _labels
+    from marrow.summaries import quantity_labels
 
     extra = [d for d in da.dims if d not in _SAMPLE_DIMS]
     if extra and int(np.prod([da.sizes[d] for d in extra])) > max_elements:
         return
-    for selection, label in _labels(quantity, da):
+    for selection, label in quantity_labels(quantity, da):
         _rows_for(label, _flat(da.sel(selection)), quantity.scale, rows, draws)
         if dims.CENTER in extra or dims.DAY in extra:
             secondary.add(label)

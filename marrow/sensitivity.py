@@ -215,7 +215,7 @@ def powerscale_sensitivity(
 ) -> Sensitivity:
     """Prior and likelihood power-scaling sensitivity of every quantity the model reports."""
     from marrow.models import module_for
-    from marrow.summaries import _labels
+    from marrow.summaries import quantity_labels
 
     idata, spec = fit.idata, fit.spec
     posterior = idata.posterior
@@ -224,7 +224,7 @@ def powerscale_sensitivity(
         if quantity.var not in posterior:
             continue
         da = posterior[quantity.var].transpose("chain", "draw", ...)
-        for selection, label in _labels(quantity, da):
+        for selection, label in quantity_labels(quantity, da):
             quantities.append((label, da.sel(selection).to_numpy().reshape(-1)))
     table, pareto, notes = powerscale_table(
         quantities, log_component(idata, "prior"), log_component(idata, "likelihood"), threshold, lower, upper

@@ -10,14 +10,11 @@ import json
 import math
 import os
 from dataclasses import asdict, dataclass, field, fields
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from marrow import time_units
 from marrow.descriptor import REGISTRY
 from marrow.errors import UsageError
-
-if TYPE_CHECKING:
-    from marrow.data.load import Needs
 
 SAMPLERS = ("auto", "pymc", "nutpie", "numpyro")
 
@@ -33,6 +30,19 @@ class SpecError(UsageError):
     def __init__(self, field_name: str, message: str):
         self.field = field_name
         super().__init__(message)
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What the requested model needs from the data; anything else is optional (read by `marrow.data`)."""
+
+    ordinal: bool = False  # the `response` column itself (implies an outcome)
+    followup: bool = False
+    died: bool = False
+    adverse_event: bool = False
+    recovery: bool = False
+    covariates: tuple[str, ...] = field(default_factory=tuple)
+    response: bool = False  # an outcome: `response` (CR/PR/NR) or `responder` (0/1); last, for positional callers
 
 
 @dataclass(frozen=True)
@@ -80,8 +90,6 @@ class ModelSpec:
 
     def needs(self) -> Needs:
         """The columns and tables this model requires of the data (its descriptor's `needs`)."""
-        from marrow.data.load import Needs  # pandas: not at import, so the CLI's --help stays light
-
         flags = REGISTRY.get(self.model).needs(self)
         return Needs(**dict.fromkeys(flags, True), covariates=self.covariates)
 

@@ -71,7 +71,7 @@ NOT_LISTED_DIMS = {
 NOT_LISTED_SUFFIX = ("_z",)  # standardised non-centred draws; their scaled effects are listed
 
 
-def _labels(quantity: Quantity, da) -> list[tuple[dict, str]]:
+def quantity_labels(quantity: Quantity, da) -> list[tuple[dict, str]]:
     """Expand a quantity over its non-sample dims into (selection, label) pairs."""
     extra = [d for d in da.dims if d not in ("chain", "draw")]
     if not extra:
@@ -130,7 +130,7 @@ def _rows(ds, quantities: list[Quantity], hdi: bool, prob: float, kind: str) -> 
     stats = {**_arviz_stats(ds, hdi, prob), **_convergence(ds)}
     rows = []
     for quantity in quantities:
-        for selection, label in _labels(quantity, ds[quantity.var]):
+        for selection, label in quantity_labels(quantity, ds[quantity.var]):
             values = {name: float(table[quantity.var].sel(selection)) for name, table in stats.items()}
             rows.append(
                 {

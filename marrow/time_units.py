@@ -10,21 +10,16 @@ decimals): survival at 6, 12 and 24 months (182.6, 365.25, 730.5 days = 26.09, 5
 weeks = 6, 12, 24 months), restricted mean survival to 24 months, recovery by day 30, 90 and 180.
 A month is 365.25 / 12 = 30.4375 days.
 
-Prior sets state log-time locations in days (e.g. `survival.log_median`); `priors_in_unit` shifts
-them to the fit's unit, so a trial recorded in weeks gets the same prior as the same trial in days.
+Prior sets state log-time locations in days (e.g. `survival.log_median`);
+`marrow.priors.units.priors_in_unit` shifts them to the fit's unit.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import replace
-from typing import TYPE_CHECKING
 
 from marrow.errors import UsageError
-
-if TYPE_CHECKING:
-    from marrow.priors import PriorSet
 
 UNITS = ("days", "weeks", "months")
 DEFAULT_UNIT = "days"
@@ -37,10 +32,6 @@ ONE_YEAR_DAYS = 365.25  # P(12-month overall survival > 0.8), deaths in the firs
 RMST_HORIZON_DAYS = 730.5  # restricted mean survival time up to 24 months
 RECOVERY_HORIZON_DAYS = (30.0, 90.0, 180.0)
 DECIMALS = 2  # converted horizons are rounded to this many decimals (52.18 weeks)
-
-# Prior keys that are locations on the log-time scale, stated in days in every prior set.
-LOG_TIME_PRIORS = ("survival.log_median", "recovery.log_median_mu")
-LOCATION_FAMILIES = ("Normal", "StudentT", "NormalMixture")  # mu is a location: moving it moves the prior
 
 
 def check_unit(unit: str) -> str:
@@ -100,35 +91,3 @@ def horizons(given: Iterable[float], defaults: Iterable[float]) -> list:
 def same_time(a: float, b: float) -> bool:
     """Two horizons are the same time (coords are floats; allow for rounding to DECIMALS)."""
     return abs(float(a) - float(b)) < 0.5 * 10**-DECIMALS
-
-
-def priors_in_unit(priors: PriorSet, unit: str) -> PriorSet:
-    """The prior set with its log-time location priors (stated in days) moved to `unit`.
-
-    A Normal(mu, sigma) on log median days is Normal(mu - log(days per unit), sigma) on log median
-    weeks, the same prior. Only distributions with a location `mu` (Normal, StudentT, NormalMixture)
-    can be moved; any other on a log-time location is refused for a unit other than days.
-    """
-    if check_unit(unit) == "days":
-        return priors
-    from marrow.priors.prior import Prior
-
-    shift = log_days_per_unit(unit)
-    moved = dict(priors.priors)
-    for key in LOG_TIME_PRIORS:
-        prior = moved.get(key)
-        if prior is None:
-            continue
-        if prior.dist not in LOCATION_FAMILIES:
-            raise UsageError(
-                f"prior '{key}' ({prior.dist}) is stated in log days and cannot be moved to {unit}: "
-                "give it a Normal, StudentT or NormalMixture prior, or record the times in days"
-            )
-        table = prior.to_dict()
-        mu = table["mu"]
-        table["mu"] = [m - shift for m in mu] if isinstance(mu, list) else mu - shift
-        table["reason"] = (
-            f"{prior.reason} [stated in log days, moved to log {unit}: mu - log {DAYS_PER_UNIT[unit]:g}]".strip()
-        )
-        moved[key] = Prior.from_dict(key, table)
-    return replace(priors, priors=moved)

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from marrow.data.history import read_history
 from marrow.errors import DataError, UsageError
 from marrow.priors import Prior, load_prior_set
 from marrow.priors.map import (
@@ -19,7 +20,6 @@ from marrow.priors.map import (
     ess_elir,
     ess_moment,
     fit_mixture,
-    read_history,
     robustify,
 )
 
@@ -156,7 +156,7 @@ def test_ess_of_a_normal_on_the_logit_matching_a_beta():
 
 @pytest.fixture(scope="session")
 def known_map(tmp_path_factory):
-    from marrow.priors.map import derive_map_prior
+    from marrow.fits.map_prior import derive_map_prior
 
     path = simulated_history(tmp_path_factory.mktemp("map") / "history.csv")
     return derive_map_prior(path, robust_weight=0.2, draws=1000, tune=500, chains=2, seed=3)

@@ -12,8 +12,7 @@ from conftest import write_csv
 from marrow import dims
 from marrow.data import load_trial
 from marrow.fits.run import fit_model
-from marrow.models import build_model, model_inputs, swap_data
-from marrow.models.recovery import log_density_np
+from marrow.models import build_model, latency, model_inputs, swap_data
 from marrow.priors import load_prior_set
 from marrow.spec import ModelSpec, SamplerSettings
 
@@ -140,20 +139,44 @@ def test_graph_dims_follow_data_and_logp_is_finite(family, cure, frailty, per_li
     assert np.all(np.isfinite(model.compile_dlogp()(point)))
 
 
-@pytest.mark.parametrize("family", ["weibull", "lognormal", "loglogistic"])
-def test_latency_densities_match_scipy(family):
+def _by_hand(family: str, median: float, k: float):
+    """The latency distribution parametrised here from scipy.stats (not via `latency.scipy_distribution`)."""
     from scipy import stats
 
-    t, median, k = np.array([3.0, 20.0, 90.0]), 25.0, 1.7
     if family == "weibull":
-        dist = stats.weibull_min(k, scale=median / math.log(2) ** (1 / k))
-    elif family == "loglogistic":
-        dist = stats.fisk(k, scale=median)
-    else:
-        dist = stats.lognorm(1 / k, scale=median)
-    log_f, log_s = log_density_np(family, np.log(t), math.log(median), k)
-    assert np.allclose(log_f, dist.logpdf(t)) and np.allclose(log_s, dist.logsf(t))
-    assert np.isclose(dist.median(), median)
+        return stats.weibull_min(k, scale=median / math.log(2) ** (1 / k))
+    if family == "loglogistic":
+        return stats.fisk(k, scale=median)
+    return stats.lognorm(1 / k, scale=median)
+
+
+@pytest.mark.parametrize("family", latency.FAMILIES)
+def test_latency_densities_match_scipy(family):
+    """The recovery model's latency terms (log f, log S, log(S(L) - S(R))) from `marrow.models.latency`,
+    in numpy and in PyTensor, against scipy.stats, broadcasting days over lineages as the model does."""
+    import pytensor.tensor as pt
+
+    t = np.array([3.0, 20.0, 90.0, 400.0])[:, None]
+    medians, ks = np.array([25.0, 60.0]), np.array([1.7, 0.8])
+    dists = [_by_hand(family, m, k) for m, k in zip(medians, ks, strict=True)]
+    assert all(np.isclose(d.median(), m) for d, m in zip(dists, medians, strict=True))
+    day = t[:, 0]
+    want_f = np.column_stack([d.logpdf(day) for d in dists])
+    want_s = np.column_stack([d.logsf(day) for d in dists])
+    want_p = np.column_stack([np.log(d.sf(day / 2) - d.sf(day)) for d in dists])
+    # PyTensor's log-normal log S (PyMC's normal_lccdf, via erfcx) is good to ~1e-9 absolute near S = 1.
+    for ops, value, atol in (
+        (latency.NUMPY, np.asarray, 1e-12),
+        (latency.pytensor_ops(), lambda x: pt.as_tensor(x).eval(), 1e-8),
+    ):
+        log_f, log_s = latency.log_density(family, np.log(t), np.log(medians), ks, ops)
+        log_p = latency.log_interval(family, np.log(t / 2), np.log(t), np.ones_like(t), np.log(medians), ks, ops)
+        np.testing.assert_allclose(value(log_f), want_f, rtol=1e-7)
+        np.testing.assert_allclose(value(log_s), want_s, rtol=1e-7, atol=atol)
+        np.testing.assert_allclose(
+            value(latency.log_survival(family, np.log(t), np.log(medians), ks, ops)), want_s, rtol=1e-7, atol=atol
+        )
+        np.testing.assert_allclose(value(log_p), want_p, rtol=1e-7)
 
 
 def test_new_data_swaps_into_a_built_model(tmp_path):

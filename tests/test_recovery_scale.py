@@ -9,8 +9,7 @@ from test_recovery_model import load_simulated, simulate_recovery_trial
 
 from marrow import dims
 from marrow.fits.run import fit_model
-from marrow.models import build_model, model_inputs, recovery
-from marrow.models.recovery import log_density_np
+from marrow.models import build_model, latency, model_inputs, recovery
 from marrow.priors import load_prior_set
 from marrow.spec import ModelSpec, SamplerSettings
 
@@ -100,7 +99,7 @@ def test_population_quantities_equal_per_patient_averages(
         pi = np.ones_like(loc)
     for name, days in (("recovered_by", model.coords[dims.DAY]), ("cumulative_incidence", model.coords[dims.GRID_DAY])):
         log_days = np.log(np.maximum(np.asarray(days, dtype=float), 1e-6))
-        _, log_s = log_density_np(family, log_days[None, None, :], loc[:, :, None], values["shape"][None, :, None])
+        _, log_s = latency.log_density(family, log_days[None, None, :], loc[:, :, None], values["shape"][None, :, None])
         brute = (pi[:, :, None] * -np.expm1(log_s)).mean(axis=0)
         np.testing.assert_allclose(values[name], brute, rtol=0, atol=1e-10)
 
@@ -116,7 +115,7 @@ def per_row_loglik(data, spec: ModelSpec, values: dict) -> np.ndarray:
     loc = (values["log_median"][None, :] + effect(xc, values.get("time_beta"), spec))[patient, lineage]
     if spec.frailty:
         loc = loc + values["frailty_sd"] * values["frailty_z"][patient]
-    log_f, log_s = log_density_np(recovery.family_of(spec), log_t, loc, values["shape"][lineage])
+    log_f, log_s = latency.log_density(recovery.family_of(spec), log_t, loc, values["shape"][lineage])
     if not spec.cure:
         return np.where(event, log_f, log_s)
     eta = (
@@ -182,10 +181,10 @@ def test_augment_log_likelihood_does_not_depend_on_the_chunk_size(tmp_path, tria
     model = build_model(data, spec, load_prior_set())
     inputs = model_inputs(data, spec)
     idata = posterior_at_random_points(model, 2, 3)
-    recovery.augment(idata, inputs, spec, np.random.default_rng(0))
+    recovery.augment(idata, inputs, spec, np.random.default_rng(0)).apply(idata)
     whole = idata.log_likelihood["recovery"].to_numpy()
     monkeypatch.setattr(recovery, "CHUNK_VALUES", len(data.recovery) * 2)  # two draws per chunk
-    recovery.augment(idata, inputs, spec, np.random.default_rng(0))
+    recovery.augment(idata, inputs, spec, np.random.default_rng(0)).apply(idata)
     np.testing.assert_array_equal(idata.log_likelihood["recovery"].to_numpy(), whole)
     post = idata.posterior
     for chain in range(2):
@@ -196,11 +195,11 @@ def test_augment_log_likelihood_does_not_depend_on_the_chunk_size(tmp_path, tria
 
 @pytest.mark.sampling
 def test_augment_omits_log_likelihood_above_the_limit_and_keeps_replicates(tmp_path, trial_frames, monkeypatch):
-    import marrow.fits.run
+    import marrow.models.idata
 
     spec = ModelSpec("recovery", family="weibull", covariates=("x1", "x2"))
     data = trial_for(tmp_path, trial_frames, spec)
-    monkeypatch.setattr(marrow.fits.run, "MAX_POINTWISE_VALUES", 1000)
+    monkeypatch.setattr(marrow.models.idata, "MAX_POINTWISE_VALUES", 1000)
     settings = SamplerSettings(chains=2, draws=150, tune=150, seed=5, cores=2, target_accept=0.8)
     fit = fit_model(data, spec, load_prior_set(), settings)
     idata = fit.idata
@@ -210,8 +209,10 @@ def test_augment_omits_log_likelihood_above_the_limit_and_keeps_replicates(tmp_p
         "(fewer --draws or a subsample of the data brings it back)"
     )
     assert fit.provenance["log_likelihood_omitted"] == reason  # fit_model moves augment's note there
-    recovery.augment(idata, model_inputs(data, spec), spec, np.random.default_rng(0))
-    assert idata.posterior.attrs["log_likelihood_omitted"] == reason
+    augmented = recovery.augment(idata, model_inputs(data, spec), spec, np.random.default_rng(0))
+    assert augmented.notes == {"log_likelihood_omitted": reason}  # returned, not left in the posterior's attrs
+    assert "log_likelihood" not in augmented.groups and "log_likelihood_omitted" not in idata.posterior.attrs
+    augmented.apply(idata)
     assert "log_likelihood" not in idata.groups()
     replicated = idata.posterior_predictive["recovered_count"]
     assert replicated.dims == ("chain", "draw", dims.LINEAGE)

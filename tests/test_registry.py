@@ -156,7 +156,8 @@ def test_a_toy_model_leaves_the_registry_when_unregistered():
 
 @pytest.mark.sampling
 def test_a_toy_model_has_its_section_and_headline_in_the_report(toy, tmp_path):
-    from marrow.report.run import run_report, sections
+    from marrow.report.content import sections
+    from marrow.report.run import run_report
 
     assert list(sections())[-1] == "toy" and sections()["toy"] == "Toy endpoint"
     plan = _plan(

@@ -177,7 +177,7 @@ def test_grouped_log_likelihood_gives_the_per_patient_loo_exactly(monkeypatch, o
             dims={"center_effect": [dims.CENTER], "beta": [dims.COVARIATE]},
             coords={dims.CENTER: inputs.coords[dims.CENTER], dims.COVARIATE: list(COVARIATES)},
         )
-        response.augment(idata, inputs, spec, np.random.default_rng(1))
+        response.augment(idata, inputs, spec, np.random.default_rng(1)).apply(idata)
         return idata
 
     per_patient = augmented()

@@ -16,7 +16,7 @@ from marrow.data import load_trial
 from marrow.descriptor import REGISTRY
 from marrow.errors import UsageError
 from marrow.models import build_model, module_for
-from marrow.priors import Prior, load_prior_set
+from marrow.priors import Prior, load_prior_set, units
 from marrow.report.plan import load_plan
 from marrow.spec import ModelSpec, SpecError
 
@@ -89,18 +89,18 @@ def test_labels_use_the_time_unit():
 
 def test_log_time_priors_move_to_the_unit_and_nothing_else_does():
     priors = load_prior_set()
-    weeks = time_units.priors_in_unit(priors, "weeks")
-    for key in time_units.LOG_TIME_PRIORS:
+    weeks = units.priors_in_unit(priors, "weeks")
+    for key in units.LOG_TIME_PRIORS:
         assert weeks[key].args["mu"] == pytest.approx(priors[key].args["mu"] - math.log(7))
         assert weeks[key].args["sigma"] == priors[key].args["sigma"]
-    untouched = set(priors.priors) - set(time_units.LOG_TIME_PRIORS)
+    untouched = set(priors.priors) - set(units.LOG_TIME_PRIORS)
     assert all(weeks[k] == priors[k] for k in untouched)
-    assert time_units.priors_in_unit(priors, "days") is priors
+    assert units.priors_in_unit(priors, "days") is priors
     gamma = replace(
         priors, priors={**priors.priors, "survival.log_median": Prior("Gamma", {"alpha": 2.0, "beta": 1.0})}
     )
     with pytest.raises(UsageError, match="survival.log_median.*cannot be moved to weeks"):
-        time_units.priors_in_unit(gamma, "weeks")
+        units.priors_in_unit(gamma, "weeks")
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,8 @@ import numpy as np
 
 from marrow import dims
 from marrow.descriptor import Headline, ModelDescriptor, Option
-from marrow.models.inputs import ModelInputs, Quantity, replace_groups
+from marrow.models.idata import LOG_LIKELIHOOD, OBSERVED_DATA, Augmented
+from marrow.models.inputs import ModelInputs, Quantity
 
 DESCRIPTOR = ModelDescriptor(
     name="toy",
@@ -58,7 +59,7 @@ def build(inputs: ModelInputs, spec, priors):
     return model
 
 
-def augment(idata, inputs: ModelInputs, spec, rng) -> None:
+def augment(idata, inputs: ModelInputs, spec, rng) -> Augmented:
     """Observed counts and the pointwise log-likelihood per center, from the draws."""
     import xarray as xr
     from scipy.stats import binom
@@ -73,7 +74,7 @@ def augment(idata, inputs: ModelInputs, spec, rng) -> None:
     }
     log_lik = xr.Dataset({"responders": (("chain", "draw", dims.CENTER), binom.logpmf(k, n, rate))}, coords=coords)
     observed = xr.Dataset({"responders": ((dims.CENTER,), k)}, coords={dims.CENTER: inputs.coords[dims.CENTER]})
-    replace_groups(idata, observed_data=observed, log_likelihood=log_lik)
+    return Augmented({OBSERVED_DATA: observed, LOG_LIKELIHOOD: log_lik})
 
 
 def quantities(spec) -> list[Quantity]:

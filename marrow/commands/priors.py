@@ -38,12 +38,12 @@ def list_sets(fmt: str, force: bool, out_path: Path | None) -> int:
 
     from marrow.formatting import render
     from marrow.priors import available_sets, load_prior_set
-    from marrow.priors.sets import DEFAULT_SET, SETS_DIR, _read_toml
+    from marrow.priors.sets import DEFAULT_SET, base_of
 
     rows = []
     for name in available_sets():
         prior_set = load_prior_set(name)
-        base = _read_toml(SETS_DIR / f"{name}.toml").get("base", "")
+        base = base_of(name)
         rows.append(
             {
                 "name": name + (" (default)" if name == DEFAULT_SET else ""),
@@ -175,11 +175,13 @@ def map_prior(
       marrow priors map --history history.csv --robust-weight 0.2 --out map-prior.toml
       marrow fit response --prior map-prior.toml --out response-map.nc
     """
+    from marrow.data.history import read_history
     from marrow.errors import UsageError
     from marrow.fits.io import check_writable, write_text
+    from marrow.fits.map_prior import derive_map_prior
     from marrow.formatting import plural, render
     from marrow.priors import load_prior_set
-    from marrow.priors.map import derive_map_prior, hyper_summary, prior_set_toml, read_history
+    from marrow.priors.map import hyper_summary, prior_set_toml
 
     if not 0 <= robust_weight < 1:
         raise UsageError(f"--robust-weight must be in [0, 1), got {robust_weight:g}")

@@ -93,11 +93,11 @@ def sbc(
     from marrow.fits.io import check_writable
     from marrow.formatting import plural, render
     from marrow.priors import load_prior_set
+    from marrow.priors.units import priors_in_unit
     from marrow.simulate import sbc_report
     from marrow.simulate.generators import check_supported, generator_for
     from marrow.simulate.sbc import SbcStudy, rank_table, run_study
     from marrow.spec import ModelSpec, SamplerSettings
-    from marrow.time_units import priors_in_unit
 
     if sims < 2:
         raise UsageError(f"--sims must be at least 2, got {sims}")

@@ -17,7 +17,6 @@ import re
 import sys
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +24,7 @@ import pandas as pd
 
 from marrow.data.trial import SourceFile, TrialData
 from marrow.errors import DataError, Problem, ProblemList
+from marrow.spec import Needs  # defined with ModelSpec (core layer); re-exported here and in marrow.data
 
 RESPONSE_CODES = ("NR", "PR", "CR")
 RESERVED = {"patient_id", "center", "response", "responder", "followup_days", "died", "adverse_event"}
@@ -49,19 +49,6 @@ _USED_BY = {
     "died": "only the survival model needs it",
     "adverse_event": "only the safety model needs it",
 }
-
-
-@dataclass(frozen=True)
-class Needs:
-    """What the requested model needs from the data; anything else is optional."""
-
-    ordinal: bool = False  # the `response` column itself (implies an outcome)
-    followup: bool = False
-    died: bool = False
-    adverse_event: bool = False
-    recovery: bool = False
-    covariates: tuple[str, ...] = field(default_factory=tuple)
-    response: bool = False  # an outcome: `response` (CR/PR/NR) or `responder` (0/1); last, for positional callers
 
 
 def file_sha256(path: Path) -> str:
@@ -199,7 +186,7 @@ def _check_unique_names(names: Sequence[str], name: str, problems: ProblemList) 
 # ----------------------------------------------------------------------------------------------
 # coercion: cells as plain Python text (one pass per column; pandas per-cell operations are slow
 # on the small tables trials have)
-def _rows(mask: pd.Series | np.ndarray) -> tuple[int, ...]:
+def data_rows(mask: pd.Series | np.ndarray) -> tuple[int, ...]:
     """1-based data row numbers where mask is true."""
     return tuple(int(i) + 1 for i in np.flatnonzero(np.asarray(mask, dtype=bool)))
 
@@ -273,10 +260,10 @@ def _check_binary(table: pd.DataFrame, column: str, name: str, problems: Problem
     coerced = _binary_cells(cells)
     missing = _blank_cells(cells)
     if missing.any():
-        problems.add(name, "missing values", column, _rows(missing), "0 or 1 in every row")
+        problems.add(name, "missing values", column, data_rows(missing), "0 or 1 in every row")
     bad = np.isnan(coerced) & ~missing
     if bad.any():
-        problems.add(name, "values are not 0/1", column, _rows(bad), "0/1, yes/no or true/false")
+        problems.add(name, "values are not 0/1", column, data_rows(bad), "0/1, yes/no or true/false")
     return pd.Series(coerced, index=table.index)
 
 
@@ -298,22 +285,24 @@ def _check_number(
     sign = ">= 0" if zero_ok else "> 0"
     expected = f"a number {sign} and at most {maximum:,.0f}"
     if (blank & required).any():
-        problems.add(name, "missing values", column, _rows(blank & required), f"a number {sign} in every row")
+        problems.add(name, "missing values", column, data_rows(blank & required), f"a number {sign} in every row")
     not_number = np.isnan(values) & ~blank
     if not_number.any():
-        problems.add(name, "values are not numbers", column, _rows(not_number), expected)
+        problems.add(name, "values are not numbers", column, data_rows(not_number), expected)
     infinite = np.isinf(values)
     if infinite.any():
-        problems.add(name, "values are not finite", column, _rows(infinite), expected)
+        problems.add(name, "values are not finite", column, data_rows(infinite), expected)
     finite = np.isfinite(values)
     too_low = finite & ((values < 0) if zero_ok else (values <= 0))
     if too_low.any():
         problems.add(
-            name, "values are negative" if zero_ok else "values are not positive", column, _rows(too_low), expected
+            name, "values are negative" if zero_ok else "values are not positive", column, data_rows(too_low), expected
         )
     too_high = finite & (values > maximum)
     if too_high.any():
-        problems.add(name, f"values are implausibly large (above {maximum:,.0f})", column, _rows(too_high), expected)
+        problems.add(
+            name, f"values are implausibly large (above {maximum:,.0f})", column, data_rows(too_high), expected
+        )
     return pd.Series(np.where(finite & ~too_low & ~too_high, values, np.nan), index=raw.index)
 
 
@@ -325,7 +314,7 @@ def _check_text(table: pd.DataFrame, column: str, name: str, problems: ProblemLi
     cells = _cells(table[column])
     empty = _blank_cells(cells)
     if empty.any():
-        problems.add(name, "empty values", column, _rows(empty), "non-empty text")
+        problems.add(name, "empty values", column, data_rows(empty), "non-empty text")
     return pd.Series(cells, index=table.index, dtype="string")
 
 
@@ -400,7 +389,7 @@ def _check_response(table: pd.DataFrame, column: str, name: str, problems: Probl
     cells = _cells(table[column])
     missing = _blank_cells(cells)
     if missing.any():
-        problems.add(name, "missing response", column, _rows(missing), "CR, PR or NR")
+        problems.add(name, "missing response", column, data_rows(missing), "CR, PR or NR")
     codes = np.array(
         [c.upper() if c is not None and c.upper() in RESPONSE_CODES else None for c in cells], dtype=object
     )
@@ -408,7 +397,7 @@ def _check_response(table: pd.DataFrame, column: str, name: str, problems: Probl
     if unknown.any():
         seen = sorted(set(cells[unknown]))  # as written, not upper-cased
         listed = ", ".join(seen[:5]) + (f" and {len(seen) - 5} more" if len(seen) > 5 else "")
-        problems.add(name, f"unknown response codes ({listed})", column, _rows(unknown), "CR, PR or NR (any case)")
+        problems.add(name, f"unknown response codes ({listed})", column, data_rows(unknown), "CR, PR or NR (any case)")
     return pd.Series(codes, index=table.index, dtype="string")
 
 
@@ -435,7 +424,7 @@ def validate_patients(
         ids = _check_text(table, "patient_id", name, problems)
         dup = _repeated(list(ids.to_numpy(dtype=object, na_value=None)))
         if dup.any():
-            problems.add(name, "duplicated patient_id", "patient_id", _rows(dup), "each patient_id once")
+            problems.add(name, "duplicated patient_id", "patient_id", data_rows(dup), "each patient_id once")
         out["patient_id"] = ids
         out["center"] = _check_text(table, "center", name, problems)
 
@@ -518,14 +507,14 @@ def _check_covariate(raw: pd.Series, column: str, name: str, problems: ProblemLi
     values = _covariate_cells(cells)
     missing = _blank_cells(cells)
     if missing.any():
-        problems.add(name, "missing covariate values", column, _rows(missing), "a value in every row")
+        problems.add(name, "missing covariate values", column, data_rows(missing), "a value in every row")
     bad = np.isnan(values) & ~missing
     if bad.any():
         problems.add(
             name,
             "covariate values cannot be read as numbers",
             column,
-            _rows(bad),
+            data_rows(bad),
             "0/1, yes/no, true/false or a number",
         )
     infinite = np.isinf(values)
@@ -534,7 +523,7 @@ def _check_covariate(raw: pd.Series, column: str, name: str, problems: ProblemLi
             name,
             "covariate values are not finite",
             column,
-            _rows(infinite),
+            data_rows(infinite),
             f"a finite number of at most {MAX_ABS_COVARIATE:,.0f} in size",
         )
     huge = np.isfinite(values) & (np.abs(values) > MAX_ABS_COVARIATE)
@@ -543,7 +532,7 @@ def _check_covariate(raw: pd.Series, column: str, name: str, problems: ProblemLi
             name,
             f"covariate values are implausibly large (beyond +-{MAX_ABS_COVARIATE:,.0f}; rescale them)",
             column,
-            _rows(huge),
+            data_rows(huge),
             f"a number of at most {MAX_ABS_COVARIATE:,.0f} in size",
         )
     values = np.where(infinite | huge, np.nan, values)
@@ -607,14 +596,18 @@ def validate_recovery(
                 name,
                 f"patient_id not found in {patients_name}",
                 "patient_id",
-                _rows(unknown),
+                data_rows(unknown),
                 "a patient_id of the patients table",
             )
         lineages = list(out["lineage"].to_numpy(dtype=object, na_value=None))
         dup = _repeated([(i, g) if i is not None else None for i, g in zip(ids, lineages, strict=True)])
         if dup.any():
             problems.add(
-                name, "duplicated (patient_id, lineage) pair", "lineage", _rows(dup), "one row per patient and lineage"
+                name,
+                "duplicated (patient_id, lineage) pair",
+                "lineage",
+                data_rows(dup),
+                "one row per patient and lineage",
             )
         if "followup_days" in patients.columns and not _repeated(known_ids).any():
             # Invalid follow-up values are NaN here: they are reported once, in the patients table.
@@ -628,7 +621,7 @@ def validate_recovery(
                     name,
                     f"recovery day is after the patient's followup_days in {patients_name}",
                     column,
-                    _rows(late),
+                    data_rows(late),
                     f"{column} <= followup_days",
                 )
     return out
@@ -647,7 +640,7 @@ def _check_intervals(
                 name,
                 f"{column} is blank where {'day_upper' if column == 'day_lower' else 'day_lower'} is given",
                 column,
-                _rows(alone),
+                data_rows(alone),
                 "both day_lower and day_upper on an interval row, or neither",
             )
     lower = _check_number(
@@ -657,14 +650,16 @@ def _check_intervals(
     day = _check_number(raw_day, "day", name, problems, required=~(given_lower | given_upper))
     order = interval & lower.notna() & upper.notna() & (lower >= upper)
     if order.any():
-        problems.add(name, "day_lower is not below day_upper", "day_lower", _rows(order), "0 <= day_lower < day_upper")
+        problems.add(
+            name, "day_lower is not below day_upper", "day_lower", data_rows(order), "0 <= day_lower < day_upper"
+        )
     censored = interval & (recovered == 0)
     if censored.any():
         problems.add(
             name,
             "an interval is given on a censored row (recovered = 0)",
             "day_lower",
-            _rows(censored),
+            data_rows(censored),
             "day_lower/day_upper only where recovered = 1; "
             "a censored row gives its last day known not recovered in 'day'",
         )
@@ -674,7 +669,7 @@ def _check_intervals(
             name,
             "day disagrees with day_upper on an interval row",
             "day",
-            _rows(disagree),
+            data_rows(disagree),
             "day blank, or equal to day_upper, where day_lower and day_upper are given",
         )
     day = day.where(~interval, upper)

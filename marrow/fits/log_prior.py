@@ -38,7 +38,7 @@ def add_log_prior(idata, model, spec, priors) -> list[str]:
     """
     import pymc as pm
 
-    from marrow.models.inputs import replace_groups
+    from marrow.models.idata import LOG_PRIOR, replace_groups
 
     names = prior_variables(model, spec, priors)
     try:
@@ -58,5 +58,5 @@ def add_log_prior(idata, model, spec, priors) -> list[str]:
     if hasattr(dataset, "log_prior"):
         dataset = dataset.log_prior
     dataset.attrs = {ATTR_VARIABLES: ",".join(names)}
-    replace_groups(idata, log_prior=dataset)
+    replace_groups(idata, **{LOG_PRIOR: dataset})
     return names

@@ -13,6 +13,14 @@ from marrow import dims
 from marrow.data import TrialData
 from marrow.fits.fit import Fit
 from marrow.fits.provenance import build_provenance
+from marrow.models.idata import (
+    CONSTANT_DATA,
+    LOG_LIKELIHOOD,
+    LOG_LIKELIHOOD_OMITTED,
+    MAX_POINTWISE_VALUES,
+    OBSERVED_DATA,
+    omitted_reason,
+)
 from marrow.priors import PriorSet
 from marrow.spec import ModelSpec, SamplerSettings
 
@@ -89,7 +97,7 @@ def _sample_nutpie(model, settings: SamplerSettings, target_accept: float, progr
     coords, dims = coords_and_dims_for_inferencedata(model)
     groups = {
         name: dict_to_dataset(values, library=pm, coords=coords, dims=dims, default_dims=[])
-        for name, values in (("constant_data", find_constants(model)), ("observed_data", find_observations(model)))
+        for name, values in ((CONSTANT_DATA, find_constants(model)), (OBSERVED_DATA, find_observations(model)))
     }
     idata.add_groups(groups, coords=coords, dims=dims)
     return idata
@@ -107,31 +115,19 @@ def quiet_pymc_logs(progress: bool) -> None:
     logging.getLogger("pymc").setLevel(logging.INFO if progress else logging.WARNING)
 
 
-# Pointwise log-likelihood values kept at most (8 bytes each): 40M is 320 MB in memory and on disk.
-MAX_POINTWISE_VALUES = 40_000_000
-
-
 def drop_oversized_log_likelihood(idata, limit: int = MAX_POINTWISE_VALUES) -> str:
     """Drop a log_likelihood group too large to keep; returns the reason ('' when kept).
 
     Registry-sized recovery tables (60,000 rows x 4,000 draws = 240M values, 1.9 GB) would dominate
     memory and the file; PSIS-LOO is then reported as not computed, never silently.
     """
-    if "log_likelihood" not in idata.groups():
+    if LOG_LIKELIHOOD not in idata.groups():
         return ""
-    size = sum(int(v.size) for v in idata.log_likelihood.data_vars.values())
+    size = sum(int(v.size) for v in getattr(idata, LOG_LIKELIHOOD).data_vars.values())
     if size <= limit:
         return ""
-    delattr(idata, "log_likelihood")
+    delattr(idata, LOG_LIKELIHOOD)
     return omitted_reason(size, limit)
-
-
-def omitted_reason(size: int, limit: int = MAX_POINTWISE_VALUES) -> str:
-    """Why a fit has no pointwise log-likelihood (shown by `marrow diagnose`)."""
-    return (
-        f"{size:,} pointwise values exceed the limit of {limit:,}; PSIS-LOO not computed "
-        "(fewer --draws or a subsample of the data brings it back)"
-    )
 
 
 def _descriptor(module):
@@ -179,11 +175,11 @@ def fit_model(
 
     `priors` are as stated (log times in days); the fit uses and records them in `spec.time_unit`.
     The provenance records the hierarchy levels the data could not estimate (`dropped_levels`)."""
-    from marrow import time_units
     from marrow.models import levels, module_for
+    from marrow.priors.units import priors_in_unit
 
     module = module_for(spec.model)
-    priors = time_units.priors_in_unit(priors, spec.time_unit)
+    priors = priors_in_unit(priors, spec.time_unit)
     timings: dict[str, float] = {}
     start = time.perf_counter()
     inputs = module.inputs(data, spec)
@@ -209,8 +205,12 @@ def fit_model(
 
     start = time.perf_counter()
     rng = np.random.default_rng([settings.seed, 1])
-    module.augment(idata, inputs, spec, rng)
-    omitted = drop_oversized_log_likelihood(idata) or str(idata.posterior.attrs.pop("log_likelihood_omitted", ""))
+    augmented = module.augment(idata, inputs, spec, rng)
+    augmented.apply(idata)
+    notes = dict(augmented.notes)  # e.g. why the model left out the pointwise log-likelihood
+    dropped = drop_oversized_log_likelihood(idata)
+    if dropped:
+        notes[LOG_LIKELIHOOD_OMITTED] = dropped
     timings["augment_s"] = time.perf_counter() - start
     provenance = build_provenance(
         data,
@@ -230,7 +230,7 @@ def fit_model(
                 if "x_mean" in inputs.extra
                 else {}
             ),
-            **({"log_likelihood_omitted": omitted} if omitted else {}),
+            **notes,
             levels.ATTR: levels.to_json([*inputs.dropped, *_stated_levels(module, inputs, spec)]),
         },
     )

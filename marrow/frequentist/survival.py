@@ -526,6 +526,7 @@ def cure_model(data: TrialData, covariates: tuple[str, ...] | None = None, level
     Wald intervals on the log scale with a sandwich covariance clustered on patient (a patient's
     lineages are not independent).
     """
+    from scipy.special import expit  # no overflow warning at a boundary estimate's huge standard error
     from scipy.stats import norm
 
     table = recovery_table(data)
@@ -537,9 +538,6 @@ def cure_model(data: TrialData, covariates: tuple[str, ...] | None = None, level
     time, event = table["day"].to_numpy(float), table["recovered"].to_numpy(int)
     z = norm.ppf(0.5 + level / 2)
     rows = []
-
-    def expit(v: float) -> float:
-        return 1.0 / (1.0 + np.exp(-v))
 
     for g, name in enumerate(lineages):
         mine = lineage == g

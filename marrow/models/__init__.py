@@ -3,8 +3,9 @@
 Each module provides:
 - `inputs(data, spec) -> ModelInputs`: pure numpy, no PyMC;
 - `build(inputs, spec, priors) -> pm.Model`: the graph, never sampled here; every variable has dims;
-- `augment(idata, inputs, spec, rng)`: adds observed_data, posterior_predictive and pointwise
-  log_likelihood computed from the posterior draws (no second pass through PyMC);
+- `augment(idata, inputs, spec, rng) -> Augmented` (`marrow.models.idata`): observed_data,
+  posterior_predictive and pointwise log_likelihood computed from the posterior draws (no second pass
+  through PyMC), derived posterior variables and provenance notes; it leaves `idata` unchanged;
 - `quantities(spec) -> list[Quantity]`: what summaries report (labels may name a dim: '{center}');
 - `probabilities(idata, spec) -> list[tuple[str, float]]`: posterior probabilities of statements.
 Everything else about a model (name, options, defaults, needs, priors, sampler, report and plots) is its
@@ -41,7 +42,7 @@ def model_inputs(data: TrialData, spec: ModelSpec) -> ModelInputs:
 def build_model(data: TrialData, spec: ModelSpec, priors: PriorSet) -> pm.Model:
     """Build (never sample) the PyMC model for `spec` on `data` with `priors` (log times stated in days,
     moved to `spec.time_unit` as `marrow.fits.run.fit_model` does)."""
-    from marrow.time_units import priors_in_unit
+    from marrow.priors.units import priors_in_unit
 
     module = module_for(spec.model)
     return module.build(module.inputs(data, spec), spec, priors_in_unit(priors, spec.time_unit))

@@ -31,11 +31,3 @@ class ModelInputs:
     coords: dict[str, list[str]]
     extra: dict[str, Any] = field(default_factory=dict)
     dropped: tuple = ()  # `marrow.models.levels.DroppedLevel`s: hierarchy levels the data cannot estimate
-
-
-def replace_groups(idata, **groups) -> None:
-    """Add groups to an InferenceData, replacing any of the same name (e.g. PyMC's observed_data)."""
-    for name in groups:
-        if name in idata.groups():
-            delattr(idata, name)
-    idata.add_groups(**groups)

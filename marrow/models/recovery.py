@@ -31,7 +31,7 @@ The graph sums the likelihood over cells of identical rows with integer weights 
 population quantities over distinct (center, covariate) groups weighted by patient counts, so its
 cost follows the number of distinct values, not of patients (exact; see `inputs`). Pointwise
 log-likelihood per row is recomputed from the posterior draws in numpy (`augment`) when rows x draws
-fit within `marrow.fits.run.MAX_POINTWISE_VALUES`.
+fit within `marrow.models.idata.MAX_POINTWISE_VALUES`.
 """
 
 from __future__ import annotations
@@ -44,9 +44,13 @@ import pandas as pd
 
 from marrow import dims, time_units
 from marrow.data import TrialData
+from marrow.models import idata as idata_helpers
 from marrow.models import latency
+from marrow.models.cells import cells
 from marrow.models.descriptors.recovery import DESCRIPTOR
-from marrow.models.inputs import ModelInputs, Quantity, replace_groups
+from marrow.models.effects import noncentred
+from marrow.models.idata import CHAIN_DRAW, Augmented, chain_draw_coords, flat_draws
+from marrow.models.inputs import ModelInputs, Quantity
 from marrow.spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -58,8 +62,6 @@ DEFAULT_SAMPLER = DESCRIPTOR.sampler
 REPORT_DAYS = time_units.RECOVERY_HORIZON_DAYS  # in days; report_days converts them to the fit's unit
 GRID_DAY = dims.GRID_DAY
 GRID_POINTS = 60
-LN2 = math.log(2.0)
-LN2_LOG = math.log(LN2)
 DEATH_FAMILY = "weibull"  # the cause-specific hazard of death with --competing-death
 CIF_STEPS = 400  # steps of the numerical integration of the cumulative incidences
 
@@ -72,19 +74,6 @@ def report_days(spec: ModelSpec) -> list:
     """Times of P(recovered by t), in the fit's unit: `spec.horizons`, or day 30, 90 and 180 converted to
     the unit when none are given; ints when all are whole (labels read "day 30")."""
     return time_units.horizons(spec.horizons, time_units.recovery_horizons(spec.time_unit))
-
-
-# --- latency families: written once in marrow.models.latency ---------------------------------------
-
-
-def log_density_np(family: str, log_t, mu, k):
-    """(log f(t), log S(t)) for latency location mu (log median) and shape k; numpy, broadcasting."""
-    return latency.log_density(family, log_t, mu, k)
-
-
-def _log_density_pt(family: str, log_t, mu, k):
-    """(log f(t), log S(t)) in pytensor; the same formulas as `log_density_np`."""
-    return latency.log_density(family, log_t, mu, k, latency.pytensor_ops())
 
 
 # --- which hierarchy levels the data can estimate ---------------------------------------------------
@@ -113,19 +102,11 @@ def dropped_levels(n_centers: int, n_lineages: int, spec: ModelSpec) -> list[str
 # --- inputs -----------------------------------------------------------------------------------------
 
 
-def _distinct(columns: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """First row, per-row index and count of each distinct row of the 2-D array `columns` (sorted order)."""
-    if columns.shape[1] == 0:
-        return np.zeros(1, np.int64), np.zeros(len(columns), np.int64), np.array([len(columns)])
-    _, first, index, counts = np.unique(columns, axis=0, return_index=True, return_inverse=True, return_counts=True)
-    return first, index.reshape(-1), counts
-
-
 def _cells(rows: np.ndarray, unit: np.ndarray, *days: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each distinct (unit, day[, day ...]) among `rows`: a representative row and its number of rows;
     and the cell of each of `rows`."""
-    first, index, counts = _distinct(np.column_stack([unit[rows], *(day[rows] for day in days)]))
-    return rows[first], counts.astype(np.float64), index
+    c = cells(np.column_stack([unit[rows], *(day[rows] for day in days)]))
+    return rows[c.first], c.count.astype(np.float64), c.of_row
 
 
 def day_bounds(recovery: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -148,11 +129,11 @@ def _interval_cells(rows: np.ndarray, unit: np.ndarray, lower: np.ndarray, row: 
     """Interval cells: distinct (unit, lower, upper) among interval rows `rows`, with weights, the log
     upper day (`interval_log_day`), the log lower day and whether it is > 0 (`interval_has_lower`;
     a lower day of 0 gets a finite placeholder, unused, so gradients stay finite)."""
-    cells, weight, _ = _cells(rows, unit, lower, row["row_log_day"])
-    out = _latency_cells("interval", cells, row, spec)
+    cell_rows, weight, _ = _cells(rows, unit, lower, row["row_log_day"])
+    out = _latency_cells("interval", cell_rows, row, spec)
     out["interval_weight"] = weight
-    out["interval_has_lower"] = row["row_has_lower"][cells]
-    out["interval_log_lower"] = row["row_log_lower"][cells]
+    out["interval_has_lower"] = row["row_has_lower"][cell_rows]
+    out["interval_log_lower"] = row["row_log_lower"][cell_rows]
     return out
 
 
@@ -193,7 +174,8 @@ def inputs(data: TrialData, spec: ModelSpec) -> ModelInputs:
 
     x = data.covariate_matrix()
     x_mean = x.mean(axis=0) if x.shape[1] else np.zeros(0)
-    first, patient_pattern, pattern_n = _distinct(x)
+    patterns = cells(x)
+    first, patient_pattern, pattern_n = patterns.first, patterns.of_row, patterns.count
     row = {
         "row_loc": patient_pattern[row_patient] * n_lineages + row_lineage,
         "row_lineage": row_lineage,
@@ -209,16 +191,17 @@ def inputs(data: TrialData, spec: ModelSpec) -> ModelInputs:
     # With frailty every (patient, lineage) has its own latency location.
     unit = row_patient * n_lineages + row_lineage if spec.frailty else row["row_loc"]
     events, censored = np.flatnonzero((recovered == 1) & ~interval), np.flatnonzero(recovered == 0)
-    cells, arrays["event_weight"], _ = _cells(events, unit, day)
-    arrays.update(_latency_cells("event", cells, row, spec))
+    cell_rows, arrays["event_weight"], _ = _cells(events, unit, day)
+    arrays.update(_latency_cells("event", cell_rows, row, spec))
     if interval.any():  # only then: a trial without intervals keeps exactly the graph it had
         arrays.update(_interval_cells(np.flatnonzero(interval), unit, lower, row, spec))
-    cells, censored_weight, censored_cell = _cells(censored, unit, day)
-    arrays.update(_latency_cells("censored", cells, row, spec))
+    cell_rows, censored_weight, censored_cell = _cells(censored, unit, day)
+    arrays.update(_latency_cells("censored", cell_rows, row, spec))
     if not spec.cure:
         arrays["censored_weight"] = censored_weight
     else:
-        g_first, patient_group, group_n = _distinct(np.column_stack([data.center_index, patient_pattern]))
+        groups = cells(np.column_stack([data.center_index, patient_pattern]))
+        g_first, patient_group, group_n = groups.first, groups.of_row, groups.count
         row["row_cure"] = patient_group[row_patient] * n_lineages + row_lineage
         n_cure = len(group_n) * n_lineages
         cure_cells, cure_weight, _ = _cells(censored, unit if spec.frailty else row["row_cure"], day)
@@ -274,12 +257,12 @@ def _death_cells(data: TrialData, patient_pattern: np.ndarray) -> dict:
     day) among patients, with their number of patients."""
     follow = data.patients["followup_days"].to_numpy(dtype=np.float64)
     died = data.patients["died"].to_numpy(dtype=np.int64)
-    first, _, counts = _distinct(np.column_stack([patient_pattern, died, follow]))
+    c = cells(np.column_stack([patient_pattern, died, follow]))
     return {
-        "death_pattern": patient_pattern[first],
-        "death_event": died[first],
-        "death_log_day": np.log(follow[first]),
-        "death_weight": counts.astype(np.float64),
+        "death_pattern": patient_pattern[c.first],
+        "death_event": died[c.first],
+        "death_log_day": np.log(follow[c.first]),
+        "death_weight": c.count.astype(np.float64),
     }
 
 
@@ -288,9 +271,9 @@ def _replicate_cells(row: dict, unit: np.ndarray, censor_day: np.ndarray, n_line
     share the latency CDF at the censoring day within a distinct (unit, censoring day) cell
     (`replicate_of_row`); `replicate_row_cure` is each row's (group, lineage) with cure."""
     order = np.argsort(row["row_lineage"], kind="stable")
-    cells, _, cell_of_row = _cells(order, unit, censor_day)
-    out = {f"replicate_{name}": row[f"row_{name}"][cells] for name in ("loc", "lineage", "patient")}
-    out["replicate_log_day"] = np.log(censor_day[cells])
+    rep_rows, _, cell_of_row = _cells(order, unit, censor_day)
+    out = {f"replicate_{name}": row[f"row_{name}"][rep_rows] for name in ("loc", "lineage", "patient")}
+    out["replicate_log_day"] = np.log(censor_day[rep_rows])
     out["replicate_of_row"] = cell_of_row
     out["replicate_bounds"] = np.searchsorted(row["row_lineage"][order], np.arange(n_lineages + 1))
     if "row_cure" in row:
@@ -310,8 +293,7 @@ def _hierarchical(p, name: str, pooled: bool = True):
     if not pooled:
         return pm.Deterministic(name, mu[None], dims=dims.LINEAGE)
     sd = p[f"{name}_sd"].create(f"{name}_sd")
-    z = pm.Normal(f"{name}_z", 0.0, 1.0, dims=dims.LINEAGE)
-    return pm.Deterministic(name, mu + sd * z, dims=dims.LINEAGE)
+    return noncentred(f"{name}_z", sd, dims.LINEAGE, loc=mu, name=name)
 
 
 def _effects(p, key: str, name: str, spec: ModelSpec, pattern_x):
@@ -340,7 +322,7 @@ def _cell_params(d: dict, prefix: str, loc, shape, frailty):
 def _cell_latency(family: str, d: dict, prefix: str, loc, shape, frailty):
     """(log f, log S) at the latency cells `prefix` ('event' or 'censored')."""
     mu, k = _cell_params(d, prefix, loc, shape, frailty)
-    return _log_density_pt(family, d[f"{prefix}_log_day"], mu, k)
+    return latency.log_density(family, d[f"{prefix}_log_day"], mu, k, latency.pytensor_ops())
 
 
 def _interval_loglik(family: str, d: dict, loc, shape, frailty):
@@ -418,7 +400,7 @@ def build(inputs: ModelInputs, spec: ModelSpec, priors) -> pm.Model:
         frailty = None
         if spec.frailty:
             frailty_sd = p["frailty_sd"].create("frailty_sd")
-            frailty = frailty_sd * pm.Normal("frailty_z", 0.0, 1.0, dims=dims.PATIENT)
+            frailty = noncentred("frailty_z", frailty_sd, dims.PATIENT)
         log_f, _ = _cell_latency(family, d, "event", loc, shape, frailty)
         _, log_s = _cell_latency(family, d, "censored", loc, shape, frailty)
         loglik = (d["event_weight"] * log_f).sum()
@@ -430,8 +412,7 @@ def build(inputs: ModelInputs, spec: ModelSpec, priors) -> pm.Model:
             eta = cure_intercept[None, :] + pt.zeros((d["group_center"].shape[0], 1))  # (group, lineage)
             if levels["center_effect"]:
                 cure_center_sd = p["cure_center_sd"].create("cure_center_sd")
-                cure_center_z = pm.Normal("cure_center_z", 0.0, 1.0, dims=dims.CENTER)
-                center_effect = pm.Deterministic("cure_center_effect", cure_center_sd * cure_center_z, dims=dims.CENTER)
+                center_effect = noncentred("cure_center_z", cure_center_sd, dims.CENTER, name="cure_center_effect")
                 eta = cure_intercept[None, :] + center_effect[d["group_center"]][:, None]
             if has_x:
                 cure_beta, contribution = _effects(p, "cure_beta", "cure_beta", spec, d["pattern_x"])
@@ -453,7 +434,9 @@ def build(inputs: ModelInputs, spec: ModelSpec, priors) -> pm.Model:
         pm.Deterministic("median_days", pt.exp(log_median), dims=dims.LINEAGE)
 
         def incidence(log_days):
-            _, log_s_grid = _log_density_pt(family, log_days[None, None, :], loc[:, :, None], shape[None, :, None])
+            log_s_grid = latency.log_survival(
+                family, log_days[None, None, :], loc[:, :, None], shape[None, :, None], latency.pytensor_ops()
+            )
             return (weight[:, :, None] * -pt.expm1(log_s_grid)).sum(axis=0)
 
         pm.Deterministic("recovered_by", incidence(pt.as_tensor(np.log(days))), dims=(dims.LINEAGE, dims.DAY))
@@ -467,17 +450,11 @@ def build(inputs: ModelInputs, spec: ModelSpec, priors) -> pm.Model:
 CHUNK_VALUES = 1_000_000
 
 
-def _draws(post, name: str, draws: slice) -> np.ndarray:
-    """(sample, ...) array of a posterior variable, samples `draws` of the flattened (chain, draw)."""
-    values = post[name].to_numpy()
-    return values.reshape((-1,) + values.shape[2:])[draws]
-
-
 def _linear(post, base: str, beta: str, spec: ModelSpec, x: np.ndarray, draws: slice) -> np.ndarray:
     """(sample, pattern, lineage) linear predictor: lineage intercepts plus covariate effects of rows of x."""
-    out = _draws(post, base, draws)[:, None, :] + np.zeros((1, x.shape[0], 1))
+    out = flat_draws(post, base, draws)[:, None, :] + np.zeros((1, x.shape[0], 1))
     if x.shape[1]:
-        b = _draws(post, beta, draws)
+        b = flat_draws(post, beta, draws)
         out = out + (
             np.einsum("pk,slk->spl", x, b) if spec.per_lineage_effects else np.einsum("pk,sk->sp", x, b)[:, :, None]
         )
@@ -491,20 +468,20 @@ def _tables(post, inputs: ModelInputs, spec: ModelSpec, draws: slice) -> dict[st
     n = draws.stop - draws.start
     out = {
         "loc": _linear(post, "log_median", "time_beta", spec, a["pattern_x"], draws).reshape(n, -1),
-        "shape": _draws(post, "shape", draws),
+        "shape": flat_draws(post, "shape", draws),
     }
     if spec.frailty:
-        out["frailty"] = _draws(post, "frailty_sd", draws)[:, None] * _draws(post, "frailty_z", draws)
+        out["frailty"] = flat_draws(post, "frailty_sd", draws)[:, None] * flat_draws(post, "frailty_z", draws)
     if spec.cure:
         eta = _linear(post, "cure_intercept", "cure_beta", spec, a["pattern_x"], draws)[:, a["group_pattern"], :]
         if "cure_center_effect" in post:  # absent with one center
-            eta = eta + _draws(post, "cure_center_effect", draws)[:, a["group_center"], None]
+            eta = eta + flat_draws(post, "cure_center_effect", draws)[:, a["group_center"], None]
         out["eta"] = eta.reshape(n, -1)
     if spec.competing_death:
-        loc = _draws(post, "death_log_median", draws)[:, None] + np.zeros((1, a["pattern_x"].shape[0]))
+        loc = flat_draws(post, "death_log_median", draws)[:, None] + np.zeros((1, a["pattern_x"].shape[0]))
         if a["pattern_x"].shape[1]:
-            loc = loc + np.einsum("pk,sk->sp", a["pattern_x"], _draws(post, "death_beta", draws))
-        out["death_loc"], out["death_shape"] = loc, _draws(post, "death_shape", draws)
+            loc = loc + np.einsum("pk,sk->sp", a["pattern_x"], flat_draws(post, "death_beta", draws))
+        out["death_loc"], out["death_shape"] = loc, flat_draws(post, "death_shape", draws)
     return out
 
 
@@ -519,7 +496,7 @@ def _params_np(tables: dict, spec: ModelSpec, loc, lineage, patient):
 def _latency_np(family: str, tables: dict, spec: ModelSpec, log_day, loc, lineage, patient):
     """(log f, log S) per sample at log days `log_day` of locations `loc`, lineages and patients (indices)."""
     mu, k = _params_np(tables, spec, loc, lineage, patient)
-    return log_density_np(family, log_day[None, :], mu, k)
+    return latency.log_density(family, log_day[None, :], mu, k)
 
 
 def pointwise(tables: dict, inputs: ModelInputs, spec: ModelSpec) -> np.ndarray:
@@ -530,7 +507,7 @@ def pointwise(tables: dict, inputs: ModelInputs, spec: ModelSpec) -> np.ndarray:
     e = inputs.extra
     family = family_of(spec)
     mu, k = _params_np(tables, spec, e["row_loc"], e["row_lineage"], e["row_patient"])
-    log_f, log_s = log_density_np(family, e["row_log_day"][None, :], mu, k)
+    log_f, log_s = latency.log_density(family, e["row_log_day"][None, :], mu, k)
     if e["row_interval"].any():  # recovered between visits: log(S(L) - S(R)) in place of log f
         log_p = latency.log_interval(
             family, e["row_log_lower"][None, :], e["row_log_day"][None, :], e["row_has_lower"][None, :], mu, k
@@ -611,9 +588,9 @@ def competing_incidence(tables: dict, inputs: ModelInputs, spec: ModelSpec, days
 
     for start in range(0, n, step):
         c = slice(start, min(start + step, n))
-        _, log_s = log_density_np(family, log_t, loc[c, :, :, None], tables["shape"][c, None, :, None])
+        log_s = latency.log_survival(family, log_t, loc[c, :, :, None], tables["shape"][c, None, :, None])
         s_latency = with_day_zero(log_s)  # (sample, unit, lineage, day)
-        _, log_sd = log_density_np(DEATH_FAMILY, log_t, death_loc[c, :, None], tables["death_shape"][c, None, None])
+        log_sd = latency.log_survival(DEATH_FAMILY, log_t, death_loc[c, :, None], tables["death_shape"][c, None, None])
         s_death = with_day_zero(log_sd)[:, :, None, :]  # (sample, unit, 1, day)
         p = pi[c][..., None]
         not_recovered = 1.0 - p + p * s_latency
@@ -624,9 +601,9 @@ def competing_incidence(tables: dict, inputs: ModelInputs, spec: ModelSpec, days
     return recovery_cif, death_cif
 
 
-def _add_competing_incidence(post, inputs: ModelInputs, spec: ModelSpec) -> None:
-    """Add recovery_cif / death_before_recovery (lineage, day) and their curves (lineage, grid_day)
-    to the posterior."""
+def _competing_incidence_variables(post, inputs: ModelInputs, spec: ModelSpec) -> dict:
+    """recovery_cif / death_before_recovery (lineage, day) and their curves (lineage, grid_day), as
+    posterior variables by name."""
     import xarray as xr
 
     n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
@@ -636,26 +613,27 @@ def _add_competing_incidence(post, inputs: ModelInputs, spec: ModelSpec) -> None
         tables = _tables(post, inputs, spec, slice(0, n_chain * n_draw))
         recovery_cif, death_cif = competing_incidence(tables, inputs, spec, np.concatenate([report, grid]))
     coords = {
-        "chain": post["chain"].to_numpy(),
-        "draw": post["draw"].to_numpy(),
+        **chain_draw_coords(post),
         dims.LINEAGE: inputs.coords[dims.LINEAGE],
         dims.DAY: inputs.coords[dims.DAY],
         GRID_DAY: inputs.coords[GRID_DAY],
     }
+    out = {}
     for name, values in (("recovery_cif", recovery_cif), ("death_before_recovery", death_cif)):
         values = values.reshape(n_chain, n_draw, *values.shape[1:])
         for suffix, part, day_dim in (
             ("", values[..., : len(report)], dims.DAY),
             ("_curve", values[..., len(report) :], GRID_DAY),
         ):
-            dims_ = ("chain", "draw", dims.LINEAGE, day_dim)
-            post[name + suffix] = xr.DataArray(part, dims=dims_, coords={k: coords[k] for k in dims_})
+            dims_ = (*CHAIN_DRAW, dims.LINEAGE, day_dim)
+            out[name + suffix] = xr.DataArray(part, dims=dims_, coords={k: coords[k] for k in dims_})
+    return out
 
 
-def augment(idata, inputs: ModelInputs, spec: ModelSpec, rng: np.random.Generator) -> None:
-    """Add recovered counts per lineage (observed; replicated per draw) and, when it fits in
-    `marrow.fits.run.MAX_POINTWISE_VALUES`, the per-row log-likelihood; otherwise the posterior's
-    attrs['log_likelihood_omitted'] says why. Works in chunks of draws, so memory stays bounded.
+def augment(idata, inputs: ModelInputs, spec: ModelSpec, rng: np.random.Generator) -> Augmented:
+    """Recovered counts per lineage (observed; replicated per draw) and, when it fits in
+    `marrow.models.idata.MAX_POINTWISE_VALUES`, the per-row log-likelihood; otherwise a note says why
+    (`LOG_LIKELIHOOD_OMITTED`). Works in chunks of draws, so memory stays bounded. `idata` is read only.
 
     A replicated row recovers within follow-up with probability pi * F(censoring day): one Bernoulli
     draw per row and posterior draw. With --competing-death also the cumulative incidences of recovery
@@ -663,14 +641,13 @@ def augment(idata, inputs: ModelInputs, spec: ModelSpec, rng: np.random.Generato
     """
     import xarray as xr
 
-    from marrow.fits.run import MAX_POINTWISE_VALUES, omitted_reason
-
+    limit = idata_helpers.MAX_POINTWISE_VALUES  # read at call time (tests lower it)
     post = idata.posterior
     n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
     n_samples = n_chain * n_draw
     rl = inputs.extra["row_lineage"]
     n_rows, n_lineages = len(rl), len(inputs.coords[dims.LINEAGE])
-    keep = n_rows * n_samples <= MAX_POINTWISE_VALUES
+    keep = n_rows * n_samples <= limit
     loglik = np.empty((n_samples, n_rows)) if keep else None
     rep = np.empty((n_samples, n_lineages), dtype=np.int64)
     step = max(1, CHUNK_VALUES // max(n_rows, 1))
@@ -683,15 +660,14 @@ def augment(idata, inputs: ModelInputs, spec: ModelSpec, rng: np.random.Generato
                 loglik[draws] = pointwise(tables, inputs, spec)
     obs = np.bincount(rl, weights=inputs.extra["row_recovered"], minlength=n_lineages).astype(np.int64)
 
-    chain_draw = ("chain", "draw")
-    coords = {"chain": post["chain"].to_numpy(), "draw": post["draw"].to_numpy()}
+    coords = chain_draw_coords(post)
     lineage = {dims.LINEAGE: inputs.coords[dims.LINEAGE]}
     groups = {
-        "posterior_predictive": xr.Dataset(
-            {"recovered_count": (chain_draw + (dims.LINEAGE,), rep.reshape(n_chain, n_draw, -1))},
+        idata_helpers.POSTERIOR_PREDICTIVE: xr.Dataset(
+            {"recovered_count": (CHAIN_DRAW + (dims.LINEAGE,), rep.reshape(n_chain, n_draw, -1))},
             coords={**coords, **lineage},
         ),
-        "observed_data": xr.Dataset(
+        idata_helpers.OBSERVED_DATA: xr.Dataset(
             {
                 "recovered_count": ((dims.LINEAGE,), obs),
                 "at_risk": ((dims.LINEAGE,), np.bincount(rl, minlength=n_lineages).astype(np.int64)),
@@ -699,16 +675,16 @@ def augment(idata, inputs: ModelInputs, spec: ModelSpec, rng: np.random.Generato
             coords=lineage,
         ),
     }
+    notes = {}
     if loglik is not None:
-        groups["log_likelihood"] = xr.Dataset(
-            {"recovery": (chain_draw + (dims.ROW,), loglik.reshape(n_chain, n_draw, -1))},
+        groups[idata_helpers.LOG_LIKELIHOOD] = xr.Dataset(
+            {"recovery": (CHAIN_DRAW + (dims.ROW,), loglik.reshape(n_chain, n_draw, -1))},
             coords={**coords, dims.ROW: inputs.coords[dims.ROW]},
         )
     else:
-        post.attrs["log_likelihood_omitted"] = omitted_reason(n_rows * n_samples, MAX_POINTWISE_VALUES)
-    replace_groups(idata, **groups)
-    if spec.competing_death:
-        _add_competing_incidence(post, inputs, spec)
+        notes[idata_helpers.LOG_LIKELIHOOD_OMITTED] = idata_helpers.omitted_reason(n_rows * n_samples, limit)
+    posterior = _competing_incidence_variables(post, inputs, spec) if spec.competing_death else {}
+    return Augmented(groups, posterior, notes)
 
 
 def quantities(spec: ModelSpec) -> list[Quantity]:

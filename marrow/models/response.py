@@ -16,13 +16,22 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from marrow import dims
 from marrow.data import TrialData
 from marrow.models import levels
+from marrow.models.cells import cells
 from marrow.models.descriptors.response import DESCRIPTOR
-from marrow.models.inputs import ModelInputs, Quantity, replace_groups
+from marrow.models.effects import noncentred
+from marrow.models.idata import (
+    CHAIN_DRAW,
+    LOG_LIKELIHOOD,
+    OBSERVED_DATA,
+    POSTERIOR_PREDICTIVE,
+    Augmented,
+    chain_draw_coords,
+)
+from marrow.models.inputs import ModelInputs, Quantity
 from marrow.spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -55,17 +64,12 @@ def inputs(data: TrialData, spec: ModelSpec) -> ModelInputs:
     """Aggregate patients into (center, covariate pattern) cells with counts per outcome category."""
     patients = data.patients
     covariates = data.covariates
-    keys = pd.DataFrame({"center": data.center_index})
     x = data.covariate_matrix()
-    for j, name in enumerate(covariates):
-        keys[name] = x[:, j]
-    columns = list(keys.columns)
-    cell_frame = keys.drop_duplicates().sort_values(columns).reset_index(drop=True)
-    lookup = cell_frame.reset_index().rename(columns={"index": "_cell"})
-    cell_of_patient = keys.merge(lookup, on=columns, how="left")["_cell"].to_numpy(dtype=np.int64)
-    n_cells = len(cell_frame)
-    cell_center = cell_frame["center"].to_numpy(dtype=np.int64)
-    cell_x = cell_frame[list(covariates)].to_numpy(dtype=np.float64).reshape(n_cells, len(covariates))
+    cell = cells(np.column_stack([data.center_index, x]))  # sorted by center, then covariates
+    cell_of_patient = cell.of_row.astype(np.int64)
+    n_cells = len(cell)
+    cell_center = data.center_index[cell.first].astype(np.int64)
+    cell_x = x[cell.first].reshape(n_cells, len(covariates))
 
     if spec.outcome == "ordinal":
         category = patients["response"].map({c: i for i, c in enumerate(CATEGORIES)}).to_numpy(dtype=np.int64)
@@ -126,8 +130,7 @@ def build(inputs: ModelInputs, spec: ModelSpec, priors) -> pm.Model:
         centers = levels.kept(dims.CENTER, inputs.dropped)
         if centers:
             center_sd = p["center_sd"].create("center_sd")
-            center_z = pm.Normal("center_z", 0.0, 1.0, dims=dims.CENTER)
-            center_effect = pm.Deterministic("center_effect", center_sd * center_z, dims=dims.CENTER)
+            center_effect = noncentred("center_z", center_sd, dims.CENTER, name="center_effect")
         fixed = intercept
         if inputs.coords[dims.COVARIATE]:
             beta = p["beta"].create("beta", dims=dims.COVARIATE)
@@ -136,8 +139,7 @@ def build(inputs: ModelInputs, spec: ModelSpec, priors) -> pm.Model:
         if centers:
             eta = fixed + center_effect[d["cell_center"]]
             # A new center: its effect drawn from the center distribution, same patient mix as the trial.
-            new_center_z = pm.Normal("new_center_z", 0.0, 1.0)
-            eta_new = fixed + center_sd * new_center_z
+            eta_new = fixed + noncentred("new_center_z", center_sd)
         else:
             eta = fixed + pt.zeros_like(d["cell_n"], dtype="float64")  # one value per cell
 
@@ -173,8 +175,8 @@ def _data_dims(name: str) -> tuple[str, ...]:
     }[name]
 
 
-def augment(idata, inputs: ModelInputs, spec: ModelSpec, rng: np.random.Generator) -> None:
-    """Add observed data, posterior predictive counts and per-patient log-likelihood to `idata`."""
+def augment(idata, inputs: ModelInputs, spec: ModelSpec, rng: np.random.Generator) -> Augmented:
+    """Observed data, posterior predictive counts and per-patient log-likelihood (`idata` is read only)."""
     import xarray as xr
 
     post = idata.posterior
@@ -186,12 +188,11 @@ def augment(idata, inputs: ModelInputs, spec: ModelSpec, rng: np.random.Generato
     probs = cell_probabilities(post, inputs, spec)  # (chain, draw, cell[, category])
 
     per_patient = len(cell_of_patient) <= PER_PATIENT_LOO_LIMIT
-    n_categories = len(inputs.coords[dims.CATEGORY])
     if per_patient:
         unit_cell, unit_category, group_of = cell_of_patient, category, None
-    else:
-        keys, group_of = np.unique(cell_of_patient * n_categories + category, return_inverse=True)
-        unit_cell, unit_category = keys // n_categories, keys % n_categories
+    else:  # one unit per distinct (cell, outcome)
+        unit = cells(np.column_stack([cell_of_patient, category]))
+        unit_cell, unit_category, group_of = cell_of_patient[unit.first], category[unit.first], unit.of_row
     pointwise = log_probability(probs, unit_cell, unit_category, spec.outcome)
     if spec.outcome == "ordinal":
         observed_counts = inputs.arrays["cell_counts"]
@@ -217,15 +218,14 @@ def augment(idata, inputs: ModelInputs, spec: ModelSpec, rng: np.random.Generato
             out[..., c] = counts[..., cell_center == c].sum(axis=-1)
         return out
 
-    chain_draw = ("chain", "draw")
-    coords = {"chain": post["chain"].to_numpy(), "draw": post["draw"].to_numpy()}
+    coords = chain_draw_coords(post)
     center_coord = {dims.CENTER: inputs.coords[dims.CENTER]}
     cell_coord = {dims.CELL: inputs.coords[dims.CELL]}
     predictive = xr.Dataset(
         {
-            "responders": (chain_draw + (dims.CELL,), rep_responders),
-            "center_responders": (chain_draw + (dims.CENTER,), by_center(rep_responders)),
-            "total_responders": (chain_draw, rep_responders.sum(axis=-1)),
+            "responders": (CHAIN_DRAW + (dims.CELL,), rep_responders),
+            "center_responders": (CHAIN_DRAW + (dims.CENTER,), by_center(rep_responders)),
+            "total_responders": (CHAIN_DRAW, rep_responders.sum(axis=-1)),
         },
         coords={**coords, **center_coord, **cell_coord},
     )
@@ -241,7 +241,7 @@ def augment(idata, inputs: ModelInputs, spec: ModelSpec, rng: np.random.Generato
     )
     if spec.outcome == "ordinal":
         category_totals = draws.sum(axis=-2)
-        predictive["category_counts"] = (chain_draw + (dims.CATEGORY,), category_totals)
+        predictive["category_counts"] = (CHAIN_DRAW + (dims.CATEGORY,), category_totals)
         observed["category_counts"] = ((dims.CATEGORY,), observed_counts.sum(axis=0))
         predictive = predictive.assign_coords({dims.CATEGORY: CATEGORIES})
         observed = observed.assign_coords({dims.CATEGORY: CATEGORIES})
@@ -252,11 +252,11 @@ def augment(idata, inputs: ModelInputs, spec: ModelSpec, rng: np.random.Generato
             group_of.astype(np.int64), dims=[dims.PATIENT], coords={dims.PATIENT: inputs.coords[dims.PATIENT]}
         )
     log_lik = xr.Dataset(
-        {"response": (chain_draw + (loo_dim,), pointwise)},
+        {"response": (CHAIN_DRAW + (loo_dim,), pointwise)},
         coords={**coords, loo_dim: loo_labels},
         attrs={"marrow_loo_unit": loo_dim},
     )
-    replace_groups(idata, posterior_predictive=predictive, observed_data=observed, log_likelihood=log_lik)
+    return Augmented({POSTERIOR_PREDICTIVE: predictive, OBSERVED_DATA: observed, LOG_LIKELIHOOD: log_lik})
 
 
 def cell_probabilities(post, inputs: ModelInputs, spec: ModelSpec) -> np.ndarray:

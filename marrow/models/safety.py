@@ -20,7 +20,16 @@ from marrow import dims
 from marrow.data import TrialData
 from marrow.models import levels
 from marrow.models.descriptors.safety import DESCRIPTOR
-from marrow.models.inputs import ModelInputs, Quantity, replace_groups
+from marrow.models.effects import noncentred
+from marrow.models.idata import (
+    CHAIN_DRAW,
+    LOG_LIKELIHOOD,
+    OBSERVED_DATA,
+    POSTERIOR_PREDICTIVE,
+    Augmented,
+    chain_draw_coords,
+)
+from marrow.models.inputs import ModelInputs, Quantity
 from marrow.spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -67,7 +76,7 @@ def build(inputs: ModelInputs, spec: ModelSpec, priors) -> pm.Model:
             intercept = p["intercept"].create("intercept")
             if levels.kept(dims.CENTER, inputs.dropped):
                 center_sd = p["center_sd"].create("center_sd")
-                eta = intercept + center_sd * pm.Normal("center_z", 0.0, 1.0, dims=dims.CENTER)
+                eta = intercept + noncentred("center_z", center_sd, dims.CENTER)
             else:
                 eta = intercept + pt.zeros_like(d["center_n"], dtype="float64")
             center_rate = pm.Deterministic("center_rate", pm.math.invlogit(eta), dims=dims.CENTER)
@@ -76,13 +85,12 @@ def build(inputs: ModelInputs, spec: ModelSpec, priors) -> pm.Model:
     return model
 
 
-def augment(idata, inputs: ModelInputs, spec: ModelSpec, rng: np.random.Generator) -> None:
-    """Add per-patient log-likelihood and future events (posterior predictive and posterior)."""
+def augment(idata, inputs: ModelInputs, spec: ModelSpec, rng: np.random.Generator) -> Augmented:
+    """Per-patient log-likelihood and future events (posterior predictive and posterior; `idata` is read only)."""
     import xarray as xr
 
     post = idata.posterior
-    chain_draw = ("chain", "draw")
-    coords = {"chain": post["chain"].to_numpy(), "draw": post["draw"].to_numpy()}
+    coords = chain_draw_coords(post)
     if family_of(spec) == "beta-binomial":
         p_patient = post["ae_rate"].to_numpy()[..., None] * np.ones(len(inputs.extra["patient_event"]))
     else:
@@ -95,8 +103,8 @@ def augment(idata, inputs: ModelInputs, spec: ModelSpec, rng: np.random.Generato
     events = inputs.arrays["center_events"]
     predictive = xr.Dataset(
         {
-            "future_events": (chain_draw, future),
-            "events": (chain_draw, rng.binomial(int(n.sum()), np.clip(post["ae_rate"].to_numpy(), 0.0, 1.0))),
+            "future_events": (CHAIN_DRAW, future),
+            "events": (CHAIN_DRAW, rng.binomial(int(n.sum()), np.clip(post["ae_rate"].to_numpy(), 0.0, 1.0))),
         },
         coords=coords,
     )
@@ -109,11 +117,13 @@ def augment(idata, inputs: ModelInputs, spec: ModelSpec, rng: np.random.Generato
         coords={dims.CENTER: inputs.coords[dims.CENTER]},
     )
     log_lik = xr.Dataset(
-        {"adverse_event": (chain_draw + (dims.PATIENT,), pointwise)},
+        {"adverse_event": (CHAIN_DRAW + (dims.PATIENT,), pointwise)},
         coords={**coords, dims.PATIENT: inputs.coords[dims.PATIENT]},
     )
-    replace_groups(idata, posterior_predictive=predictive, observed_data=observed, log_likelihood=log_lik)
-    idata.posterior["future_events"] = (chain_draw, future)
+    return Augmented(
+        {POSTERIOR_PREDICTIVE: predictive, OBSERVED_DATA: observed, LOG_LIKELIHOOD: log_lik},
+        posterior={"future_events": (CHAIN_DRAW, future)},
+    )
 
 
 def _future_patients(n: int) -> str:

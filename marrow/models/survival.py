@@ -24,7 +24,16 @@ from marrow import dims, time_units
 from marrow.data import TrialData
 from marrow.models import latency
 from marrow.models.descriptors.survival import DESCRIPTOR
-from marrow.models.inputs import ModelInputs, Quantity, replace_groups
+from marrow.models.idata import (
+    CHAIN_DRAW,
+    LOG_LIKELIHOOD,
+    OBSERVED_DATA,
+    POSTERIOR_PREDICTIVE,
+    Augmented,
+    chain_draw_coords,
+    flat_draws,
+)
+from marrow.models.inputs import ModelInputs, Quantity
 from marrow.spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -134,19 +143,14 @@ def build(inputs: ModelInputs, spec: ModelSpec, priors) -> pm.Model:
     return model
 
 
-def _draws(post, name: str) -> np.ndarray:
-    values = post[name].to_numpy()
-    return values.reshape((-1,) + values.shape[2:])
-
-
 def pointwise(post, inputs: ModelInputs, spec: ModelSpec) -> dict[str, np.ndarray]:
     """(sample, patient) log-likelihood, location and shape from posterior draws (`latency.log_density`)."""
     a = inputs.arrays
     family = family_of(spec)
-    mu = _draws(post, "log_median")[:, None] + np.zeros((1, len(a["died"])))
+    mu = flat_draws(post, "log_median")[:, None] + np.zeros((1, len(a["died"])))
     if a["patient_x"].shape[1]:
-        mu = mu + np.einsum("pk,sk->sp", a["patient_x"], _draws(post, "beta"))
-    k = _draws(post, "shape")[:, None] if has_shape(family) else np.ones((mu.shape[0], 1))
+        mu = mu + np.einsum("pk,sk->sp", a["patient_x"], flat_draws(post, "beta"))
+    k = flat_draws(post, "shape")[:, None] if has_shape(family) else np.ones((mu.shape[0], 1))
     with np.errstate(over="ignore", under="ignore"):
         log_f, log_s = latency.log_density(latency_family(family), a["log_followup"][None, :], mu, k)
     return {"loglik": np.where(a["died"][None, :] == 1, log_f, log_s), "mu": mu, "shape": k}
@@ -183,8 +187,8 @@ def potential_censoring(time: np.ndarray, died: np.ndarray, rng: np.random.Gener
     return out
 
 
-def augment(idata, inputs: ModelInputs, spec: ModelSpec, rng: np.random.Generator) -> None:
-    """Add per-patient log-likelihood and replicated numbers of deaths within follow-up to `idata`."""
+def augment(idata, inputs: ModelInputs, spec: ModelSpec, rng: np.random.Generator) -> Augmented:
+    """Per-patient log-likelihood and replicated numbers of deaths within follow-up (`idata` is read only)."""
     import xarray as xr
 
     post = idata.posterior
@@ -203,12 +207,11 @@ def augment(idata, inputs: ModelInputs, spec: ModelSpec, rng: np.random.Generato
     censoring = potential_censoring(followup, died, rng, death_day.shape[0])
     deaths = (death_day <= censoring).sum(axis=1)
     deaths_year = (death_day <= np.minimum(censoring, year)).sum(axis=1)
-    chain_draw = ("chain", "draw")
-    coords = {"chain": post["chain"].to_numpy(), "draw": post["draw"].to_numpy()}
+    coords = chain_draw_coords(post)
     predictive = xr.Dataset(
         {
-            "deaths": (chain_draw, deaths.reshape(n_chain, n_draw)),
-            "deaths_first_year": (chain_draw, deaths_year.reshape(n_chain, n_draw)),
+            "deaths": (CHAIN_DRAW, deaths.reshape(n_chain, n_draw)),
+            "deaths_first_year": (CHAIN_DRAW, deaths_year.reshape(n_chain, n_draw)),
         },
         coords=coords,
     )
@@ -219,10 +222,10 @@ def augment(idata, inputs: ModelInputs, spec: ModelSpec, rng: np.random.Generato
         }
     )
     log_lik = xr.Dataset(
-        {"survival": (chain_draw + (dims.PATIENT,), rows["loglik"].reshape(n_chain, n_draw, -1))},
+        {"survival": (CHAIN_DRAW + (dims.PATIENT,), rows["loglik"].reshape(n_chain, n_draw, -1))},
         coords={**coords, dims.PATIENT: inputs.coords[dims.PATIENT]},
     )
-    replace_groups(idata, posterior_predictive=predictive, observed_data=observed, log_likelihood=log_lik)
+    return Augmented({POSTERIOR_PREDICTIVE: predictive, OBSERVED_DATA: observed, LOG_LIKELIHOOD: log_lik})
 
 
 def quantities(spec: ModelSpec) -> list[Quantity]:

@@ -33,75 +33,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from marrow.errors import ProblemList, UsageError
+from marrow.errors import UsageError
 from marrow.formatting import plural
 from marrow.priors.prior import Prior
 
-HISTORY_COLUMNS = ("study", "n", "responders")
 MU_PRIOR = Prior("Normal", {"mu": 0.0, "sigma": 2.0}, "vague on the log-odds of a study's typical rate")
 ROBUST_COMPONENT = (0.0, 1.5)  # mean and sd on the log-odds of the vague robust component
 DEFAULT_TAU_SD = 1.0
 
 
 # ----------------------------------------------------------------------------------------------
-# history table
-def read_history(path: Path | str) -> pd.DataFrame:
-    """Read and validate a history table (study, n, responders); every problem reported at once.
-
-    Returns columns study (text), n (int), responders (int), one row per study.
-    """
-    from marrow.data.load import _rows, read_table
-
-    path = Path(path)
-    name = str(path)
-    problems = ProblemList()
-    table = read_table(path, problems)
-    problems.raise_if_any()
-    assert table is not None  # None only with a problem, raised above
-    absent = [c for c in HISTORY_COLUMNS if c not in table.columns]
-    for column in absent:
-        problems.add(name, "required column is missing", column, expected="columns study, n, responders")
-    problems.raise_if_any()
-
-    study = table["study"].astype("string").str.strip()
-    empty = study.isna() | (study == "")
-    if empty.any():
-        problems.add(name, "empty study names", "study", _rows(empty), "a name for every study")
-    dup = study.duplicated(keep=False) & ~empty
-    if dup.any():
-        problems.add(name, "duplicated study names", "study", _rows(dup), "each study once")
-    numbers = {}
-    for column, lowest in (("n", 1), ("responders", 0)):
-        raw = table[column]
-        values = pd.to_numeric(raw, errors="coerce")
-        missing = raw.isna()
-        if missing.any():
-            problems.add(name, "missing values", column, _rows(missing), f"a whole number >= {lowest} in every row")
-        bad = values.isna() & ~missing
-        if bad.any():
-            problems.add(name, "values are not numbers", column, _rows(bad), f"a whole number >= {lowest}")
-        not_whole = values.notna() & ((values % 1 != 0) | (values < lowest))
-        if not_whole.any():
-            problems.add(
-                name,
-                f"values are not whole numbers >= {lowest}",
-                column,
-                _rows(not_whole),
-                f"a whole number >= {lowest}",
-            )
-        numbers[column] = values
-    n, responders = numbers["n"], numbers["responders"]
-    over = n.notna() & responders.notna() & (responders > n)
-    if over.any():
-        problems.add(name, "more responders than patients", "responders", _rows(over), "responders <= n")
-    if len(table) < 2:
-        problems.add(name, f"only {len(table)} study", expected="at least 2 historical studies (3 or more advised)")
-    problems.raise_if_any()
-    return pd.DataFrame({"study": study.astype(str), "n": n.astype("int64"), "responders": responders.astype("int64")})
-
-
-# ----------------------------------------------------------------------------------------------
-# hierarchical fit and predictive draws
+# the historical model's draws (sampled by marrow.fits.map_prior)
 @dataclass(frozen=True)
 class HistoryFit:
     """Posterior draws of the historical model and the predictive log-odds of a new study."""
@@ -111,58 +53,6 @@ class HistoryFit:
     theta_new: np.ndarray
     divergences: int
     tau_sd: float
-
-
-def fit_history(
-    history: pd.DataFrame,
-    tau_sd: float = DEFAULT_TAU_SD,
-    draws: int = 2000,
-    tune: int = 1000,
-    chains: int = 2,
-    seed: int = 2017,
-    predictive_per_draw: int = 10,
-) -> HistoryFit:
-    """NUTS fit of the hierarchical logistic model; `predictive_per_draw` new-study draws per posterior draw."""
-    import warnings
-
-    import pymc as pm
-
-    from marrow.fits.run import quiet_pymc_logs
-
-    if tau_sd <= 0:
-        raise UsageError(f"--tau-sd must be > 0, got {tau_sd:g}")
-    quiet_pymc_logs(False)
-    with pm.Model(coords={"study": list(history["study"])}) as model:
-        mu = MU_PRIOR.create("mu")
-        tau = pm.HalfNormal("tau", tau_sd)
-        z = pm.Normal("z", 0.0, 1.0, dims="study")
-        theta = mu + tau * z
-        pm.Binomial(
-            "responders",
-            n=history["n"].to_numpy(),
-            p=pm.math.invlogit(theta),
-            observed=history["responders"].to_numpy(),
-            dims="study",
-        )
-    with model, warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*could not link to a BLAS.*")
-        idata = pm.sample(
-            draws=draws,
-            tune=tune,
-            chains=chains,
-            cores=min(2, chains),
-            random_seed=seed,
-            target_accept=0.95,
-            progressbar=False,
-            compute_convergence_checks=False,
-        )
-    mu_draws = idata.posterior["mu"].to_numpy().reshape(-1)
-    tau_draws = idata.posterior["tau"].to_numpy().reshape(-1)
-    rng = np.random.default_rng([seed, 7])
-    z_new = rng.standard_normal((mu_draws.size, predictive_per_draw))
-    theta_new = (mu_draws[:, None] + tau_draws[:, None] * z_new).reshape(-1)
-    divergences = int(idata.sample_stats["diverging"].to_numpy().sum())
-    return HistoryFit(mu_draws, tau_draws, theta_new, divergences, tau_sd)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -363,32 +253,6 @@ class MapResult:
                 f"on Normal({ROBUST_COMPONENT[0]:g}, {ROBUST_COMPONENT[1]:g})"
             )
         return text
-
-
-def derive_map_prior(
-    history_path: Path | str,
-    robust_weight: float = 0.2,
-    tau_sd: float = DEFAULT_TAU_SD,
-    max_components: int = 3,
-    draws: int = 2000,
-    tune: int = 1000,
-    chains: int = 2,
-    seed: int = 2017,
-) -> MapResult:
-    """Read history, fit the hierarchy, approximate the predictive by a normal mixture, robustify, summarise."""
-    from marrow.data.load import file_sha256
-
-    if not 0 <= robust_weight < 1:
-        raise UsageError(f"--robust-weight must be in [0, 1), got {robust_weight:g}")
-    history = read_history(history_path)
-    fitted = fit_history(history, tau_sd=tau_sd, draws=draws, tune=tune, chains=chains, seed=seed)
-    best, candidates = choose_mixture(fitted.theta_new, max_components)
-    robust = robustify(best, robust_weight)
-    result = MapResult(
-        history, fitted, best, candidates, robust, robust_weight, str(history_path), file_sha256(Path(history_path))
-    )
-    result.summary = summarise(result)
-    return result
 
 
 def _describe_rate(label: str, rates: np.ndarray, prior: Prior | None) -> dict:

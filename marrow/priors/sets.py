@@ -197,6 +197,11 @@ def load_prior_set(name_or_file: str | Path | None = None, seen: tuple[str, ...]
     )
 
 
+def base_of(name: str) -> str:
+    """The set a shipped set inherits from (`base`), or '' when it inherits from none."""
+    return str(_read_toml(SETS_DIR / f"{name}.toml").get("base", ""))
+
+
 def prior_origins(name_or_file: str | Path | None = None) -> dict[str, str]:
     """Which set in the inheritance chain gives each parameter its prior (call after loading succeeded)."""
     name_or_file = str(name_or_file or DEFAULT_SET)

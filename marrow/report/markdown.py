@@ -1,10 +1,11 @@
-"""The Markdown twin of the HTML report (figures linked from figures/, not embedded)."""
+"""The Markdown twin of the HTML report (figures linked from figures/, not embedded).
+
+Renders a `marrow.report.view.ReportView` (plain values only)."""
 
 from __future__ import annotations
 
-import pandas as pd
-
 from marrow.formatting import plural
+from marrow.report.view import ReportView, Table
 
 
 def _md_text(value: str) -> str:
@@ -14,88 +15,71 @@ def _md_text(value: str) -> str:
     return html.escape(str(value), quote=False).replace("|", "\\|").replace("\n", " ")
 
 
-def _table(table: pd.DataFrame | None) -> str:
-    from marrow.report.html import table_rows
-
-    t = table_rows(table)
-    if not t["rows"]:
+def _table(t: Table | None) -> str:
+    if t is None or not t.rows:
         return ""
-    lines = ["| " + " | ".join(_md_text(c) for c in t["columns"]) + " |", "|" + "---|" * len(t["columns"])]
-    lines += ["| " + " | ".join(_md_text(c) for c in row) + " |" for row in t["rows"]]
+    lines = ["| " + " | ".join(_md_text(c) for c in t.columns) + " |", "|" + "---|" * len(t.columns)]
+    lines += ["| " + " | ".join(_md_text(c) for c in row) + " |" for row in t.rows]
     return "\n".join(lines) + "\n"
 
 
-def render_markdown(outcome) -> str:
-    from marrow.report.run import ENDPOINT_FIGURES, _checks_table, _section_name, _summary_table, sections
-
-    plan = outcome.plan
+def render_markdown(view: ReportView) -> str:
+    plan = view.plan
     out = [f"# {_md_text(plan.title)}", ""]
     out.append(
         f"{plural(plan.settings.chains, 'chain')} x {plural(plan.settings.draws, 'draw')} "
         f"(tune {plan.settings.tune}, seed {plan.settings.seed}); prior set `{plan.prior}`; "
-        f"{outcome.created_utc}; {outcome.seconds:.0f} s."
+        f"{view.created_utc}; {view.seconds:.0f} s."
     )
     out.append("")
-    if outcome.synthetic:
+    if view.synthetic:
         out += [
             "> **SYNTHETIC DATA**: the bundled synthetic trial (74 patients, 7 centers), reconstructed from "
             "published aggregates; no patient records, no clinical conclusions.",
             "",
         ]
     warnings = []
-    for s in outcome.diagnostics_failed:
+    for s in view.failed_diagnostics:
         warnings.append(
             f"- **{_md_text(s.label)}**: diagnostics FAILED: "
             + "; ".join(f"{c.name} = {c.value} (threshold {c.threshold})" for c in s.failed_checks)
         )
-    for s in outcome.steps:
-        if s.status == "failed":
-            warnings.append(f"- **{_md_text(s.label)}**: FAILED: {_md_text(s.note.splitlines()[0])}")
+    for s in view.failed:
+        warnings.append(f"- **{_md_text(s.label)}**: FAILED: {_md_text(s.note.splitlines()[0])}")
     if warnings:
         out += ["> **Warnings**", ">"] + ["> " + w for w in warnings] + [""]
-    skipped = [s for s in outcome.steps if s.status == "skipped"]
-    if skipped:
-        out += ["Skipped: " + "; ".join(f"{_md_text(s.label)} ({_md_text(s.note)})" for s in skipped), ""]
-    out += ["## Headline results", "", _table(outcome.headline)]
-    for key, title in sections().items():
-        steps = outcome.section_steps(key)
-        if not steps:
+    if view.skipped:
+        out += ["Skipped: " + "; ".join(f"{_md_text(s.label)} ({_md_text(s.note)})" for s in view.skipped), ""]
+    out += ["## Headline results", "", _table(view.headline)]
+    for section in view.sections:
+        if not section.steps:
             continue
-        out += [f"## {title}", ""]
-        for s in steps:
+        out += [f"## {section.title}", ""]
+        for s in section.steps:
             out += [f"### {_md_text(s.label)}", ""]
             if s.status != "ok":
                 out += [f"{s.status.upper()}: {_md_text(s.note.splitlines()[0])}", ""]
                 continue
             if s.note:
                 out += [f"Note: {_md_text(s.note)}", ""]
-            out += [_table(_summary_table(s.summary))]
+            out += [_table(s.summary)]
             out += [f"- {_md_text(text)} = {value:.3f}" for text, value in s.probabilities] + [""]
-            for f in s.figures:
-                if f.kind in ENDPOINT_FIGURES and not f.error:
+            for f in s.endpoint_figures:
+                if not f.error:
                     out += [f"![{f.title}]({f.png})", "", f"*{f.title}* ([PDF]({f.pdf}))", ""]
-        if outcome.comparison is not None and "section" in outcome.comparison:
-            part = outcome.comparison[outcome.comparison["section"] == _section_name(key)]
-            if not part.empty:
-                try:
-                    from marrow.frequentist.table import display_table
-
-                    part = display_table(part)
-                except Exception:  # raw columns then
-                    pass
-                out += ["#### Frequentist counterpart", "", _table(part)]
+        if section.freq is not None:
+            out += ["#### Frequentist counterpart", "", _table(section.freq)]
     out += ["## Diagnostics", ""]
-    for s in outcome.steps:
-        if s.status == "ok":
-            out += [f"### {_md_text(s.label)}", "", _table(_checks_table(s.checks))]
-            for f in s.figures:
-                if f.kind not in ENDPOINT_FIGURES and not f.error:
-                    out += [f"![{f.title}]({f.png})", ""]
+    for s in view.fitted:
+        out += [f"### {_md_text(s.label)}", "", _table(s.checks)]
+        for f in s.diagnostic_figures:
+            if not f.error:
+                out += [f"![{f.title}]({f.png})", ""]
     out += ["## Frequentist comparison", ""]
     out += [
         "See `tables/frequentist-comparison.csv`."
-        if outcome.comparison is not None
-        else f"Skipped: {_md_text(outcome.comparison_note)}",
+        if view.comparison is not None
+        else f"Skipped: {_md_text(view.comparison_note)}",
         "",
     ]
     out += [
@@ -109,7 +93,7 @@ def render_markdown(outcome) -> str:
     out += ["## Reproducibility", ""]
     out += [
         f"- {src['role']}: `{_md_text(src['path'])}` ({plural(int(src['rows']), 'row')}, sha256 `{src['sha256']}`)"
-        for src in outcome.sources
+        for src in view.sources
     ]
-    out += ["- versions: " + ", ".join(f"{k} {v}" for k, v in outcome.versions.items()), ""]
+    out += ["- versions: " + ", ".join(f"{k} {v}" for k, v in view.versions.items()), ""]
     return "\n".join(out)

@@ -21,43 +21,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from marrow.descriptor import REGISTRY, Headline
+from marrow.descriptor import REGISTRY
 from marrow.errors import DataError, MarrowError, OutputExistsError, Problem
 from marrow.formatting import plural
+from marrow.report.content import FIGURE_TITLES, checks_table, comparison_display, headline_table, summary_table
 from marrow.report.plan import Plan, Step
-
-
-def sections() -> dict[str, str]:
-    """Endpoint sections in report order: model name -> title (each model's descriptor's `section`)."""
-    return {d.name: d.section or d.name for d in REGISTRY}
-
-
-FIGURE_TITLES = {
-    "ppc": "Posterior predictive check: responders by center and in total",
-    "centers": "Center response rates: observed (exact 95% CI) and partially pooled (95% CrI)",
-    "recovery": "Cumulative incidence of recovery by lineage: Kaplan-Meier and model (95% CrI)",
-    "survival": "Overall survival: Kaplan-Meier and model (95% CrI)",
-    "effects": "Covariate effects: Bayesian and frequentist",
-    "prior-posterior": "Prior and posterior densities",
-    "trace": "Trace plots",
-    "rank": "Rank plots",
-    "energy": "Energy plot",
-    "loo-pit": "LOO-PIT calibration",
-}
-ENDPOINT_FIGURES = ("ppc", "centers", "recovery", "survival", "effects")  # shown in their model's section
-
-
-@dataclass
-class FigureOut:
-    kind: str
-    title: str
-    pdf: str = ""
-    png: str = ""
-    png_bytes: bytes | None = None
-    error: str = ""
+from marrow.report.view import Figure, build_view
 
 
 @dataclass
@@ -75,7 +46,7 @@ class StepOut:
     checks: list = field(default_factory=list)
     summary: pd.DataFrame | None = None
     probabilities: list = field(default_factory=list)
-    figures: list[FigureOut] = field(default_factory=list)
+    figures: list[Figure] = field(default_factory=list)
     tables: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -104,9 +75,6 @@ class Outcome:
     @property
     def diagnostics_failed(self) -> list[StepOut]:
         return [s for s in self.steps if s.status == "ok" and s.failed_checks]
-
-    def section_steps(self, section: str) -> list[StepOut]:
-        return [s for s in self.steps if s.model == section]
 
 
 Progress = Callable[[str], None]
@@ -233,11 +201,11 @@ def _run_step(step: Step, out: StepOut, plan: Plan, work: Path, priors, progress
     out.tables += _write_table(
         work,
         f"{step.name}-summary",
-        _summary_table(out.summary),
+        summary_table(out.summary),
         f"Posterior summary: {step.spec.label} (95% equal-tailed intervals)",
     )
     out.tables += _write_table(
-        work, f"{step.name}-diagnostics", _checks_table(out.checks), f"Sampler diagnostics: {step.spec.label}"
+        work, f"{step.name}-diagnostics", checks_table(out.checks), f"Sampler diagnostics: {step.spec.label}"
     )
 
 
@@ -248,16 +216,16 @@ def _draw(out: StepOut, plan: Plan, work: Path) -> None:
 
     tick = time.perf_counter()
     for kind in kinds_for(out.fit):
-        figure = FigureOut(kind, FIGURE_TITLES[kind])
+        title = FIGURE_TITLES[kind]
         try:
             fig = render(kind, out.fit, out.data, width="double")
             stem = f"{out.name}-{kind}"
             (work / "figures" / f"{stem}.pdf").write_bytes(figure_bytes(fig, "pdf"))
-            figure.png_bytes = figure_bytes(fig, "png", dpi=plan.dpi)
-            (work / "figures" / f"{stem}.png").write_bytes(figure.png_bytes)
-            figure.pdf, figure.png = f"figures/{stem}.pdf", f"figures/{stem}.png"
+            png = figure_bytes(fig, "png", dpi=plan.dpi)
+            (work / "figures" / f"{stem}.png").write_bytes(png)
+            figure = Figure(kind, title, f"figures/{stem}.pdf", f"figures/{stem}.png", png)
         except Exception as exc:  # one broken figure must not cost the report
-            figure.error = f"{type(exc).__name__}: {exc}"
+            figure = Figure(kind, title, error=f"{type(exc).__name__}: {exc}")
         out.figures.append(figure)
     out.timings["figures_s"] = time.perf_counter() - tick
 
@@ -324,19 +292,13 @@ def _build(plan: Plan, work: Path, progress: Progress) -> Outcome:
         f"({time.perf_counter() - tick:.1f} s)"
     )
     if outcome.comparison is not None:
-        from marrow.frequentist.table import display_table
-
-        try:
-            shown = display_table(outcome.comparison)
-        except Exception:  # the display helper is a convenience; the raw table is still right
-            shown = outcome.comparison
         outcome.tables += _write_table(
             work,
             "frequentist-comparison",
-            shown,
+            comparison_display(outcome.comparison),
             "Bayesian posterior medians (95% CrI) beside frequentist estimates (95% CI)",
         )
-    outcome.headline = headline_table(outcome)
+    outcome.headline = headline_table(outcome.steps, outcome.comparison)
     outcome.tables += _write_table(work, "headline", outcome.headline, "Headline results")
     outcome.sources = _sources(steps, plan)
 
@@ -344,7 +306,8 @@ def _build(plan: Plan, work: Path, progress: Progress) -> Outcome:
     from marrow.report.markdown import render_markdown
 
     outcome.seconds = time.perf_counter() - started
-    (work / "report.html").write_text(render_html(outcome), encoding="utf-8")
+    view = build_view(outcome)
+    (work / "report.html").write_text(render_html(view), encoding="utf-8")
     if plan.pdf:  # printed inside the folder being built, so it is swapped in with the rest or not at all
         from marrow.report.pdf import write_pdf
 
@@ -359,7 +322,7 @@ def _build(plan: Plan, work: Path, progress: Progress) -> Outcome:
             )
         except MarrowError as exc:  # the fits and the HTML must not be lost to a browser failure
             outcome.pdf_error = str(exc)
-    (work / "report.md").write_text(render_markdown(outcome), encoding="utf-8")
+    (work / "report.md").write_text(render_markdown(view), encoding="utf-8")
     (work / "manifest.json").write_text(json.dumps(manifest(outcome), indent=2) + "\n", encoding="utf-8")
     return outcome
 
@@ -391,22 +354,7 @@ def _comparison(plan: Plan, steps: list[StepOut]) -> tuple[pd.DataFrame | None, 
     return table, ""
 
 
-# --- tables ---------------------------------------------------------------------------------------------
-
-
-def _summary_table(summary: pd.DataFrame) -> pd.DataFrame:
-    return summary[["quantity", "median", "lower", "upper", "sd", "ess_bulk", "ess_tail", "r_hat"]].rename(
-        columns={"lower": "2.5%", "upper": "97.5%"}
-    )
-
-
-def _checks_table(checks: list) -> pd.DataFrame:
-    return pd.DataFrame(
-        [
-            {"check": c.name, "value": c.value, "threshold": c.threshold, "status": c.status, "where": c.detail}
-            for c in checks
-        ]
-    )
+# --- files ----------------------------------------------------------------------------------------------
 
 
 def _write_table(work: Path, stem: str, table: pd.DataFrame, caption: str) -> list[str]:
@@ -415,122 +363,6 @@ def _write_table(work: Path, stem: str, table: pd.DataFrame, caption: str) -> li
     (work / "tables" / f"{stem}.csv").write_text(render(table, "csv"), encoding="utf-8")
     (work / "tables" / f"{stem}.tex").write_text(render(table, "latex", caption=caption), encoding="utf-8")
     return [f"tables/{stem}.csv", f"tables/{stem}.tex"]
-
-
-def fmt_value(value: float, scale: str) -> str:
-    """A number for people: rates as percentages, days and counts whole, ratios to 2-3 digits."""
-    if value is None or not np.isfinite(value):
-        return "-"
-    if scale in ("rate", "probability"):
-        return f"{100 * value:.0f}%"
-    if scale in ("days", "count"):
-        return f"{value:.0f}"
-    if scale in ("weeks", "months"):
-        return f"{value:.1f}"
-    if scale == "ratio":
-        return f"{value:.2f}" if value < 10 else f"{value:.1f}"
-    return f"{value:.2f}"
-
-
-def fmt_interval(lower: float, upper: float, scale: str) -> str:
-    if scale in ("rate", "probability"):
-        return f"{100 * lower:.0f}\u2013{100 * upper:.0f}%"
-    return f"{fmt_value(lower, scale)}\u2013{fmt_value(upper, scale)}"
-
-
-def _freq_for(outcome: Outcome, model: str, variable: str, element: str) -> tuple[str, str]:
-    """(frequentist estimate (95% CI), method) for a posterior quantity, from the comparison table."""
-    table = outcome.comparison
-    if table is None or "variable" not in table:
-        return "", ""
-    rows = table[(table["variable"] == variable) & (table["section"] == _section_name(model))]
-    if "element" in rows:
-        rows = rows[[_same(e, element) for e in rows["element"]]]
-    rows = rows[rows["freq"].notna()] if "freq" in rows else rows.iloc[0:0]
-    if rows.empty:
-        return "", ""
-    # Profile-likelihood intervals where offered: better than Wald in trials this small.
-    preferred = [i for i, m in enumerate(rows.get("method", pd.Series([""] * len(rows)))) if "profile" in str(m)]
-    row = rows.iloc[preferred[0] if preferred else 0]
-    scale = _scale_of(outcome, variable)
-    return (
-        f"{fmt_value(row['freq'], scale)} ({fmt_interval(row['freq_lower'], row['freq_upper'], scale)})",
-        str(row.get("method", "")),
-    )
-
-
-def _section_name(model: str) -> str:
-    """The section title of `model` (the comparison table names its sections the same way)."""
-    return sections().get(model, model)
-
-
-def _same(a, b) -> bool:
-    if str(a) == str(b):
-        return True
-    try:
-        return abs(float(a) - float(b)) < 1e-6
-    except (TypeError, ValueError):
-        return False
-
-
-def _is_number(text) -> bool:
-    try:
-        float(text)
-    except (TypeError, ValueError):
-        return False
-    return True
-
-
-def _scale_of(outcome: Outcome, variable: str) -> str:
-    for step in outcome.steps:
-        if step.summary is not None and variable in set(step.summary["variable"]):
-            return str(step.summary[step.summary["variable"] == variable]["scale"].iloc[0])
-    return "ratio"
-
-
-def headline_rows() -> list[Headline]:
-    """The headline table's rows: each model's descriptor's `headline`, in registry order."""
-    return [row for d in REGISTRY for row in d.headline]
-
-
-def headline_table(outcome: Outcome) -> pd.DataFrame:
-    """The report's first table: the key estimates of every model that ran, with frequentist counterparts."""
-    rows = []
-    by_name = {s.name: s for s in outcome.steps if s.status == "ok"}
-    for row_spec in headline_rows():
-        name, variable, element, label = row_spec.step, row_spec.variable, row_spec.element, row_spec.label
-        step = by_name.get(name)
-        if step is None or step.summary is None:
-            continue
-        table = step.summary[step.summary["variable"] == variable]
-        if element == "12 months":
-            from marrow.time_units import one_year, same_time
-
-            year = one_year(step.fit.spec.time_unit)
-            table = table[[_is_number(e) and same_time(float(e), year) for e in table["element"]]]
-        elif element is not None:
-            table = table[[_same(e, element) for e in table["element"]]]
-        for _, row in table.iterrows():
-            probability = ""
-            if row_spec.probability:
-                probability = "; ".join(
-                    f"{text} = {value:.2f}" for text, value in step.probabilities if row_spec.probability in text
-                )
-            freq, method = _freq_for(outcome, step.model, variable, row["element"])
-            rows.append(
-                {
-                    "endpoint": label or row["quantity"],
-                    "posterior median": fmt_value(row["median"], row["scale"]),
-                    "95% CrI": fmt_interval(row["lower"], row["upper"], row["scale"]),
-                    "posterior probability": probability,
-                    "frequentist (95% CI)": freq,
-                    "model": step.label,
-                }
-            )
-    return pd.DataFrame(
-        rows,
-        columns=["endpoint", "posterior median", "95% CrI", "posterior probability", "frequentist (95% CI)", "model"],
-    )
 
 
 def _sources(steps: list[StepOut], plan: Plan) -> list[dict]:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from marrow import convergence
 from marrow.fits.run import default_target_accept, resolve_sampler, sample_model
 from marrow.models import module_for, swap_data
 from marrow.models.inputs import ModelInputs
@@ -45,7 +46,7 @@ class Refit:
 class DesignRefitter:
     """Build `spec` once on `template` (arrays of the design's shapes) and refit it on new arrays.
 
-    `priors` are as the model uses them (log times in `spec.time_unit`: `marrow.time_units.priors_in_unit`).
+    `priors` are as the model uses them (log times in `spec.time_unit`: `priors.units.priors_in_unit`).
     `var_names` limits the stored variables (None: all of them)."""
 
     def __init__(
@@ -72,30 +73,75 @@ class DesignRefitter:
 
     def fit(self, inputs: ModelInputs, seed: int) -> Refit:
         """Sample the model with `inputs` swapped in (same array names and ranks as the template)."""
-        from dataclasses import replace
-
-        from marrow import convergence
-
         missing = set(self.template.arrays) - set(inputs.arrays)
         if missing:
             raise ValueError(f"replicate inputs lack arrays {sorted(missing)}")
         swap_data(self.model, inputs)
-        settings = replace(self.settings, seed=int(seed))
-        idata = sample_model(self.model, settings, self.target_accept, progress=False, compile_key=self.key)
-        posterior = idata.posterior
-        divergences = int(idata.sample_stats["diverging"].sum()) if "diverging" in idata.sample_stats else 0
+        if self.settings.sampler == "nutpie":
+            draws, diverging = self._sample_nutpie(int(seed))
+        else:
+            draws, diverging = self._sample_other(int(seed))
+        values = [v.reshape(v.shape[0], v.shape[1], -1) for v in draws.values()]
         return Refit(
-            posterior=posterior,
-            divergences=divergences,
-            max_rhat=_worst(convergence.per_variable(posterior, convergence.rhat), np.nanmax),
-            min_ess_bulk=_worst(convergence.per_variable(posterior, convergence.ess_bulk), np.nanmin),
-            min_ess_tail=_worst(convergence.per_variable(posterior, convergence.ess_tail), np.nanmin),
+            posterior=self._dataset(draws),
+            divergences=int(diverging.sum()),
+            max_rhat=_worst(values, convergence.rhat, np.nanmax),
+            min_ess_bulk=_worst(values, convergence.ess_bulk, np.nanmin),
+            min_ess_tail=_worst(values, convergence.ess_tail, np.nanmin),
         )
 
+    def _sample_nutpie(self, seed: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        from marrow.fits.compiled import sample_arrays
 
-def _worst(dataset, reducer) -> float:
-    values = [reducer(da.to_numpy()) for da in dataset.data_vars.values() if np.isfinite(da.to_numpy()).any()]
-    return float(reducer(values)) if values else float("nan")
+        settings = self.settings
+        assert settings.cores is not None  # set by SamplerSettings.__post_init__
+        draws, diverging = sample_arrays(
+            self.model,
+            self.key,
+            draws=settings.draws,
+            tune=settings.tune,
+            chains=settings.chains,
+            cores=settings.cores,
+            seed=seed,
+            target_accept=self.target_accept,
+            var_names=settings.extra.get("var_names"),
+        )
+        return draws, diverging
+
+    def _sample_other(self, seed: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        from dataclasses import replace
+
+        settings = replace(self.settings, seed=seed)
+        idata = sample_model(self.model, settings, self.target_accept, progress=False, compile_key=self.key)
+        posterior = idata.posterior.transpose("chain", "draw", ...)
+        draws = {name: da.to_numpy() for name, da in posterior.data_vars.items()}
+        stats = idata.sample_stats
+        diverging = stats["diverging"].to_numpy() if "diverging" in stats else np.zeros(1, dtype=bool)
+        return draws, diverging
+
+    def _dataset(self, draws: dict[str, np.ndarray]) -> xr.Dataset:
+        """The draws as a posterior dataset with the model's dims and the swapped data's labels."""
+        import xarray as xr
+
+        model = self.model
+        variables = {}
+        for name, values in draws.items():
+            var_dims = tuple(model.named_vars_to_dims.get(name, ()))
+            if len(var_dims) != values.ndim - 2:
+                var_dims = tuple(f"{name}_dim_{i}" for i in range(values.ndim - 2))
+            variables[name] = (("chain", "draw", *var_dims), values)
+        used = {d for dims_, _ in variables.values() for d in dims_[2:]}
+        coords = {d: list(labels) for d, labels in model.coords.items() if d in used and labels is not None}
+        first = next(iter(draws.values()))
+        coords |= {"chain": np.arange(first.shape[0]), "draw": np.arange(first.shape[1])}
+        return xr.Dataset(variables, coords=coords)
+
+
+def _worst(values: list[np.ndarray], statistic, reducer) -> float:
+    """`reducer` (nanmax/nanmin) of `statistic` over every element of every (chain, draw, k) array."""
+    found = [reducer(statistic(v)) for v in values if np.isfinite(v).any()]
+    found = [f for f in found if np.isfinite(f)]
+    return float(reducer(found)) if found else float("nan")
 
 
 _REFITTERS: dict[str, DesignRefitter] = {}

@@ -124,7 +124,7 @@ def source_fingerprint() -> str:
 
 def identity() -> dict[str, str]:
     """What must be equal on both sides for the worker to run a client's command."""
-    from marrow import __version__
+    from marrow.version import __version__
 
     return {"marrow_version": __version__, "python": sys.executable, "marrow_path": marrow_path()}
 
