@@ -1,7 +1,14 @@
-"""Shared fixtures: CLI runner, small simulated trials, one shared fit per model per session."""
+"""Shared fixtures: CLI runner, small simulated trials, the small stored fits, one shared fit per session.
+
+Under `make test` (pytest-xdist, `--dist loadfile`) a session fixture lives once per worker process,
+so a fit shared by two files is made once when both files run in the same worker."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +18,11 @@ import pytest
 from marrow import datasets
 
 QUICK = {"chains": 2, "draws": 500, "tune": 500, "seed": 11, "cores": 2}
+ROOT = Path(__file__).resolve().parents[1]
+STORED_FITS = Path(__file__).resolve().parent / "data" / "fits"
+# The ordinal response fit of the bundled trial through the CLI (`ordinal_cli_fit`).
+ORDINAL_FIT_ARGS = ("--outcome", "ordinal", "--covariates", "prior_atg,active_infection")
+ORDINAL_SAMPLING = ("--chains", "4", "--draws", "500", "--tune", "500", "--quiet")
 
 
 @pytest.fixture
@@ -72,3 +84,43 @@ def simulate_response_trial(
         frame[f"x{j + 1}"] = x[:, j]
     truth = {"intercept": intercept, "center_sd": center_sd, "odds_ratio": np.exp(log_or), "rate": p_resp.mean()}
     return frame, truth
+
+
+def load_stored_fit(name: str):
+    """A stored fit of tests/data/fits (made by make_fits.py there), its bundled-data paths resolved
+    against this checkout so figures can reload the data through the fit's provenance."""
+    from marrow.fits import Fit
+
+    fit = Fit.load(STORED_FITS / f"{name}.nc")
+    sources = json.loads(fit.provenance["data_sources"])
+    for source in sources:
+        source["path"] = str(ROOT / source["path"])
+    fit.provenance["data_sources"] = json.dumps(sources)
+    return fit
+
+
+@pytest.fixture(scope="session")
+def stored_fit() -> Callable[[str], object]:
+    """`stored_fit(name)`: the small stored fit `name` (response, ordinal, recovery, survival, safety),
+    loaded once per session. Real draws, too few to prove anything about a posterior; no sampling."""
+    cache: dict[str, object] = {}
+
+    def get(name: str):
+        if name not in cache:
+            cache[name] = load_stored_fit(name)
+        return cache[name]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def ordinal_cli_fit(tmp_path_factory) -> Path:
+    """One ordinal response fit of the bundled trial through the CLI, in a subprocess as a user runs it
+    (4 chains x 500 draws, default seed); shared by test_cli_response.py and test_compare_cli.py.
+    Read-only: tests that write copy it first."""
+    out = tmp_path_factory.mktemp("cli") / "ordinal.nc"
+    command = [sys.executable, "-m", "marrow", "fit", "response", *ORDINAL_FIT_ARGS, *ORDINAL_SAMPLING, "--out", out]
+    result = subprocess.run([str(a) for a in command], capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr
+    assert "SYNTHETIC" in result.stderr  # says so when the bundled trial is used
+    return out

@@ -406,6 +406,7 @@ def test_run_measured_reports_the_commands_own_peak(bench) -> None:
     assert result["maxrss_mb"] < 100
 
 
+@pytest.mark.worker
 def test_real_worker_start_status_stop(bench) -> None:
     """A real `marrow worker start`, its parsed status, and `stop` (a few seconds, no fit)."""
     bm = bench["marrow"]

@@ -153,6 +153,8 @@ def _figure_sizes(report: Path) -> list[tuple[int, int]]:
     return sizes
 
 
+@pytest.mark.browser
+@pytest.mark.sampling
 def test_the_report_reads_well_at_laptop_and_phone_width(seen, report):
     assert seen.problems() == []
     assert [w.width for w in seen.widths] == [1280, 390]
@@ -177,6 +179,8 @@ def test_the_report_reads_well_at_laptop_and_phone_width(seen, report):
     assert seen.console_errors == [] and seen.requests == []
 
 
+@pytest.mark.browser
+@pytest.mark.sampling
 def test_the_checker_catches_a_broken_figure(seen, report, browser, tmp_path):
     """Corrupt one figure's base64, add an outside image and a console error: each one is reported."""
     html = (report / "report.html").read_text(encoding="utf-8")
@@ -201,6 +205,8 @@ def test_the_checker_catches_a_broken_figure(seen, report, browser, tmp_path):
     assert seen.problems() == []  # the same checker passes the intact page
 
 
+@pytest.mark.browser
+@pytest.mark.sampling
 def test_the_pdf(report, browser):
     pdf = report / "report.pdf"
     pages = pdf_pages(pdf)
@@ -232,6 +238,8 @@ def test_the_pdf(report, browser):
     assert all(i["page"] > 1 for i in images)
 
 
+@pytest.mark.browser
+@pytest.mark.sampling
 def test_a_failed_print_keeps_the_report(report, marrow_cli, monkeypatch, tmp_path):
     """Chromium found but failing: the fits and the HTML are still written, with a warning and exit 3."""
     monkeypatch.setenv("MARROW_CHROMIUM", shutil.which("false"))

@@ -7,39 +7,17 @@ import subprocess
 import sys
 
 import pytest
-from conftest import write_csv
+from conftest import ORDINAL_SAMPLING, write_csv
 
 from marrow.fits import Fit
 
-FIT_ARGS = ("--chains", "4", "--draws", "500", "--tune", "500", "--quiet")
+FIT_ARGS = ORDINAL_SAMPLING
 
 
 @pytest.fixture(scope="session")
-def bundled_fit(tmp_path_factory):
-    """One ordinal response fit of the bundled trial through the CLI (in a subprocess, as a user runs it)."""
-    out = tmp_path_factory.mktemp("cli") / "ordinal.nc"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "marrow",
-            "fit",
-            "response",
-            "--outcome",
-            "ordinal",
-            "--covariates",
-            "prior_atg,active_infection",
-            *FIT_ARGS,
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr
-    assert "SYNTHETIC" in result.stderr  # says so when the bundled trial is used
-    return out
+def bundled_fit(ordinal_cli_fit):
+    """The ordinal response fit of the bundled trial through the CLI (conftest.py, shared)."""
+    return ordinal_cli_fit
 
 
 def test_help_does_not_import_pymc():

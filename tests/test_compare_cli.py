@@ -5,8 +5,6 @@ from __future__ import annotations
 import io
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -19,32 +17,10 @@ COVARIATES = "prior_atg,active_infection"
 
 
 @pytest.fixture(scope="session")
-def response_fit(tmp_path_factory) -> Path:
-    """A small ordinal response fit on the bundled trial (2 chains x 300 draws), made once per session."""
-    out = tmp_path_factory.mktemp("fits") / "response.nc"
-    command = [
-        sys.executable,
-        "-m",
-        "marrow",
-        "fit",
-        "response",
-        "--outcome",
-        "ordinal",
-        "--draws",
-        "300",
-        "--tune",
-        "300",
-        "--chains",
-        "2",
-        "--covariates",
-        COVARIATES,
-        "--quiet",
-        "--out",
-        str(out),
-    ]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stderr
-    return out
+def response_fit(ordinal_cli_fit) -> Path:
+    """The ordinal response fit of the bundled trial through the CLI (conftest.py, shared with
+    test_cli_response.py)."""
+    return ordinal_cli_fit
 
 
 def run(capsys, *args: str) -> tuple[int, str, str]:

@@ -134,6 +134,7 @@ def competing_fit():
     return visit_death_fit()
 
 
+@pytest.mark.sampling
 def test_bayesian_incidences_recover_the_truth_and_km_lies_outside(competing_fit):
     from lifelines import KaplanMeierFitter
 
@@ -158,6 +159,7 @@ def test_bayesian_incidences_recover_the_truth_and_km_lies_outside(competing_fit
     assert np.all(curve <= post["cumulative_incidence"].to_numpy() + 1e-9)  # death only removes recoveries
 
 
+@pytest.mark.sampling
 def test_compare_puts_aalen_johansen_beside_the_bayesian_incidence(competing_fit):
     from marrow.frequentist.table import comparison_table
 
@@ -172,6 +174,7 @@ def test_compare_puts_aalen_johansen_beside_the_bayesian_incidence(competing_fit
     assert not comparison_table(data, [])["variable"].isin(["recovery_cif"]).any()
 
 
+@pytest.mark.sampling
 def test_plot_draws_aalen_johansen_and_death_before_recovery(competing_fit):
     from marrow.plots import render
 

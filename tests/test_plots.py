@@ -1,4 +1,5 @@
-"""Figures: every kind renders from a real small fit, shows what it should, and gives the same bytes twice."""
+"""Figures: every kind renders from a small stored fit (tests/data/fits: real draws, no sampling here),
+shows what it should, and gives the same bytes twice."""
 
 from __future__ import annotations
 
@@ -8,35 +9,32 @@ import pytest
 
 from marrow.data import load_trial
 from marrow.errors import UsageError
-from marrow.fits.run import fit_model
 from marrow.plots import KINDS, kinds_for, render
 from marrow.plots.style import figure_bytes, format_for, parse_width
-from marrow.priors import load_prior_set
-from marrow.spec import ModelSpec, SamplerSettings
 
 COVARIATES = ("prior_atg", "active_infection")
-TINY = SamplerSettings(chains=2, draws=200, tune=200, seed=7, cores=2)
 LINEAGES = ["leukocytic", "erythrocytic", "megakaryocytic"]
 
 
-def _fit(spec: ModelSpec):
-    data = load_trial(needs=spec.needs())
-    return fit_model(data, spec, load_prior_set(), TINY), data
+def _fit(stored_fit, name: str):
+    """A small stored fit (tests/data/fits) and the bundled trial it was made from."""
+    fit = stored_fit(name)
+    return fit, load_trial(needs=fit.spec.needs())
 
 
 @pytest.fixture(scope="session")
-def response_fit():
-    return _fit(ModelSpec("response", covariates=COVARIATES))
+def response_fit(stored_fit):
+    return _fit(stored_fit, "response")
 
 
 @pytest.fixture(scope="session")
-def recovery_fit():
-    return _fit(ModelSpec("recovery"))
+def recovery_fit(stored_fit):
+    return _fit(stored_fit, "recovery")
 
 
 @pytest.fixture(scope="session")
-def survival_fit():
-    return _fit(ModelSpec("survival", covariates=COVARIATES))
+def survival_fit(stored_fit):
+    return _fit(stored_fit, "survival")
 
 
 @pytest.fixture(scope="session")

@@ -219,6 +219,7 @@ def report_run(tmp_path_factory):
     return code, out
 
 
+@pytest.mark.sampling
 def test_report_writes_every_part(report_run):
     code, out = report_run
     assert code == 0
@@ -246,6 +247,7 @@ def test_report_writes_every_part(report_run):
     assert "draws = 150" in manifest["plan_text"]
 
 
+@pytest.mark.sampling
 def test_report_html_is_self_contained_and_escaped(report_run):
     _, out = report_run
     html = (out / "report.html").read_text()
@@ -274,6 +276,7 @@ def test_report_html_is_self_contained_and_escaped(report_run):
     assert "## Headline results" in markdown and EVIL not in markdown
 
 
+@pytest.mark.sampling
 def test_report_refuses_an_existing_folder(marrow_cli, report_run):
     _, out = report_run
     before = sorted(p.name for p in out.iterdir())

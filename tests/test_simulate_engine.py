@@ -48,6 +48,7 @@ def pause(task: Task) -> dict:
     return {"x": 1.0}
 
 
+@pytest.mark.cluster
 def test_same_table_in_process_on_a_local_cluster_and_on_dask_workers(tmp_path, dask_scheduler):
     tasks = tasks_for(7, SCENARIOS, 10)
     here = run_tasks(draws, tasks, scheduler="process", block_size=4)
@@ -238,6 +239,7 @@ def refit_response(task: Task) -> dict:
 
 
 @pytest.mark.sampling
+@pytest.mark.cluster
 def test_real_refits_on_two_workers_equal_those_in_process(tmp_path, monkeypatch):
     builds = tmp_path / "builds.txt"
     monkeypatch.setenv("ENGINE_TEST_BUILDS", str(builds))  # the local workers inherit it

@@ -1,7 +1,7 @@
 """`marrow summarize --all`: every model parameter on its own scale, labelled; the centring identity.
 
-One tiny real fit per model family (1 chain x 100 draws), shared by the module. The numbers of a
-100-draw fit prove nothing about a posterior; these tests check that every sampled variable is
+One small stored fit per model family (tests/data/fits: real draws, 2 chains x 50, no sampling
+here). The numbers of a 100-draw fit prove nothing about a posterior; these tests check that every sampled variable is
 listed (or deliberately left out), that the numbers are those of the draws, and that the
 uncentred intercepts follow the documented formula.
 """
@@ -17,38 +17,18 @@ import pytest
 from marrow.data import Needs, load_trial
 from marrow.summaries import NOT_LISTED_DIMS, PARAMETERS, posterior_summary
 
-TINY = ("--chains", "1", "--draws", "100", "--tune", "100", "--seed", "5", "--quiet")
-COMMANDS = {
-    "response": ("response", "--outcome", "ordinal", "--covariates", "prior_atg,active_infection"),
-    "recovery": ("recovery", "--covariates", "prior_atg"),
-    "survival": ("survival", "--covariates", "prior_atg,active_infection"),
-    "safety": ("safety", "--family", "hierarchical"),
-}
+# Model family -> the stored fit of it (made by tests/data/fits/make_fits.py).
+STORED = {"response": "ordinal", "recovery": "recovery", "survival": "survival", "safety": "safety"}
 
 
 @pytest.fixture(scope="module")
-def fits(tmp_path_factory):
-    """Real CLI fits of every family on the bundled trial, run as parallel processes, loaded back."""
-    import subprocess
-    import sys
-
-    from marrow.fits import Fit
-
+def fits(stored_fit, tmp_path_factory):
+    """The stored fit of every family, and a copy saved as `marrow fit` writes it (for the CLI)."""
     folder = tmp_path_factory.mktemp("summary_all")
-    running = {
-        name: subprocess.Popen(
-            [sys.executable, "-m", "marrow", "fit", *command, *TINY, "--out", str(folder / f"{name}.nc")],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for name, command in COMMANDS.items()
-    }
     out = {}
-    for name, process in running.items():
-        _, err = process.communicate(timeout=1200)
-        assert process.returncode == 0, err
-        out[name] = (Fit.load(folder / f"{name}.nc"), folder / f"{name}.nc")
+    for model, name in STORED.items():
+        fit = stored_fit(name)
+        out[model] = (fit, fit.save(folder / f"{name}.nc"))
     return out
 
 
@@ -63,8 +43,7 @@ def _listed(da) -> bool:
     return not da.name.endswith("_z") and not any(d in NOT_LISTED_DIMS for d in da.dims)
 
 
-@pytest.mark.sampling
-@pytest.mark.parametrize("model", list(COMMANDS))
+@pytest.mark.parametrize("model", list(STORED))
 def test_every_posterior_variable_is_listed_or_deliberately_left_out(fits, model):
     fit, _ = fits[model]
     table = posterior_summary(fit, all_parameters=True)
@@ -86,7 +65,6 @@ def test_every_posterior_variable_is_listed_or_deliberately_left_out(fits, model
     assert not table.duplicated(["kind", "quantity"]).any()
 
 
-@pytest.mark.sampling
 def test_numbers_are_those_of_the_draws(fits):
     fit, _ = fits["response"]
     draws = fit.idata.posterior["center_effect"].sel(center="Center B").to_numpy().reshape(-1)
@@ -109,7 +87,6 @@ def test_numbers_are_those_of_the_draws(fits):
     )
 
 
-@pytest.mark.sampling
 def test_uncentred_intercepts_follow_the_formula(fits, trial):
     """Centred and uncentred linear predictors agree for every patient and draw."""
     fit, _ = fits["survival"]
@@ -136,7 +113,6 @@ def test_uncentred_intercepts_follow_the_formula(fits, trial):
     assert row["median"] == pytest.approx(np.median(expected))
 
 
-@pytest.mark.sampling
 def test_recovery_uncentred_cure_and_latency(fits, trial):
     fit, _ = fits["recovery"]
     table = posterior_summary(fit, all_parameters=True)
@@ -173,13 +149,13 @@ def test_centring_identity_with_statsmodels_logit():
     assert abs(centred.params[0] - uncentred.params[0]) > 1.0  # the two intercepts really differ
 
 
-@pytest.mark.sampling
 def test_cli_all_and_csv_layout(fits, marrow_cli):
     _, path = fits["safety"]
     code, out, err = marrow_cli("summarize", path, "--all")
     assert code == 0, err
     assert "Model parameters on their own scale" in out and "Center effect (log-odds), Center A" in out
-    assert "1 chain x 100 draws" in out and "1 chains" not in out
+    fit, _ = fits["safety"]
+    assert f"{fit.settings.chains} chains x {fit.settings.draws} draws" in out
     code, out, err = marrow_cli("summarize", path, "--all", "--format", "csv")
     assert code == 0, err
     table = pd.read_csv(io.StringIO(out))

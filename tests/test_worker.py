@@ -110,6 +110,7 @@ def running(tmp_path_factory):
 # ---- commands -------------------------------------------------------------------------------------
 
 
+@pytest.mark.worker
 def test_start_status_stop_round_trip(env):
     sock = Path(env["MARROW_WORKER_SOCKET"])
     result = marrow("worker", "status", env=env)
@@ -141,6 +142,7 @@ def test_start_status_stop_round_trip(env):
     assert marrow("worker", "status", env=env).returncode == 1
 
 
+@pytest.mark.worker
 def test_worker_exits_when_idle_and_on_sigterm(tmp_path_factory):
     folder = tmp_path_factory.mktemp("w")
     for idle, how in ((0.01, "idle"), (0, "sigterm")):
@@ -170,6 +172,8 @@ def test_worker_exits_when_idle_and_on_sigterm(tmp_path_factory):
 # ---- delegation -----------------------------------------------------------------------------------
 
 
+@pytest.mark.worker
+@pytest.mark.sampling
 def test_delegated_fit_gives_the_same_numbers(running, tmp_path):
     from marrow.fits import Fit
 
@@ -191,6 +195,7 @@ def test_delegated_fit_gives_the_same_numbers(running, tmp_path):
     assert a.provenance["command_line"] == b.provenance["command_line"] == "marrow " + " ".join(FIT)
 
 
+@pytest.mark.worker
 def test_data_error_through_worker_is_reported_and_worker_survives(
     running, tmp_path, patients_frame, marrow_cli, monkeypatch
 ):
@@ -208,6 +213,7 @@ def test_data_error_through_worker_is_reported_and_worker_survives(
     assert client.request("ping", Path(running["MARROW_WORKER_SOCKET"]))["pid"] == status(running)["pid"]
 
 
+@pytest.mark.worker
 def test_mismatched_client_runs_in_its_own_process(running, tmp_path):
     sock = Path(running["MARROW_WORKER_SOCKET"])
     before = ready(running)["served"]
