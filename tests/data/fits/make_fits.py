@@ -1,6 +1,6 @@
 """Make the small stored fits of tests/data/fits: real NUTS fits of the bundled trial, few draws.
 
-    .venv/bin/python tests/data/fits/make_fits.py        # rewrites every file here
+    .venv/bin/python tests/data/fits/make_fits.py [NAME ...]   # rewrites every file here, or those named
 
 The summarize, diagnose, plot and report-rendering tests read these instead of sampling
 (`stored_fit` in tests/conftest.py). Their numbers prove nothing about a posterior (2 chains x 50 draws);
@@ -24,11 +24,12 @@ COVARIATES = ("prior_atg", "active_infection")
 SETTINGS = SamplerSettings(chains=2, draws=50, tune=200, seed=7, cores=1)
 # The recovery fit stores curves and a row-wise log-likelihood: fewer draws keep it under 300 KB.
 DRAWS = {"recovery": 25}
+# The steps of tests/test_report_render.py's plan, by name: families stated as a plan states them.
 SPECS: dict[str, ModelSpec] = {
     "response": ModelSpec("response", covariates=COVARIATES),
     "ordinal": ModelSpec("response", outcome="ordinal", covariates=COVARIATES),
-    "recovery": ModelSpec("recovery", covariates=("prior_atg",)),
-    "survival": ModelSpec("survival", covariates=COVARIATES),
+    "recovery": ModelSpec("recovery", covariates=("prior_atg",), family="loglogistic"),
+    "survival": ModelSpec("survival", covariates=COVARIATES, family="weibull"),
     "safety": ModelSpec("safety", family="hierarchical"),
 }
 # Provenance attrs that differ between two runs of this script on the same code.
@@ -60,11 +61,15 @@ def make(name: str, spec: ModelSpec, folder: Path = HERE):
     return fit
 
 
-def main() -> None:
+def main(names: list[str]) -> None:
     for name, spec in SPECS.items():
+        if names and name not in names:
+            continue
         make(name, spec)
         print(f"{name}.nc: {(HERE / f'{name}.nc').stat().st_size / 1024:.0f} KB")
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    main(sys.argv[1:])
