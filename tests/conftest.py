@@ -8,7 +8,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,42 @@ STORED_FITS = Path(__file__).resolve().parent / "data" / "fits"
 # The ordinal response fit of the bundled trial through the CLI (`ordinal_cli_fit`).
 ORDINAL_FIT_ARGS = ("--outcome", "ordinal", "--covariates", "prior_atg,active_infection")
 ORDINAL_SAMPLING = ("--chains", "4", "--draws", "500", "--tune", "500", "--quiet")
+
+
+@contextmanager
+def _refuse_sampling(item: pytest.Item) -> Iterator[None]:
+    """Outside the `sampling` tier, sampling in this process fails the test, naming the marker: through
+    `marrow.fits.run.sample_model` always (every fit and refit), and through `pymc.sample` and
+    `nutpie.sample` when those are already imported. (A `marrow fit` run in a subprocess is not seen.)"""
+    if item.get_closest_marker("sampling") is not None:
+        yield
+        return
+    import marrow.fits.run
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(
+            f"{item.nodeid} samples (or a fixture it uses does): mark it @pytest.mark.sampling, or use a "
+            "stored fit (CONTRIBUTING.md, test tiers)"
+        )
+
+    targets = [(marrow.fits.run, "sample_model")]
+    targets += [(sys.modules[name], "sample") for name in ("pymc", "nutpie") if name in sys.modules]
+    with pytest.MonkeyPatch.context() as patch:
+        for module, name in targets:
+            patch.setattr(module, name, refuse)  # raises if marrow renamed it: update this guard
+        yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item: pytest.Item):
+    with _refuse_sampling(item):  # fixtures too: a module fixture that samples is set up here
+        yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item):
+    with _refuse_sampling(item):
+        yield
 
 
 @pytest.fixture

@@ -351,6 +351,7 @@ def interval_cure_mle(rec: pd.DataFrame, lineage: str) -> dict[str, float]:
     return {"cure_fraction": 1 / (1 + math.exp(-p[0])), "median_days": math.exp(p[1]), "shape": math.exp(p[2])}
 
 
+@pytest.mark.sampling
 def test_interval_model_recovers_medians_cure_fractions_and_shapes(visit_fit):
     """The posterior sits on the independent interval-censored MLE, and the truth lies within 3.5
     posterior sds. (Investigated: this sample's slow lineage is itself off, its MLE from the exact,
@@ -373,6 +374,7 @@ def test_interval_model_recovers_medians_cure_fractions_and_shapes(visit_fit):
     assert np.isfinite(fit.idata.log_likelihood["recovery"].to_numpy()).all()
 
 
+@pytest.mark.sampling
 def test_one_center_drops_the_center_effect_and_says_so(visit_fit):
     _, fit = visit_fit
     post = fit.idata.posterior
