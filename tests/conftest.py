@@ -153,8 +153,8 @@ def stored_fit() -> Callable[[str], object]:
 @pytest.fixture(scope="session")
 def ordinal_cli_fit(tmp_path_factory) -> Path:
     """One ordinal response fit of the bundled trial through the CLI, in a subprocess as a user runs it
-    (4 chains x 500 draws, default seed); shared by test_cli_response.py and test_compare_cli.py.
-    Read-only: tests that write copy it first."""
+    (4 chains x 500 draws, default seed), made once per session (test_cli_response.py). Read-only:
+    tests that write copy it first."""
     out = tmp_path_factory.mktemp("cli") / "ordinal.nc"
     command = [sys.executable, "-m", "marrow", "fit", "response", *ORDINAL_FIT_ARGS, *ORDINAL_SAMPLING, "--out", out]
     result = subprocess.run([str(a) for a in command], capture_output=True, text=True, timeout=900)

@@ -1,4 +1,4 @@
-"""`marrow compare` end to end: every format, --out safety, a user CSV, and a real (small) response fit."""
+"""`marrow compare` end to end: every format, --out safety, a user CSV, and a small stored response fit."""
 
 from __future__ import annotations
 
@@ -16,11 +16,11 @@ from marrow.datasets import PATIENTS_CSV
 COVARIATES = "prior_atg,active_infection"
 
 
-@pytest.fixture(scope="session")
-def response_fit(ordinal_cli_fit) -> Path:
-    """The ordinal response fit of the bundled trial through the CLI (conftest.py, shared with
-    test_cli_response.py)."""
-    return ordinal_cli_fit
+@pytest.fixture(scope="module")
+def response_fit(stored_fit, tmp_path_factory) -> Path:
+    """The small stored ordinal response fit of the bundled trial (tests/data/fits), saved as `marrow
+    fit` writes it: real draws, no sampling here."""
+    return stored_fit("ordinal").save(tmp_path_factory.mktemp("fits") / "response.nc")
 
 
 def run(capsys, *args: str) -> tuple[int, str, str]:
@@ -116,7 +116,6 @@ def test_user_csv_errors_are_clear(capsys, tmp_path):
     assert code == 2 and "covariate asked for is absent" in err
 
 
-@pytest.mark.sampling
 def test_with_response_fit(capsys, response_fit):
     code, out, err = run(capsys, str(response_fit), "--format", "json")
     assert code == 0, err
@@ -140,7 +139,6 @@ def test_with_response_fit(capsys, response_fit):
     assert code == 0 and "response (ordinal)" in out and "0.185-0.401" in out
 
 
-@pytest.mark.sampling
 def test_fit_with_other_data_is_refused(capsys, response_fit, tmp_path):
     changed = tmp_path / "patients.csv"
     shutil.copy(PATIENTS_CSV, changed)
