@@ -43,6 +43,9 @@ QUANTILES = (0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.975)
 GRID = np.round(np.arange(101) / 100, 2)  # exceedance thresholds 0.00, 0.01, ..., 1.00
 OPS = (">", ">=", "<", "<=")
 CACHE_SIZE = 4096  # fits kept per process
+# Variables a refit keeps (those the model has): the free parameters, on which the diagnostics are
+# computed, and the headline quantities. Fewer stored variables, less time spent after sampling.
+STORED = ("intercept", "center_sd", "center_z", "beta", *HEADLINE)
 
 # (record key, quantity, op, threshold): one P(quantity op threshold) term of the design's rules
 Term = tuple[str, str, str, float]
@@ -194,7 +197,8 @@ def analyse_response(study: Study, inputs: ModelInputs) -> dict[str, float]:
     design = study.design
     assert design.analysis.spec is not None and study.priors is not None
     template = response_inputs(design)
-    key = design_key(design.analysis.spec, study.priors, design.settings, template)
+    var_names = _stored(design)
+    key = design_key(design.analysis.spec, study.priors, design.settings, template, var_names=var_names)
     digest = hashlib.sha256(f"{key}:{design.seed}:{study.terms}".encode())
     for name in ("cell_n", "cell_responders"):
         digest.update(np.ascontiguousarray(inputs.arrays[name]).tobytes())
@@ -203,7 +207,7 @@ def analyse_response(study: Study, inputs: ModelInputs) -> dict[str, float]:
     if cached is not None:
         _FITS.move_to_end(cache_key)
         return cached
-    refitter = refitter_for(design.analysis.spec, study.priors, design.settings, template)
+    refitter = refitter_for(design.analysis.spec, study.priors, design.settings, template, var_names=var_names)
     refit = refitter.fit(inputs, seed=fit_seed(design.seed, digest.digest()))
     draws = {q: refit.posterior[q].to_numpy().ravel() for q in HEADLINE}
     out = draw_functionals(draws, study.terms)
@@ -217,6 +221,15 @@ def analyse_response(study: Study, inputs: ModelInputs) -> dict[str, float]:
     if len(_FITS) > CACHE_SIZE:
         _FITS.popitem(last=False)
     return out
+
+
+def _stored(design: Design) -> list[str]:
+    from marrow.models import levels
+
+    names = [n for n in STORED if n != "beta" or _model_covariates(design)]
+    if not levels.kept(dims.CENTER, response_inputs(design).dropped):
+        names = [n for n in names if n not in ("center_sd", "center_z")]
+    return names
 
 
 def analyse_beta_binomial(study: Study, trial: Trial, n: int) -> dict[str, float]:
