@@ -417,3 +417,57 @@ def test_same_task_same_record_and_tasks_from_the_design_seed():
     backwards = pd.DataFrame([st.run_replicate(study, t) for t in reversed(tasks)][::-1])
     pd.testing.assert_frame_equal(first, backwards)
     assert first["a2:mean:response_rate"].nunique() > 1
+
+
+def _single_arm(rate: float, n: int = 40):
+    """A beta-binomial design with no center or covariate effects: responders ~ Binomial(n, rate) exactly."""
+    return parse_design(
+        f"""
+seed = 3
+[centers]
+sizes = {{ "A" = {n // 2}, "B" = {n - n // 2} }}
+[model]
+name = "beta-binomial"
+a = 1
+b = 1
+[decision]
+go = "P(response_rate > 0.2) > 0.9"
+[[scenarios]]
+name = "s"
+response_rate = {rate}
+"""
+    )
+
+
+@pytest.mark.parametrize("rate", [0.2, 0.3, 0.4])
+def test_simulated_go_agrees_with_the_closed_form_within_3_mcse(rate):
+    design = _single_arm(rate)
+    study = st.Study(design, None, (("P(response_rate > 0.2)", "response_rate", ">", 0.2),))
+    records = pd.DataFrame([st.run_replicate(study, t) for t in tasks_for(design.seed, ["s"], 1500)])
+    go = (records["a1:rule:P(response_rate > 0.2)"] > 0.9).to_numpy()
+    n = 40
+    critical = min(y for y in range(n + 1) if stats.beta(1 + y, 1 + n - y).sf(0.2) > 0.9)
+    exact = stats.binom(n, rate).sf(critical - 1)
+    mcse = np.sqrt(exact * (1 - exact) / len(go))
+    assert abs(go.mean() - exact) < 3 * mcse
+
+
+def test_local_cluster_and_in_process_give_the_same_records():
+    from functools import partial
+
+    from marrow.simulate.engine import run_tasks
+
+    design = _beta_design()
+    study = st.Study(design, None, TERMS)
+    tasks = tasks_for(design.seed, design.scenario_names(), 6)
+    here = run_tasks(partial(st.run_replicate, study), tasks, scheduler="process")
+    there = run_tasks(partial(st.run_replicate, study), tasks, n_workers=1, block_size=4)
+    pd.testing.assert_frame_equal(here, there)
+
+
+def test_estimate_writes_nothing(tmp_path, marrow_cli, oc_stand_ins):
+    path = tmp_path / "design.toml"
+    path.write_text(_beta_design().text, encoding="utf-8")
+    code, out, err = marrow_cli("simulate", path, "--out", tmp_path / "sim", "--estimate", "--in-process")
+    assert code == 0, err
+    assert "Projected" in out and not (tmp_path / "sim").exists()

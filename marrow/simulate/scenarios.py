@@ -51,7 +51,7 @@ class Trial:
 def covariate_patterns(design: Design) -> tuple[np.ndarray, np.ndarray]:
     """Every 0/1 covariate pattern (P, K) and its probability (P,) under independent prevalences."""
     k = len(design.covariates)
-    patterns = np.array(list(itertools.product((0.0, 1.0), repeat=k)), dtype=np.float64).reshape(-1, k)
+    patterns = np.array(list(itertools.product((0.0, 1.0), repeat=k)), dtype=np.float64).reshape(2**k, k)
     prevalence = np.array([p for _, p in design.covariates])
     weights = np.prod(np.where(patterns == 1.0, prevalence, 1.0 - prevalence), axis=1)
     return patterns, weights

@@ -162,18 +162,20 @@ def draw_functionals(draws: dict[str, np.ndarray], terms: tuple[Term, ...]) -> d
 
 
 def beta_functionals(a: float, b: float, terms: tuple[Term, ...]) -> dict[str, float]:
-    """The same functionals, exactly, for a Beta(a, b) posterior of `response_rate`."""
-    from scipy.stats import beta
+    """The same functionals, exactly, for a Beta(a, b) posterior of `response_rate` (regularised
+    incomplete beta functions: P(p > t) = 1 - I_t(a, b), quantiles by its inverse)."""
+    from scipy.special import betainc, betaincc, betaincinv
 
-    post = beta(a, b)
     q = "response_rate"
-    out = {f"mean:{q}": float(post.mean())}
-    out.update({f"quantile:{quantile_key(p)}:{q}": float(post.ppf(p)) for p in QUANTILES})
-    out.update({f"exceed:{exceed_key(t)}:{q}": float(post.sf(t)) for t in GRID})
+    out = {f"mean:{q}": a / (a + b)}
+    quantiles = betaincinv(a, b, np.array(QUANTILES))
+    out.update({f"quantile:{quantile_key(p)}:{q}": float(v) for p, v in zip(QUANTILES, quantiles, strict=True)})
+    out.update({f"exceed:{exceed_key(t)}:{q}": float(v) for t, v in zip(GRID, betaincc(a, b, GRID), strict=True)})
     for key, quantity, op, threshold in terms:
         if quantity != q:
             raise ValueError(f"the beta-binomial analysis has only {q}, not {quantity}")
-        out[f"rule:{key}"] = float(post.sf(threshold) if op in (">", ">=") else post.cdf(threshold))
+        above = op in (">", ">=")
+        out[f"rule:{key}"] = float(betaincc(a, b, threshold) if above else betainc(a, b, threshold))
     return out
 
 
