@@ -326,7 +326,10 @@ def oc_stand_ins(monkeypatch):
     outputs.write_outputs = lambda out_dir, table, records, design, calibration=None: (out_dir / "oc.csv").write_text(
         table.to_csv(index=False)
     )
-    for name, module in (("rules", _stand_in_rules()), ("oc", oc), ("oc_outputs", outputs)):
+    calibrate = types.ModuleType("marrow.simulate.calibrate")
+    calibrate.calibrate = lambda records, design, alpha, null: calls.append(("calibrate", len(records), alpha, null))
+    modules = {"rules": _stand_in_rules(), "oc": oc, "oc_outputs": outputs, "calibrate": calibrate}
+    for name, module in modules.items():
         monkeypatch.setitem(sys.modules, f"marrow.simulate.{name}", module)
         monkeypatch.setattr(marrow.simulate, name, module, raising=False)
     return calls
@@ -399,6 +402,18 @@ def test_tiny_study_through_the_cli(tmp_path, marrow_cli, oc_stand_ins):
     assert study["replicates"] == 2 and study["design_sha256"] and study["versions"]["marrow"]
     assert (out / "design.toml").read_text() == TINY and (out / "oc.csv").exists()
     assert len(list((out / "blocks").glob("*.parquet"))) == 4
+
+    # --calibrate on the finished study re-reads its records: no refit.
+    def no_refit(*args, **kwargs):
+        raise AssertionError("refitted")
+
+    st._FITS.clear()  # no cached fit either
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("marrow.simulate.refit.refitter_for", no_refit)
+        code, _, err = marrow_cli("simulate", design_path, "--out", out, "--in-process", "--quiet", "--calibrate")
+    assert code == 0, err
+    assert oc_stand_ins[-1] == ("calibrate", 4, 0.1, "null")
+    pd.testing.assert_frame_equal(records, pd.read_parquet(out / "records.parquet"))
 
     # Without --resume/--add/--force the folder is refused; a fresh run of 2 (no fit cache) is identical.
     assert marrow_cli("simulate", design_path, "--out", out, "--in-process", "--quiet")[0] == 2

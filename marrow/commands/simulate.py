@@ -99,6 +99,8 @@ def simulate(
         raise UsageError(f"--alpha must be between 0 and 1, got {alpha}")
     if null is not None and null not in design.scenario_names():
         raise UsageError(f"--null {null!r} is not a scenario of the design ({', '.join(design.scenario_names())})")
+    # --calibrate on a finished study re-reads its blocks (nothing is refitted) and re-decides.
+    resume = resume or (calibrate and add is None and not force and _previous_replicates(out_dir) is not None)
     n = _replicates(design, out_dir, replicates, add, resume or estimate)
     if n < 1:
         raise UsageError(f"--replicates must be at least 1, got {n}")
@@ -254,7 +256,6 @@ def provenance(design: Design, n: int, terms, elapsed: float) -> dict[str, Any]:
     from importlib.metadata import PackageNotFoundError, version
 
     from marrow import __version__
-    from marrow.simulate.engine import seed_for
 
     def package(name: str) -> str | None:
         try:
@@ -267,7 +268,9 @@ def provenance(design: Design, n: int, terms, elapsed: float) -> dict[str, Any]:
         "design_sha256": design.sha256,
         "replicates": n,
         "seed": design.seed,
-        "scenario_seeds": {s.name: seed_for(design.seed, i, 0) for i, s in enumerate(design.scenarios)},
+        "seed_rule": "replicate: numpy SeedSequence([seed, scenario_index, replicate]); "
+        "a fit: SeedSequence([seed, words of the SHA-256 of the analysed arrays])",
+        "scenarios": design.scenario_names(),
         "analyses": list(design.analysis_sizes),
         "model": design.analysis.model,
         "spec": json.loads(design.analysis.spec.to_json()) if design.analysis.spec else None,
