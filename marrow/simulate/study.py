@@ -42,7 +42,7 @@ HEADLINE = ("response_rate",)  # the quantities recorded and usable in rules
 QUANTILES = (0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.975)
 GRID = np.round(np.arange(101) / 100, 2)  # exceedance thresholds 0.00, 0.01, ..., 1.00
 OPS = (">", ">=", "<", "<=")
-CACHE_SIZE = 4096  # fits kept per process
+CACHE_SIZE = 1024  # fits kept per process (about 15 kB each)
 # Variables a refit keeps (those the model has): the free parameters, on which the diagnostics are
 # computed, and the headline quantities. Fewer stored variables, less time spent after sampling.
 STORED = ("intercept", "center_sd", "center_z", "beta", *HEADLINE)
