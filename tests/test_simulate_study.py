@@ -259,6 +259,8 @@ def test_draw_functionals_match_their_definitions():
 
 
 def test_identical_data_are_fitted_once_with_a_seed_from_the_data(monkeypatch):
+    import json
+
     import xarray as xr
 
     from marrow.simulate import refit
@@ -275,7 +277,7 @@ def test_identical_data_are_fitted_once_with_a_seed_from_the_data(monkeypatch):
     monkeypatch.setattr(st, "_FITS", st.OrderedDict())
     design = read_design()
     study = st.Study(design, object(), TERMS)  # priors are only hashed here
-    monkeypatch.setattr(refit, "design_key", lambda *a, **k: "design")
+    monkeypatch.setattr(refit, "design_key", lambda *a, **k: json.dumps(a[2].to_json()))  # settings
     one = sc.simulate_trial(design, design.scenarios[0], np.random.default_rng(1))
     other = sc.simulate_trial(design, design.scenarios[0], np.random.default_rng(2))
     first = st.analyse_response(study, st.response_inputs(design, one, 37))
@@ -285,6 +287,9 @@ def test_identical_data_are_fitted_once_with_a_seed_from_the_data(monkeypatch):
     st._FITS.clear()  # another process: fitted anew, with the same seed, so the same result
     assert st.analyse_response(study, st.response_inputs(design, one, 37)) == first and seeds[2] == seeds[0]
     assert third != first
+    # Workers sample chains one by one (cores=1), this process in parallel: the same seed either way.
+    serial = st.Study(replace(design, settings=replace(design.settings, cores=1)), object(), TERMS)
+    assert st.analyse_response(serial, st.response_inputs(design, one, 37)) == first and seeds[3] == seeds[0]
 
 
 # --- the command: a tiny real study --------------------------------------------------------------------

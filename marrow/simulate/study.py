@@ -201,16 +201,19 @@ def analyse_response(study: Study, inputs: ModelInputs) -> dict[str, float]:
     template = response_inputs(design)
     var_names = _stored(design)
     key = design_key(design.analysis.spec, study.priors, design.settings, template, var_names=var_names)
-    digest = hashlib.sha256(f"{key}:{design.seed}:{study.terms}".encode())
+    data = hashlib.sha256()
     for name in ("cell_n", "cell_responders"):
-        digest.update(np.ascontiguousarray(inputs.arrays[name]).tobytes())
-    cache_key = digest.hexdigest()
+        data.update(np.ascontiguousarray(inputs.arrays[name], dtype=np.int64).tobytes())
+    # The seed comes from the data and the study seed only (not from settings such as the cores, which
+    # differ between a run in process and one on workers); the cache key also names the design.
+    seed = fit_seed(design.seed, data.digest())
+    cache_key = hashlib.sha256(f"{key}:{seed}:{study.terms}:{data.hexdigest()}".encode()).hexdigest()
     cached = _FITS.get(cache_key)
     if cached is not None:
         _FITS.move_to_end(cache_key)
         return cached
     refitter = refitter_for(design.analysis.spec, study.priors, design.settings, template, var_names=var_names)
-    refit = refitter.fit(inputs, seed=fit_seed(design.seed, digest.digest()))
+    refit = refitter.fit(inputs, seed=seed)
     draws = {q: refit.posterior[q].to_numpy().ravel() for q in HEADLINE}
     out = draw_functionals(draws, study.terms)
     out.update(
