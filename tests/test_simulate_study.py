@@ -405,6 +405,7 @@ def test_tiny_study_through_the_cli(tmp_path, marrow_cli, oc_stand_ins):
     assert ((records["a1:exceed:0.25:response_rate"] - records["a1:rule:P(response_rate > 0.25)"]).abs() < 1e-12).all()
     study = json.loads((out / "study.json").read_text())
     assert study["replicates"] == 2 and study["design_sha256"] and study["versions"]["marrow"]
+    assert study["prior"]["name"] == "weakly-informative" and study["settings"]["draws"] == 100
     assert (out / "design.toml").read_text() == TINY and (out / "oc.csv").exists()
     assert len(list((out / "blocks").glob("*.parquet"))) == 4
 

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from marrow.simulate.design import Design
-    from marrow.simulate.study import Term
+    from marrow.simulate.study import Study, Term
 
 RECORDS = "records.parquet"
 STUDY_JSON = "study.json"
@@ -131,7 +131,7 @@ def simulate(
         fingerprint=fingerprint(design, terms),
     )
     elapsed = time.perf_counter() - start
-    _write_study(out_dir, design, records, n, terms, elapsed)
+    _write_study(out_dir, study, records, n, elapsed)
     errors = int(records["error"].notna().sum()) if "error" in records else 0
     if errors:
         info(f"{plural(errors, 'replicate')} failed (their `error` column says why); left out of the tables", False)
@@ -241,21 +241,23 @@ def fingerprint(design: Design, terms: tuple[Term, ...]) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _write_study(out_dir: Path, design: Design, records: pd.DataFrame, n: int, terms, elapsed: float) -> None:
+def _write_study(out_dir: Path, study: Study, records: pd.DataFrame, n: int, elapsed: float) -> None:
     """The records (one row per replicate) and the study's provenance, each file atomically."""
     from marrow.fits.io import atomic_path, write_text
 
     with atomic_path(out_dir / RECORDS, force=True) as tmp:
         records.to_parquet(tmp, index=False)
-    write_text(out_dir / DESIGN_COPY, design.text, force=True)
-    write_text(out_dir / STUDY_JSON, json.dumps(provenance(design, n, terms, elapsed), indent=2) + "\n", force=True)
+    write_text(out_dir / DESIGN_COPY, study.design.text, force=True)
+    write_text(out_dir / STUDY_JSON, json.dumps(provenance(study, n, elapsed), indent=2) + "\n", force=True)
 
 
-def provenance(design: Design, n: int, terms, elapsed: float) -> dict[str, Any]:
-    """Design file (name, SHA-256), versions, seeds, settings and rule terms of a study."""
+def provenance(study: Study, n: int, elapsed: float) -> dict[str, Any]:
+    """Design file (name, SHA-256), versions, seeds, settings, prior and rule terms of a study."""
     from importlib.metadata import PackageNotFoundError, version
 
     from marrow import __version__
+
+    design, terms = study.design, study.terms
 
     def package(name: str) -> str | None:
         try:
@@ -274,7 +276,9 @@ def provenance(design: Design, n: int, terms, elapsed: float) -> dict[str, Any]:
         "analyses": list(design.analysis_sizes),
         "model": design.analysis.model,
         "spec": json.loads(design.analysis.spec.to_json()) if design.analysis.spec else None,
-        "prior": design.analysis.prior if design.analysis.sampled else {"a": design.analysis.a, "b": design.analysis.b},
+        "prior": study.priors.to_dict()
+        if study.priors is not None
+        else {"a": design.analysis.a, "b": design.analysis.b},
         "settings": json.loads(design.settings.to_json()),
         "rules": design.rule_texts(),
         "terms": [list(t) for t in terms],
