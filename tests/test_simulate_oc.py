@@ -89,7 +89,7 @@ def test_estimation_uses_the_analysis_where_the_trial_ended():
 
 def test_diagnostic_failures_are_counted_and_left_out_of_the_second_table_and_errors_of_both():
     frame = handmade([0.5] * 6, [0.99, 0.99, 0.99, 0.1, 0.1, 0.1])
-    frame["diagnostics_failed"] = [True, True, False, False, False, False]
+    frame["diagnostics_failed"] = [True, True, False, False, False, None]  # object dtype, as after an error row
     frame.loc[5, [c for c in frame.columns if c.startswith("a")]] = np.nan
     frame["error"] = [None, None, None, None, None, "RuntimeError: boom"]
     table = oc.oc_table(frame, RULES)

@@ -142,7 +142,7 @@ def test_decision_rules_terms_per_analysis_and_cutoff_replacement():
     assert [t.key for t in rules.terms_at(1)] == ["P(response_rate > 0.25)"]
     assert [t.key for t in rules.terms_at(2)] == ["P(response_rate > 0.15)"]
     moved = R.replace_cutoff(rules.go, "P(response_rate > 0.15)", 0.9)
-    assert str(moved) == "P(response_rate > 0.15) > 0.9"
+    assert str(moved) == moved.text == "P(response_rate > 0.15) > 0.9"
     assert R.evaluate(moved, {"P(response_rate > 0.15)": 0.92}) and not R.evaluate(
         rules.go, {"P(response_rate > 0.15)": 0.92}
     )

@@ -129,7 +129,7 @@ def _errors(records: pd.DataFrame) -> np.ndarray:
 def _failed(records: pd.DataFrame) -> np.ndarray:
     if "diagnostics_failed" not in records.columns:
         return np.zeros(len(records), dtype=bool)
-    return records["diagnostics_failed"].fillna(False).astype(bool).to_numpy()
+    return records["diagnostics_failed"].eq(True).to_numpy()  # error rows hold None/NaN there
 
 
 def decide(records: pd.DataFrame, rules: DecisionRules, reader: TermReader | None = None) -> pd.DataFrame:

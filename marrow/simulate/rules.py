@@ -301,14 +301,16 @@ def evaluate(rule: Rule | Node, lookup: Lookup) -> bool:
 
 
 def replace_cutoff(rule: Rule, key: str, value: float) -> Rule:
-    """The rule with every comparison of term `key` moved to cut-off `value` (calibration)."""
+    """The rule with every comparison of term `key` moved to cut-off `value` (calibration); its text is
+    the normalised text of the new rule."""
 
     def swap(node: Node) -> Node:
         if isinstance(node, Compare):
             return Compare(node.term, node.op, value) if node.term.key == key else node
         return BoolOp(node.op, tuple(swap(p) for p in node.parts))
 
-    return Rule(rule.text, swap(rule.node))
+    node = swap(rule.node)
+    return Rule(str(node), node)
 
 
 def comparisons(rule: Rule | None) -> list[Compare]:
