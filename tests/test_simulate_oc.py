@@ -201,3 +201,19 @@ def test_conjugate_intervals_cover_at_about_95_percent_when_no_trial_stops():
     row = oc.oc_table(records, rules).estimation.iloc[0]
     assert abs(row["coverage 95%"] - 0.95) <= 3 * row["coverage mcse"]
     assert abs(row["bias"]) <= 3 * row["bias mcse"]  # calibrated: unbiased on average over the prior
+
+
+def test_rules_from_a_design_with_rule_texts_are_checked_against_the_recorded_quantities():
+    from types import SimpleNamespace
+
+    p1, p2 = [0.1, 0.5, 0.5], [0.5, 0.99, 0.1]
+    design = SimpleNamespace(
+        interims=(SimpleNamespace(n=10, futility=f"{TERM} < 0.25", efficacy=None),), go=f"{TERM} > 0.9", no_go=None
+    )
+    table = oc.oc_table(handmade(p1, p2), design)
+    assert table.decisions["reason"].tolist() == ["futility", "go", "no-go"]
+    design.go = "P(response_rte > 0.2) > 0.9"
+    with pytest.raises(UsageError, match="did you mean 'response_rate'"):
+        oc.oc_table(handmade(p1, p2), design)
+    with pytest.raises(UsageError, match="cannot read decision rules from a str"):
+        oc.oc_table(handmade(p1, p2), "P(response_rate > 0.2) > 0.9")

@@ -20,13 +20,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from marrow.errors import UsageError
-from marrow.simulate.oc import OcTable, TermReader, decide, mcse_proportion, n_analyses, oc_table
+from marrow.simulate.oc import OcTable, TermReader, decide, mcse_proportion, n_analyses, oc_table, recorded_quantities
 from marrow.simulate.rules import (
     Compare,
     DecisionRules,
     Interim,
     Prob,
     Rule,
+    as_rules,
     comparisons,
     decision_rules,
     replace_cutoff,
@@ -119,9 +120,11 @@ def _bisect(cands: np.ndarray, prob: Callable[[float], float], limit: float, sma
 
 
 def calibrate_go(
-    records: pd.DataFrame, rules: DecisionRules, null: str, alpha: float, term: str | None = None
+    records: pd.DataFrame, design: DecisionRules | object, null: str, alpha: float, term: str | None = None
 ) -> Calibration:
-    """The smallest cut-off of the go rule's `P(...) >` comparison (or `term`'s) with P(go | null) <= alpha."""
+    """The smallest cut-off of the go rule's `P(...) >` comparison (or `term`'s) with P(go | null) <= alpha.
+    `design`: a DecisionRules or a design with rule texts."""
+    rules = as_rules(design, recorded_quantities(records))
     if not 0.0 < alpha < 1.0:
         raise UsageError(f"alpha must be between 0 and 1, got {alpha}")
     target = _pick(rules.go, term, (">", ">="), "go")
@@ -141,10 +144,11 @@ def calibrate_go(
 
 
 def calibrate_futility(
-    records: pd.DataFrame, rules: DecisionRules, scenario: str, max_stop: float, term: str | None = None
+    records: pd.DataFrame, design: DecisionRules | object, scenario: str, max_stop: float, term: str | None = None
 ) -> Calibration:
     """The largest cut-off of the interims' futility `P(...) <` comparison (the same at every interim)
     that stops at most `max_stop` of the trials under `scenario` for futility."""
+    rules = as_rules(design, recorded_quantities(records))
     futility = [i.futility for i in rules.interims if i.futility is not None]
     if not futility:
         raise UsageError("the design has no interim futility rule to calibrate")

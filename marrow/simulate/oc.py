@@ -34,7 +34,18 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from marrow.errors import UsageError
-from marrow.simulate.rules import GO, GRAY, NO_GO, DecisionRules, Prob, Stat, Term, final_outcome, interim_outcome
+from marrow.simulate.rules import (
+    GO,
+    GRAY,
+    NO_GO,
+    DecisionRules,
+    Prob,
+    Stat,
+    Term,
+    as_rules,
+    final_outcome,
+    interim_outcome,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -55,6 +66,11 @@ def n_analyses(records: pd.DataFrame) -> int:
     if not ks:
         raise UsageError("the records hold no analyses (no a1:n column)")
     return max(ks)
+
+
+def recorded_quantities(records: pd.DataFrame) -> list[str]:
+    """The quantities whose posterior summaries the records hold (`a1:mean:{q}`): what rules may name."""
+    return [str(c)[len("a1:mean:") :] for c in records.columns if str(c).startswith("a1:mean:")]
 
 
 def headline_quantities(records: pd.DataFrame) -> list[str]:
@@ -278,16 +294,18 @@ def _scenario_row(
     return row, estimation
 
 
-def oc_table(records: pd.DataFrame, rules: DecisionRules, quantities: Sequence[str] | None = None) -> OcTable:
+def oc_table(records: pd.DataFrame, rules: DecisionRules | object, quantities: Sequence[str] | None = None) -> OcTable:
     """The operating characteristics of `rules` on a study's `records` (see the module docstring).
+    `rules`: a DecisionRules, or a design with rule texts (parsed against the recorded quantities).
     `quantities`: the headline quantities for bias/RMSE/coverage (default: every `true:{q}` column)."""
     import pandas as pd
 
     if len(records) == 0:
         raise UsageError("the study has no records")
+    parsed = as_rules(rules, recorded_quantities(records))
     reader = TermReader(records)
     K = n_analyses(records)
-    decisions = decide(records, rules, reader)
+    decisions = decide(records, parsed, reader)
     quantities = list(headline_quantities(records) if quantities is None else quantities)
     missing = [q for q in quantities if f"true:{q}" not in records.columns]
     if missing:

@@ -399,6 +399,19 @@ def decision_rules(
     )
 
 
+def as_rules(design: object, quantities: Sequence[str]) -> DecisionRules:
+    """`design` itself when it is a DecisionRules, else parsed from a design-like object with rule texts
+    (`.interims`, each with `.futility`/`.efficacy`, then `.go` and `.no_go`), such as a design file's."""
+    if isinstance(design, DecisionRules):
+        return design
+    try:
+        interims = [(i.futility, i.efficacy) for i in design.interims]  # type: ignore[attr-defined]
+        go, no_go = design.go, design.no_go  # type: ignore[attr-defined]
+    except AttributeError:
+        raise UsageError(f"cannot read decision rules from a {type(design).__name__}") from None
+    return decision_rules(go, quantities, no_go=no_go, interims=interims)
+
+
 def interim_outcome(interim: Interim, lookup: Lookup):
     """(stop for futility, stop for efficacy) as boolean arrays. Futility is checked first: a trial
     meeting both stops for futility (the conservative choice for the type I error)."""
