@@ -252,7 +252,7 @@ def _walk(node: Node) -> list[Term]:
     return [t for part in node.parts for t in _walk(part)]
 
 
-def terms(rule: Rule | None) -> list[Term]:
+def all_terms(rule: Rule | None) -> list[Term]:
     """The distinct terms of a rule, in order of appearance (P terms and mean/median)."""
     if rule is None:
         return []
@@ -262,9 +262,10 @@ def terms(rule: Rule | None) -> list[Term]:
     return list(seen.values())
 
 
-def prob_terms(rule: Rule | None) -> list[Prob]:
-    """The distinct P(...) terms: those a study stores exactly as `a{k}:rule:{key}`."""
-    return [t for t in terms(rule) if isinstance(t, Prob)]
+def terms(rule: Rule | None) -> list[Prob]:
+    """The distinct P(...) terms of a rule, in order: those a study stores exactly as `a{k}:rule:{key}`
+    (mean and median are read from the stored summaries)."""
+    return [t for t in all_terms(rule) if isinstance(t, Prob)]
 
 
 Lookup = Mapping[str, object] | Callable[[Term], object]
@@ -361,7 +362,7 @@ class DecisionRules:
         """The distinct terms analysis k needs (P terms go into `a{k}:rule:...`)."""
         seen: dict[str, Term] = {}
         for rule in self.rules_at(k):
-            for term in terms(rule):
+            for term in all_terms(rule):
                 seen.setdefault(term.key, term)
         return list(seen.values())
 
