@@ -9,9 +9,10 @@ import math
 import numpy as np
 import pytest
 from scipy import stats
+from simulate_records import conjugate_records
 
 from marrow.errors import UsageError
-from marrow.simulate import exact
+from marrow.simulate import exact, oc
 from marrow.simulate import rules as R
 
 Q = ["response_rate"]
@@ -162,3 +163,15 @@ def test_bad_inputs_are_usage_errors():
         exact.go_probability(10, 0.2, 0.0, 1.0, 0.15, 0.95)
     with pytest.raises(UsageError, match="must increase"):
         exact.operating_characteristics([20, 10], _interim_rules(), 0.2)
+
+
+def test_exact_table_has_the_oc_tables_columns_and_values():
+    rules = _interim_rules()
+    table = exact.exact_table([10, 25], rules, {"null": 0.15, "target": 0.35})
+    simulated = oc.oc_table(conjugate_records({"null": 0.15, "target": 0.35}, [10, 25], 50, 1, rules), rules).table
+    shared = [c for c in simulated.columns if c in table.columns]
+    assert set(table.columns) <= set(shared)
+    truth = exact.operating_characteristics([10, 25], rules, 0.35)
+    row = table.set_index("scenario").loc["target"]
+    assert row["P(go)"] == truth.go and row["P(stop efficacy @1)"] == truth.stop_efficacy[0]
+    assert row["E[N]"] == truth.expected_n

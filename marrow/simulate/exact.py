@@ -134,3 +134,22 @@ def _check(n: int, a: float, b: float) -> None:
         raise UsageError(f"the sample size must be at least 1, got {n}")
     if not (a > 0 and b > 0):
         raise UsageError(f"the Beta prior needs a > 0 and b > 0, got a={a}, b={b}")
+
+
+def exact_table(
+    sample_sizes: Sequence[int], rules: DecisionRules, rates: dict[str, float], a: float = 1.0, b: float = 1.0
+):
+    """The exact OC per scenario (name -> true rate) with the OC table's column names (no MCSE: exact),
+    to print beside a simulated table of a beta-binomial design."""
+    import pandas as pd
+
+    rows = []
+    for name, rate in rates.items():
+        oc = operating_characteristics(sample_sizes, rules, rate, a, b)
+        row: dict[str, object] = {"scenario": name, "true response_rate": rate}
+        row.update({"P(go)": oc.go, "P(no-go)": oc.no_go, "P(gray)": oc.gray})
+        for k, (fut, eff) in enumerate(zip(oc.stop_futility, oc.stop_efficacy, strict=True), start=1):
+            row[f"P(stop futility @{k})"], row[f"P(stop efficacy @{k})"] = fut, eff
+        row["E[N]"] = oc.expected_n
+        rows.append(row)
+    return pd.DataFrame(rows)
