@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from marrow.errors import UsageError
 from marrow.simulate import rules as R
@@ -148,3 +150,50 @@ def test_decision_rules_terms_per_analysis_and_cutoff_replacement():
         rules.go, {"P(response_rate > 0.15)": 0.92}
     )
     assert rules.described()[0] == ("interim 1: stop for futility", "P(response_rate > 0.25) < 0.1")
+
+
+_PIECES = ["P", "(", ")", "response_rate", "center_sd", ">", ">=", "<", "<=", "and", "or", "mean", "median", "0.15",
+           "0.95", "-", "1e-3", ".", "__import__", "'os'", ";", "=", "[", "]", ",", " "]  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.lists(st.sampled_from(_PIECES), max_size=14) | st.text(max_size=40))
+def test_any_text_parses_or_is_a_usage_error_never_anything_else(pieces):
+    text = " ".join(pieces) if isinstance(pieces, list) else pieces
+    try:
+        rule = R.parse(text, Q)
+    except UsageError as exc:
+        assert "column" in str(exc)
+        return
+    # a rule that parses round-trips through its normalised text to the same tree
+    assert R.parse(str(rule), Q).node == rule.node
+
+
+_OPS = {">": lambda x, y: x > y, ">=": lambda x, y: x >= y, "<": lambda x, y: x < y, "<=": lambda x, y: x <= y}
+_atoms = st.tuples(
+    st.sampled_from(["P(response_rate > 0.15)", "P(center_sd <= 0.5)", "mean(response_rate)"]),
+    st.sampled_from(list(_OPS)),
+    st.sampled_from([0.1, 0.5, 0.9]),
+)
+_trees = st.recursive(_atoms, lambda kids: st.tuples(st.sampled_from(["and", "or"]), kids, kids), max_leaves=6)
+
+
+def _text(tree) -> str:
+    if len(tree) == 3 and isinstance(tree[2], float):
+        return f"{tree[0]} {tree[1]} {tree[2]}"
+    return f"({_text(tree[1])}) {tree[0].upper() if len(str(tree)) % 2 else tree[0]} ({_text(tree[2])})"
+
+
+def _truth(tree, values) -> bool:
+    if len(tree) == 3 and isinstance(tree[2], float):
+        return _OPS[tree[1]](values[tree[0]], tree[2])
+    left, right = _truth(tree[1], values), _truth(tree[2], values)
+    return (left and right) if tree[0] == "and" else (left or right)
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(_trees, st.lists(st.sampled_from([0.05, 0.1, 0.5, 0.7, 0.95]), min_size=3, max_size=3))
+def test_random_rules_evaluate_as_their_structure_says(tree, numbers):
+    values = dict(zip(["P(response_rate > 0.15)", "P(center_sd <= 0.5)", "mean(response_rate)"], numbers, strict=True))
+    rule = R.parse(_text(tree), Q)
+    assert R.evaluate(rule, values) is _truth(tree, values)
