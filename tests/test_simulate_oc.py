@@ -217,3 +217,14 @@ def test_rules_from_a_design_with_rule_texts_are_checked_against_the_recorded_qu
         oc.oc_table(handmade(p1, p2), design)
     with pytest.raises(UsageError, match="cannot read decision rules from a str"):
         oc.oc_table(handmade(p1, p2), "P(response_rate > 0.2) > 0.9")
+
+
+def test_quantile_mcse_matches_the_asymptotic_standard_error():
+    rng = np.random.default_rng(4)
+    # the median of R uniforms on 0..100 has standard error 100 / (2 sqrt(R)); averaged over 40 studies
+    estimates = [oc.quantile_mcse(rng.uniform(0, 100, 2000), 0.5) for _ in range(40)]
+    assert np.mean(estimates) == pytest.approx(100 / (2 * math.sqrt(2000)), rel=0.08)
+    # and the 10% quantile: sqrt(p (1 - p) / R) / density
+    estimates = [oc.quantile_mcse(rng.uniform(0, 100, 2000), 0.1) for _ in range(40)]
+    assert np.mean(estimates) == pytest.approx(100 * math.sqrt(0.09 / 2000), rel=0.08)
+    assert oc.quantile_mcse(np.full(50, 30.0), 0.9) == 0.0

@@ -14,7 +14,7 @@ Per scenario, with R usable replicates and Monte Carlo standard errors (MCSE):
 - P(go) = P(stop for efficacy at an interim) + P(go at the final); P(no-go) likewise with futility;
   P(gray); P(stop at interim k for futility / for efficacy); MCSE sqrt(p (1 - p) / R);
 - E[N], the mean number of patients analysed at the analysis where the trial ended (MCSE sd(N)/sqrt(R)),
-  and the 10/50/90% quantiles of N;
+  and the 10/50/90% quantiles of N (MCSE from the order statistics of their 95% interval);
 - for each headline quantity q (those with a `true:{q}` column), with e = posterior mean - true value at
   the analysis where the trial ended: bias mean(e) (MCSE sd(e)/sqrt(R)), RMSE sqrt(mean(e^2)) (MCSE
   sd(e^2)/(2 RMSE sqrt(R)), the delta method), and coverage of the 95% equal-tailed interval
@@ -58,6 +58,19 @@ _QUANTILE = re.compile(r"^a(\d+):quantile:([^:]+):(.+)$")
 def mcse_proportion(p: float, r: int) -> float:
     """Monte Carlo standard error of a proportion p over r replicates."""
     return math.sqrt(p * (1.0 - p) / r) if r > 0 else float("nan")
+
+
+def quantile_mcse(values: np.ndarray, p: float) -> float:
+    """MCSE of the p-quantile of `values`: the half-width of its distribution-free 95% interval (order
+    statistics R p -/+ 1.96 sqrt(R p (1 - p))) divided by 1.96."""
+    r = len(values)
+    if r < 2:
+        return float("nan")
+    ordered = np.sort(values)
+    spread = 1.96 * math.sqrt(r * p * (1.0 - p))
+    lo = int(np.clip(math.floor(r * p - spread), 0, r - 1))
+    hi = int(np.clip(math.ceil(r * p + spread), 0, r - 1))
+    return float(ordered[hi] - ordered[lo]) / (2 * 1.96)
 
 
 def n_analyses(records: pd.DataFrame) -> int:
@@ -284,6 +297,7 @@ def _scenario_row(
     row["E[N] mcse"] = float(n.std(ddof=1)) / math.sqrt(r) if r > 1 else float("nan")
     for q in N_QUANTILES:
         row[f"N {q:.0%}"] = float(np.quantile(n, q)) if r else float("nan")
+        row[f"N {q:.0%} mcse"] = quantile_mcse(n, q)
     row.update(totals)
     estimation = []
     stage = dec["stage"].to_numpy()
