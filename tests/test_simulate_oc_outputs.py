@@ -43,9 +43,15 @@ def test_tables_in_every_format_show_both_tables_when_diagnostics_failed(result)
     assert "without the 7 replicates that failed a diagnostic" in markdown
     assert "Note: 7 replicates failed a sampler diagnostic" in markdown
     latex = oc_outputs.render_tables(table, "latex")
-    assert latex.count(r"\begin{tabular}") == 3 and r"\toprule" in latex
+    # OC and estimation, each with and without the failures
+    assert latex.count(r"\begin{tabular}") == 4 and r"\toprule" in latex
     terminal = oc_outputs.render_tables(table, "table")
     assert "P(go)" in terminal and "null" in terminal
+    # In the terminal one column per scenario: the P(go) row holds each scenario's value (MCSE).
+    row = next(line for line in terminal.splitlines() if line.startswith("│ P(go) "))
+    cells = [c.strip() for c in row.strip("│").split("│")[1:]]
+    assert cells == [f"{p:.3f} ({m:.3f})" for p, m in zip(table.table["P(go)"], table.table["P(go) mcse"], strict=True)]
+    assert len(oc_outputs.render_tables(table, "table", estimation=False).split("Estimation")) == 1
     csv = oc_outputs.render_tables(table, "csv")
     assert "P(go) mcse" in csv.splitlines()[0]
 

@@ -1,17 +1,13 @@
 """`marrow simulate`, the study side: the design file, scenario simulation, the per-replicate record and the
 command's mechanics (blocks, resume/add, provenance, reproducibility).
 
-The operating-characteristics modules (`marrow.simulate.rules`, `oc`, `oc_outputs`) belong to the other
-half of the feature; until they are merged, `oc_stand_ins` below installs THIN LOCAL STAND-INS for them
-in this test file only (a regex for P(...) terms, a P(final go) count, a file written), so the command's
-study mechanics can be tested on their own.
+The command's tests run the real operating-characteristics modules (`marrow.simulate.rules`, `oc`,
+`oc_outputs`, `calibrate`), which have their own tests.
 """
 
 from __future__ import annotations
 
 import re
-import sys
-import types
 from dataclasses import replace
 
 import numpy as np
@@ -295,51 +291,6 @@ def test_identical_data_are_fitted_once_with_a_seed_from_the_data(monkeypatch):
 # --- the command: a tiny real study --------------------------------------------------------------------
 
 
-def _stand_in_rules() -> types.ModuleType:
-    module = types.ModuleType("marrow.simulate.rules")
-    pattern = re.compile(r"P\(\s*(\w+)\s*(>=|<=|>|<)\s*([0-9.]+)\s*\)")
-
-    def parse(text, quantities):
-        found = pattern.findall(text)
-        bad = [q for q, _, _ in found if q not in quantities]
-        if bad or not found:
-            raise UsageError(f"stand-in rules: cannot parse {text!r}")
-        return text
-
-    module.parse = parse
-    module.terms = lambda rule: [(q, op, float(t)) for q, op, t in pattern.findall(rule)]
-    module.term_key = lambda q, op, t: f"P({q} {op} {t:g})"
-    return module
-
-
-@pytest.fixture
-def oc_stand_ins(monkeypatch):
-    """THIN LOCAL STAND-INS for h-simoc's modules (see the module docstring): not the real OC code."""
-    import marrow.simulate
-
-    calls = []
-    oc = types.ModuleType("marrow.simulate.oc")
-
-    def oc_table(records, design):
-        calls.append(("oc_table", len(records)))
-        return pd.DataFrame(
-            {"scenario": design.scenario_names(), "replicates": records.groupby("scenario").size().tolist()}
-        )
-
-    oc.oc_table = oc_table
-    outputs = types.ModuleType("marrow.simulate.oc_outputs")
-    outputs.write_outputs = lambda out_dir, table, records, design, calibration=None: (out_dir / "oc.csv").write_text(
-        table.to_csv(index=False)
-    )
-    calibrate = types.ModuleType("marrow.simulate.calibrate")
-    calibrate.calibrate = lambda records, design, alpha, null: calls.append(("calibrate", len(records), alpha, null))
-    modules = {"rules": _stand_in_rules(), "oc": oc, "oc_outputs": outputs, "calibrate": calibrate}
-    for name, module in modules.items():
-        monkeypatch.setitem(sys.modules, f"marrow.simulate.{name}", module)
-        monkeypatch.setattr(marrow.simulate, name, module, raising=False)
-    return calls
-
-
 TINY = """
 seed = 7
 replicates = 2
@@ -385,7 +336,20 @@ def contract_columns(k_max: int, terms: list[str]) -> set[str]:
     return cols
 
 
-def test_tiny_study_through_the_cli(tmp_path, marrow_cli, oc_stand_ins):
+def _go(records: pd.DataFrame, cutoff: float = 0.95) -> pd.Series:
+    """TINY's decisions, written out: stop for futility at the interim when P(rate > 0.25) < 0.10,
+    else go when P(rate > 0.15) > cutoff at the final analysis."""
+    stopped = records["a1:rule:P(response_rate > 0.25)"] < 0.10
+    return ~stopped & (records["a2:rule:P(response_rate > 0.15)"] > cutoff)
+
+
+def _printed_row(stdout: str, label: str) -> list[str]:
+    """The cells of a row of the printed (one column per scenario) OC table."""
+    line = next(line for line in stdout.splitlines() if line.startswith(f"│ {label} "))
+    return [cell.strip() for cell in line.strip("│").split("│")[1:]]
+
+
+def test_tiny_study_through_the_cli(tmp_path, marrow_cli):
     import json
 
     design_path = tmp_path / "design.toml"
@@ -395,7 +359,9 @@ def test_tiny_study_through_the_cli(tmp_path, marrow_cli, oc_stand_ins):
         "simulate", design_path, "--out", out, "--in-process", "--quiet", "--replicates", "1"
     )
     assert code == 0, err
-    code, _, err = marrow_cli("simulate", design_path, "--out", out, "--in-process", "--quiet", "--add", "1")
+    assert "P(go)" in stdout and "P(stop futility @1)" in stdout
+    assert "P(stop efficacy" not in stdout and "P(gray)" not in stdout  # TINY has neither rule
+    code, stdout, err = marrow_cli("simulate", design_path, "--out", out, "--in-process", "--quiet", "--add", "1")
     assert code == 0, err
     records = pd.read_parquet(out / "records.parquet")
     assert len(records) == 4 and "error" not in records
@@ -408,6 +374,20 @@ def test_tiny_study_through_the_cli(tmp_path, marrow_cli, oc_stand_ins):
     assert study["prior"]["name"] == "weakly-informative" and study["settings"]["draws"] == 100
     assert (out / "design.toml").read_text() == TINY and (out / "oc.csv").exists()
     assert len(list((out / "blocks").glob("*.parquet"))) == 4
+    # The OC table printed and written: P(go) per scenario as the rules decide it from the records.
+    go = _go(records).groupby(records["scenario"]).mean()
+    table = pd.read_csv(out / "oc.csv", keep_default_na=False).set_index("scenario")  # "null" is a name
+    assert list(table.index) == ["null", "target"] and (table["replicates"] == 2).all()
+    for name in ("null", "target"):
+        assert table.loc[name, "P(go)"] == pytest.approx(go[name])
+        assert table.loc[name, "P(go) mcse"] == pytest.approx(np.sqrt(go[name] * (1 - go[name]) / 2))
+    assert _printed_row(stdout, "P(go)") == [
+        f"{table.loc[s, 'P(go)']:.3f} ({table.loc[s, 'P(go) mcse']:.3f})" for s in ("null", "target")
+    ]
+    assert _printed_row(stdout, "replicates") == ["2", "2"]
+    html = (out / "oc.html").read_text(encoding="utf-8")
+    assert "P(response_rate &gt; 0.15) &gt; 0.95" in html and "Operating characteristics" in html
+    assert (out / "oc.png").read_bytes().startswith(b"\x89PNG")
 
     # --calibrate on the finished study re-reads its records: no refit.
     def no_refit(*args, **kwargs):
@@ -416,9 +396,16 @@ def test_tiny_study_through_the_cli(tmp_path, marrow_cli, oc_stand_ins):
     st._FITS.clear()  # no cached fit either
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr("marrow.simulate.refit.refitter_for", no_refit)
-        code, _, err = marrow_cli("simulate", design_path, "--out", out, "--in-process", "--quiet", "--calibrate")
+        code, stdout, err = marrow_cli("simulate", design_path, "--out", out, "--in-process", "--quiet", "--calibrate")
     assert code == 0, err
-    assert oc_stand_ins[-1] == ("calibrate", 4, 0.1, "null")
+    # The calibrated cut-off keeps P(go | null) <= alpha = 0.1, checked on the records themselves.
+    found = re.search(r"cut-off 0\.95 -> ([0-9.]+); P\(go\) under 'null' \(the type I error\) = ([0-9.]+)", stdout)
+    assert found, stdout
+    cutoff, achieved = float(found[1]), float(found[2])
+    null = records[records["scenario"] == "null"]
+    assert achieved <= 0.1 and _go(null, cutoff).mean() == pytest.approx(achieved, abs=5e-4)
+    assert cutoff == 0 or _go(null, cutoff - 1e-3).mean() > 0.1  # the smallest such cut-off
+    assert "calibrated go rule" in stdout and "Calibration" in (out / "oc.html").read_text(encoding="utf-8")
     pd.testing.assert_frame_equal(records, pd.read_parquet(out / "records.parquet"))
 
     # Without --resume/--add/--force the folder is refused; a fresh run of 2 (no fit cache) is identical.
@@ -486,7 +473,7 @@ def test_local_cluster_and_in_process_give_the_same_records():
     pd.testing.assert_frame_equal(here, there)
 
 
-def test_estimate_writes_nothing(tmp_path, marrow_cli, oc_stand_ins):
+def test_estimate_writes_nothing(tmp_path, marrow_cli):
     path = tmp_path / "design.toml"
     path.write_text(_beta_design().text, encoding="utf-8")
     code, out, err = marrow_cli("simulate", path, "--out", tmp_path / "sim", "--estimate", "--in-process")

@@ -117,19 +117,27 @@ def simulate(
         f"({len(design.analysis_sizes)} analyses each) from {design.source} (seed {design.seed})",
         quiet,
     )
+    # The study's size and provenance first: an interrupted study is resumed at its own size.
+    _write_provenance(out_dir, study, n, None)
     start = time.perf_counter()
-    records = engine.run_tasks(
-        fn,
-        tasks,
-        out=out_dir,
-        block_size=block_size,
-        scheduler=where,
-        n_workers=n_workers,
-        resume=resume or add is not None,
-        force=force,
-        progress=not quiet,
-        fingerprint=fingerprint(design, terms),
-    )
+    try:
+        records = engine.run_tasks(
+            fn,
+            tasks,
+            out=out_dir,
+            block_size=block_size,
+            scheduler=where,
+            n_workers=n_workers,
+            resume=resume or add is not None,
+            force=force,
+            progress=not quiet,
+            fingerprint=fingerprint(design, terms),
+        )
+    except engine.StudyInterrupted as exc:
+        # The finished blocks are kept; say how to finish (the CLI then prints "interrupted", exit 130).
+        again = f"marrow simulate {design_path or ''} --out {out_dir} --resume".replace("  ", " ")
+        info(f"{exc}: `{again}` runs only the missing replicates", False)
+        raise
     elapsed = time.perf_counter() - start
     _write_study(out_dir, study, records, n, elapsed)
     errors = int(records["error"].notna().sum()) if "error" in records else 0
@@ -243,16 +251,25 @@ def fingerprint(design: Design, terms: tuple[Term, ...]) -> str:
 
 def _write_study(out_dir: Path, study: Study, records: pd.DataFrame, n: int, elapsed: float) -> None:
     """The records (one row per replicate) and the study's provenance, each file atomically."""
-    from marrow.fits.io import atomic_path, write_text
+    from marrow.fits.io import atomic_path
 
     with atomic_path(out_dir / RECORDS, force=True) as tmp:
         records.to_parquet(tmp, index=False)
+    _write_provenance(out_dir, study, n, elapsed)
+
+
+def _write_provenance(out_dir: Path, study: Study, n: int, elapsed: float | None) -> None:
+    """design.toml and study.json; `elapsed` None while the study runs (`finished: false`)."""
+    from marrow.fits.io import write_text
+
+    out_dir.mkdir(parents=True, exist_ok=True)
     write_text(out_dir / DESIGN_COPY, study.design.text, force=True)
     write_text(out_dir / STUDY_JSON, json.dumps(provenance(study, n, elapsed), indent=2) + "\n", force=True)
 
 
-def provenance(study: Study, n: int, elapsed: float) -> dict[str, Any]:
-    """Design file (name, SHA-256), versions, seeds, settings, prior and rule terms of a study."""
+def provenance(study: Study, n: int, elapsed: float | None) -> dict[str, Any]:
+    """Design file (name, SHA-256), versions, seeds, settings, prior and rule terms of a study; whether
+    it finished (an interrupted study has `finished: false` and no `elapsed_s`)."""
     from importlib.metadata import PackageNotFoundError, version
 
     from marrow import __version__
@@ -287,7 +304,8 @@ def provenance(study: Study, n: int, elapsed: float) -> dict[str, Any]:
             "marrow": __version__,
             **{p: package(p) for p in ("pymc", "nutpie", "numpy", "dask", "distributed")},
         },
-        "elapsed_s": round(elapsed, 1),
+        "finished": elapsed is not None,
+        "elapsed_s": None if elapsed is None else round(elapsed, 1),
     }
 
 
@@ -304,30 +322,50 @@ def rule_terms(design: Design) -> tuple[Term, ...]:
     out: dict[str, Term] = {}
     for text in design.rule_texts():
         for term in rules.terms(rules.parse(text, list(HEADLINE))):
-            quantity, op, threshold = _term_parts(term)
-            key = rules.term_key(quantity, op, threshold)
-            out[key] = (key, quantity, op, float(threshold))
+            out[term.key] = (term.key, term.quantity, term.op, float(term.threshold))
     return tuple(out.values())
-
-
-def _term_parts(term: Any) -> tuple[str, str, float]:
-    if isinstance(term, tuple):
-        return term[0], term[1], term[2]
-    return term.quantity, term.op, term.threshold
 
 
 def report_study(
     design: Design, records: pd.DataFrame, out_dir: Path, *, calibrate: bool, alpha: float, null: str | None
 ) -> None:
     """Decisions, the OC table (printed and written), and the calibration when asked."""
-    from marrow.formatting import render
-    from marrow.simulate import oc, oc_outputs
+    from marrow.simulate import oc, oc_outputs, rules
 
-    table = oc.oc_table(records, design)
+    decision_rules = rules.as_rules(design, oc.recorded_quantities(records))
+    table = oc.oc_table(records, decision_rules)
+    title = f"Operating characteristics ({design.source})"
     calibration = None
     if calibrate:
-        from marrow.simulate import calibrate as calibration_module
+        from marrow.simulate.calibrate import calibrate_go
 
-        calibration = calibration_module.calibrate(records, design, alpha=alpha, null=null or design.scenarios[0].name)
-    oc_outputs.write_outputs(out_dir, table, records, design, calibration=calibration)
-    click.echo(render(table, "table", title=f"Operating characteristics ({design.source})"), nl=False)
+        calibration = calibrate_go(records, decision_rules, null or design.scenarios[0].name, alpha)
+    oc_outputs.write_outputs(
+        out_dir, table, decision_rules, title=title, meta=_meta(design, records), calibration=calibration
+    )
+    click.echo(oc_outputs.render_tables(table, "table", title), nl=False)
+    if calibration is not None:
+        click.echo(f"\nCalibrated {calibration.describe()}")
+        click.echo(
+            oc_outputs.render_tables(calibration.oc, "table", f"{title}, calibrated go rule", estimation=False),
+            nl=False,
+        )
+
+
+def _meta(design: Design, records: pd.DataFrame) -> dict[str, object]:
+    """The study in a line of the HTML page: what was simulated and analysed, and how."""
+    settings = design.settings
+    analysis = design.analysis
+    model = (
+        f"{analysis.model}, prior {analysis.prior}, {settings.chains} chains x ({settings.tune} warm-up + "
+        f"{settings.draws} draws)"
+        if analysis.sampled
+        else f"beta-binomial, Beta({analysis.a:g}, {analysis.b:g}) prior"
+    )
+    return {
+        "design": f"{design.source} (SHA-256 {design.sha256[:12]})",
+        "replicates per scenario": int(records.groupby("scenario").size().max()),
+        "seed": design.seed,
+        "patients analysed": ", ".join(str(n) for n in design.analysis_sizes),
+        "model": model,
+    }

@@ -55,11 +55,11 @@ class Calibration:
     oc: OcTable
 
     def describe(self) -> str:
-        what = "P(go)" if self.kind == "go" else "P(stop for futility)"
+        what = "P(go) under '{}' (the type I error)" if self.kind == "go" else "P(stop for futility) under '{}'"
         verdict = "" if self.feasible else " (NO cut-off meets the limit: the most extreme one is shown)"
         return (
             f"{self.kind} rule: {self.term} cut-off {self.original:g} -> {self.cutoff:.4g}; "
-            f"{what} under '{self.scenario}' = {self.achieved:.3f} (MCSE {self.achieved_mcse:.3f}), "
+            f"{what.format(self.scenario)} = {self.achieved:.3f} (MCSE {self.achieved_mcse:.3f}), "
             f"limit {self.limit:g}{verdict}"
         )
 

@@ -161,6 +161,29 @@ def _failed(records: pd.DataFrame) -> np.ndarray:
     return records["diagnostics_failed"].eq(True).to_numpy()  # error rows hold None/NaN there
 
 
+def failure_reasons(records: pd.DataFrame) -> tuple[tuple[str, int], ...]:
+    """How many replicates (without an error) failed each of marrow's diagnostic thresholds at some
+    analysis (a replicate can fail several); empty when the records hold no diagnostics."""
+    from marrow.diagnostics import Thresholds
+
+    limits = Thresholds()
+    K = n_analyses(records)
+    checks = (
+        (f"divergences > {limits.max_divergences}", "divergences", lambda v: v > limits.max_divergences),
+        (f"R-hat > {limits.max_rhat:g}", "max_rhat", lambda v: v > limits.max_rhat),
+        (f"bulk ESS < {limits.min_ess:g}", "min_ess_bulk", lambda v: v < limits.min_ess),
+        (f"tail ESS < {limits.min_ess:g}", "min_ess_tail", lambda v: v < limits.min_ess),
+    )
+    ok = ~_errors(records)
+    out = []
+    for label, name, fails in checks:
+        columns = [f"a{k}:{name}" for k in range(1, K + 1) if f"a{k}:{name}" in records.columns]
+        if columns:
+            values = records[columns].to_numpy(dtype=np.float64)
+            out.append((label, int((fails(values).any(axis=1) & ok).sum())))
+    return tuple(out)
+
+
 def decide(records: pd.DataFrame, rules: DecisionRules, reader: TermReader | None = None) -> pd.DataFrame:
     """One row per record: `stage` (the analysis where the trial ended), `reason` (futility, efficacy,
     go, no-go, gray), `decision` (go, no-go or gray), `n` (patients analysed there), `usable` (no error
@@ -267,6 +290,7 @@ class OcTable:
     interpolated: tuple[str, ...]
     n_interims: int
     quantities: tuple[str, ...]
+    failure_reasons: tuple[tuple[str, int], ...] = ()  # (threshold, replicates failing it), `failure_reasons`
 
     @property
     def diagnostics_failed(self) -> int:
@@ -278,18 +302,28 @@ class OcTable:
 
 
 def _scenario_row(
-    name: str, part: pd.DataFrame, dec: pd.DataFrame, K: int, quantities: Sequence[str], totals: dict[str, int]
+    name: str,
+    part: pd.DataFrame,
+    dec: pd.DataFrame,
+    rules: DecisionRules,
+    quantities: Sequence[str],
+    totals: dict[str, int],
 ) -> tuple[dict, list[dict]]:
+    """One scenario's OC. Columns exist only for outcomes the rules can produce: no P(gray) without a
+    no-go rule (every final that is not go is then no-go), no interim stop without its rule."""
     r = len(dec)
+    K = rules.n_analyses
     row: dict = {"scenario": name}
     if quantities:
         row[f"true {quantities[0]}"] = float(part[f"true:{quantities[0]}"].mean()) if r else float("nan")
     row["replicates"] = r
-    for label, value in ((f"P({GO})", GO), (f"P({NO_GO})", NO_GO), (f"P({GRAY})", GRAY)):
+    outcomes = [(f"P({GO})", GO), (f"P({NO_GO})", NO_GO)] + ([(f"P({GRAY})", GRAY)] if rules.no_go else [])
+    for label, value in outcomes:
         p = float((dec["decision"] == value).mean()) if r else float("nan")
         row[label], row[f"{label} mcse"] = p, mcse_proportion(p, r)
     for k in range(1, K):
-        for why in ("futility", "efficacy"):
+        interim = rules.interims[k - 1]
+        for why in [w for w, rule in (("futility", interim.futility), ("efficacy", interim.efficacy)) if rule]:
             p = float(((dec["stage"] == k) & (dec["reason"] == why)).mean()) if r else float("nan")
             row[f"P(stop {why} @{k})"], row[f"P(stop {why} @{k}) mcse"] = p, mcse_proportion(p, r)
     n = dec["n"].to_numpy(dtype=np.float64)
@@ -338,7 +372,7 @@ def oc_table(records: pd.DataFrame, rules: DecisionRules | object, quantities: S
         }
         for passed_only in (False, True):
             keep = usable & ~failed if passed_only else usable
-            row, estimation = _scenario_row(name, records[keep], decisions[keep], K, quantities, totals)
+            row, estimation = _scenario_row(name, records[keep], decisions[keep], parsed, quantities, totals)
             tables[passed_only][0].append(row)
             tables[passed_only][1].extend(estimation)
     frames = {key: (pd.DataFrame(rows), pd.DataFrame(est)) for key, (rows, est) in tables.items()}
@@ -351,4 +385,5 @@ def oc_table(records: pd.DataFrame, rules: DecisionRules | object, quantities: S
         tuple(sorted(reader.interpolated)),
         K - 1,
         tuple(quantities),
+        failure_reasons(records),
     )

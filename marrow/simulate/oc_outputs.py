@@ -54,9 +54,21 @@ def notes(oc: OcTable) -> list[str]:
     """Plain sentences the reader must see (diagnostic failures, errors, interpolated terms)."""
     lines = []
     if oc.diagnostics_failed:
+        reasons = "; ".join(f"{reason}: {n}" for reason, n in oc.failure_reasons if n)
         lines.append(
-            f"{plural(oc.diagnostics_failed, 'replicate')} failed a sampler diagnostic (divergences, R-hat > 1.01 "
-            "or ESS < 400): the second table leaves them out."
+            f"{plural(oc.diagnostics_failed, 'replicate')} failed a sampler diagnostic at some analysis"
+            + (f" ({reasons})" if reasons else "")
+            + ": the second table leaves them out. If the two tables differ materially, raise the draws "
+            "(or target_accept, for divergences) in [sampler]."
+        )
+    p_columns = [c for c in oc.table.columns if c.startswith("P(") and not c.endswith(" mcse")]
+    extreme = oc.table[p_columns].isin([0.0, 1.0]).to_numpy().any()
+    if not oc.estimation.empty:
+        extreme = extreme or oc.estimation["coverage 95%"].isin([0.0, 1.0]).any()
+    if extreme:
+        lines.append(
+            "A probability or coverage of 0 or 1 has an MCSE of 0 (every replicate agreed); with R "
+            "replicates, the one-sided 95% bound on a probability never observed is about 3/R."
         )
     if oc.errors:
         lines.append(
@@ -69,8 +81,24 @@ def notes(oc: OcTable) -> list[str]:
     return lines
 
 
-def render_tables(oc: OcTable, fmt: str, title: str = "Operating characteristics") -> str:
-    """The OC table, without the diagnostic failures when there are any, and the estimation table."""
+def by_scenario(table: pd.DataFrame) -> pd.DataFrame:
+    """The displayed OC table turned: one row per characteristic, one column per scenario (a terminal
+    holds a few scenarios side by side, not a dozen characteristics)."""
+    import pandas as pd
+
+    shown = display(table).set_index("scenario")
+    return pd.DataFrame({"": list(shown.columns), **{str(s): list(shown.loc[s]) for s in shown.index}})
+
+
+def _without_totals(parts: list[tuple[pd.DataFrame, str]]) -> list[tuple[pd.DataFrame, str]]:
+    """The OC tables, the second (without the failures) without the counts of failures and errors,
+    which are the first table's."""
+    return [(t.drop(columns=["diagnostics failed", "errors"]) if i else t, c) for i, (t, c) in enumerate(parts)]
+
+
+def render_tables(oc: OcTable, fmt: str, title: str = "Operating characteristics", estimation: bool = True) -> str:
+    """The OC table, without the diagnostic failures when there are any, and the estimation table(s)
+    unless `estimation` is False. In the terminal ("table") the OC tables have one column per scenario."""
     if fmt == "csv":
         return render(oc.table, "csv")
     parts = [(oc.table, title)]
@@ -81,9 +109,14 @@ def render_tables(oc: OcTable, fmt: str, title: str = "Operating characteristics
                 f"{title}, without the {plural(oc.diagnostics_failed, 'replicate')} that failed a diagnostic",
             )
         )
-    if not oc.estimation.empty:
-        parts.append((oc.estimation, "Estimation at the analysis where each trial ended (value (MCSE))"))
-    text = "\n".join(render(display(t), fmt, title=caption) for t, caption in parts)
+    shown = [by_scenario(t) if fmt == "table" else display(t) for t, _ in _without_totals(parts)]
+    if estimation and not oc.estimation.empty:
+        caption = "Estimation at the analysis where each trial ended (value (MCSE))"
+        parts.append((oc.estimation, caption))
+        if oc.diagnostics_failed:
+            parts.append((oc.estimation_passed, f"{caption}, without the failed diagnostics"))
+        shown += [display(t) for t, _ in parts[len(shown) :]]
+    text = "\n".join(render(t, fmt, title=caption) for t, (_, caption) in zip(shown, parts, strict=True))
     extra = notes(oc)
     if extra and fmt != "latex":
         text += "\n" + "\n".join(f"Note: {line}" for line in extra) + "\n"
@@ -112,7 +145,8 @@ def figure(oc: OcTable, title: str = "", width: float = 4.5) -> Figure:
         for label, color in (("P(go)", style.BAYES), ("P(no-go)", style.FREQ)):
             y = table[label].to_numpy(dtype=float)
             err = 2 * table[f"{label} mcse"].to_numpy(dtype=float)
-            ax.errorbar(x[order], y[order], yerr=err[order], fmt="o-", color=color, capsize=2.5, label=label)
+            # points only: a line between scenarios would read as the OC between them, never simulated
+            ax.errorbar(x[order], y[order], yerr=err[order], fmt="o", color=color, capsize=2.5, label=label)
         if quantity is not None:
             for xi, yi, name in zip(x, table["P(go)"], table["scenario"], strict=True):
                 ax.annotate(style.plain(name), (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=6)
@@ -203,9 +237,22 @@ def html_page(
 
     tables = [block(oc.table, "Operating characteristics (all replicates that ran)", "oc")]
     if oc.diagnostics_failed:
-        tables.append(block(oc.table_passed, "Without the replicates that failed a diagnostic", "oc-passed"))
+        passed = oc.table_passed.drop(columns=["diagnostics failed", "errors"])
+        tables.append(block(passed, "Without the replicates that failed a diagnostic", "oc-passed"))
     if not oc.estimation.empty:
         tables.append(block(oc.estimation, "Estimation at the analysis where each trial ended", "estimation"))
+        if oc.diagnostics_failed:
+            tables.append(
+                block(oc.estimation_passed, "Estimation, without the replicates that failed a diagnostic", "est-passed")
+            )
+    if calibration is not None:
+        tables.append(
+            block(
+                calibration.oc.table,
+                f"At the calibrated cut-off: {calibration.term} > {calibration.cutoff:.4g}",
+                "oc-cal",
+            )
+        )
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     return env.from_string(_PAGE).render(
         version=__version__,
