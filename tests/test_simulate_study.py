@@ -405,7 +405,7 @@ def test_tiny_study_through_the_cli(tmp_path, marrow_cli):
     null = records[records["scenario"] == "null"]
     assert achieved <= 0.1 and _go(null, cutoff).mean() == pytest.approx(achieved, abs=5e-4)
     assert cutoff == 0 or _go(null, cutoff - 1e-3).mean() > 0.1  # the smallest such cut-off
-    assert "calibrated go rule" in stdout and "Calibration" in (out / "oc.html").read_text(encoding="utf-8")
+    assert "OC at the calibrated cut-off" in stdout and "Calibration" in (out / "oc.html").read_text(encoding="utf-8")
     pd.testing.assert_frame_equal(records, pd.read_parquet(out / "records.parquet"))
 
     # Without --resume/--add/--force the folder is refused; a fresh run of 2 (no fit cache) is identical.
@@ -479,3 +479,27 @@ def test_estimate_writes_nothing(tmp_path, marrow_cli):
     code, out, err = marrow_cli("simulate", path, "--out", tmp_path / "sim", "--estimate", "--in-process")
     assert code == 0, err
     assert "Projected" in out and not (tmp_path / "sim").exists()
+    assert "2,000 simulated trials (1,000 per scenario x 2 scenarios)" in out  # the design's 1,000 replicates
+
+
+def test_ctrl_c_says_how_to_resume_and_resume_keeps_the_studys_size(tmp_path, marrow_cli, monkeypatch):
+    import json
+
+    from marrow.simulate import engine
+
+    path, out = tmp_path / "design.toml", tmp_path / "sim"
+    path.write_text(_beta_design().text, encoding="utf-8")  # replicates = 1000 in the file
+
+    def interrupted(*args, **kwargs):
+        raise engine.StudyInterrupted(f"interrupted: 0 of 2 blocks finished in {out / 'blocks'}")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(engine, "run_tasks", interrupted)
+        code, _, err = marrow_cli("simulate", path, "--out", out, "--in-process", "--replicates", "3")
+    assert code == 130 and f"`marrow simulate {path} --out {out} --resume`" in err and "Traceback" not in err
+    study = json.loads((out / "study.json").read_text())
+    assert study["replicates"] == 3 and study["finished"] is False and study["elapsed_s"] is None
+    code, _, err = marrow_cli("simulate", path, "--out", out, "--in-process", "--resume", "--quiet")
+    assert code == 0, err
+    assert len(pd.read_parquet(out / "records.parquet")) == 6  # 3 per scenario, not the file's 1000
+    assert json.loads((out / "study.json").read_text())["finished"] is True

@@ -109,7 +109,7 @@ def simulate(
     fn = _task_function(study)
     tasks = engine.tasks_for(design.seed, design.scenario_names(), n)
     if estimate:
-        return _estimate(fn, tasks, n_workers)
+        return _estimate(fn, tasks, n_workers, n, len(design.scenarios))
     if add is None and not (resume or force):
         _check_new(out_dir)
     info(
@@ -136,7 +136,7 @@ def simulate(
     except engine.StudyInterrupted as exc:
         # The finished blocks are kept; say how to finish (the CLI then prints "interrupted", exit 130).
         again = f"marrow simulate {design_path or ''} --out {out_dir} --resume".replace("  ", " ")
-        info(f"{exc}: `{again}` runs only the missing replicates", False)
+        info(f"{str(exc).split(';')[0]}: `{again}` runs only the missing replicates", False)
         raise
     elapsed = time.perf_counter() - start
     _write_study(out_dir, study, records, n, elapsed)
@@ -214,16 +214,23 @@ def _check_new(out_dir: Path) -> None:
         )
 
 
-def _estimate(fn, tasks, n_workers: int | None) -> int:
+def _estimate(fn, tasks, n_workers: int | None, n: int, n_scenarios: int) -> int:
+    from marrow.formatting import plural
     from marrow.simulate import engine
 
     result = engine.estimate(fn, tasks, workers=n_workers)
     minutes = 60.0
+    elsewhere = (
+        f", {result.on_workers_seconds / minutes:.1f} min on {plural(result.workers, 'worker')}"
+        if result.workers != result.cpus
+        else ""
+    )
     click.echo(
-        f"{len(tasks)} replicates: the first took {result.warmup_seconds:.1f} s (compiling), the next "
-        f"{result.n_sampled} {result.seconds_per_task:.2f} s each ({result.errors} failed).\n"
-        f"Projected: {result.this_machine_seconds / minutes:.1f} min on this machine ({result.cpus} workers), "
-        f"{result.on_workers_seconds / minutes:.1f} min on {result.workers} workers."
+        f"{len(tasks):,} simulated trials ({n:,} per scenario x {plural(n_scenarios, 'scenario')}), each analysed "
+        f"at every analysis. Timed here: the first {result.warmup_seconds:.1f} s (building and compiling the "
+        f"model), then {result.seconds_per_task:.2f} s per trial ({result.n_sampled} timed, {result.errors} failed).\n"
+        f"Projected: {result.this_machine_seconds / minutes:.1f} min on this machine's "
+        f"{plural(result.cpus, 'worker')}{elsewhere} (fewer when trials repeat data, which are fitted once)."
     )
     return 0
 
@@ -347,7 +354,7 @@ def report_study(
     if calibration is not None:
         click.echo(f"\nCalibrated {calibration.describe()}")
         click.echo(
-            oc_outputs.render_tables(calibration.oc, "table", f"{title}, calibrated go rule", estimation=False),
+            oc_outputs.render_tables(calibration.oc, "table", "OC at the calibrated cut-off", estimation=False),
             nl=False,
         )
 

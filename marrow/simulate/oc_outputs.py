@@ -106,7 +106,7 @@ def render_tables(oc: OcTable, fmt: str, title: str = "Operating characteristics
         parts.append(
             (
                 oc.table_passed,
-                f"{title}, without the {plural(oc.diagnostics_failed, 'replicate')} that failed a diagnostic",
+                f"OC without the {plural(oc.diagnostics_failed, 'replicate')} that failed a diagnostic",
             )
         )
     shown = [by_scenario(t) if fmt == "table" else display(t) for t, _ in _without_totals(parts)]

@@ -3,7 +3,7 @@
 Every replicate is analysed at every analysis k = 1..K of the design (the interims, then the final
 analysis, on the first n_k patients in enrolment order); decisions are applied afterwards from the
 record (`marrow.simulate.oc`), so another rule or threshold needs no refit. The record's columns are
-those of the contract in docs/simulate-design.md: per analysis `a{k}:n`, `a{k}:mean:{q}`,
+those of the contract in docs/simulate.md: per analysis `a{k}:n`, `a{k}:mean:{q}`,
 `a{k}:quantile:{p}:{q}`, `a{k}:exceed:{t}:{q}`, `a{k}:rule:{term}` and the sampler's diagnostics; per
 replicate `true:{q}` and `diagnostics_failed`.
 
