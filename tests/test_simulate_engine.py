@@ -306,3 +306,13 @@ def test_simulate_on_dask_workers_equals_the_study_in_process(tmp_path, dask_sch
         assert (here / name).read_text() == (there / name).read_text(), name
     assert len(list((there / "blocks").glob("*.parquet"))) == 4  # blocks of 2 on the cluster, 3 here
     assert "P(go)" in stdout
+
+
+def test_time_left_is_the_runs_average_pace_not_the_last_burst():
+    from marrow.simulate.engine_progress import time_left
+
+    # 100 of 2,000 done in 187 s after resuming from 0: about 59 minutes left, however close together
+    # the last two blocks of 25 arrived (rich's recent-speed estimate said 1 minute).
+    assert time_left(187.0, 100, 1900) == pytest.approx(187 / 100 * 1900)
+    assert time_left(30.0, 0, 50) is None and time_left(None, 5, 5) is None
+    assert time_left(60.0, 20, 0) == 0.0
