@@ -110,6 +110,15 @@ def test_bad_design_on_the_command_line_exits_2(tmp_path, marrow_cli):
     assert not (tmp_path / "sim").exists()
 
 
+def test_a_bad_rule_names_its_key_and_column(tmp_path, marrow_cli):
+    path = tmp_path / "bad.toml"
+    path.write_text(bundled_text().replace("P(response_rate > 0.25) < 0.10", "P(respons_rate > 0.25) < 0.10"))
+    code, _, err = marrow_cli("simulate", path, "--out", tmp_path / "sim")
+    assert code == 2 and "Traceback" not in err
+    assert "bad.toml: interims[0].futility: rule 'P(respons_rate > 0.25) < 0.10', column 3" in err
+    assert "did you mean 'response_rate'" in err and not (tmp_path / "sim").exists()
+
+
 def test_init_design_writes_the_template(tmp_path, marrow_cli):
     out = tmp_path / "design.toml"
     code, _, _ = marrow_cli("init", "--design", "--out", out)

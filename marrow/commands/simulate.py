@@ -323,12 +323,17 @@ def provenance(study: Study, n: int, elapsed: float | None) -> dict[str, Any]:
 def rule_terms(design: Design) -> tuple[Term, ...]:
     """Parse every rule of the design (names checked against the recorded quantities) and list the
     distinct P(quantity op threshold) terms, each with its record key."""
+    from marrow.errors import UsageError
     from marrow.simulate import rules
     from marrow.simulate.study import HEADLINE
 
     out: dict[str, Term] = {}
-    for text in design.rule_texts():
-        for term in rules.terms(rules.parse(text, list(HEADLINE))):
+    for key, text in design.rules_by_key():
+        try:
+            parsed = rules.parse(text, list(HEADLINE))
+        except UsageError as exc:  # say where in the design file the rule is
+            raise UsageError(f"{design.source}: {key}: {exc}") from None
+        for term in rules.terms(parsed):
             out[term.key] = (term.key, term.quantity, term.op, float(term.threshold))
     return tuple(out.values())
 

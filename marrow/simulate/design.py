@@ -104,10 +104,19 @@ class Design:
         """Patients analysed at analyses 1..K (the interims, then the final analysis)."""
         return tuple(i.n for i in self.interims) + (self.n_total,)
 
+    def rules_by_key(self) -> list[tuple[str, str]]:
+        """(design-file key, rule text) of every rule, interims first, then the final go (and no-go)."""
+        keys = [
+            (f"interims[{k}].{name}", text)
+            for k, interim in enumerate(self.interims)
+            for name, text in (("futility", interim.futility), ("efficacy", interim.efficacy))
+            if text
+        ]
+        return keys + [("decision.go", self.go)] + ([("decision.no_go", self.no_go)] if self.no_go else [])
+
     def rule_texts(self) -> list[str]:
         """Every rule of the design, interims first, then the final go (and no-go) rule."""
-        texts = [t for i in self.interims for t in (i.futility, i.efficacy) if t]
-        return texts + [self.go] + ([self.no_go] if self.no_go else [])
+        return [text for _, text in self.rules_by_key()]
 
     def scenario_names(self) -> list[str]:
         return [s.name for s in self.scenarios]
