@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "prior-check": ("marrow.commands.prior_check:prior_check", "Prior predictive check of a model on your design."),
     "sensitivity": ("marrow.commands.sensitivity:sensitivity", "Prior and likelihood sensitivity of a fit."),
     "sbc": ("marrow.commands.sbc:sbc", "Simulation-based calibration of a model on your design."),
+    "simulate": ("marrow.commands.simulate:simulate", "Operating characteristics of a trial design by simulation."),
     "plot": ("marrow.commands.plot:plot", "Publication figures from a saved fit."),
     "report": ("marrow.commands.report:report", "Run the whole analysis and write an HTML report."),
     "init": ("marrow.commands.report:init", "Write a commented analysis-plan template."),
