@@ -358,6 +358,7 @@ def _printed_row(stdout: str, label: str) -> list[str]:
     return [cell.strip() for cell in line.strip("│").split("│")[1:]]
 
 
+@pytest.mark.sampling
 def test_tiny_study_through_the_cli(tmp_path, marrow_cli):
     import json
 
