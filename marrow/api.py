@@ -149,9 +149,10 @@ class Refitter:
     share the design (covariates, numbers of centers and lineages); their labels may differ.
     Each refit gives the numbers a fresh `fit` with the same data and seed gives (tested)."""
 
-    def __init__(self, model: str, prior: str | Path | None = None, **options: Any) -> None:
+    def __init__(self, model: str, prior: str | Path | None = None, postprocess: bool = True, **options: Any) -> None:
         from marrow.priors import load_prior_set
 
+        self.postprocess = postprocess  # False: draws only (no posterior predictive, LOO or log prior)
         model_options, self.settings = _split(dict(options))
         self.spec = model_spec(model, **model_options)
         self.priors = load_prior_set(prior)
@@ -168,4 +169,4 @@ class Refitter:
         if self._built is None or design != self._design:
             self._built, self._design = build_model(data, self.spec, self.priors), design
         settings = self.settings if seed is None else replace(self.settings, seed=seed)
-        return fit_model(data, self.spec, self.priors, settings, model=self._built)
+        return fit_model(data, self.spec, self.priors, settings, model=self._built, postprocess=self.postprocess)

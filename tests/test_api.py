@@ -102,3 +102,15 @@ def test_refitter_compiles_once_and_matches_fresh_fits():
     # a plain fit (new PyMC model; the compile cache gives a fresh compile's numbers: test_compiled_cache)
     fresh = marrow.fit(replicates[1], "response", **{**SAMPLING, "seed": 21})
     assert np.array_equal(fresh.idata.posterior["response_rate"], refits[1].idata.posterior["response_rate"])
+
+
+@pytest.mark.sampling
+def test_refitter_without_postprocessing_keeps_the_same_draws_only():
+    data = marrow.load_trial()
+    lean = marrow.Refitter("response", postprocess=False, **SAMPLING).refit(data, seed=3)
+    full = marrow.Refitter("response", **SAMPLING).refit(data, seed=3)
+    assert "posterior_predictive" in full.idata.groups() and "log_likelihood" in full.idata.groups()
+    assert "posterior_predictive" not in lean.idata.groups() and "log_likelihood" not in lean.idata.groups()
+    for name in full.idata.posterior.data_vars:
+        assert np.array_equal(lean.idata.posterior[name], full.idata.posterior[name]), name
+    assert "postprocess=False" in lean.provenance.get("log_likelihood_omitted", "")

@@ -170,8 +170,11 @@ def fit_model(
     settings: SamplerSettings,
     progress: bool = False,
     model=None,
+    postprocess: bool = True,
 ) -> Fit:
     """Fit `spec` to `data`. Pass a `model` built earlier (and data swapped in) to skip rebuilding.
+    `postprocess=False` keeps the draws only: no posterior predictive, pointwise log-likelihood
+    (PSIS-LOO) or log prior, for callers that fit many times and read the posterior alone.
 
     `priors` are as stated (log times in days); the fit uses and records them in `spec.time_unit`.
     The provenance records the hierarchy levels the data could not estimate (`dropped_levels`)."""
@@ -199,19 +202,23 @@ def fit_model(
     start = time.perf_counter()
     idata = sample_model(model, settings, target_accept, progress, compile_key=key)
     timings["sample_s"] = time.perf_counter() - start  # includes compilation
-    from marrow.fits.log_prior import add_log_prior
+    notes: dict[str, str] = {}
+    if postprocess:
+        from marrow.fits.log_prior import add_log_prior
 
-    add_log_prior(idata, model, spec, priors)  # per-draw log prior, for `marrow sensitivity`
+        add_log_prior(idata, model, spec, priors)  # per-draw log prior, for `marrow sensitivity`
 
-    start = time.perf_counter()
-    rng = np.random.default_rng([settings.seed, 1])
-    augmented = module.augment(idata, inputs, spec, rng)
-    augmented.apply(idata)
-    notes = dict(augmented.notes)  # e.g. why the model left out the pointwise log-likelihood
-    dropped = drop_oversized_log_likelihood(idata)
-    if dropped:
-        notes[LOG_LIKELIHOOD_OMITTED] = dropped
-    timings["augment_s"] = time.perf_counter() - start
+        start = time.perf_counter()
+        rng = np.random.default_rng([settings.seed, 1])
+        augmented = module.augment(idata, inputs, spec, rng)
+        augmented.apply(idata)
+        notes.update(augmented.notes)  # e.g. why the model left out the pointwise log-likelihood
+        dropped = drop_oversized_log_likelihood(idata)
+        if dropped:
+            notes[LOG_LIKELIHOOD_OMITTED] = dropped
+        timings["augment_s"] = time.perf_counter() - start
+    else:
+        notes[LOG_LIKELIHOOD_OMITTED] = "not computed: fitted with postprocess=False (draws only)"
     provenance = build_provenance(
         data,
         spec,
