@@ -109,8 +109,12 @@ def sbc(
     chosen = given({"outcome": outcome, "family": family, "cure": cure})
     spec = ModelSpec(model=model, covariates=split_list(covariates), **chosen)
     check_supported(spec)
-    # In this process the chains of a refit run in parallel; on Dask workers (one thread each) one by one.
-    cores = None if scheduler is None and n_workers is None else 1
+    # In this process the chains of a refit run in parallel; on Dask workers (one thread each, and daemonic
+    # processes, where PyMC's sampler cannot start chain processes) one by one. No --scheduler and no
+    # --workers is a local cluster, not this process.
+    from marrow.simulate.cluster import PROCESS, mode
+
+    cores = None if mode(scheduler, n_workers) == PROCESS else 1
     settings = SamplerSettings(
         chains=chains, draws=draws, tune=tune, seed=seed, sampler=sampler, target_accept=target_accept, cores=cores
     )
@@ -127,8 +131,11 @@ def sbc(
     start = time.perf_counter()
     records = run_study(study, sims, seed, scheduler=scheduler, n_workers=n_workers, progress=not quiet)
     elapsed = time.perf_counter() - start
+    if "max_rank" not in records or records["max_rank"].isna().all():
+        first = records["error"].dropna().iloc[0] if "error" in records else "no record"
+        raise RuntimeError(f"every simulation failed; the first said: {first}")
     ranks = rank_table(records)
-    max_rank = int(records["max_rank"].iloc[0])
+    max_rank = int(records["max_rank"].dropna().iloc[0])
     table, verdict = sbc_report.uniformity(ranks, max_rank, alpha)
     diagnostics = sbc_report.diagnostics_table(records)
     title = f"SBC: {spec.label}, {plural(sims, 'simulation')}, ranks 0..{max_rank}"
