@@ -3,8 +3,9 @@
 A simulation study needs the posterior of each replicate and its sampler diagnostics, not a saved fit:
 no posterior predictive, no pointwise log-likelihood, no LOO, no provenance. `DesignRefitter` builds the
 PyMC model from a template `ModelInputs` (the design's arrays: same shapes in every replicate), and
-each `fit(inputs, seed)` swaps the replicate's arrays in and samples through `marrow.fits.run.sample_model`,
-whose compiled nutpie model is kept per process (`marrow.fits.compiled`). `refitter_for` keeps one
+each `fit(inputs, seed)` swaps the replicate's arrays in and samples: with nutpie through
+`marrow.fits.compiled.sample_arrays` (the compiled model kept per process, draws read from nutpie's Arrow
+trace without an ArviZ conversion), with other samplers through `marrow.fits.run.sample_model`. `refitter_for` keeps one
 refitter per design in the process, so a Dask worker compiles once and refits for every later task.
 
 The draws equal those of a fresh `marrow fit` of the same arrays with the same seed and settings (the
