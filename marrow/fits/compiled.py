@@ -18,12 +18,17 @@ import json
 from collections import OrderedDict
 from typing import Any
 
+import numpy as np
+
 from marrow.models.inputs import ModelInputs
 from marrow.priors import PriorSet
 from marrow.spec import ModelSpec
 
 MAX_ENTRIES = 8
 _CACHE: OrderedDict[str, Any] = OrderedDict()
+CALLBACK, CFUNC = "callback", "cfunc"
+CALLBACK_MAX_VALUES = 20_000  # the largest data (sum of array sizes) fitted through CALLBACK (route_for)
+_REFITS_EXPECTED = False
 
 
 def structure_key(spec: ModelSpec, priors: PriorSet, inputs: ModelInputs, var_names: list[str] | None) -> str:
@@ -42,24 +47,94 @@ def structure_key(spec: ModelSpec, priors: PriorSet, inputs: ModelInputs, var_na
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def compiled_nutpie_model(model, key: str, arrays: dict, var_names: list[str] | None):
+def compiled_nutpie_model(
+    model,
+    key: str,
+    arrays: dict,
+    var_names: list[str] | None,
+    *,
+    refits: bool | None = None,
+    preferred: str = CALLBACK,
+):
     """The nutpie-compiled `model` with `arrays` as its data and `model`'s coordinate labels: from the
-    cache when `key` was seen."""
-    import nutpie
+    cache when `key` was seen.
+
+    `refits` (whether the process will fit this structure again; None: `refits_expected()`) and
+    `preferred` (the model's route) choose the route to nutpie (`route_for`)."""
     import pandas as pd
 
+    route = route_for(arrays, refits_expected() if refits is None else refits, preferred)
+    key = f"{key}|{route}"
     cached = _CACHE.get(key)
     if cached is not None:
         _CACHE.move_to_end(key)
         # Only arrays the graph uses are in the compiled model (e.g. no covariate matrix without covariates).
-        swapped = cached.with_data(**{name: value for name, value in arrays.items() if name in cached.shared_data})
+        swapped = cached.with_data(
+            **{name: _read_only(value) for name, value in arrays.items() if name in _shared_names(cached)}
+        )
         labels = {name: pd.Index(values) for name, values in model.coords.items() if values is not None}
         return dataclasses.replace(swapped, _coords={**(swapped.coords or {}), **labels})
-    compiled = nutpie.compile_pymc_model(model, var_names=var_names)
+    compiled = compile_by_route(model, var_names, route)
     _CACHE[key] = compiled
     while len(_CACHE) > MAX_ENTRIES:
         _CACHE.popitem(last=False)
     return compiled
+
+
+def compile_uncached(model, arrays: dict, var_names: list[str] | None, preferred: str = CALLBACK):
+    """`model` compiled for nutpie by the route `route_for` chooses, not kept."""
+    return compile_by_route(model, var_names, route_for(arrays, refits_expected(), preferred))
+
+
+def compile_by_route(model, var_names: list[str] | None, route: str):
+    """`model` compiled for nutpie by `route` (`CALLBACK` or `CFUNC`)."""
+    from marrow.fits import graph_order
+
+    graph_order.apply()
+    if route == CALLBACK:
+        from marrow.fits.nutpie_callback import compile_callback_model
+
+        return compile_callback_model(model, var_names)
+    import nutpie
+
+    return nutpie.compile_pymc_model(model, var_names=var_names)
+
+
+def _shared_names(compiled) -> set[str]:
+    shared = getattr(compiled, "shared_data", None)
+    return set(shared if shared is not None else compiled._shared_data)
+
+
+def _read_only(value):
+    """C-ordered and read-only, as the arrays the numba functions were compiled (and cached) for."""
+    array = np.array(value, order="C", copy=True)
+    array.flags.writeable = False
+    return array
+
+
+def route_for(arrays: dict, refits: bool, preferred: str = CALLBACK) -> str:
+    """How the model's log density reaches nutpie, chosen by the numbers of docs/performance.md
+    ("Compile"). `CALLBACK` (PyTensor's disk-cached numba function called from Python: about a
+    second to start, but the chains take turns with the GIL) when the model prefers it (its
+    descriptor's `nutpie_route`) and the process fits it once on data of at most
+    `CALLBACK_MAX_VALUES` array values. Otherwise `CFUNC` (nutpie's numba C callbacks: 4-14 s to
+    build in every process, then the chains run in parallel): for many leapfrog steps per draw, for
+    larger data, and when the process refits the structure (simulation, SBC, the resident worker).
+    Both routes run the same compiled function and give the same draws."""
+    if preferred not in (CALLBACK, CFUNC):
+        raise ValueError(f"nutpie route must be {CALLBACK!r} or {CFUNC!r}, not {preferred!r}")
+    size = sum(int(np.size(value)) for value in arrays.values())
+    return preferred if not refits and size <= CALLBACK_MAX_VALUES else CFUNC
+
+
+def expect_refits(value: bool = True) -> None:
+    """Declare that this process will fit the same structures again (the resident worker does)."""
+    global _REFITS_EXPECTED
+    _REFITS_EXPECTED = value
+
+
+def refits_expected() -> bool:
+    return _REFITS_EXPECTED
 
 
 def cached_entries() -> int:
@@ -79,13 +154,12 @@ def sample_arrays(
     For many refits (a simulation study) that need the draws, not an InferenceData: ArviZ's conversion
     took about a third of a bundled response refit. Same compiled code, same seeds and same settings as
     `marrow.fits.run.sample_model`, so the same draws (tested)."""
-    import numpy as np
     import nutpie
     import pyarrow
     from pymc.util import _get_seeds_per_chain
 
     arrays = {var.name: var.get_value() for var in model.data_vars}
-    compiled = compiled_nutpie_model(model, key, arrays, var_names)
+    compiled = compiled_nutpie_model(model, key, arrays, var_names, refits=True)
     results = nutpie.sample(
         compiled,
         draws=draws,

@@ -26,17 +26,26 @@ from marrow.spec import ModelSpec, SamplerSettings
 
 
 def sample_model(
-    model, settings: SamplerSettings, target_accept: float, progress: bool, compile_key: str | None = None
+    model,
+    settings: SamplerSettings,
+    target_accept: float,
+    progress: bool,
+    compile_key: str | None = None,
+    route: str = "callback",
 ):
     """Run NUTS on `model` with the chosen backend; returns InferenceData (no log-likelihood pass).
 
     nutpie runs through `marrow.fits.compiled`, which keeps the compiled model for `compile_key`
-    (when given) so a later fit of the same structure in this process skips compilation."""
+    (when given) so a later fit of the same structure in this process skips compilation; `route` is
+    the model's preferred way to nutpie (its descriptor's `nutpie_route`; `compiled.route_for`)."""
     import pymc as pm
 
+    from marrow.fits import graph_order
+
+    graph_order.apply()  # the same graph, so the same compile-cache entry, in every process
     quiet_pymc_logs(progress)
     if settings.sampler == "nutpie":
-        return _sample_nutpie(model, settings, target_accept, progress, compile_key)
+        return _sample_nutpie(model, settings, target_accept, progress, compile_key, route)
     assert settings.cores is not None  # set by SamplerSettings.__post_init__
     kwargs = dict(
         draws=settings.draws,
@@ -57,7 +66,9 @@ def sample_model(
         return pm.sample(**kwargs)
 
 
-def _sample_nutpie(model, settings: SamplerSettings, target_accept: float, progress: bool, compile_key: str | None):
+def _sample_nutpie(
+    model, settings: SamplerSettings, target_accept: float, progress: bool, compile_key: str | None, route: str
+):
     """nutpie with a (possibly cached) compiled model; the same seeds and groups as `pm.sample` gives."""
     import nutpie
     import pymc as pm
@@ -65,7 +76,7 @@ def _sample_nutpie(model, settings: SamplerSettings, target_accept: float, progr
     from pymc.backends.arviz import coords_and_dims_for_inferencedata, find_constants, find_observations
     from pymc.util import _get_seeds_per_chain
 
-    from marrow.fits.compiled import compiled_nutpie_model
+    from marrow.fits.compiled import compile_uncached, compiled_nutpie_model
 
     assert settings.cores is not None  # set by SamplerSettings.__post_init__
     extra = dict(settings.extra)
@@ -73,9 +84,9 @@ def _sample_nutpie(model, settings: SamplerSettings, target_accept: float, progr
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*np.dot.. is faster on contiguous arrays.*")  # numba
         if compile_key is None:
-            compiled = nutpie.compile_pymc_model(model, var_names=var_names)
+            compiled = compile_uncached(model, _data_values(model), var_names, route)
         else:
-            compiled = compiled_nutpie_model(model, compile_key, _data_values(model), var_names)
+            compiled = compiled_nutpie_model(model, compile_key, _data_values(model), var_names, preferred=route)
         start = time.time()
         idata = nutpie.sample(
             compiled,
@@ -186,6 +197,8 @@ def fit_model(
     timings: dict[str, float] = {}
     start = time.perf_counter()
     inputs = module.inputs(data, spec)
+    # A model built earlier is refitted (`marrow.api.Refitter`): nutpie's C callbacks, built once.
+    route = _descriptor(module).nutpie_route if model is None else "cfunc"
     if model is None:
         model = module.build(inputs, spec, priors)
     else:
@@ -200,7 +213,7 @@ def fit_model(
 
     key = structure_key(spec, priors, inputs, settings.extra.get("var_names"))
     start = time.perf_counter()
-    idata = sample_model(model, settings, target_accept, progress, compile_key=key)
+    idata = sample_model(model, settings, target_accept, progress, compile_key=key, route=route)
     timings["sample_s"] = time.perf_counter() - start  # includes compilation
     notes: dict[str, str] = {}
     if postprocess:

@@ -93,6 +93,9 @@ def warm_up(log) -> float:
             importlib.import_module(name)
         except Exception as exc:  # a broken optional module must not stop the worker
             log(f"warm-up: could not import {name}: {type(exc).__name__}: {exc}")
+    from marrow.fits import compiled
+
+    compiled.expect_refits()  # compiled models are kept here: nutpie's C callbacks, built once, sample fastest
     return time.perf_counter() - start
 
 

@@ -76,6 +76,7 @@ DESCRIPTOR = ModelDescriptor(
     ),
     target_accept=0.99,
     sampler="nutpie",  # ~120 leapfrog steps per draw at target_accept 0.99: low per-step overhead matters
+    nutpie_route="cfunc",  # those steps cost more, taking turns with the GIL, than the C callbacks' build saves
     section="Time to recovery",
     headline=(Headline("recovery", "median_days"), Headline("recovery", "cure_fraction")),
     plots=("recovery", "effects"),
