@@ -46,6 +46,8 @@ def compile_callback_model(model, var_names: list[str] | None = None) -> Any:
         value.flags.writeable = False  # the types the numba functions were compiled (and cached) for
         shared[var.name] = value
     names, _, shapes = shape_info
+    # numba compiles (or loads from the disk cache) on the first call: here, not in a sampler thread.
+    logp_fn(initial_point(0), *[shared[name] for name in logp_names])
 
     def make_logp_fn():
         def logp(x, **data):
