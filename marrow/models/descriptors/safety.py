@@ -27,6 +27,7 @@ DESCRIPTOR = ModelDescriptor(
         PriorParameter("safety.center_sd", "positive", "sd of center effects on adverse events (hierarchical model)"),
     ),
     target_accept=0.95,
+    sampler="nutpie",  # through the callback route: ~1 s to start against 2-3 s for PyMC's C backend (performance.md)
     section="Safety",
     headline=(Headline("safety", "ae_rate", label="Adverse-event rate", probability="rate >"),),
     frequentist="exact, Wilson and Jeffreys intervals of the adverse-event rate",
