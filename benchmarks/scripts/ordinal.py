@@ -25,6 +25,27 @@ IMPORT_S = time.perf_counter() - START
 DATA = Path(__file__).resolve().parents[2] / "marrow" / "datasets"
 
 
+def build_model(patients: pd.DataFrame, covariates: list[str]) -> pm.Model:
+    """The model of the docstring above, on these tables."""
+    category = patients["response"].map({"NR": 0, "PR": 1, "CR": 2}).to_numpy(dtype=int)
+    center, centers = pd.factorize(patients["center"], sort=True)
+    x = patients[covariates].to_numpy(dtype=float)
+    with pm.Model(coords={"center": centers, "covariate": covariates}) as model:
+        intercept = pm.Normal("intercept", 0, 1.5)
+        beta = pm.Normal("beta", 0, 1, dims="covariate")
+        center_sd = pm.HalfNormal("center_sd", 1)
+        center_z = pm.Normal("center_z", 0, 1, dims="center")
+        cr_gap = pm.HalfNormal("cr_gap", 2.5)
+        eta = intercept + pm.math.dot(x, beta) + center_sd * center_z[center]
+        p_response = pm.math.invlogit(eta)  # PR or CR
+        p_cr = pm.math.invlogit(eta - cr_gap)
+        probs = pm.math.stack([1 - p_response, p_response - p_cr, p_cr], axis=-1)
+        pm.Categorical("response", p=probs, observed=category)
+        pm.Deterministic("response_rate", p_response.mean())
+        pm.Deterministic("cr_rate", p_cr.mean())
+    return model
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", type=Path, required=True)
@@ -41,25 +62,10 @@ def main() -> None:
 
     t = time.perf_counter()
     patients = pd.read_csv(args.data / "patients.csv")
-    category = patients["response"].map({"NR": 0, "PR": 1, "CR": 2}).to_numpy(dtype=int)
-    center, centers = pd.factorize(patients["center"], sort=True)
-    x = patients[covariates].to_numpy(dtype=float)
     times["load_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    with pm.Model(coords={"center": centers, "covariate": covariates}) as model:
-        intercept = pm.Normal("intercept", 0, 1.5)
-        beta = pm.Normal("beta", 0, 1, dims="covariate")
-        center_sd = pm.HalfNormal("center_sd", 1)
-        center_z = pm.Normal("center_z", 0, 1, dims="center")
-        cr_gap = pm.HalfNormal("cr_gap", 2.5)
-        eta = intercept + pm.math.dot(x, beta) + center_sd * center_z[center]
-        p_response = pm.math.invlogit(eta)  # PR or CR
-        p_cr = pm.math.invlogit(eta - cr_gap)
-        probs = pm.math.stack([1 - p_response, p_response - p_cr, p_cr], axis=-1)
-        pm.Categorical("response", p=probs, observed=category)
-        pm.Deterministic("response_rate", p_response.mean())
-        pm.Deterministic("cr_rate", p_cr.mean())
+    model = build_model(patients, covariates)
     times["build_s"] = time.perf_counter() - t
 
     t = time.perf_counter()

@@ -38,23 +38,8 @@ def lineage_effect(name: str, mu: float, sigma: float, sd: float):
     return pm.Deterministic(name, loc + scale * pm.Normal(f"{name}_z", 0, 1, dims="lineage"), dims="lineage")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--seed", type=int, default=2017)
-    parser.add_argument("--chains", type=int, default=4)
-    parser.add_argument("--tune", type=int, default=1000)
-    parser.add_argument("--draws", type=int, default=1000)
-    parser.add_argument("--covariates", default="prior_atg,active_infection")
-    parser.add_argument("--data", type=Path, default=DATA, help="folder with patients.csv and recovery.csv")
-    parser.add_argument("--quiet", action="store_true")
-    args = parser.parse_args()
-    covariates = [c for c in args.covariates.split(",") if c]
-    times = {"import_s": IMPORT_S}
-
-    t = time.perf_counter()
-    patients = pd.read_csv(args.data / "patients.csv")
-    rows = pd.read_csv(args.data / "recovery.csv")
+def build_model(patients: pd.DataFrame, rows: pd.DataFrame, covariates: list[str]) -> pm.Model:
+    """The model of the docstring above, on these tables."""
     center, centers = pd.factorize(patients["center"], sort=True)
     x = patients[covariates].to_numpy(dtype=float)
     x = x - x.mean(axis=0)
@@ -62,9 +47,6 @@ def main() -> None:
     lineage, lineages = pd.factorize(rows["lineage"])
     log_day = np.log(rows["day"].to_numpy(dtype=float))
     recovered = rows["recovered"].to_numpy(dtype=bool)
-    times["load_s"] = time.perf_counter() - t
-
-    t = time.perf_counter()
     coords = {"lineage": lineages, "center": centers, "covariate": covariates}
     with pm.Model(coords=coords) as model:
         log_median = lineage_effect("log_median", 3.4, 1, 0.5)
@@ -89,6 +71,30 @@ def main() -> None:
 
         pm.Deterministic("median_days", pm.math.exp(log_median), dims="lineage")
         pm.Deterministic("cure_fraction", 1 - pm.math.invlogit(eta).mean(axis=0), dims="lineage")
+    return model
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--seed", type=int, default=2017)
+    parser.add_argument("--chains", type=int, default=4)
+    parser.add_argument("--tune", type=int, default=1000)
+    parser.add_argument("--draws", type=int, default=1000)
+    parser.add_argument("--covariates", default="prior_atg,active_infection")
+    parser.add_argument("--data", type=Path, default=DATA, help="folder with patients.csv and recovery.csv")
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args()
+    covariates = [c for c in args.covariates.split(",") if c]
+    times = {"import_s": IMPORT_S}
+
+    t = time.perf_counter()
+    patients = pd.read_csv(args.data / "patients.csv")
+    rows = pd.read_csv(args.data / "recovery.csv")
+    times["load_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    model = build_model(patients, rows, covariates)
     times["build_s"] = time.perf_counter() - t
 
     t = time.perf_counter()

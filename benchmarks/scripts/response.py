@@ -24,6 +24,22 @@ IMPORT_S = time.perf_counter() - START
 DATA = Path(__file__).resolve().parents[2] / "marrow" / "datasets"
 
 
+def build_model(patients: pd.DataFrame, covariates: list[str]) -> pm.Model:
+    """The model of the docstring above, on these tables."""
+    responder = patients["response"].isin(["CR", "PR"]).to_numpy(dtype=int)
+    center, centers = pd.factorize(patients["center"], sort=True)
+    x = patients[covariates].to_numpy(dtype=float)
+    with pm.Model(coords={"center": centers, "covariate": covariates}) as model:
+        intercept = pm.Normal("intercept", 0, 1.5)
+        beta = pm.Normal("beta", 0, 1, dims="covariate")
+        center_sd = pm.HalfNormal("center_sd", 1)
+        center_z = pm.Normal("center_z", 0, 1, dims="center")
+        eta = intercept + pm.math.dot(x, beta) + center_sd * center_z[center]
+        pm.Bernoulli("responder", logit_p=eta, observed=responder)
+        pm.Deterministic("response_rate", pm.math.invlogit(eta).mean())
+    return model
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", type=Path, required=True)
@@ -40,20 +56,10 @@ def main() -> None:
 
     t = time.perf_counter()
     patients = pd.read_csv(args.data / "patients.csv")
-    responder = patients["response"].isin(["CR", "PR"]).to_numpy(dtype=int)
-    center, centers = pd.factorize(patients["center"], sort=True)
-    x = patients[covariates].to_numpy(dtype=float)
     times["load_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    with pm.Model(coords={"center": centers, "covariate": covariates}) as model:
-        intercept = pm.Normal("intercept", 0, 1.5)
-        beta = pm.Normal("beta", 0, 1, dims="covariate")
-        center_sd = pm.HalfNormal("center_sd", 1)
-        center_z = pm.Normal("center_z", 0, 1, dims="center")
-        eta = intercept + pm.math.dot(x, beta) + center_sd * center_z[center]
-        pm.Bernoulli("responder", logit_p=eta, observed=responder)
-        pm.Deterministic("response_rate", pm.math.invlogit(eta).mean())
+    model = build_model(patients, covariates)
     times["build_s"] = time.perf_counter() - t
 
     t = time.perf_counter()

@@ -24,6 +24,15 @@ IMPORT_S = time.perf_counter() - START
 DATA = Path(__file__).resolve().parents[2] / "marrow" / "datasets"
 
 
+def build_model(patients: pd.DataFrame) -> pm.Model:
+    """The model of the docstring above, on these tables."""
+    event = patients["adverse_event"].to_numpy(dtype=int)
+    with pm.Model() as model:
+        ae_rate = pm.Beta("ae_rate", 1, 1)
+        pm.Bernoulli("adverse_event", p=ae_rate, observed=event)
+    return model
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", type=Path, required=True)
@@ -38,13 +47,10 @@ def main() -> None:
 
     t = time.perf_counter()
     patients = pd.read_csv(args.data / "patients.csv")
-    event = patients["adverse_event"].to_numpy(dtype=int)
     times["load_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    with pm.Model() as model:
-        ae_rate = pm.Beta("ae_rate", 1, 1)
-        pm.Bernoulli("adverse_event", p=ae_rate, observed=event)
+    model = build_model(patients)
     times["build_s"] = time.perf_counter() - t
 
     t = time.perf_counter()

@@ -26,6 +26,25 @@ IMPORT_S = time.perf_counter() - START
 DATA = Path(__file__).resolve().parents[2] / "marrow" / "datasets"
 
 
+def build_model(patients: pd.DataFrame, covariates: list[str]) -> pm.Model:
+    """The model of the docstring above, on these tables."""
+    days = patients["followup_days"].to_numpy(dtype=float)
+    died = patients["died"].to_numpy(dtype=bool)
+    x = patients[covariates].to_numpy(dtype=float)
+    x = x - x.mean(axis=0)
+    with pm.Model(coords={"covariate": covariates}) as model:
+        log_median = pm.Normal("log_median", 7.5, 1.5)
+        log_shape = pm.Normal("log_shape", 0, 0.5)
+        beta = pm.Normal("beta", 0, 1, dims="covariate")
+        shape = pm.math.exp(log_shape)
+        median = pm.math.exp(log_median + pm.math.dot(x, beta))
+        weibull = pm.Weibull.dist(alpha=shape, beta=median / np.log(2) ** (1 / shape))
+        pm.Censored("days", weibull, lower=None, upper=np.where(died, np.inf, days), observed=days)
+        pm.Deterministic("median_days", pm.math.exp(log_median))
+        pm.Deterministic("shape", shape)
+    return model
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", type=Path, required=True)
@@ -42,23 +61,10 @@ def main() -> None:
 
     t = time.perf_counter()
     patients = pd.read_csv(args.data / "patients.csv")
-    days = patients["followup_days"].to_numpy(dtype=float)
-    died = patients["died"].to_numpy(dtype=bool)
-    x = patients[covariates].to_numpy(dtype=float)
-    x = x - x.mean(axis=0)
     times["load_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    with pm.Model(coords={"covariate": covariates}) as model:
-        log_median = pm.Normal("log_median", 7.5, 1.5)
-        log_shape = pm.Normal("log_shape", 0, 0.5)
-        beta = pm.Normal("beta", 0, 1, dims="covariate")
-        shape = pm.math.exp(log_shape)
-        median = pm.math.exp(log_median + pm.math.dot(x, beta))
-        weibull = pm.Weibull.dist(alpha=shape, beta=median / np.log(2) ** (1 / shape))
-        pm.Censored("days", weibull, lower=None, upper=np.where(died, np.inf, days), observed=days)
-        pm.Deterministic("median_days", pm.math.exp(log_median))
-        pm.Deterministic("shape", shape)
+    model = build_model(patients, covariates)
     times["build_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
