@@ -467,6 +467,7 @@ def _phases_child(model: str, data, sampler: str, out: Path, exclude: tuple[str,
     import numpy as np
 
     from marrow.data import load_trial
+    from marrow.descriptor import REGISTRY
     from marrow.fits.fit import Fit
     from marrow.fits.log_prior import add_log_prior
     from marrow.fits.provenance import build_provenance
@@ -492,7 +493,8 @@ def _phases_child(model: str, data, sampler: str, out: Path, exclude: tuple[str,
     settings = SamplerSettings(sampler=resolve_sampler(sampler, module), extra=extra)
     t = time.perf_counter()
     target_accept = default_target_accept(module, inputs)
-    idata = sample_model(pm_model, settings, target_accept, False)
+    route = REGISTRY.get(spec.model).nutpie_route  # as `marrow fit` (fit_model) chooses it
+    idata = sample_model(pm_model, settings, target_accept, False, compile_key="phases", route=route)
     call = time.perf_counter() - t
     phases["sampling_s"] = float(idata.posterior.attrs["sampling_time"])
     phases["compile_s"] = call - phases["sampling_s"]
