@@ -22,6 +22,11 @@ its sampling time), minimum bulk ESS and maximum R-hat over the model's paramete
     python benchmarks/bench_marrow.py e2e --model response --sampler nutpie --cache worker --runs 3
     python benchmarks/bench_marrow.py phases --model recovery --data /tmp/trial-20k --sampler pymc
     python benchmarks/bench_marrow.py startup
+    python benchmarks/bench_marrow.py newprocess --runs 3            # every model beside its hand-written script
+
+newprocess: `marrow fit MODEL` (each model's defaults) and the hand-written PyMC + nutpie script of
+the same model (benchmarks/scripts/MODEL.py) as fresh processes, alternating run by run, after one
+untimed short run of each (warm) or each in fresh cache dirs (cold); the ratio marrow / script per model.
 """
 
 from __future__ import annotations
@@ -50,7 +55,32 @@ COVARIATES = "prior_atg,active_infection"
 # The model's own parameters (not derived quantities) used for min ESS / max R-hat, as in brms.
 KEY_VARS = {
     "response": ["intercept", "beta", "center_sd", "center_effect"],
+    "ordinal": ["intercept", "beta", "center_sd", "center_effect", "cr_gap"],
     "recovery": ["log_median", "shape", "time_beta"],
+    "recovery-cure": ["log_median", "shape", "time_beta", "cure_intercept", "cure_beta", "cure_center_sd"],
+    "survival": ["log_median", "log_shape", "beta"],
+    "safety": ["ae_rate"],
+}
+# `marrow fit` arguments of each benchmarked case: e2e, phases and the brms comparison fit recovery
+# without cure (brms's model); `recovery-cure` is marrow's default recovery model (newprocess).
+FIT_ARGS = {
+    "response": ("response",),
+    "ordinal": ("response", "--outcome", "ordinal"),
+    "recovery": ("recovery", "--no-cure"),
+    "recovery-cure": ("recovery",),
+    "survival": ("survival",),
+    "safety": ("safety",),
+}
+NO_COVARIATES = ("safety",)  # its priors describe a rate, not effects
+MODELS = tuple(FIT_ARGS)
+SCRIPTS = HERE / "scripts"
+# newprocess: model -> (its FIT_ARGS case: each model's defaults, the hand-written peer script)
+NEWPROCESS = {
+    "response": ("response", "response.py"),
+    "ordinal": ("ordinal", "ordinal.py"),
+    "recovery": ("recovery-cure", "recovery.py"),
+    "survival": ("survival", "survival.py"),
+    "safety": ("safety", "safety.py"),
 }
 CACHE_ROOT = Path(os.environ.get("MARROW_BENCH_CACHE", Path(tempfile.gettempdir()) / "marrow-bench-cache"))
 
@@ -65,29 +95,29 @@ def data_paths(data: str | Path | None) -> tuple[Path | None, Path | None]:
 
 def fit_command(model: str, data: str | Path | None, sampler: str, out: Path, short: bool = False) -> list[str]:
     """`marrow fit MODEL` on `data`; `short` (10 + 10 draws) only populates the compile cache."""
-    cmd = [
-        MARROW,
-        "fit",
-        model,
-        "--covariates",
-        COVARIATES,
-        "--sampler",
-        sampler,
-        "--out",
-        str(out),
-        "--force",
-        "--quiet",
-    ]
+    cmd = [MARROW, "fit", *FIT_ARGS[model], *covariate_args(model), "--sampler", sampler]
+    cmd += ["--out", str(out), "--force", "--quiet"]
     if short:
         cmd += ["--tune", "10", "--draws", "10"]
     patients, recovery = data_paths(data)
     if patients is not None:
         cmd += ["--data", str(patients)]
-        if model == "recovery":
+        if model.startswith("recovery"):
             cmd += ["--recovery", str(recovery)]
-    if model == "recovery":
-        cmd.append("--no-cure")
     return cmd
+
+
+def covariate_args(model: str) -> list[str]:
+    return [] if model in NO_COVARIATES else ["--covariates", COVARIATES]
+
+
+def bench_spec(model: str):
+    """The ModelSpec of a FIT_ARGS case (what `marrow fit` builds from those arguments)."""
+    from marrow.spec import ModelSpec
+
+    covariates = () if model in NO_COVARIATES else tuple(COVARIATES.split(","))
+    options = {"ordinal": {"outcome": "ordinal"}, "recovery": {"cure": False}}.get(model, {})
+    return ModelSpec(model=FIT_ARGS[model][0], covariates=covariates, **options)
 
 
 def blas_flag(blas: str | None) -> str:
@@ -322,9 +352,6 @@ def run_through_worker(cmd: list[str], env: dict, cwd: Path | None = None, what:
 
 def fit_metrics(path: Path, model: str) -> dict:
     """Diagnostics and the sampler's own clock from a saved marrow fit."""
-    import warnings
-
-    import arviz as az
     import numpy as np
 
     from marrow.fits.fit import Fit
@@ -332,15 +359,6 @@ def fit_metrics(path: Path, model: str) -> dict:
     fit = Fit.load(path)
     idata = fit.idata
     names = [v for v in KEY_VARS[model] if v in idata.posterior]
-    post = idata.posterior[names]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ess = az.ess(post, method="bulk")
-        rhat = az.rhat(post, method="rank")
-    ess_min = min(float(np.nanmin(ess[v].to_numpy())) for v in names)
-    rhat_max = max(float(np.nanmax(rhat[v].to_numpy())) for v in names)
-    stats = idata.sample_stats
-    divergences = int(stats["diverging"].sum()) if "diverging" in stats else 0
     timings = json.loads(fit.provenance.get("timings", "{}"))
     sampling = float(idata.posterior.attrs.get("sampling_time", float("nan")))
     out = {
@@ -349,10 +367,9 @@ def fit_metrics(path: Path, model: str) -> dict:
         "sample_call_s": timings.get("sample_s"),
         "compile_s": (timings["sample_s"] - sampling) if "sample_s" in timings else None,
         "augment_s": timings.get("augment_s"),
-        "ess_bulk_min": ess_min,
-        "rhat_max": rhat_max,
-        "divergences": divergences,
-        "estimates": {v: np.round(post[v].mean(("chain", "draw")).to_numpy(), 4).tolist() for v in names},
+        **_diagnostics(idata, names),
+        "estimates": {v: np.round(idata.posterior[v].mean(("chain", "draw")).to_numpy(), 4).tolist() for v in names},
+        "sampler": json.loads(fit.provenance.get("sampler", "{}")).get("sampler"),
     }
     fit.idata.close() if hasattr(fit.idata, "close") else None
     return out
@@ -443,29 +460,29 @@ def _phases_child(model: str, data, sampler: str, out: Path, exclude: tuple[str,
     `exclude`: deterministics left out of sampling (pm.sample var_names), to measure what computing
     them at every draw costs."""
     t = time.perf_counter()
-    phases: dict[str, float] = {}
+    phases: dict = {}
     import pymc  # noqa: F401  (marrow imports it lazily inside the fitting command)
 
     phases["import_s"] = time.perf_counter() - t
     import numpy as np
 
     from marrow.data import load_trial
+    from marrow.descriptor import REGISTRY
     from marrow.fits.fit import Fit
+    from marrow.fits.log_prior import add_log_prior
     from marrow.fits.provenance import build_provenance
-    from marrow.fits.run import default_target_accept, sample_model
+    from marrow.fits.run import default_target_accept, resolve_sampler, sample_model
     from marrow.models import module_for
     from marrow.priors import load_prior_set
-    from marrow.spec import ModelSpec, SamplerSettings
+    from marrow.spec import SamplerSettings
 
-    spec = ModelSpec(
-        model=model, covariates=tuple(COVARIATES.split(",")), **({"cure": False} if model == "recovery" else {})
-    )
+    spec = bench_spec(model)
     t = time.perf_counter()
     priors = load_prior_set("weakly-informative")
     patients, recovery = data_paths(data)
     trial = load_trial(patients, recovery, spec.needs())
     phases["load_s"] = time.perf_counter() - t
-    module = module_for(model)
+    module = module_for(spec.model)
     t = time.perf_counter()
     inputs = module.inputs(trial, spec)
     pm_model = module.build(inputs, spec, priors)
@@ -473,13 +490,18 @@ def _phases_child(model: str, data, sampler: str, out: Path, exclude: tuple[str,
     extra = {}
     if exclude:
         extra["var_names"] = [v.name for v in pm_model.free_RVs + pm_model.deterministics if v.name not in exclude]
-    settings = SamplerSettings(sampler=sampler, extra=extra)
+    settings = SamplerSettings(sampler=resolve_sampler(sampler, module), extra=extra)
     t = time.perf_counter()
     target_accept = default_target_accept(module, inputs)
-    idata = sample_model(pm_model, settings, target_accept, False)
+    route = REGISTRY.get(spec.model).nutpie_route  # as `marrow fit` (fit_model) chooses it
+    idata = sample_model(pm_model, settings, target_accept, False, compile_key="phases", route=route)
     call = time.perf_counter() - t
     phases["sampling_s"] = float(idata.posterior.attrs["sampling_time"])
     phases["compile_s"] = call - phases["sampling_s"]
+    phases["sampler_used"] = settings.sampler
+    t = time.perf_counter()
+    add_log_prior(idata, pm_model, spec, priors)  # as `marrow fit` does, for `marrow sensitivity`
+    phases["log_prior_s"] = time.perf_counter() - t
     t = time.perf_counter()
     module.augment(idata, inputs, spec, np.random.default_rng([settings.seed, 1])).apply(idata)
     phases["augment_s"] = time.perf_counter() - t
@@ -540,7 +562,7 @@ def phases(
             {
                 "tool": "marrow",
                 "model": model,
-                "sampler": sampler,
+                "sampler": sampler if sampler != "auto" else f"auto ({record.pop('sampler_used')})",
                 "cache": cache,
                 "blas": blas_label(blas),
                 "excluded": ",".join(exclude),
@@ -558,6 +580,116 @@ def phases(
         return record
 
 
+# --- a new process beside the hand-written script -------------------------------------------------
+
+
+def peer_command(model: str, out: Path, short: bool = False) -> list[str]:
+    """The hand-written PyMC + nutpie script of `model` (NEWPROCESS), same data, covariates and seed."""
+    case, script = NEWPROCESS[model]
+    cmd = [sys.executable, str(SCRIPTS / script), *covariate_args(case), "--out", str(out), "--quiet"]
+    return cmd + (["--tune", "10", "--draws", "10"] if short else [])
+
+
+def _diagnostics(idata, names: list[str]) -> dict:
+    """Minimum bulk ESS, maximum R-hat over `names` (those present) and divergences of a fit."""
+    import warnings
+
+    import arviz as az
+    import numpy as np
+
+    post = idata.posterior[[v for v in names if v in idata.posterior]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ess, rhat = az.ess(post, method="bulk"), az.rhat(post, method="rank")
+    stats = idata.sample_stats
+    return {
+        "ess_bulk_min": min(float(np.nanmin(ess[v].to_numpy())) for v in post.data_vars),
+        "rhat_max": max(float(np.nanmax(rhat[v].to_numpy())) for v in post.data_vars),
+        "divergences": int(stats["diverging"].sum()) if "diverging" in stats else 0,
+    }
+
+
+def newprocess(models: list[str], cache: str = "warm", runs: int = 3, log=print) -> list[dict]:
+    """Each model's `marrow fit` (its defaults) and its hand-written script, alternating run by run.
+
+    warm: one untimed short run of each first fills the benchmark compile cache both use; cold: every
+    run gets fresh, empty PyTensor and numba cache dirs (cache_env). Records: wall, peak memory, and
+    the script's own phase times (its last stdout line) or marrow's (from the fit's provenance)."""
+    import arviz as az
+
+    if cache not in ("warm", "cold"):
+        raise ValueError(f"newprocess runs with cache warm or cold, not {cache!r}")
+    results = []
+    with tempfile.TemporaryDirectory(prefix="marrow-bench-") as work:
+        work = Path(work)
+        for model in models:
+            case = NEWPROCESS[model][0]
+            out = {"marrow": work / f"{model}-marrow.nc", "script": work / f"{model}-script.nc"}
+            commands = {
+                "marrow": fit_command(case, None, "auto", out["marrow"]),
+                "script": peer_command(model, out["script"]),
+            }
+            if cache == "warm":
+                run_in_cache(
+                    fit_command(case, None, "auto", out["marrow"], short=True), "warm", cwd=work, what="warm-up"
+                )
+                run_in_cache(peer_command(model, out["script"], short=True), "warm", cwd=work, what="warm-up")
+            for i in range(runs):
+                for tool in ("marrow", "script"):  # alternating, so both see the same drift of the machine
+                    result = run_in_cache(commands[tool], cache, cwd=work, what=f"{tool} {model}")
+                    record = {
+                        "tool": tool,
+                        "model": model,
+                        "cache": cache,
+                        "run": i + 1,
+                        "wall_s": result["wall_s"],
+                        "maxrss_mb": result["maxrss_mb"],
+                        "load_before": result["load_before"],
+                    }
+                    if tool == "marrow":
+                        metrics = fit_metrics(out["marrow"], case)
+                        record["phases"] = {k: metrics[k] for k in ("build_s", "compile_s", "sampling_s", "augment_s")}
+                        record.update({k: metrics[k] for k in ("ess_bulk_min", "rhat_max", "divergences")})
+                        record["sampler"] = metrics["sampler"]
+                    else:
+                        record["phases"] = json.loads(result["stdout"].strip().splitlines()[-1])
+                        record.update(_diagnostics(az.from_netcdf(out["script"]), KEY_VARS[case]))
+                        record["sampler"] = "nutpie"
+                    log(
+                        f"  {tool:6s} {model:8s} {cache} run {i + 1}/{runs}: {record['wall_s']:.1f} s, "
+                        f"{_mb(record['maxrss_mb'])} MB, min ESS {record['ess_bulk_min']:.0f}, "
+                        f"{record['divergences']} div., load {record['load_before']:.1f}; "
+                        + ", ".join(f"{k[:-2]} {_num(v)}" for k, v in record["phases"].items())
+                    )
+                    results.append(record)
+    log(newprocess_table(results))
+    return results
+
+
+def newprocess_table(records: list[dict]) -> str:
+    """Markdown: per model and cache, the median wall time of marrow and of the script and their ratio."""
+    lines = [
+        "| model | cache | runs | marrow median s | script median s | marrow / script "
+        "| marrow peak MB | script peak MB |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    keys = list(dict.fromkeys((r["model"], r["cache"]) for r in records))
+    for model, cache in keys:
+        rows = {
+            t: [r for r in records if (r["model"], r["cache"], r["tool"]) == (model, cache, t)]
+            for t in ("marrow", "script")
+        }
+        if not rows["marrow"] or not rows["script"]:
+            continue
+        wall = {t: statistics.median(r["wall_s"] for r in rows[t]) for t in rows}
+        peak = {t: statistics.median(r["maxrss_mb"] for r in rows[t]) for t in rows}
+        lines.append(
+            f"| {model} | {cache} | {len(rows['marrow'])} | {wall['marrow']:.1f} | {wall['script']:.1f} "
+            f"| {wall['marrow'] / wall['script']:.2f} | {peak['marrow']:.0f} | {peak['script']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
 # --- gradient evaluation (BLAS lever) --------------------------------------------------------------
 
 
@@ -572,13 +704,10 @@ def _gradient_child(model: str, data, evals: int) -> dict:
     from marrow.data import load_trial
     from marrow.models import module_for
     from marrow.priors import load_prior_set
-    from marrow.spec import ModelSpec
 
-    spec = ModelSpec(
-        model=model, covariates=tuple(COVARIATES.split(",")), **({"cure": False} if model == "recovery" else {})
-    )
+    spec = bench_spec(model)
     patients, recovery = data_paths(data)
-    module = module_for(model)
+    module = module_for(spec.model)
     pm_model = module.build(
         module.inputs(load_trial(patients, recovery, spec.needs()), spec), spec, load_prior_set("weakly-informative")
     )
@@ -687,9 +816,9 @@ def main(argv: list[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="what", required=True)
     for name in ("e2e", "phases", "_phases"):
         p = sub.add_parser(name)
-        p.add_argument("--model", choices=["response", "recovery"], default="response")
+        p.add_argument("--model", choices=MODELS, default="response")
         p.add_argument("--data", default="bundled", help="'bundled' or a folder from benchmarks/generate.py")
-        p.add_argument("--sampler", choices=["pymc", "nutpie", "numpyro"], default="pymc")
+        p.add_argument("--sampler", choices=["auto", "pymc", "nutpie", "numpyro"], default="pymc")
         p.add_argument("--exclude", default="", help="deterministics to leave out of sampling (phases only)")
         if name == "_phases":
             p.add_argument("--out", type=Path, required=True)
@@ -713,16 +842,21 @@ def main(argv: list[str] | None = None) -> None:
             p.add_argument("--runs", type=int, default=1)
         p.add_argument("--json", type=Path, help="append the records to this JSON-lines file")
     p = sub.add_parser("_gradient")
-    p.add_argument("--model", choices=["response", "recovery"], default="response")
+    p.add_argument("--model", choices=MODELS, default="response")
     p.add_argument("--data", default="bundled")
     p.add_argument("--evals", type=int, default=500)
     p = sub.add_parser("gradient")
-    p.add_argument("--model", choices=["response", "recovery"], default="response")
+    p.add_argument("--model", choices=MODELS, default="response")
     p.add_argument("--data", default="bundled")
     p.add_argument("--blas", default=None)
     p.add_argument("--evals", type=int, default=500)
     p = sub.add_parser("startup")
     p.add_argument("--runs", type=int, default=10)
+    p = sub.add_parser("newprocess", help="every model's `marrow fit` beside its hand-written script")
+    p.add_argument("--models", default=",".join(NEWPROCESS), help="comma list of " + ", ".join(NEWPROCESS))
+    p.add_argument("--cache", choices=["warm", "cold"], default="warm")
+    p.add_argument("--runs", type=int, default=3, help="timed runs of each, alternating")
+    p.add_argument("--json", type=Path, help="append the records to this JSON-lines file")
     args = parser.parse_args(argv)
 
     if args.what == "_phases":
@@ -732,6 +866,15 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.what == "startup":
         startup(args.runs)
+        return
+    if args.what == "newprocess":
+        models = [m for m in args.models.split(",") if m]
+        unknown = [m for m in models if m not in NEWPROCESS]
+        if unknown:
+            parser.error(f"--models: unknown {', '.join(unknown)}; choose from {', '.join(NEWPROCESS)}")
+        records = newprocess(models, args.cache, args.runs)
+        if args.json:
+            append_jsonl(args.json, records)
         return
     if args.what == "_gradient":
         print(json.dumps(_gradient_child(args.model, None if args.data == "bundled" else args.data, args.evals)))

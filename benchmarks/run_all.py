@@ -8,7 +8,8 @@
 
 Records are appended as JSON lines to --results (default benchmarks/results/<UTC time>.jsonl) as
 they are measured, so a long run interrupted half-way keeps what it measured; the Markdown table is
-written beside it. Pass --only to run a subset, e.g. --only e2e:large or --only startup,brms.
+written beside it. Pass --only to run a subset, e.g. --only e2e:large, --only startup,brms or --only newprocess
+(every model's `marrow fit` beside its hand-written script, benchmarks/scripts; --caches warm,cold, --runs N).
 --reference-brms FILE.jsonl copies the brms records of an earlier results file into this one (marked
 as such in the table) instead of fitting those brms cases again.
 """
@@ -194,6 +195,16 @@ def run(args, log=print) -> Path:
                 for sampler in samplers:
                     rec.add("phases", size, bench_marrow.phases(model, data, sampler, "warm", log=log))
 
+    if wanted("newprocess"):
+        log("New process: each model's `marrow fit` beside its hand-written PyMC + nutpie script, bundled trial")
+        models_np = list(bench_marrow.NEWPROCESS)
+        for cache in [c for c in caches if c in ("warm", "cold")]:
+            rec.add("newprocess", "bundled", bench_marrow.newprocess(models_np, cache, runs_small, log=log))
+        if not args.quick:  # where marrow's time goes, each model's defaults (sampler auto)
+            for model in models_np:
+                case = bench_marrow.NEWPROCESS[model][0]
+                rec.add("phases", "bundled", bench_marrow.phases(case, None, "auto", "warm", log=log))
+
     if not args.quick and wanted("levers"):
         log("Lever: PyTensor BLAS flags set explicitly (no BLAS probe in every process), bundled trial")
         for model in ("response", "recovery"):
@@ -365,6 +376,8 @@ def render(records: list[dict]) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     notes = []
+    if not rows:  # e.g. --only newprocess: no end-to-end table
+        lines = []
     for r in rows:
         if r["tool"] == "brms":
             label = BRMS_LABELS.get(r["variant"], f"brms (Stan), {r['variant']}")
@@ -428,6 +441,7 @@ def render(records: list[dict]) -> str:
             "build_s",
             "compile_s",
             "sampling_s",
+            "log_prior_s",
             "augment_s",
             "save_s",
             "diagnose_s",
@@ -446,6 +460,14 @@ def render(records: list[dict]) -> str:
                 + " | ".join(_fmt(r.get(k), 2) for k in keys)
                 + f" | {_fmt(r.get('maxrss_mb'), 0)} |"
             )
+    fresh = [r for r in records if r.get("kind") == "newprocess"]
+    if fresh:
+        lines += [
+            "",
+            "A new process beside the hand-written script (`bench_marrow.py newprocess`; medians, runs alternating):",
+            "",
+            bench_marrow.newprocess_table(fresh),
+        ]
     grads = [r for r in records if r.get("kind") == "gradient"]
     if grads:
         lines += [
@@ -506,7 +528,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--only",
         default="",
-        help="comma list: startup, brms, e2e, phases, levers, report, or brms:SIZE / e2e:SIZE / phases:SIZE",
+        help="comma list: startup, brms, e2e, phases, newprocess, levers, report, "
+        "or brms:SIZE / e2e:SIZE / phases:SIZE",
     )
     parser.add_argument("--results", type=Path, default=None, help="JSON-lines file to append to")
     parser.add_argument("--data-root", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "marrow-bench-data")

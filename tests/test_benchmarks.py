@@ -417,3 +417,32 @@ def test_real_worker_start_status_stop(bench) -> None:
         assert status["pid"] > 0 and status["served"] == 0 and status["peak_memory_mb"] > 50
         assert status["socket"] == str(socket) and "note" not in status
     assert not socket.parent.exists() and not bm.process_alive(status["pid"])
+
+
+def test_newprocess_pairs_each_model_with_its_script(bench, tmp_path: Path) -> None:
+    """Each model's `marrow fit` command and its hand-written script get the same covariates (none for
+    safety, whose script takes none), and the table gives median marrow / median script per model."""
+    bm = bench["marrow"]
+    for model, (case, script) in bm.NEWPROCESS.items():
+        marrow = bm.fit_command(case, None, "auto", tmp_path / "m.nc")
+        peer = bm.peer_command(model, tmp_path / "s.nc")
+        assert marrow[2 : 2 + len(bm.FIT_ARGS[case])] == list(bm.FIT_ARGS[case])
+        assert peer[1] == str(bm.SCRIPTS / script) and Path(peer[1]).exists()
+        takes = "--covariates" in Path(peer[1]).read_text()
+        assert ("--covariates" in peer) == ("--covariates" in marrow) == takes
+    assert "--no-cure" not in bm.fit_command(bm.NEWPROCESS["recovery"][0], None, "auto", tmp_path / "m.nc")
+    records = [
+        {"tool": tool, "model": model, "cache": "warm", "wall_s": wall, "maxrss_mb": 500.0}
+        for tool, model, wall in [
+            ("marrow", "response", 10.0),
+            ("script", "response", 7.0),
+            ("marrow", "response", 14.0),
+            ("script", "response", 9.0),
+            ("marrow", "response", 12.0),
+            ("script", "response", 8.0),
+            ("marrow", "ordinal", 20.0),  # no script run: no ratio
+        ]
+    ]
+    table = bm.newprocess_table(records)
+    assert "| response | warm | 3 | 12.0 | 8.0 | 1.50 | 500 | 500 |" in table
+    assert "ordinal" not in table
