@@ -162,10 +162,12 @@ class Refitter:
     def refit(self, data: TrialData, seed: int | None = None) -> Fit:
         """Fit `data` (with `seed`, else the settings' seed)."""
         from marrow.fits.run import fit_model
-        from marrow.models import build_model
+        from marrow.models import build_model, model_inputs
 
         _require(data, self.spec)
-        design = (len(data.centers), len(data.lineages))  # covariates are the spec's
+        # Covariates are the spec's; the parameterisation resolved from the data changes the graph too.
+        parameterisation = tuple(sorted(model_inputs(data, self.spec).parameterisation.items()))
+        design = (len(data.centers), len(data.lineages), parameterisation)
         if self._built is None or design != self._design:
             self._built, self._design = build_model(data, self.spec, self.priors), design
         settings = self.settings if seed is None else replace(self.settings, seed=seed)

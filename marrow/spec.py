@@ -64,6 +64,9 @@ class ModelSpec:
     time_unit: str = time_units.DEFAULT_UNIT
     horizons: tuple[float, ...] = ()
     competing_death: bool = False  # recovery only: death (died/followup_days) competes with recovery
+    # Group effects centred or non-centred: auto (per level, from the data), centred or noncentred
+    # (marrow.models.effects); models with group effects only.
+    parameterisation: str = "auto"
 
     def __post_init__(self) -> None:
         if self.model not in REGISTRY:

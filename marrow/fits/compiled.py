@@ -5,8 +5,9 @@ fits the same structure again (the resident `marrow worker`, a simulation study)
 model and swaps the new data in (`CompiledPyMCModel.with_data`), so only the first fit pays.
 The key covers everything the compiled code depends on: model spec, priors, the length of every
 coordinate (not its labels: a simulated replicate with other center or cell names reuses the
-compiled model, relabelled with its own coordinates), the rank and dtype of every data array, and
-the variables stored. Same key, same compiled code: the draws are identical to a fresh compile
+compiled model, relabelled with its own coordinates), the rank and dtype of every data array, the
+parameterisation of every hierarchy level as resolved from the data (centred or not: another graph),
+and the variables stored. Same key, same compiled code: the draws are identical to a fresh compile
 with the same seed (tested).
 """
 
@@ -40,6 +41,7 @@ def structure_key(spec: ModelSpec, priors: PriorSet, inputs: ModelInputs, var_na
             "priors": priors.to_json(),
             "coord_sizes": {k: len(v) for k, v in inputs.coords.items()},
             "arrays": arrays,
+            "parameterisation": inputs.parameterisation,
             "var_names": var_names,
         },
         sort_keys=True,

@@ -240,6 +240,7 @@ def fit_model(
         extra={
             "target_accept": target_accept,
             "timings": {k: round(v, 3) for k, v in timings.items()},
+            "parameterisation": inputs.parameterisation,  # level -> centred/noncentred, as sampled
             # the means the model centred covariates at, for uncentred intercepts (`summarize --all`)
             **(
                 {

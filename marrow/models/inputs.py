@@ -24,10 +24,14 @@ class ModelInputs:
 
     A model built from one `ModelInputs` accepts another of the same structure through
     `marrow.models.swap_data`, without being rebuilt (simulation studies refit this way).
-    `dropped` lists the hierarchy levels left out because the data cannot estimate them.
+    `dropped` lists the hierarchy levels left out because the data cannot estimate them;
+    `parameterisation` says how each kept level is sampled, resolved from the data and the spec's
+    option (`marrow.models.effects.resolve`: level -> 'centred' or 'noncentred'; a level not listed is
+    non-centred). It changes the graph, so it is part of the compiled model's key.
     """
 
     arrays: dict[str, np.ndarray]
     coords: dict[str, list[str]]
     extra: dict[str, Any] = field(default_factory=dict)
     dropped: tuple = ()  # `marrow.models.levels.DroppedLevel`s: hierarchy levels the data cannot estimate
+    parameterisation: dict[str, str] = field(default_factory=dict)

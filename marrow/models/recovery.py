@@ -18,6 +18,10 @@ recovered within a visit interval (L, R] (day_lower < day_upper): log pi + log(S
 stable log-diff-exp of `marrow.models.latency`. Without cure: log f(t), log S(t), log(S(L) - S(R)).
 The frailty f_i = frailty_sd * z_i is a patient effect on the latency log-scale shared by the
 patient's lineages (positive = slower recovery).
+Group effects are written non-centred above; each level (lineage log median, log shape and cure
+intercept, cure center effect, frailty) is sampled centred instead, `name ~ Normal(name_mu, name_sd)`
+with no `name_z`, where `inputs` resolves it so from the data (`level_information`,
+`marrow.models.effects.centred`) or `spec.parameterisation` forces it.
 
 With spec.competing_death, death (patients' died/followup_days) has its own cause-specific Weibull
 hazard (location death_log_median + xc_i' death_beta, shape death_shape; the survival priors), and
@@ -44,11 +48,10 @@ import pandas as pd
 
 from marrow import dims, time_units
 from marrow.data import TrialData
+from marrow.models import effects, latency
 from marrow.models import idata as idata_helpers
-from marrow.models import latency
 from marrow.models.cells import cells
 from marrow.models.descriptors.recovery import DESCRIPTOR
-from marrow.models.effects import noncentred
 from marrow.models.idata import CHAIN_DRAW, Augmented, chain_draw_coords, flat_draws
 from marrow.models.inputs import ModelInputs, Quantity
 from marrow.spec import ModelSpec
@@ -249,7 +252,33 @@ def inputs(data: TrialData, spec: ModelSpec) -> ModelInputs:
         GRID_DAY: [float(g) for g in grid],
     }
     extra = {"x_mean": x_mean, "row_day": day, **row, **_replicate_cells(row, unit, row_censor, n_lineages)}
-    return ModelInputs(arrays, coords, extra)
+    information = level_information(data, spec, row_patient, row_lineage, recovered)
+    return ModelInputs(arrays, coords, extra, parameterisation=effects.resolve(spec.parameterisation, information))
+
+
+def level_information(
+    data: TrialData, spec: ModelSpec, row_patient: np.ndarray, row_lineage: np.ndarray, recovered: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Informative observations per group of every hierarchy level the model has (for
+    `marrow.models.effects.centred`): recoveries per lineage for the lineage log median and log shape;
+    the fewer of recovered and not recovered rows per lineage for the cure intercept and per center
+    for the cure center effect; recoveries per patient for the frailty."""
+    n_lineages, n_centers = len(data.lineages), len(data.centers)
+    levels = estimable_levels(n_centers, n_lineages, spec)
+    events = np.bincount(row_lineage, recovered, n_lineages)
+    out = {}
+    if levels["lineage_pooling"]:
+        out["log_median"] = out["log_shape"] = events
+        if spec.cure:
+            out["cure_intercept"] = np.minimum(events, np.bincount(row_lineage, 1 - recovered, n_lineages))
+    if levels["center_effect"]:
+        row_center = np.asarray(data.center_index)[row_patient]
+        out["cure_center_effect"] = np.minimum(
+            np.bincount(row_center, recovered, n_centers), np.bincount(row_center, 1 - recovered, n_centers)
+        )
+    if spec.frailty:
+        out["frailty"] = np.bincount(row_patient, recovered, len(data.patient_ids))
+    return out
 
 
 def _death_cells(data: TrialData, patient_pattern: np.ndarray) -> dict:
@@ -284,16 +313,16 @@ def _replicate_cells(row: dict, unit: np.ndarray, censor_day: np.ndarray, n_line
 # --- the PyMC graph ------------------------------------------------------------------------------
 
 
-def _hierarchical(p, name: str, pooled: bool = True):
-    """Lineage parameter `name` = name_mu + name_sd * z (non-centred), stored with dims lineage;
-    without pooling (one lineage) it is name_mu itself (no sd, no z)."""
+def _hierarchical(p, name: str, pooled: bool = True, centred: bool = False):
+    """Lineage parameter `name` ~ Normal(name_mu, name_sd), stored with dims lineage: centred, or
+    name_mu + name_sd * name_z (non-centred); without pooling (one lineage) it is name_mu itself (no sd, no z)."""
     import pymc as pm
 
     mu = p[f"{name}_mu"].create(f"{name}_mu")
     if not pooled:
         return pm.Deterministic(name, mu[None], dims=dims.LINEAGE)
     sd = p[f"{name}_sd"].create(f"{name}_sd")
-    return noncentred(f"{name}_z", sd, dims.LINEAGE, loc=mu, name=name)
+    return effects.group_effect(name, sd, dims.LINEAGE, loc=mu, centred=centred)
 
 
 def _effects(p, key: str, name: str, spec: ModelSpec, pattern_x):
@@ -389,8 +418,9 @@ def build(inputs: ModelInputs, spec: ModelSpec, priors) -> pm.Model:
         d = {name: pm.Data(name, value, dims=data_dims.get(name)) for name, value in inputs.arrays.items()}
 
         # Latency: location (log median) and shape per lineage, partially pooled.
-        log_median = _hierarchical(p, "log_median", pooled)
-        log_shape = _hierarchical(p, "log_shape", pooled)
+        centred = inputs.parameterisation
+        log_median = _hierarchical(p, "log_median", pooled, effects.is_centred(centred, "log_median"))
+        log_shape = _hierarchical(p, "log_shape", pooled, effects.is_centred(centred, "log_shape"))
         shape = pm.Deterministic("shape", pt.exp(log_shape), dims=dims.LINEAGE)
         loc = pt.zeros((d["pattern_x"].shape[0], 1)) + log_median[None, :]  # (pattern, lineage)
         if has_x:
@@ -400,7 +430,10 @@ def build(inputs: ModelInputs, spec: ModelSpec, priors) -> pm.Model:
         frailty = None
         if spec.frailty:
             frailty_sd = p["frailty_sd"].create("frailty_sd")
-            frailty = noncentred("frailty_z", frailty_sd, dims.PATIENT)
+            # Non-centred, its patient-sized effect is not stored (augment reads frailty_sd * frailty_z).
+            frailty = effects.group_effect(
+                "frailty", frailty_sd, dims.PATIENT, centred=effects.is_centred(centred, "frailty"), store=False
+            )
         log_f, _ = _cell_latency(family, d, "event", loc, shape, frailty)
         _, log_s = _cell_latency(family, d, "censored", loc, shape, frailty)
         loglik = (d["event_weight"] * log_f).sum()
@@ -408,11 +441,17 @@ def build(inputs: ModelInputs, spec: ModelSpec, priors) -> pm.Model:
             loglik = loglik + _interval_loglik(family, d, loc, shape, frailty)
 
         if spec.cure:
-            cure_intercept = _hierarchical(p, "cure_intercept", pooled)
+            cure_intercept = _hierarchical(p, "cure_intercept", pooled, effects.is_centred(centred, "cure_intercept"))
             eta = cure_intercept[None, :] + pt.zeros((d["group_center"].shape[0], 1))  # (group, lineage)
             if levels["center_effect"]:
                 cure_center_sd = p["cure_center_sd"].create("cure_center_sd")
-                center_effect = noncentred("cure_center_z", cure_center_sd, dims.CENTER, name="cure_center_effect")
+                center_effect = effects.group_effect(
+                    "cure_center_effect",
+                    cure_center_sd,
+                    dims.CENTER,
+                    centred=effects.is_centred(centred, "cure_center_effect"),
+                    z_name="cure_center_z",
+                )
                 eta = cure_intercept[None, :] + center_effect[d["group_center"]][:, None]
             if has_x:
                 cure_beta, contribution = _effects(p, "cure_beta", "cure_beta", spec, d["pattern_x"])
@@ -471,7 +510,11 @@ def _tables(post, inputs: ModelInputs, spec: ModelSpec, draws: slice) -> dict[st
         "shape": flat_draws(post, "shape", draws),
     }
     if spec.frailty:
-        out["frailty"] = flat_draws(post, "frailty_sd", draws)[:, None] * flat_draws(post, "frailty_z", draws)
+        out["frailty"] = (
+            flat_draws(post, "frailty", draws)
+            if "frailty" in post  # centred
+            else flat_draws(post, "frailty_sd", draws)[:, None] * flat_draws(post, "frailty_z", draws)
+        )
     if spec.cure:
         eta = _linear(post, "cure_intercept", "cure_beta", spec, a["pattern_x"], draws)[:, a["group_pattern"], :]
         if "cure_center_effect" in post:  # absent with one center

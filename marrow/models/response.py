@@ -1,7 +1,8 @@
 """Hierarchical response models: binary (logistic) and ordinal (cumulative logit, NR < PR < CR).
 
 Linear predictor for patient i in center c:  eta_i = intercept + u_c + x_i' beta,
-u_c = center_sd * z_c with z_c ~ Normal(0, 1) (non-centred).
+u_c = center_sd * z_c with z_c ~ Normal(0, 1) (non-centred), or u_c ~ Normal(0, center_sd) (centred, no
+center_z) where every center has many responders and non-responders (`marrow.models.effects`).
 Binary:   P(responder) = logistic(eta).
 Ordinal:  P(response >= PR) = logistic(eta),  P(CR) = logistic(eta - cr_gap),  cr_gap > 0.
 The likelihood is summed over cells of identical (center, covariates) as binomial (multinomial)
@@ -19,10 +20,9 @@ import numpy as np
 
 from marrow import dims
 from marrow.data import TrialData
-from marrow.models import levels
+from marrow.models import effects, levels
 from marrow.models.cells import cells
 from marrow.models.descriptors.response import DESCRIPTOR
-from marrow.models.effects import noncentred
 from marrow.models.idata import (
     CHAIN_DRAW,
     LOG_LIKELIHOOD,
@@ -107,7 +107,11 @@ def inputs(data: TrialData, spec: ModelSpec) -> ModelInputs:
     }
     extra = {"cell_of_patient": cell_of_patient, "patient_category": category}
     dropped = levels.dropped_levels({dims.CENTER: centers}, {dims.CENTER: CENTER_VARIABLES})
-    return ModelInputs(arrays, coords, extra, dropped)
+    information = {}
+    if levels.kept(dims.CENTER, dropped):  # the fewer of responders and non-responders per center
+        center_responders = np.bincount(cell_center, weights=responders, minlength=len(centers))
+        information["center_effect"] = np.minimum(center_responders, n_center - center_responders)
+    return ModelInputs(arrays, coords, extra, dropped, effects.resolve(spec.parameterisation, information))
 
 
 def default_target_accept(inputs: ModelInputs) -> float:
@@ -130,7 +134,13 @@ def build(inputs: ModelInputs, spec: ModelSpec, priors) -> pm.Model:
         centers = levels.kept(dims.CENTER, inputs.dropped)
         if centers:
             center_sd = p["center_sd"].create("center_sd")
-            center_effect = noncentred("center_z", center_sd, dims.CENTER, name="center_effect")
+            center_effect = effects.group_effect(
+                "center_effect",
+                center_sd,
+                dims.CENTER,
+                centred=effects.is_centred(inputs.parameterisation, "center_effect"),
+                z_name="center_z",
+            )
         fixed = intercept
         if inputs.coords[dims.COVARIATE]:
             beta = p["beta"].create("beta", dims=dims.COVARIATE)
@@ -139,7 +149,8 @@ def build(inputs: ModelInputs, spec: ModelSpec, priors) -> pm.Model:
         if centers:
             eta = fixed + center_effect[d["cell_center"]]
             # A new center: its effect drawn from the center distribution, same patient mix as the trial.
-            eta_new = fixed + noncentred("new_center_z", center_sd)
+            # Non-centred always: no data inform a new center, so the centred form would be a funnel.
+            eta_new = fixed + effects.noncentred("new_center_z", center_sd)
         else:
             eta = fixed + pt.zeros_like(d["cell_n"], dtype="float64")  # one value per cell
 

@@ -18,9 +18,8 @@ import numpy as np
 
 from marrow import dims
 from marrow.data import TrialData
-from marrow.models import levels
+from marrow.models import effects, levels
 from marrow.models.descriptors.safety import DESCRIPTOR
-from marrow.models.effects import noncentred
 from marrow.models.idata import (
     CHAIN_DRAW,
     LOG_LIKELIHOOD,
@@ -55,9 +54,15 @@ def inputs(data: TrialData, spec: ModelSpec) -> ModelInputs:
     }
     coords = {dims.CENTER: centers, dims.PATIENT: list(data.patient_ids)}
     dropped: tuple = ()
+    information = {}
     if family_of(spec) == "hierarchical":  # the beta-binomial model has no center level
         dropped = levels.dropped_levels({dims.CENTER: centers}, {dims.CENTER: CENTER_VARIABLES})
-    return ModelInputs(arrays, coords, {"patient_center": center, "patient_event": event}, dropped)
+        if levels.kept(dims.CENTER, dropped):  # the fewer of events and non-events per center
+            information["center_effect"] = np.minimum(
+                arrays["center_events"], arrays["center_n"] - arrays["center_events"]
+            )
+    extra = {"patient_center": center, "patient_event": event}
+    return ModelInputs(arrays, coords, extra, dropped, effects.resolve(spec.parameterisation, information))
 
 
 def build(inputs: ModelInputs, spec: ModelSpec, priors) -> pm.Model:
@@ -76,7 +81,12 @@ def build(inputs: ModelInputs, spec: ModelSpec, priors) -> pm.Model:
             intercept = p["intercept"].create("intercept")
             if levels.kept(dims.CENTER, inputs.dropped):
                 center_sd = p["center_sd"].create("center_sd")
-                eta = intercept + noncentred("center_z", center_sd, dims.CENTER)
+                # Non-centred: center_sd * center_z, not stored (summaries derive center_effect from it).
+                centred = effects.is_centred(inputs.parameterisation, "center_effect")
+                effect = effects.group_effect(
+                    "center_effect", center_sd, dims.CENTER, centred=centred, z_name="center_z", store=False
+                )
+                eta = intercept + effect
             else:
                 eta = intercept + pt.zeros_like(d["center_n"], dtype="float64")
             center_rate = pm.Deterministic("center_rate", pm.math.invlogit(eta), dims=dims.CENTER)

@@ -410,7 +410,8 @@ def check_supported(spec: ModelSpec) -> None:
 def generator_for(spec: ModelSpec, design: TrialData) -> Any:
     """The model's generator on `design` (its centers, sizes, covariates, lineages and follow-up)."""
     check_supported(spec)
-    inputs = module_for(spec.model).inputs(design, spec)
+    # Non-centred at every level: the generators draw (and SBC ranks) the standardised effects `*_z`.
+    inputs = replace(module_for(spec.model).inputs(design, spec), parameterisation={})
     if spec.model == "recovery":
         inputs = _recovery_template(inputs, design, spec)
     return GENERATORS[spec.model](spec, inputs)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from marrow import time_units
 from marrow.descriptor import Headline, ModelDescriptor, Option, PriorParameter, Times
+from marrow.models.descriptors import parameterisation
 
 
 def _needs(spec) -> tuple[str, ...]:
@@ -44,6 +45,7 @@ DESCRIPTOR = ModelDescriptor(
             "incidences of recovery and of death before recovery.",
             plan=False,  # the report's comparison and figures do not show competing risks yet
         ),
+        parameterisation.OPTION,
     ),
     times=Times("by", "--by-day", "by_days", "P(recovered by t)", "day 30, 90 and 180", "7,14,30"),
     needs=_needs,

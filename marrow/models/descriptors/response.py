@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from marrow.descriptor import Headline, ModelDescriptor, Option, PriorParameter
+from marrow.models.descriptors import parameterisation
 
 
 def _needs(spec) -> tuple[str, ...]:
@@ -28,6 +29,7 @@ DESCRIPTOR = ModelDescriptor(
             plan=False,  # the plan names it by step: [models.response] and [models.ordinal]
         ),
         Option("threshold", 0.15, "Report P(response rate > THRESHOLD), e.g. the null rate of the design."),
+        parameterisation.OPTION,
     ),
     needs=_needs,
     label=lambda spec: f"response ({spec.outcome})",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from marrow.descriptor import Headline, ModelDescriptor, Option, PriorParameter
+from marrow.models.descriptors import parameterisation
 
 DESCRIPTOR = ModelDescriptor(
     name="safety",
@@ -18,6 +19,7 @@ DESCRIPTOR = ModelDescriptor(
         ),
         Option("threshold", 0.15, "Report P(adverse-event rate > THRESHOLD)."),
         Option("n_future", 50, "Size of a future cohort for predicted events."),
+        parameterisation.OPTION,
     ),
     needs=lambda spec: ("adverse_event",),
     label=lambda spec: f"safety ({spec.resolved_family})",
