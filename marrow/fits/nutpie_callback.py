@@ -47,7 +47,9 @@ def compile_callback_model(model, var_names: list[str] | None = None) -> Any:
         shared[var.name] = value
     names, _, shapes = shape_info
     # numba compiles (or loads from the disk cache) on the first call: here, not in a sampler thread.
-    logp_fn(initial_point(0), *[shared[name] for name in logp_names])
+    start = initial_point(0)
+    logp_fn(start, *[shared[name] for name in logp_names])
+    expand_fn(start, *[shared[name] for name in expand_names])
 
     def make_logp_fn():
         def logp(x, **data):

@@ -412,7 +412,6 @@ def build(inputs: ModelInputs, spec: ModelSpec, priors) -> pm.Model:
     has_x = bool(inputs.coords[dims.COVARIATE])
     levels = estimable_levels(len(inputs.coords[dims.CENTER]), len(inputs.coords[dims.LINEAGE]), spec)
     pooled = levels["lineage_pooling"]
-    days = np.asarray(inputs.coords[dims.DAY], dtype=np.float64)
     data_dims = {"grid_log_day": (GRID_DAY,)}
     with pm.Model(coords=inputs.coords) as model:
         d = {name: pm.Data(name, value, dims=data_dims.get(name)) for name, value in inputs.arrays.items()}
@@ -464,22 +463,13 @@ def build(inputs: ModelInputs, spec: ModelSpec, priors) -> pm.Model:
             pm.Deterministic("cure_fraction", 1.0 - weight.sum(axis=0), dims=dims.LINEAGE)
         else:
             loglik = loglik + (d["censored_weight"] * log_s).sum()
-            weight = d["pattern_weight"][:, None]
         pm.Potential("recovery_loglik", loglik)
         if spec.competing_death:
             _death_model(priors, d, has_x)
 
-        # Derived: trial-average patient median; population averages over the patients table.
+        # Derived: trial-average patient median. The population averages over the patients table
+        # (`recovered_by`, `cumulative_incidence`) are computed after sampling (`incidence`).
         pm.Deterministic("median_days", pt.exp(log_median), dims=dims.LINEAGE)
-
-        def incidence(log_days):
-            log_s_grid = latency.log_survival(
-                family, log_days[None, None, :], loc[:, :, None], shape[None, :, None], latency.pytensor_ops()
-            )
-            return (weight[:, :, None] * -pt.expm1(log_s_grid)).sum(axis=0)
-
-        pm.Deterministic("recovered_by", incidence(pt.as_tensor(np.log(days))), dims=(dims.LINEAGE, dims.DAY))
-        pm.Deterministic("cumulative_incidence", incidence(d["grid_log_day"]), dims=(dims.LINEAGE, GRID_DAY))
     return model
 
 
@@ -589,6 +579,59 @@ def _replicate_counts(tables: dict, inputs: ModelInputs, spec: ModelSpec, rng: n
 
 def _expit(x: np.ndarray) -> np.ndarray:
     return np.exp(-np.logaddexp(0.0, -x))
+
+
+def incidence(tables: dict, inputs: ModelInputs, spec: ModelSpec, log_days: np.ndarray) -> np.ndarray:
+    """(sample, lineage, day) population cumulative incidence of recovery at `log_days`: the average
+    over the trial's patients (their covariate patterns and, with cure, centers) of pi F(t), frailty 0.
+    Computed from the draws after sampling, not at every draw: a Deterministic cost 3 s of nutpie's
+    compile in every process (docs/performance.md, "Issue 15")."""
+    a = inputs.arrays
+    n, n_lineages = tables["shape"].shape
+    n_patterns = a["pattern_x"].shape[0]
+    loc = tables["loc"].reshape(n, n_patterns, n_lineages)
+    if spec.cure:
+        shares = a["group_weight"][None, :, None] * _expit(tables["eta"]).reshape(n, -1, n_lineages)
+        weight = np.zeros((n, n_patterns, n_lineages))
+        np.add.at(weight, (slice(None), a["group_pattern"]), shares)
+    else:
+        weight = np.broadcast_to(a["pattern_weight"][None, :, None], (n, n_patterns, n_lineages))
+    log_s = latency.log_survival(
+        family_of(spec), log_days[None, None, None, :], loc[..., None], tables["shape"][:, None, :, None]
+    )
+    return (weight[..., None] * -np.expm1(log_s)).sum(axis=1)
+
+
+def _incidence_variables(post, inputs: ModelInputs, spec: ModelSpec) -> dict:
+    """recovered_by (lineage, day) and cumulative_incidence (lineage, grid_day), as posterior variables."""
+    import xarray as xr
+
+    n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
+    report = np.log(np.asarray(inputs.coords[dims.DAY], dtype=np.float64))
+    grid = inputs.arrays["grid_log_day"]
+    n_days = len(report) + len(grid)
+    n_patterns, n_lineages = inputs.arrays["pattern_x"].shape[0], len(inputs.coords[dims.LINEAGE])
+    values = np.empty((n_chain * n_draw, n_lineages, n_days))
+    step = max(1, CHUNK_VALUES // max(n_patterns * n_lineages * n_days, 1))
+    for start in range(0, n_chain * n_draw, step):
+        draws = slice(start, min(start + step, n_chain * n_draw))
+        with np.errstate(over="ignore", divide="ignore", under="ignore"):
+            tables = _tables(post, inputs, spec, draws)
+            values[draws] = incidence(tables, inputs, spec, np.concatenate([report, grid]))
+    values = values.reshape(n_chain, n_draw, n_lineages, n_days)
+    coords = {**chain_draw_coords(post), dims.LINEAGE: inputs.coords[dims.LINEAGE]}
+    return {
+        "recovered_by": xr.DataArray(
+            values[..., : len(report)],
+            dims=(*CHAIN_DRAW, dims.LINEAGE, dims.DAY),
+            coords={**coords, dims.DAY: inputs.coords[dims.DAY]},
+        ),
+        "cumulative_incidence": xr.DataArray(
+            values[..., len(report) :],
+            dims=(*CHAIN_DRAW, dims.LINEAGE, GRID_DAY),
+            coords={**coords, GRID_DAY: inputs.coords[GRID_DAY]},
+        ),
+    }
 
 
 def competing_incidence(tables: dict, inputs: ModelInputs, spec: ModelSpec, days) -> tuple[np.ndarray, np.ndarray]:
@@ -726,7 +769,9 @@ def augment(idata, inputs: ModelInputs, spec: ModelSpec, rng: np.random.Generato
         )
     else:
         notes[idata_helpers.LOG_LIKELIHOOD_OMITTED] = idata_helpers.omitted_reason(n_rows * n_samples, limit)
-    posterior = _competing_incidence_variables(post, inputs, spec) if spec.competing_death else {}
+    posterior = _incidence_variables(post, inputs, spec)
+    if spec.competing_death:
+        posterior.update(_competing_incidence_variables(post, inputs, spec))
     return Augmented(groups, posterior, notes)
 
 
