@@ -3,6 +3,7 @@ are exact (against brute-force numpy per row / per patient), and augment stays b
 
 from __future__ import annotations
 
+import arviz as az
 import numpy as np
 import pytest
 from test_recovery_model import load_simulated, simulate_recovery_trial
@@ -82,8 +83,12 @@ def test_population_quantities_equal_per_patient_averages(
     )
     data = trial_for(tmp_path, trial_frames, spec)
     model = build_model(data, spec, load_prior_set())
-    derived = ["recovered_by", "cumulative_incidence"] + (["cure_fraction"] if cure else [])
-    values = evaluator(model, parameter_names(spec) + derived)(3)
+    values = evaluator(model, parameter_names(spec) + (["cure_fraction"] if cure else []))(3)
+    # recovered_by and cumulative_incidence are computed from the draws by `augment` (one draw here)
+    idata = az.from_dict(posterior={name: values[name][None, None] for name in parameter_names(spec)})
+    inputs = model_inputs(data, spec)
+    derived = recovery.augment(idata, inputs, spec, np.random.default_rng(0)).posterior
+    values.update({name: derived[name].to_numpy()[0, 0] for name in ("recovered_by", "cumulative_incidence")})
 
     xc = centred_x(data)
     loc = values["log_median"][None, :] + effect(xc, values.get("time_beta"), spec)  # (patient, lineage)
