@@ -592,8 +592,8 @@ def incidence(tables: dict, inputs: ModelInputs, spec: ModelSpec, log_days: np.n
     loc = tables["loc"].reshape(n, n_patterns, n_lineages)
     if spec.cure:
         shares = a["group_weight"][None, :, None] * _expit(tables["eta"]).reshape(n, -1, n_lineages)
-        weight = np.zeros((n, n_patterns, n_lineages))
-        np.add.at(weight, (slice(None), a["group_pattern"]), shares)
+        in_pattern = a["group_pattern"][None, :] == np.arange(n_patterns)[:, None]  # (pattern, group)
+        weight = np.einsum("pg,sgl->spl", in_pattern.astype(np.float64), shares)
     else:
         weight = np.broadcast_to(a["pattern_weight"][None, :, None], (n, n_patterns, n_lineages))
     log_s = latency.log_survival(
