@@ -151,6 +151,8 @@ def cache_env(cache: str, extra_flags: str = "", env_extra: dict | None = None) 
         compiledir = CACHE_ROOT / key / "pytensor"
         env["NUMBA_CACHE_DIR"] = str(CACHE_ROOT / key / "numba")
     flags = f"compiledir={compiledir}"
+    if tmp is not None:  # PyTensor keeps its numba cache under base_compiledir, not compiledir
+        flags = f"base_compiledir={tmp / 'base'}," + flags
     if extra_flags:
         flags += "," + extra_flags
     env["PYTENSOR_FLAGS"] = flags

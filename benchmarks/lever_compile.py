@@ -38,7 +38,8 @@ def child(model: str, lever: str) -> dict:
 
     from marrow.data import load_trial
     from marrow.fits import graph_order
-    from marrow.models import build_model
+    from marrow.fits.run import default_target_accept
+    from marrow.models import build_model, model_inputs, module_for
     from marrow.priors import load_prior_set
     from marrow.spec import ModelSpec
 
@@ -46,9 +47,12 @@ def child(model: str, lever: str) -> dict:
     graph_order.apply()
     spec = ModelSpec(model, covariates=("prior_atg", "active_infection"))
     start = time.perf_counter()
-    model_ = build_model(load_trial(None, None, spec.needs()), spec, load_prior_set())
+    data = load_trial(None, None, spec.needs())
+    model_ = build_model(data, spec, load_prior_set())
     times["build_s"] = time.perf_counter() - start
-    settings = dict(draws=1000, tune=1000, chains=4)
+    # marrow's own target_accept for the model (recovery 0.99: many leapfrog steps per draw)
+    times["target_accept"] = default_target_accept(module_for(model), model_inputs(data, spec))
+    settings = dict(draws=1000, tune=1000, chains=4, target_accept=times["target_accept"])
     start = time.perf_counter()
     if lever == "pymc-c":
         with model_:

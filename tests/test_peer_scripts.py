@@ -145,8 +145,10 @@ def summary(idata, names: list[str]):
     return az.summary(idata, var_names=names, kind="all")
 
 
+# The log-density test above covers all five scripts; sampling is compared on the most and the least
+# complex model (each case compiles marrow's model and the script's in new processes: the suite's time).
 @pytest.mark.sampling
-@pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.parametrize("name", ["recovery", "safety"])
 def test_script_fits_the_same_posterior_as_marrow(name: str, tmp_path: Path) -> None:
     import arviz as az
 
