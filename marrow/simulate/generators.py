@@ -52,6 +52,14 @@ def _binomial_logpmf(k: np.ndarray, n: np.ndarray, log_p: np.ndarray, log_1mp: n
 # --- response -------------------------------------------------------------------------------------
 
 
+def latency_family(spec: ModelSpec) -> str:
+    """The latency family `spec` fits; every model with event times has a default (its descriptor's)."""
+    family = spec.resolved_family
+    if family is None:
+        raise ValueError(f"{spec.model} has no latency family")
+    return family
+
+
 @dataclass(frozen=True)
 class ResponseGenerator:
     """Binary: responders_j ~ Binomial(n_j, logistic(eta_j)); ordinal: Multinomial(n_j, (1 - p, p - p_cr, p_cr))
@@ -200,7 +208,7 @@ class SurvivalGenerator:
 
     @property
     def family(self) -> str:
-        return self.spec.resolved_family
+        return latency_family(self.spec)
 
     @property
     def kind(self) -> str:
@@ -318,9 +326,8 @@ class RecoveryGenerator:
     def simulate(self, params: Params, rng: np.random.Generator) -> ModelInputs:
         rows = {k: v[0] for k, v in self._rows(batch(params)).items()}
         n_rows = len(rows["mu"])
-        log_t = latency.log_time_at_log_survival(
-            self.spec.resolved_family, np.log(rng.uniform(size=n_rows)), rows["mu"], rows["k"]
-        )
+        uniform = np.log(rng.uniform(size=n_rows))
+        log_t = latency.log_time_at_log_survival(latency_family(self.spec), uniform, rows["mu"], rows["k"])
         recovers = rng.uniform(size=n_rows) < expit(rows["eta"]) if self.spec.cure else np.ones(n_rows, bool)
         log_c = np.log(self.template.extra["row_censor_day"])
         recovered = (recovers & (log_t <= log_c)).astype(np.int64)
@@ -331,7 +338,7 @@ class RecoveryGenerator:
         rows = self._rows(params)
         log_day = a["event_log_day"][None, :]
         with np.errstate(over="ignore", under="ignore", divide="ignore"):
-            log_f, log_s = latency.log_density(self.spec.resolved_family, log_day, rows["mu"], rows["k"])
+            log_f, log_s = latency.log_density(latency_family(self.spec), log_day, rows["mu"], rows["k"])
             event = a["event_weight"][None, :] == 1
             if self.spec.cure:
                 log_pi, log_1m_pi = log_expit(rows["eta"]), log_expit(-rows["eta"])

@@ -132,7 +132,9 @@ class DesignRefitter:
                 var_dims = tuple(f"{name}_dim_{i}" for i in range(values.ndim - 2))
             variables[name] = (("chain", "draw", *var_dims), values)
         used = {d for dims_, _ in variables.values() for d in dims_[2:]}
-        coords = {d: list(labels) for d, labels in model.coords.items() if d in used and labels is not None}
+        coords: dict[str, Any] = {
+            d: list(labels) for d, labels in model.coords.items() if d in used and labels is not None
+        }
         first = next(iter(draws.values()))
         coords |= {"chain": np.arange(first.shape[0]), "draw": np.arange(first.shape[1])}
         return xr.Dataset(variables, coords=coords)
