@@ -11,6 +11,7 @@ import numpy as np
 
 from marrow import dims
 from marrow.data import TrialData
+from marrow.fits.compiled import CALLBACK, CFUNC
 from marrow.fits.fit import Fit
 from marrow.fits.provenance import build_provenance
 from marrow.models.idata import (
@@ -31,7 +32,7 @@ def sample_model(
     target_accept: float,
     progress: bool,
     compile_key: str | None = None,
-    route: str = "callback",
+    route: str = CALLBACK,
 ):
     """Run NUTS on `model` with the chosen backend; returns InferenceData (no log-likelihood pass).
 
@@ -42,10 +43,10 @@ def sample_model(
 
     from marrow.fits import graph_order
 
-    graph_order.apply()  # the same graph, so the same compile-cache entry, in every process
     quiet_pymc_logs(progress)
     if settings.sampler == "nutpie":
         return _sample_nutpie(model, settings, target_accept, progress, compile_key, route)
+    graph_order.apply()  # the same graph, so the same C compile-cache entry, in every process (nutpie: compiled.py)
     assert settings.cores is not None  # set by SamplerSettings.__post_init__
     kwargs = dict(
         draws=settings.draws,
@@ -198,7 +199,7 @@ def fit_model(
     start = time.perf_counter()
     inputs = module.inputs(data, spec)
     # A model built earlier is refitted (`marrow.api.Refitter`): nutpie's C callbacks, built once.
-    route = _descriptor(module).nutpie_route if model is None else "cfunc"
+    route = _descriptor(module).nutpie_route if model is None else CFUNC
     if model is None:
         model = module.build(inputs, spec, priors)
     else:
