@@ -12,3 +12,4 @@ CUTPOINT = "cutpoint"
 DAY = "day"
 THRESHOLD = "threshold"
 GRID_DAY = "grid_day"
+REPLICATE = "replicate"  # the stacked replicates of a batched simulation refit (marrow.simulate.batched)

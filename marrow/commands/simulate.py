@@ -108,8 +108,9 @@ def simulate(
     study = Study(design, _priors(design), terms)
     fn = _task_function(study)
     tasks = engine.tasks_for(design.seed, design.scenario_names(), n)
+    batch = design.batch if design.analysis.sampled else 1
     if estimate:
-        return _estimate(fn, tasks, n_workers, n, len(design.scenarios))
+        return _estimate(fn, tasks, n_workers, n, len(design.scenarios), batch)
     if add is None and not (resume or force):
         _check_new(out_dir)
     info(
@@ -125,7 +126,9 @@ def simulate(
             fn,
             tasks,
             out=out_dir,
-            block_size=block_size,
+            # A batch's replicates in one block: one worker simulates and fits each batch once.
+            block_size=-(-block_size // batch) * batch,
+            align=batch,
             scheduler=where,
             n_workers=n_workers,
             resume=resume or add is not None,
@@ -214,11 +217,11 @@ def _check_new(out_dir: Path) -> None:
         )
 
 
-def _estimate(fn, tasks, n_workers: int | None, n: int, n_scenarios: int) -> int:
+def _estimate(fn, tasks, n_workers: int | None, n: int, n_scenarios: int, batch: int) -> int:
     from marrow.formatting import plural
     from marrow.simulate import engine
 
-    result = engine.estimate(fn, tasks, workers=n_workers)
+    result = engine.estimate(fn, tasks, workers=n_workers, group=batch)
     minutes = 60.0
     elsewhere = (
         f", {result.on_workers_seconds / minutes:.1f} min on {plural(result.workers, 'worker')}"
@@ -253,6 +256,8 @@ def fingerprint(design: Design, terms: tuple[Term, ...]) -> str:
         "seed": design.seed,
         "terms": terms,
     }
+    if design.analysis.sampled and design.batch > 1:  # batched fits: other draws, other records
+        payload["batch"] = design.batch
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -48,9 +48,10 @@ class Block:
         return f"s{first.scenario_index:03d}-r{first.replicate:06d}-{last.replicate:06d}"
 
 
-def plan_blocks(tasks: Sequence[Task], block_size: int) -> list[Block]:
+def plan_blocks(tasks: Sequence[Task], block_size: int, align: int = 1) -> list[Block]:
     """Split `tasks` into blocks of at most `block_size` tasks: per scenario, in replicate order, and
-    breaking wherever the replicates are not consecutive (so a file name's range is its contents)."""
+    breaking wherever the replicates are not consecutive (so a file name's range is its contents) and
+    before every replicate that is a multiple of `align` (a batch of batched refits in one block)."""
     if block_size < 1:
         raise UsageError(f"block_size must be at least 1, got {block_size}")
     ordered = sorted(tasks, key=lambda t: (t.scenario_index, t.replicate))
@@ -61,6 +62,7 @@ def plan_blocks(tasks: Sequence[Task], block_size: int) -> list[Block]:
             len(current) == block_size
             or task.scenario_index != current[-1].scenario_index
             or task.replicate != current[-1].replicate + 1
+            or (align > 1 and task.replicate % align == 0)
         ):
             blocks.append(Block(tuple(current)))
             current = []

@@ -25,6 +25,9 @@ from marrow.spec import ModelSpec, SamplerSettings, SpecError
 ANALYSIS_MODELS = ("response", "beta-binomial")
 TOP_KEYS = {"seed", "replicates", "centers", "covariates", "model", "sampler", "interims", "decision", "scenarios"}
 DEFAULT_SAMPLER = {"chains": 4, "tune": 500, "draws": 500}
+# Replicates sampled together in one model by the response analysis (`marrow.simulate.batched`;
+# the measurements behind the default are in docs/performance.md, "Batched refits").
+DEFAULT_BATCH = 32
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,7 @@ class Design:
     text: str = ""
     sha256: str = ""
     source: str = ""
+    batch: int = 1  # replicates per batched refit ([sampler] batch; 1: one replicate per sampler run)
 
     @property
     def covariate_names(self) -> tuple[str, ...]:
@@ -229,6 +233,7 @@ def parse_design(text: str, source: str = "design", base: Path | None = None) ->
     covariates = _covariates(raw.get("covariates", {}), source)
     analysis = _analysis(_Reader(raw.get("model", {}), "model", source), [c for c, _ in covariates], base)
     settings = _sampler(_Reader(raw.get("sampler", {}), "sampler", source), seed)
+    batch = _Reader(raw.get("sampler", {}), "sampler", source).get("batch", "count", DEFAULT_BATCH)
     interims = _interims(raw.get("interims", []), n_total, source)
     decision = _Reader(raw.get("decision"), "decision", source)
     decision.only({"go", "no_go"})
@@ -252,6 +257,7 @@ def parse_design(text: str, source: str = "design", base: Path | None = None) ->
         text=text,
         sha256=hashlib.sha256(text.encode()).hexdigest(),
         source=source,
+        batch=batch,
     )
 
 
@@ -305,7 +311,7 @@ def _analysis(r: _Reader, covariates: list[str], base: Path | None) -> Analysis:
 
 
 def _sampler(r: _Reader, seed: int) -> SamplerSettings:
-    r.only({"chains", "tune", "draws", "sampler", "target_accept"})
+    r.only({"chains", "tune", "draws", "sampler", "target_accept", "batch"})
     values = {k: r.get(k, "count" if k != "tune" else "int", v) for k, v in DEFAULT_SAMPLER.items()}
     try:
         return SamplerSettings(

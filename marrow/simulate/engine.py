@@ -160,6 +160,7 @@ def run_tasks(
     force: bool = False,
     fingerprint: str = "",
     compile_root: Path | str | None = None,
+    align: int = 1,
 ) -> pd.DataFrame:
     """Run `fn` on every task and return a pandas DataFrame, one row per task (columns `scenario`,
     `scenario_index`, `replicate`, `seed`, then the records'; `error` when a task raised), sorted by
@@ -172,6 +173,8 @@ def run_tasks(
       with `fingerprint` (e.g. a hash of the design). A folder with blocks is reused only with
       `resume=True` (run only the tasks no block holds; same fingerprint and seeds, else UsageError)
       or replaced with `force=True`.
+    - `align`: blocks also break before every replicate that is a multiple of it (a batch of batched
+      refits, `marrow.simulate.study_batched`, stays in one block).
     - `progress`: a progress bar on stderr. `compile_root`: where Dask workers make their own
       PyTensor compile folders (default `$MARROW_COMPILE_ROOT` or `~/.cache/marrow/pytensor-workers`).
 
@@ -187,7 +190,7 @@ def run_tasks(
     where = mode(scheduler, n_workers)
     folder = None if out is None else Path(out) / "blocks"
     done = _done(folder, tasks, resume=resume, force=force, fingerprint=fingerprint)
-    todo = store.plan_blocks([t for t in tasks if (t.scenario_index, t.replicate) not in done], block_size)
+    todo = store.plan_blocks([t for t in tasks if (t.scenario_index, t.replicate) not in done], block_size, align)
     records = list(done.values())
     finished = 0
     try:
@@ -257,10 +260,18 @@ class Estimate:
 
 
 def estimate(
-    fn: Callable[[Task], Mapping[str, Any]], tasks: Sequence[Task], n_sample: int = 3, workers: int | None = None
+    fn: Callable[[Task], Mapping[str, Any]],
+    tasks: Sequence[Task],
+    n_sample: int = 3,
+    workers: int | None = None,
+    group: int = 1,
 ) -> Estimate:
     """Time the first task (warm-up: compilation) and `n_sample` more, spread over the study, in this
-    process, and project the study's time on this machine's CPUs and on `workers` workers."""
+    process, and project the study's time on this machine's CPUs and on `workers` workers.
+
+    `group` > 1: `fn` does the work of `group` replicates (jG .. jG + G - 1) at the first task of
+    each group and the others read it (batched refits): the timed tasks are first tasks of groups
+    other than the warm-up's, each counted as 1/group of its time."""
     from marrow.spec import available_cpus
 
     tasks = list(tasks)
@@ -270,12 +281,17 @@ def estimate(
     start = time.perf_counter()
     errors = int("error" in run_one(fn, tasks[0]))
     warmup = time.perf_counter() - start
-    rest = tasks[1:]
+    first_group = (tasks[0].scenario_index, tasks[0].replicate // group)
+    rest = [
+        t
+        for t in tasks[1:]
+        if group == 1 or (t.replicate % group == 0 and (t.scenario_index, t.replicate // group) != first_group)
+    ]
     picks = sorted({int(i) for i in np.linspace(0, len(rest) - 1, min(n_sample, len(rest)))}) if rest else []
     seconds = []
     for i in picks:
         start = time.perf_counter()
         errors += int("error" in run_one(fn, rest[i]))
-        seconds.append(time.perf_counter() - start)
+        seconds.append((time.perf_counter() - start) / group)
     per_task = float(np.mean(seconds)) if seconds else warmup
     return Estimate(len(tasks), len(seconds), warmup, per_task, errors, cpus, workers or cpus)

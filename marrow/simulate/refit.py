@@ -82,7 +82,8 @@ class DesignRefitter:
             draws, diverging = self._sample_nutpie(int(seed))
         else:
             draws, diverging = self._sample_other(int(seed))
-        values = [v.reshape(v.shape[0], v.shape[1], -1) for v in draws.values()]
+        # Every element of every variable as one (chain, draw, element) array: one call per statistic.
+        values = np.concatenate([v.reshape(v.shape[0], v.shape[1], -1) for v in draws.values()], axis=-1)
         return Refit(
             posterior=self._dataset(draws),
             divergences=int(diverging.sum()),
@@ -140,11 +141,11 @@ class DesignRefitter:
         return xr.Dataset(variables, coords=coords)
 
 
-def _worst(values: list[np.ndarray], statistic, reducer) -> float:
-    """`reducer` (nanmax/nanmin) of `statistic` over every element of every (chain, draw, k) array."""
-    found = [reducer(statistic(v)) for v in values if np.isfinite(v).any()]
-    found = [f for f in found if np.isfinite(f)]
-    return float(reducer(found)) if found else float("nan")
+def _worst(values: np.ndarray, statistic, reducer) -> float:
+    """`reducer` (nanmax/nanmin) of `statistic` over every element of a (chain, draw, element) array
+    (NaN when no element has a finite value)."""
+    found = statistic(values)
+    return float(reducer(found)) if np.isfinite(found).any() else float("nan")
 
 
 _REFITTERS: dict[str, DesignRefitter] = {}

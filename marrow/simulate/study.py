@@ -191,6 +191,14 @@ def fit_seed(study_seed: int, digest: bytes) -> int:
     return int(np.random.SeedSequence([study_seed, *map(int, words)]).generate_state(1, dtype=np.uint32)[0])
 
 
+def data_digest(inputs: ModelInputs) -> bytes:
+    """SHA-256 of what a response analysis's data are: the cells' patients and responders."""
+    data = hashlib.sha256()
+    for name in ("cell_n", "cell_responders"):
+        data.update(np.ascontiguousarray(inputs.arrays[name], dtype=np.int64).tobytes())
+    return data.digest()
+
+
 def analyse_response(study: Study, inputs: ModelInputs) -> dict[str, float]:
     """Refit the hierarchical response model on `inputs` (cached by their arrays) -> functionals and
     the sampler's diagnostics."""
@@ -199,15 +207,13 @@ def analyse_response(study: Study, inputs: ModelInputs) -> dict[str, float]:
     design = study.design
     assert design.analysis.spec is not None and study.priors is not None
     template = response_inputs(design)
-    var_names = _stored(design)
+    var_names = stored_variables(design)
     key = design_key(design.analysis.spec, study.priors, design.settings, template, var_names=var_names)
-    data = hashlib.sha256()
-    for name in ("cell_n", "cell_responders"):
-        data.update(np.ascontiguousarray(inputs.arrays[name], dtype=np.int64).tobytes())
+    data = data_digest(inputs)
     # The seed comes from the data and the study seed only (not from settings such as the cores, which
     # differ between a run in process and one on workers); the cache key also names the design.
-    seed = fit_seed(design.seed, data.digest())
-    cache_key = hashlib.sha256(f"{key}:{seed}:{study.terms}:{data.hexdigest()}".encode()).hexdigest()
+    seed = fit_seed(design.seed, data)
+    cache_key = hashlib.sha256(f"{key}:{seed}:{study.terms}:{data.hex()}".encode()).hexdigest()
     cached = _FITS.get(cache_key)
     if cached is not None:
         _FITS.move_to_end(cache_key)
@@ -228,7 +234,7 @@ def analyse_response(study: Study, inputs: ModelInputs) -> dict[str, float]:
     return out
 
 
-def _stored(design: Design) -> list[str]:
+def stored_variables(design: Design) -> list[str]:
     from marrow.models import levels
 
     names = [n for n in STORED if n != "beta" or _model_covariates(design)]
@@ -266,15 +272,30 @@ def run_replicate(study: Study, task: Task) -> dict[str, Any]:
     scenario = design.scenarios[task.scenario_index]
     if scenario.name != task.scenario:
         raise ValueError(f"task scenario {task.scenario!r} is not the design's scenario {task.scenario_index}")
-    rng = np.random.default_rng(task.seed)
-    trial = simulate_trial(design, scenario, rng, _intercepts(study, task.scenario_index))
+    if design.analysis.sampled and design.batch > 1:
+        from marrow.simulate.study_batched import batched_record
+
+        return batched_record(study, task)
+    trial = simulate_replicate(study, task.scenario_index, task.seed)
+    if design.analysis.sampled:
+        analyses = [analyse_response(study, response_inputs(design, trial, n)) for n in design.analysis_sizes]
+    else:
+        analyses = [analyse_beta_binomial(study, trial, n) for n in design.analysis_sizes]
+    return replicate_record(design, trial, analyses)
+
+
+def simulate_replicate(study: Study, scenario_index: int, seed: int) -> Trial:
+    """The trial a replicate of scenario `scenario_index` with this seed simulates."""
+    design = study.design
+    rng = np.random.default_rng(seed)
+    return simulate_trial(design, design.scenarios[scenario_index], rng, _intercepts(study, scenario_index))
+
+
+def replicate_record(design: Design, trial: Trial, analyses: list[dict[str, float]]) -> dict[str, Any]:
+    """A replicate's flat record from its analyses' values (one dict per analysis of the design)."""
     record: dict[str, Any] = {}
     failed = False
-    for k, n in enumerate(design.analysis_sizes, start=1):
-        if design.analysis.sampled:
-            values = analyse_response(study, response_inputs(design, trial, n))
-        else:
-            values = analyse_beta_binomial(study, trial, n)
+    for k, (n, values) in enumerate(zip(design.analysis_sizes, analyses, strict=True), start=1):
         failed = failed or failed_diagnostics(values)
         record[f"a{k}:n"] = n
         record.update({f"a{k}:{name}": value for name, value in values.items()})
