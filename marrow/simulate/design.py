@@ -27,7 +27,7 @@ TOP_KEYS = {"seed", "replicates", "centers", "covariates", "model", "sampler", "
 DEFAULT_SAMPLER = {"chains": 4, "tune": 500, "draws": 500}
 # Replicates sampled together in one model by the response analysis (`marrow.simulate.batched`;
 # the measurements behind the default are in docs/performance.md, "Batched refits").
-DEFAULT_BATCH = 32
+DEFAULT_BATCH = 8
 
 
 @dataclass(frozen=True)
