@@ -287,6 +287,7 @@ def provenance(study: Study, n: int, elapsed: float | None) -> dict[str, Any]:
     from marrow import __version__
 
     design, terms = study.design, study.terms
+    batched = design.analysis.sampled and design.batch > 1
 
     def package(name: str) -> str | None:
         try:
@@ -300,7 +301,8 @@ def provenance(study: Study, n: int, elapsed: float | None) -> dict[str, Any]:
         "replicates": n,
         "seed": design.seed,
         "seed_rule": "replicate: numpy SeedSequence([seed, scenario_index, replicate]); "
-        "a fit: SeedSequence([seed, words of the SHA-256 of the analysed arrays])",
+        "a fit: SeedSequence([seed, words of the SHA-256 of the analysed arrays])"
+        + ("; a batched run: of the concatenated SHA-256s of its data sets" if batched else ""),
         "scenarios": design.scenario_names(),
         "analyses": list(design.analysis_sizes),
         "model": design.analysis.model,
@@ -309,6 +311,7 @@ def provenance(study: Study, n: int, elapsed: float | None) -> dict[str, Any]:
         if study.priors is not None
         else {"a": design.analysis.a, "b": design.analysis.b},
         "settings": json.loads(design.settings.to_json()),
+        "batch": design.batch if batched else 1,
         "rules": design.rule_texts(),
         "terms": [list(t) for t in terms],
         "fingerprint": fingerprint(design, terms),

@@ -17,7 +17,9 @@ Identical data are fitted once per process (frequent at small interims): fits ar
 analysed arrays' bytes, and the seed of a fit derives from the study seed and those bytes, never from
 the task, so a cached fit equals the fit another worker would have made: results stay independent of
 which worker ran which replicate, and of the order. (Two replicates with identical data at an analysis
-therefore share one posterior, as they share one likelihood.)
+therefore share one posterior, as they share one likelihood.) That is the rule of a design with
+`[sampler] batch = 1`; with a larger batch the response analyses of B replicates are sampled together
+(`marrow.simulate.study_batched`, which dedupes identical data within each batch).
 """
 
 from __future__ import annotations
