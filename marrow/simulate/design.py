@@ -6,7 +6,8 @@ scenarios (truths to simulate from), the study seed, replicates and sampler sett
 `read_design(path)` parses and validates it into a frozen, picklable `Design`; every problem is a
 `UsageError` (exit 2) naming the key and what was expected. Rule texts are kept as written: their
 grammar belongs to `marrow.simulate.rules`. `template_text()` is the bundled design
-(`marrow/datasets/design.toml`), written by `marrow init --design`.
+(`marrow/datasets/design.toml`), written by `marrow init --design`; `--model recovery` writes the
+recovery example (`marrow/datasets/design-recovery.toml`).
 """
 
 from __future__ import annotations
@@ -544,6 +545,9 @@ def bundled_text() -> str:
     return resources.files("marrow.datasets").joinpath("design.toml").read_text(encoding="utf-8")
 
 
-def template_text() -> str:
-    """The commented design template `marrow init --design` writes."""
-    return bundled_text()
+TEMPLATES = {"response": "design.toml", "recovery": "design-recovery.toml"}  # bundled in marrow/datasets
+
+
+def template_text(model: str = "response") -> str:
+    """The commented design template `marrow init --design [--model MODEL]` writes."""
+    return resources.files("marrow.datasets").joinpath(TEMPLATES[model]).read_text(encoding="utf-8")
