@@ -267,3 +267,52 @@ def test_init_design_model_recovery_writes_the_example(tmp_path, marrow_cli):
     assert out.read_text(encoding="utf-8") == EXAMPLE
     assert read_design(out).analysis.model == "recovery"
     assert marrow_cli("init", "--model", "recovery", "--out", tmp_path / "x.toml")[0] == 2  # needs --design
+
+
+def test_interim_inputs_give_the_models_log_density_on_the_interims_own_data():
+    """The fixed-shape inputs of an interim (later patients weigh 0) give the recovery model the same
+    log density as `marrow fit recovery`'s own inputs of the interim's data table (the enrolled patients,
+    each censored at the interim), at random parameter values."""
+    from marrow.data import TrialData
+    from marrow.models import module_for
+    from marrow.priors import load_prior_set
+
+    design = parse_design(TINY)
+    assert design.analysis.spec is not None
+    spec, n = design.analysis.spec, 6
+    trial = next(
+        t
+        for t in (rt.simulate_recovery_trial(design, design.scenarios[1], np.random.default_rng(s)) for s in range(50))
+        if len(set(t.center[:n].tolist())) == 3 and len(set(t.x[:n, 0].tolist())) == 2
+    )
+    seen = rt.observe(trial, n, 120.0, rt.analysis_time(design, trial, n))
+    day = np.where(seen.weight[:, None] > 0, seen.day, 1e-9)[:n]  # no follow-up yet: censored at ~0
+    lineages = ["leukocytic", "megakaryocytic"]
+    ids = [f"P{i}" for i in range(n)]
+    patients = pd.DataFrame(
+        {"patient_id": ids, "center": [design.centers[c] for c in trial.center[:n]], "prior_atg": trial.x[:n, 0]}
+    )
+    recovery = pd.DataFrame(
+        {
+            "patient_id": np.repeat(ids, 2),
+            "lineage": lineages * n,
+            "day": day.ravel(),
+            "recovered": seen.recovered[:n].ravel(),
+        }
+    )
+    recovery["day_lower"] = recovery["day_upper"] = recovery["day"]
+    data = TrialData(patients, recovery, ("prior_atg",), sources=())
+    priors = load_prior_set("weakly-informative")
+    own = module_for("recovery").build(module_for("recovery").inputs(data, spec), spec, priors)
+    fixed = module_for("recovery").build(ra.analysis_inputs(design, trial, n), spec, priors)
+    rng = np.random.default_rng(0)
+    logp_own, logp_fixed = own.compile_logp(), fixed.compile_logp()
+    for _ in range(3):
+        point = {k: v + rng.normal(0, 0.5, np.shape(v)) for k, v in own.initial_point().items()}
+        assert logp_fixed(point) == pytest.approx(logp_own(point), rel=1e-9, abs=1e-6)
+    # A wrong weighting (the not-enrolled patients counted as censored at the follow-up) differs.
+    wrong = ra.analysis_inputs(design, trial, n)
+    arrays = dict(wrong.arrays)
+    arrays["cure_weight"] = 1.0 - arrays["event_weight"]
+    wrong_model = module_for("recovery").build(replace(wrong, arrays=arrays), spec, priors)
+    assert abs(wrong_model.compile_logp()(point) - logp_own(point)) > 1.0

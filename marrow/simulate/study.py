@@ -150,7 +150,8 @@ def response_inputs(design: Design, trial: Trial | None = None, n: int | None = 
     dropped = levels.dropped_levels({dims.CENTER: list(design.centers)}, {dims.CENTER: CENTER_VARIABLES})
     # The option forces a parameterisation; "auto" decides from the planned patients per center (an upper
     # bound of the information a simulated trial has), the same for every replicate: one compile.
-    information = {"center_effect": np.asarray(design.center_values)} if levels.kept(dims.CENTER, dropped) else {}
+    planned = np.asarray(design.center_weights) * design.n_total
+    information = {"center_effect": planned} if levels.kept(dims.CENTER, dropped) else {}
     option = design.analysis.spec.parameterisation if design.analysis.spec else "auto"
     return ModelInputs(arrays, coords, {}, dropped, effects.resolve(option, information))
 
