@@ -79,6 +79,8 @@ def test_the_example_design_reads():
         (("megakaryocytic = 0.6 }", "platelets = 0.6 }"), "scenarios[0].cure_fractions"),
         (("median_days = { leukocytic = 30, megakaryocytic = 50 }\n[[", "[["), "scenarios[0].median_days"),
         (('lineages = ["leukocytic", "megakaryocytic"]', 'lineages = ["white cells"]'), "model.lineages"),
+        (('name = "recovery"', 'name = "recovery"\nby_days = [7.5]'), "model.by_days"),
+        (("[timing]", "[timing]\nafter = 3"), "timing.after"),
     ],
 )
 def test_a_bad_recovery_design_names_the_key(change, needle):
@@ -223,6 +225,10 @@ def test_rules_over_recovery_quantities_parse_and_unknown_names_are_refused():
     message = str(err.value)
     assert "bad.toml: decision.go" in message and "unknown quantity 'recovered_by_60_leukocytic'" in message
     assert "did you mean 'recovered_by_90_leukocytic'" in message
+    days = parse_design(TINY.replace('name = "recovery"', 'name = "recovery"\nby_days = [14, 60]'))
+    assert [q for q in ra.recorded_names(days) if q.startswith("recovered_by")] == [
+        f"recovered_by_{d}_{x}" for d in (14, 60) for x in ("leukocytic", "megakaryocytic")
+    ]
     # No cure model: no cure fractions to name.
     with pytest.raises(UsageError, match="unknown quantity 'cure_fraction_leukocytic'"):
         rule_terms(parse_design(TINY.replace('name = "recovery"', 'name = "recovery"\ncure = false')))

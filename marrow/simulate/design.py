@@ -384,8 +384,10 @@ def _recovery_spec(r: _Reader, covariates: tuple[str, ...], parameterisation: st
     if bad or not lineages or len(set(lineages)) != len(lineages):
         r.fail("lineages", "distinct names of letters, digits and _ (they name rule quantities)", list(lineages))
     by_days = r.table.get("by_days", [])
-    if not isinstance(by_days, list) or not all(_CHECKS["positive"](d) for d in by_days):
-        r.fail("by_days", "a list of days > 0", by_days)
+    if not isinstance(by_days, list) or not all(_CHECKS["count"](d) for d in by_days):
+        r.fail(
+            "by_days", "a list of whole days >= 1 (they name rule quantities: recovered_by_{day}_{lineage})", by_days
+        )
     spec = ModelSpec(
         model="recovery",
         covariates=covariates,
