@@ -198,6 +198,7 @@ def test_stored_variables_exist_in_the_model_centred_or_not():
         assert design.analysis.spec is not None
         model = module_for("recovery").build(ra.template(design), design.analysis.spec, priors)
         assert set(ra.stored(design)) <= set(model.named_vars), option
+        assert {"cure_center_effect", "log_median_sd", "cure_beta"} <= set(ra.stored(design))
         bundled = read_design(None)
         spec = replace(bundled.analysis.spec, parameterisation=option)
         response = replace(bundled, analysis=replace(bundled.analysis, spec=spec))
@@ -205,6 +206,31 @@ def test_stored_variables_exist_in_the_model_centred_or_not():
         assert inputs.parameterisation == {"center_effect": option}
         model = module_for("response").build(inputs, spec, priors)
         assert set(st._stored(response)) <= set(model.named_vars), option
+
+
+def test_stored_variables_without_cure_one_lineage_one_center():
+    from marrow.models import module_for
+    from marrow.priors import load_prior_set
+
+    text = (
+        TINY.replace('sizes = { "A" = 5, "B" = 4, "C" = 3 }', 'sizes = { "A" = 12 }')
+        .replace('lineages = ["leukocytic", "megakaryocytic"]', 'lineages = ["leukocytic"]\ncure = false')
+        .replace(
+            'futility = "P(cure_fraction_leukocytic < 0.5) < 0.05"', 'futility = "P(median_days_leukocytic > 60) > 0.9"'
+        )
+        .replace(", megakaryocytic = 0.6 }", " }")
+        .replace(", megakaryocytic = 0.3 }", " }")
+        .replace(", megakaryocytic = 50 }", " }")
+    )
+    design = parse_design(text)
+    assert design.analysis.spec is not None
+    model = module_for("recovery").build(
+        ra.template(design), design.analysis.spec, load_prior_set("weakly-informative")
+    )
+    names = ra.stored(design)
+    assert set(names) <= set(model.named_vars) and not [n for n in names if "cure" in n or n.endswith("_sd")]
+    assert ra.recorded_names(design)[0] == "median_days_leukocytic"
+    assert ra.headline_names(design) == ["median_days_leukocytic"]
 
 
 # --- rules ----------------------------------------------------------------------------------------
@@ -275,15 +301,19 @@ def test_init_design_model_recovery_writes_the_example(tmp_path, marrow_cli):
     assert marrow_cli("init", "--model", "recovery", "--out", tmp_path / "x.toml")[0] == 2  # needs --design
 
 
-def test_interim_inputs_give_the_models_log_density_on_the_interims_own_data():
+@pytest.mark.parametrize("cure", [True, False])
+def test_interim_inputs_give_the_models_log_density_on_the_interims_own_data(cure):
     """The fixed-shape inputs of an interim (later patients weigh 0) give the recovery model the same
     log density as `marrow fit recovery`'s own inputs of the interim's data table (the enrolled patients,
-    each censored at the interim), at random parameter values."""
+    each censored at the interim), at random parameter values; with the cure model and without."""
     from marrow.data import TrialData
     from marrow.models import module_for
     from marrow.priors import load_prior_set
 
-    design = parse_design(TINY)
+    text = TINY if cure else TINY.replace('name = "recovery"', 'name = "recovery"\ncure = false')
+    design = parse_design(
+        text.replace("P(cure_fraction_leukocytic < 0.5) < 0.05", "P(median_days_leukocytic > 60) > 0.9")
+    )
     assert design.analysis.spec is not None
     spec, n = design.analysis.spec, 6
     trial = next(
@@ -319,6 +349,7 @@ def test_interim_inputs_give_the_models_log_density_on_the_interims_own_data():
     # A wrong weighting (the not-enrolled patients counted as censored at the follow-up) differs.
     wrong = ra.analysis_inputs(design, trial, n)
     arrays = dict(wrong.arrays)
-    arrays["cure_weight"] = 1.0 - arrays["event_weight"]
+    name = "cure_weight" if cure else "censored_weight"
+    arrays[name] = 1.0 - arrays["event_weight"]
     wrong_model = module_for("recovery").build(replace(wrong, arrays=arrays), spec, priors)
     assert abs(wrong_model.compile_logp()(point) - logp_own(point)) > 1.0

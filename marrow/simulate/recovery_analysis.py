@@ -159,17 +159,22 @@ def analysis_inputs(design: Design, trial: RecoveryTrial, n: int) -> ModelInputs
     raw = np.round(a["pattern_x"] + e["x_mean"])  # the template's 0/1 patterns
     pattern_of = {tuple(row): j for j, row in enumerate(raw)}
     pattern = np.array([pattern_of[tuple(row)] for row in x], dtype=np.int64)
-    template_center = {c: i for i, c in enumerate(sorted(design.centers))}
-    center = np.array([template_center[design.centers[c]] for c in trial.center], dtype=np.int64)
-    group_of = {(int(c), int(p)): g for g, (c, p) in enumerate(zip(a["group_center"], a["group_pattern"], strict=True))}
-    group = np.array([group_of[(int(c), int(p))] for c, p in zip(center, pattern, strict=True)], dtype=np.int64)
-
     seen = observe(trial, n, design.timing.follow_up_days, analysis_time(design, trial, n))
     lineage = np.arange(n_lineages)
     total = len(trial.entry)
-    row_loc, row_cure = e["row_loc"].copy(), e["row_cure"].copy()
-    row_loc[: total * n_lineages] = (pattern[:, None] * n_lineages + lineage).ravel()
-    row_cure[: total * n_lineages] = (group[:, None] * n_lineages + lineage).ravel()
+    analysed = np.arange(total) < n  # the population of the analysis: the enrolled patients
+    rows = {"row_loc": e["row_loc"].copy()}
+    rows["row_loc"][: total * n_lineages] = (pattern[:, None] * n_lineages + lineage).ravel()
+    arrays = {**a, "pattern_weight": np.bincount(pattern[analysed], minlength=len(raw)) / n}
+    if design.analysis.spec.cure:  # (center, pattern) groups of the cure part
+        template_center = {c: i for i, c in enumerate(sorted(design.centers))}
+        center = np.array([template_center[design.centers[c]] for c in trial.center], dtype=np.int64)
+        groups = zip(a["group_center"], a["group_pattern"], strict=True)
+        group_of = {(int(c), int(p)): g for g, (c, p) in enumerate(groups)}
+        group = np.array([group_of[(int(c), int(p))] for c, p in zip(center, pattern, strict=True)], dtype=np.int64)
+        rows["row_cure"] = e["row_cure"].copy()
+        rows["row_cure"][: total * n_lineages] = (group[:, None] * n_lineages + lineage).ravel()
+        arrays["group_weight"] = np.bincount(group[analysed], minlength=len(a["group_center"])) / n
     weight = np.zeros(n_slots)
     weight[:total] = seen.weight
     day = np.full((n_slots, n_lineages), design.timing.follow_up_days)
@@ -177,15 +182,9 @@ def analysis_inputs(design: Design, trial: RecoveryTrial, n: int) -> ModelInputs
     recovered = np.zeros((n_slots, n_lineages), dtype=np.int64)
     recovered[:total] = seen.recovered
 
-    analysed = np.arange(total) < n  # the population of the analysis: the enrolled patients
     x_mean = x[analysed].mean(axis=0) if covariates else np.zeros(0)
-    arrays = {
-        **a,
-        "pattern_x": raw - x_mean,
-        "pattern_weight": np.bincount(pattern[analysed], minlength=len(raw)) / n,
-        "group_weight": np.bincount(group[analysed], minlength=len(a["group_center"])) / n,
-    }
-    shaped = replace(base, arrays=arrays, extra={**e, "row_loc": row_loc, "row_cure": row_cure, "x_mean": x_mean})
+    arrays["pattern_x"] = raw - x_mean
+    shaped = replace(base, arrays=arrays, extra={**e, **rows, "x_mean": x_mean})
     return recovery_inputs(
         shaped, np.log(day).ravel(), recovered.ravel(), design.analysis.spec, weight=np.repeat(weight, n_lineages)
     )
