@@ -290,6 +290,8 @@ def test_tiny_recovery_study_through_the_cli(tmp_path, marrow_cli):
     code, stdout, err = marrow_cli("simulate", path, "--out", out, "--in-process", "--quiet", "--calibrate")
     assert code == 0, err
     assert "Calibrated go rule" in stdout
+    pd.testing.assert_frame_equal(records, pd.read_parquet(out / "records.parquet"))  # re-read, not refitted
+    assert r"cure\_fraction\_leukocytic" in (out / "oc.tex").read_text(encoding="utf-8")  # LaTeX-escaped
 
 
 def test_init_design_model_recovery_writes_the_example(tmp_path, marrow_cli):
