@@ -250,6 +250,7 @@ def fingerprint(design: Design, terms: tuple[Term, ...]) -> str:
         "settings": settings,
         "analyses": design.analysis_sizes,
         "scenarios": [asdict(s) for s in design.scenarios],
+        **({"timing": asdict(design.timing)} if design.timing else {}),
         "seed": design.seed,
         "terms": terms,
     }
@@ -325,12 +326,13 @@ def rule_terms(design: Design) -> tuple[Term, ...]:
     distinct P(quantity op threshold) terms, each with its record key."""
     from marrow.errors import UsageError
     from marrow.simulate import rules
-    from marrow.simulate.study import HEADLINE
+    from marrow.simulate.study import quantities
 
+    known = quantities(design)
     out: dict[str, Term] = {}
     for key, text in design.rules_by_key():
         try:
-            parsed = rules.parse(text, list(HEADLINE))
+            parsed = rules.parse(text, known)
         except UsageError as exc:  # say where in the design file the rule is
             raise UsageError(f"{design.source}: {key}: {exc}") from None
         for term in rules.terms(parsed):
