@@ -6,6 +6,9 @@ model with `update()` (benchmarks/bench_brms_refit.R), measured in the same run.
 
 Cases: the bundled design without its interim (one fit per trial) and with it (two fits per trial),
 each on a local Dask cluster of K workers (end to end: process start, cluster, compiles, fits, tables).
+`--marginal N0` also runs each case at N0 replicates per scenario and reports the marginal throughput
+(the extra trials over the extra seconds), which leaves out what every run pays once (process start,
+cluster, each worker's compile), and its ratio between 2 workers and 1.
 Peak memory is the largest resident set of any process of the run's tree (a worker), sampled every
 0.2 s. brms is timed on a few refits and extrapolated: its compile plus fits x median refit / cores.
 """
@@ -113,10 +116,12 @@ def main() -> None:
     parser.add_argument("--workers", default="2,1", help="local cluster sizes to run, comma-separated")
     parser.add_argument("--cases", default="no-interim,interim", help="no-interim and/or interim")
     parser.add_argument("--brms", type=int, default=20, help="brms refits to time (0: none)")
+    parser.add_argument("--marginal", type=int, default=0, help="also run N0 replicates per scenario (0: no)")
     parser.add_argument("--json", type=Path, help="append the records to this JSON-lines file")
     args = parser.parse_args()
     load = os.getloadavg()[0]
-    records = []
+    records: list[dict] = []
+    small: list[dict] = []  # the --marginal runs
     with tempfile.TemporaryDirectory(prefix="marrow-bench-sim-") as folder:
         tmp = Path(folder)
         designs = {"no-interim": design_without_interim(tmp), "interim": DESIGN}
@@ -124,10 +129,13 @@ def main() -> None:
             brms = brms_case(args.brms, tmp)
             if brms:
                 records.append(brms)
+        sizes = [args.replicates, args.marginal] if args.marginal else [args.replicates]
         for label in args.cases.split(","):
             for workers in (int(w) for w in args.workers.split(",")):
-                records.append(marrow_case(designs[label], label, args.replicates, workers, tmp))
-                print(json.dumps(records[-1]), flush=True)
+                for size in sizes:
+                    record = marrow_case(designs[label], label, size, workers, tmp)
+                    (records if size == args.replicates else small).append(record)
+                    print(json.dumps(record), flush=True)
     brms = next((r for r in records if r["tool"] == "brms"), None)
     stamp = {"utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "load_before": round(load, 2)}
     for r in records:
@@ -137,10 +145,19 @@ def main() -> None:
             r["brms_extrapolated_s"] = round(brms["first_fit_s"] + r["fits"] * brms["median_refit_s"] / CORES, 1)
             r["ratio_vs_brms"] = round(r["brms_extrapolated_s"] / r["wall_s"], 2)
     by_case = {(r["case"], r["workers"]): r for r in records if r["tool"] == "marrow"}
+    for r0 in small:
+        r = by_case[(r0["case"], r0["workers"])]
+        r["marginal_from_trials"] = r0["trials"]
+        r["marginal_trials_per_s"] = round((r["trials"] - r0["trials"]) / (r["wall_s"] - r0["wall_s"]), 3)
+        r["fixed_cost_s"] = round(r0["wall_s"] - r0["trials"] / r["marginal_trials_per_s"], 1)
     for label in args.cases.split(","):
         one, two = by_case.get((label, 1)), by_case.get((label, 2))
         if one and two:
             two["speedup_2_vs_1_workers"] = round(two["trials_per_s"] / one["trials_per_s"], 2)
+            if "marginal_trials_per_s" in one and "marginal_trials_per_s" in two:
+                two["marginal_speedup_2_vs_1_workers"] = round(
+                    two["marginal_trials_per_s"] / one["marginal_trials_per_s"], 2
+                )
     for r in records:
         print(json.dumps(r))
     if args.json:

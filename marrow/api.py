@@ -165,10 +165,12 @@ class Refitter:
         from marrow.models import build_model, model_inputs
 
         _require(data, self.spec)
+        inputs = model_inputs(data, self.spec)
         # Covariates are the spec's; the parameterisation resolved from the data changes the graph too.
-        parameterisation = tuple(sorted(model_inputs(data, self.spec).parameterisation.items()))
-        design = (len(data.centers), len(data.lineages), parameterisation)
+        design = (len(data.centers), len(data.lineages), tuple(sorted(inputs.parameterisation.items())))
         if self._built is None or design != self._design:
-            self._built, self._design = build_model(data, self.spec, self.priors), design
+            self._built, self._design = build_model(data, self.spec, self.priors, inputs), design
         settings = self.settings if seed is None else replace(self.settings, seed=seed)
-        return fit_model(data, self.spec, self.priors, settings, model=self._built, postprocess=self.postprocess)
+        return fit_model(
+            data, self.spec, self.priors, settings, model=self._built, postprocess=self.postprocess, inputs=inputs
+        )

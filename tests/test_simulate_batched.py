@@ -34,10 +34,11 @@ def _design_and_data(n_replicates: int, scenario: int = 0, seed: int = 7):
     return design, priors, [response_inputs(design, t, n) for t, n in zip(trials, sizes, strict=True)]
 
 
-def test_stacked_log_density_is_the_sum_of_the_replicates():
+@pytest.mark.parametrize("parameterisation", ["noncentred", "centred"])
+def test_stacked_log_density_is_the_sum_of_the_replicates(parameterisation):
     design, priors, data = _design_and_data(3)
     spec = design.analysis.spec
-    template = response_inputs(design)
+    template = replace(response_inputs(design), parameterisation={"center_effect": parameterisation})
     batched = build_batched(template, spec, priors, 3)
     with batched:
         pm.set_data(stack(data))
@@ -73,13 +74,17 @@ def test_batch_target_accept_gives_each_block_a_single_fits_error():
     assert batch_target_accept(0.95, 10_000) == pytest.approx(0.6)  # the floor
 
 
-def test_only_the_binary_non_centred_response_model_is_batched():
+def test_only_the_binary_response_model_is_batched_centred_or_not():
     design, priors, _ = _design_and_data(1)
     template = response_inputs(design)
     with pytest.raises(ValueError, match="binary response"):
         build_batched(template, replace(design.analysis.spec, outcome="ordinal"), priors, 2)
-    with pytest.raises(ValueError, match="non-centred"):
-        build_batched(replace(template, parameterisation={"center_effect": "centred"}), design.analysis.spec, priors, 2)
+    centred = build_batched(
+        replace(template, parameterisation={"center_effect": "centred"}), design.analysis.spec, priors, 2
+    )
+    assert "center_effect" in {v.name for v in centred.free_RVs} and "center_z" not in centred.named_vars
+    noncentred = build_batched(template, design.analysis.spec, priors, 2)
+    assert "center_z" in {v.name for v in noncentred.free_RVs} and "center_effect" in noncentred.named_vars
 
 
 @pytest.mark.sampling

@@ -129,8 +129,16 @@ def report(
     "--adam", "adam", is_flag=True, help="Write the commented ADaM mapping (every variable with its default) instead."
 )
 @click.option("--design", "design", is_flag=True, help="Write the commented trial design of `marrow simulate` instead.")
+@click.option(
+    "--model",
+    "design_model",
+    type=click.Choice(["response", "recovery"]),
+    default=None,
+    help="With --design: the analysis model of the design (default response; recovery: cure fractions and "
+    "latency medians per lineage).",
+)
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
-def init(out_path: Path | None, adam: bool, design: bool, force: bool) -> int:
+def init(out_path: Path | None, adam: bool, design: bool, design_model: str | None, force: bool) -> int:
     """Write a commented analysis-plan template (every setting with its default).
 
     \b
@@ -139,17 +147,20 @@ def init(out_path: Path | None, adam: bool, design: bool, force: bool) -> int:
       marrow report --plan analysis.toml --out report
       marrow init --adam --out adam.toml && marrow fit response --adam ADAM_DIR --adam-mapping adam.toml
       marrow init --design --out design.toml && marrow simulate design.toml --out sim
+      marrow init --design --model recovery --out design-recovery.toml
     """
     from marrow.errors import UsageError
     from marrow.fits.io import write_text
 
     if adam and design:
         raise UsageError("--adam and --design write different templates: choose one")
+    if design_model is not None and not design:
+        raise UsageError("--model chooses the model of a design template: add --design")
     if design:
         from marrow.simulate.design import template_text as design_template
 
         out_path = out_path or Path("design.toml")
-        write_text(out_path, design_template(), force)
+        write_text(out_path, design_template(design_model or "response"), force)
         click.echo(f"wrote {out_path}; edit it, then run `marrow simulate {out_path} --out sim`", err=True)
         return 0
 

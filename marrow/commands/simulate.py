@@ -86,7 +86,7 @@ def simulate(
     from marrow.formatting import plural
     from marrow.simulate import engine
     from marrow.simulate.design import read_design
-    from marrow.simulate.study import Study
+    from marrow.simulate.study import Study, batch_size
 
     design = read_design(design_path)
     where, cores = _where(scheduler, n_workers, in_process)
@@ -108,7 +108,7 @@ def simulate(
     study = Study(design, _priors(design), terms)
     fn = _task_function(study)
     tasks = engine.tasks_for(design.seed, design.scenario_names(), n)
-    batch = design.batch if design.analysis.sampled else 1
+    batch = batch_size(design)
     if estimate:
         return _estimate(fn, tasks, n_workers, n, len(design.scenarios), batch)
     if add is None and not (resume or force):
@@ -253,10 +253,13 @@ def fingerprint(design: Design, terms: tuple[Term, ...]) -> str:
         "settings": settings,
         "analyses": design.analysis_sizes,
         "scenarios": [asdict(s) for s in design.scenarios],
+        **({"timing": asdict(design.timing)} if design.timing else {}),
         "seed": design.seed,
         "terms": terms,
     }
-    if design.analysis.sampled and design.batch > 1:  # batched fits: other draws, other records
+    from marrow.simulate.study import batch_size
+
+    if batch_size(design) > 1:  # batched fits: other draws, other records
         payload["batch"] = design.batch
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -285,9 +288,10 @@ def provenance(study: Study, n: int, elapsed: float | None) -> dict[str, Any]:
     from importlib.metadata import PackageNotFoundError, version
 
     from marrow import __version__
+    from marrow.simulate.study import batch_size
 
     design, terms = study.design, study.terms
-    batched = design.analysis.sampled and design.batch > 1
+    batched = batch_size(design) > 1
 
     def package(name: str) -> str | None:
         try:
@@ -333,12 +337,13 @@ def rule_terms(design: Design) -> tuple[Term, ...]:
     distinct P(quantity op threshold) terms, each with its record key."""
     from marrow.errors import UsageError
     from marrow.simulate import rules
-    from marrow.simulate.study import HEADLINE
+    from marrow.simulate.study import quantities
 
+    known = quantities(design)
     out: dict[str, Term] = {}
     for key, text in design.rules_by_key():
         try:
-            parsed = rules.parse(text, list(HEADLINE))
+            parsed = rules.parse(text, known)
         except UsageError as exc:  # say where in the design file the rule is
             raise UsageError(f"{design.source}: {key}: {exc}") from None
         for term in rules.terms(parsed):

@@ -22,6 +22,7 @@ from marrow.models.idata import (
     OBSERVED_DATA,
     omitted_reason,
 )
+from marrow.models.inputs import ModelInputs
 from marrow.priors import PriorSet
 from marrow.spec import ModelSpec, SamplerSettings
 
@@ -183,8 +184,10 @@ def fit_model(
     progress: bool = False,
     model=None,
     postprocess: bool = True,
+    inputs: ModelInputs | None = None,
 ) -> Fit:
-    """Fit `spec` to `data`. Pass a `model` built earlier (and data swapped in) to skip rebuilding.
+    """Fit `spec` to `data`. Pass a `model` built earlier (and data swapped in) to skip rebuilding,
+    and `inputs` (the model's arrays of `data`) when the caller has them already.
     `postprocess=False` keeps the draws only: no posterior predictive, pointwise log-likelihood
     (PSIS-LOO) or log prior, for callers that fit many times and read the posterior alone.
 
@@ -197,7 +200,7 @@ def fit_model(
     priors = priors_in_unit(priors, spec.time_unit)
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    inputs = module.inputs(data, spec)
+    inputs = module.inputs(data, spec) if inputs is None else inputs
     # A model built earlier is refitted (`marrow.api.Refitter`): nutpie's C callbacks, built once.
     route = _descriptor(module).nutpie_route if model is None else CFUNC
     if model is None:

@@ -39,13 +39,15 @@ def model_inputs(data: TrialData, spec: ModelSpec) -> ModelInputs:
     return module_for(spec.model).inputs(data, spec)
 
 
-def build_model(data: TrialData, spec: ModelSpec, priors: PriorSet) -> pm.Model:
+def build_model(data: TrialData, spec: ModelSpec, priors: PriorSet, inputs: ModelInputs | None = None) -> pm.Model:
     """Build (never sample) the PyMC model for `spec` on `data` with `priors` (log times stated in days,
-    moved to `spec.time_unit` as `marrow.fits.run.fit_model` does)."""
+    moved to `spec.time_unit` as `marrow.fits.run.fit_model` does). `inputs`: the model's arrays of
+    `data`, when the caller has them already."""
     from marrow.priors.units import priors_in_unit
 
     module = module_for(spec.model)
-    return module.build(module.inputs(data, spec), spec, priors_in_unit(priors, spec.time_unit))
+    inputs = module.inputs(data, spec) if inputs is None else inputs
+    return module.build(inputs, spec, priors_in_unit(priors, spec.time_unit))
 
 
 def swap_data(model: pm.Model, inputs: ModelInputs) -> None:

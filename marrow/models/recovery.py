@@ -634,6 +634,12 @@ def _incidence_variables(post, inputs: ModelInputs, spec: ModelSpec) -> dict:
     }
 
 
+def recovered_by(post, inputs: ModelInputs, spec: ModelSpec):
+    """`recovered_by` (chain, draw, lineage, day) from the posterior draws alone, as `augment` adds it
+    to a fit (a simulation study reads it after each refit, without the rest of `augment`)."""
+    return _incidence_variables(post, inputs, spec)["recovered_by"]
+
+
 def competing_incidence(tables: dict, inputs: ModelInputs, spec: ModelSpec, days) -> tuple[np.ndarray, np.ndarray]:
     """(sample, lineage, day) population cumulative incidences with death competing: of recovery,
     CIF_R(t) = int_0^t pi f(s) S_D(s) ds, and of death before recovery,

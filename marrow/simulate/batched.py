@@ -1,7 +1,7 @@
 """Refit B replicates of the response model at once: one PyMC model of B independent blocks, one NUTS run.
 
-Every variable of the binary hierarchical response model (`marrow.models.response`, non-centred, as a
-design's analysis builds it) gets a leading `replicate` dim, and every data array too: block b is
+Every variable of the binary hierarchical response model (`marrow.models.response`, centred or not as
+the design's template resolves it) gets a leading `replicate` dim, and every data array too: block b is
 replicate b's model, and no term links two blocks, so the joint posterior is the product of the B
 posteriors and each block's marginal is its replicate's posterior. One nutpie run samples all B:
 the per-step cost of nutpie (its Rust loop, the call into the compiled density) is paid once for B
@@ -51,15 +51,13 @@ DATA_DIMS = {
 def build_batched(template: ModelInputs, spec: ModelSpec, priors: PriorSet, size: int) -> pm.Model:
     """The binary response model of `marrow.models.response` for `size` replicates of `template`'s
     shapes: every variable and data array with a leading `replicate` dim, no term across replicates.
-    Variables: intercept, center_sd and center_z (with centers), beta (with covariates) and
-    response_rate: what a study stores, not the report's quantities."""
+    Variables: intercept, center_sd and center_effect (and center_z when non-centred; with centers),
+    beta (with covariates) and response_rate: what a study stores, not the report's quantities."""
     import pymc as pm
     import pytensor.tensor as pt
 
     if spec.model != "response" or spec.outcome != "binary":
         raise ValueError(f"batched refits handle the binary response model, not {spec.model} ({spec.outcome})")
-    if any(effects.is_centred(template.parameterisation, level) for level in template.parameterisation):
-        raise ValueError("batched refits handle the non-centred response model only")
     if size < 1:
         raise ValueError(f"batch size must be at least 1, got {size}")
     p = priors.for_model("response")
@@ -72,7 +70,12 @@ def build_batched(template: ModelInputs, spec: ModelSpec, priors: PriorSet, size
         eta = p["intercept"].create("intercept", dims=r)[:, None]
         if levels.kept(dims.CENTER, template.dropped):
             center_sd = p["center_sd"].create("center_sd", dims=r)
-            center_effect = center_sd[:, None] * pm.Normal("center_z", 0.0, 1.0, dims=(r, dims.CENTER))
+            # Centred or not as the template resolved it (`marrow.models.effects`), as the single model.
+            if effects.is_centred(template.parameterisation, "center_effect"):
+                center_effect = pm.Normal("center_effect", 0.0, center_sd[:, None], dims=(r, dims.CENTER))
+            else:
+                z = pm.Normal("center_z", 0.0, 1.0, dims=(r, dims.CENTER))
+                center_effect = pm.Deterministic("center_effect", center_sd[:, None] * z, dims=(r, dims.CENTER))
             eta = eta + pt.take_along_axis(center_effect, d["cell_center"], axis=1)
         if template.coords[dims.COVARIATE]:
             beta = p["beta"].create("beta", dims=(r, dims.COVARIATE))
@@ -140,7 +143,11 @@ class BatchedRefitter:
         self.model = build_batched(template, spec, priors, size)
         single = settings.target_accept or default_target_accept(module_for(spec.model), template)
         self.target_accept = batch_target_accept(single, size) if scale_accept else single
-        self.var_names = [v.name for v in self.model.free_RVs] + ["response_rate"]
+        from marrow.simulate.study import STORED
+
+        # The variables a single refit of a study keeps, on which the diagnostics are computed:
+        # center_effect whether centred or not, not center_z.
+        self.var_names = [n for n in STORED if n in self.model.named_vars]
         self.key = (
             "batched:"
             + hashlib.sha256(f"{structure_key(spec, priors, template, self.var_names)}:{size}".encode()).hexdigest()

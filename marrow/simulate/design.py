@@ -6,7 +6,8 @@ scenarios (truths to simulate from), the study seed, replicates and sampler sett
 `read_design(path)` parses and validates it into a frozen, picklable `Design`; every problem is a
 `UsageError` (exit 2) naming the key and what was expected. Rule texts are kept as written: their
 grammar belongs to `marrow.simulate.rules`. `template_text()` is the bundled design
-(`marrow/datasets/design.toml`), written by `marrow init --design`.
+(`marrow/datasets/design.toml`), written by `marrow init --design`; `--model recovery` writes the
+recovery example (`marrow/datasets/design-recovery.toml`).
 """
 
 from __future__ import annotations
@@ -22,8 +23,23 @@ from typing import Any
 from marrow.errors import UsageError
 from marrow.spec import ModelSpec, SamplerSettings, SpecError
 
-ANALYSIS_MODELS = ("response", "beta-binomial")
-TOP_KEYS = {"seed", "replicates", "centers", "covariates", "model", "sampler", "interims", "decision", "scenarios"}
+ANALYSIS_MODELS = ("response", "beta-binomial", "recovery")
+TOP_KEYS = {
+    "seed",
+    "replicates",
+    "centers",
+    "covariates",
+    "model",
+    "timing",
+    "sampler",
+    "interims",
+    "decision",
+    "scenarios",
+}
+BUNDLED_LINEAGES = ("leukocytic", "erythrocytic", "megakaryocytic")  # the bundled trial's, in its order
+# Recovery options `marrow fit recovery` takes that a design cannot simulate yet (descriptor option names).
+RECOVERY_UNSUPPORTED = ("frailty", "per_lineage_effects", "competing_death", "time_unit")
+DEFAULT_SHAPE = 2.0  # latency shape of a recovery scenario (the family's k; 2: a unimodal hazard)
 DEFAULT_SAMPLER = {"chains": 4, "tune": 500, "draws": 500}
 # Replicates sampled together in one model by the response analysis (`marrow.simulate.batched`;
 # the measurements behind the default are in docs/performance.md, "Batched refits").
@@ -55,9 +71,37 @@ class Scenario:
 
 
 @dataclass(frozen=True)
+class RecoveryScenario:
+    """A recovery truth: per lineage the cure fraction (share who never recover, over the trial's
+    population) and the latency median in days among those who recover, one latency `shape` (the
+    family's k), the sd of center effects on the logit of ever recovering, and covariate effects on
+    ever recovering as log odds ratios (covariate -> value, missing ones 0). Pairs in lineage order."""
+
+    name: str
+    cure_fractions: tuple[tuple[str, float], ...]
+    median_days: tuple[tuple[str, float], ...]
+    shape: float = DEFAULT_SHAPE
+    center_sd: float = 0.0
+    log_odds_ratios: tuple[tuple[str, float], ...] = ()
+
+    def log_odds_ratio(self, covariate: str) -> float:
+        return dict(self.log_odds_ratios).get(covariate, 0.0)
+
+
+@dataclass(frozen=True)
+class Timing:
+    """When patients enter and how long they are followed (recovery designs): entry uniform over
+    `accrual_days`, each patient followed `follow_up_days`; `lineages` simulated, in order."""
+
+    lineages: tuple[str, ...]
+    accrual_days: float
+    follow_up_days: float
+
+
+@dataclass(frozen=True)
 class Analysis:
-    """The analysis model: `model` is "response" (hierarchical, sampled, `spec` as `marrow fit` takes
-    it, prior set `prior`) or "beta-binomial" (single arm, Beta(a, b) prior, closed form)."""
+    """The analysis model: `model` is "response" or "recovery" (hierarchical, sampled, `spec` as
+    `marrow fit` takes it, prior set `prior`) or "beta-binomial" (single arm, Beta(a, b) prior, closed form)."""
 
     model: str
     spec: ModelSpec | None = None
@@ -85,9 +129,10 @@ class Design:
     interims: tuple[Interim, ...]
     go: str
     no_go: str | None
-    scenarios: tuple[Scenario, ...]
+    scenarios: tuple[Scenario | RecoveryScenario, ...]
     seed: int
     replicates: int
+    timing: Timing | None = None  # recovery designs only
     text: str = ""
     sha256: str = ""
     source: str = ""
@@ -231,7 +276,8 @@ def parse_design(text: str, source: str = "design", base: Path | None = None) ->
 
     centers, values, fixed, n_total = _centers(_Reader(raw.get("centers"), "centers", source))
     covariates = _covariates(raw.get("covariates", {}), source)
-    analysis = _analysis(_Reader(raw.get("model", {}), "model", source), [c for c, _ in covariates], base)
+    analysis, lineages = _analysis(_Reader(raw.get("model", {}), "model", source), [c for c, _ in covariates], base)
+    timing = _timing(raw, lineages, source)
     settings = _sampler(_Reader(raw.get("sampler", {}), "sampler", source), seed)
     batch = _Reader(raw.get("sampler", {}), "sampler", source).get("batch", "count", DEFAULT_BATCH)
     interims = _interims(raw.get("interims", []), n_total, source)
@@ -239,7 +285,11 @@ def parse_design(text: str, source: str = "design", base: Path | None = None) ->
     decision.only({"go", "no_go"})
     go = decision.get("go", "text", required=True)
     no_go = decision.get("no_go", "text")
-    scenarios = _scenarios(raw.get("scenarios"), centers, [c for c, _ in covariates], source)
+    scenarios: list[Scenario] | list[RecoveryScenario]
+    if timing is None:
+        scenarios = _scenarios(raw.get("scenarios"), centers, [c for c, _ in covariates], source)
+    else:
+        scenarios = _recovery_scenarios(raw.get("scenarios"), timing.lineages, [c for c, _ in covariates], source)
     return Design(
         centers=tuple(centers),
         center_values=tuple(values),
@@ -254,6 +304,7 @@ def parse_design(text: str, source: str = "design", base: Path | None = None) ->
         scenarios=tuple(scenarios),
         seed=seed,
         replicates=replicates,
+        timing=timing,
         text=text,
         sha256=hashlib.sha256(text.encode()).hexdigest(),
         source=source,
@@ -285,17 +336,14 @@ def _covariates(table: Any, source: str) -> list[tuple[str, float]]:
     return [(name, float(r.get(name, "rate"))) for name in r.table]
 
 
-def _analysis(r: _Reader, covariates: list[str], base: Path | None) -> Analysis:
+def _analysis(r: _Reader, covariates: list[str], base: Path | None) -> tuple[Analysis, tuple[str, ...]]:
+    """The analysis model and (recovery) the lineages to simulate."""
     name = r.get("name", "text", "response")
     if name not in ANALYSIS_MODELS:
         r.fail("name", f"one of {', '.join(ANALYSIS_MODELS)}", name)
     if name == "beta-binomial":
         r.only({"name", "a", "b"})
-        return Analysis(name, a=r.get("a", "positive", 1.0), b=r.get("b", "positive", 1.0))
-    r.only({"name", "outcome", "covariates", "prior"})
-    outcome = r.get("outcome", "text", "binary")
-    if outcome != "binary":
-        r.fail("outcome", '"binary" (scenarios give response rates; ordinal designs are not simulated yet)', outcome)
+        return Analysis(name, a=r.get("a", "positive", 1.0), b=r.get("b", "positive", 1.0)), ()
     chosen = r.get("covariates", "texts", [])
     unknown = [c for c in chosen if c not in covariates]
     if unknown:
@@ -303,11 +351,73 @@ def _analysis(r: _Reader, covariates: list[str], base: Path | None) -> Analysis:
     prior = r.get("prior", "text", "weakly-informative")
     if base is not None and prior.endswith(".toml") and not Path(prior).is_absolute():
         prior = str(base / prior)
+    parameterisation = r.get("parameterisation", "text", "auto")
+    lineages: tuple[str, ...] = ()
     try:
-        spec = ModelSpec(model="response", outcome=outcome, covariates=tuple(chosen))
+        if name == "recovery":
+            spec, lineages = _recovery_spec(r, tuple(chosen), parameterisation)
+        else:
+            r.only({"name", "outcome", "covariates", "prior", "parameterisation"})
+            outcome = r.get("outcome", "text", "binary")
+            if outcome != "binary":
+                r.fail(
+                    "outcome",
+                    '"binary" (scenarios give response rates; ordinal designs are not simulated yet)',
+                    outcome,
+                )
+            spec = ModelSpec(
+                model="response", outcome=outcome, covariates=tuple(chosen), parameterisation=parameterisation
+            )
     except SpecError as exc:
         raise UsageError(f"{r.source}: model.{exc.field}: {exc}") from None
-    return Analysis(name, spec=spec, prior=prior)
+    return Analysis(name, spec=spec, prior=prior), lineages
+
+
+def _recovery_spec(r: _Reader, covariates: tuple[str, ...], parameterisation: str) -> tuple[ModelSpec, tuple[str, ...]]:
+    """The recovery model's spec (options as its descriptor names them) and the lineages to simulate."""
+    for option in RECOVERY_UNSUPPORTED:
+        if option in r.table:
+            raise UsageError(
+                f"{r.source}: model.{option}: recovery designs do not simulate the option {option!r} yet "
+                "(simulated trials have no frailty, no death and times in days); leave it out"
+            )
+    r.only({"name", "covariates", "prior", "parameterisation", "family", "cure", "lineages", "by_days"})
+    cure = r.table.get("cure", True)
+    if not isinstance(cure, bool):
+        r.fail("cure", "true or false", cure)
+    lineages = tuple(r.get("lineages", "texts", list(BUNDLED_LINEAGES)))
+    bad = [x for x in lineages if not x.isidentifier()]
+    if bad or not lineages or len(set(lineages)) != len(lineages):
+        r.fail("lineages", "distinct names of letters, digits and _ (they name rule quantities)", list(lineages))
+    by_days = r.table.get("by_days", [])
+    if not isinstance(by_days, list) or not all(_CHECKS["count"](d) for d in by_days):
+        r.fail(
+            "by_days", "a list of whole days >= 1 (they name rule quantities: recovered_by_{day}_{lineage})", by_days
+        )
+    spec = ModelSpec(
+        model="recovery",
+        covariates=covariates,
+        family=r.get("family", "text"),
+        cure=cure,
+        horizons=tuple(float(d) for d in by_days),
+        parameterisation=parameterisation,
+    )
+    return spec, lineages
+
+
+def _timing(raw: dict, lineages: tuple[str, ...], source: str) -> Timing | None:
+    """[timing] of a recovery design (required there, refused elsewhere)."""
+    if not lineages:
+        if "timing" in raw:
+            raise UsageError(f'{source}: timing: only recovery designs ([model] name = "recovery") have a timing')
+        return None
+    r = _Reader(raw.get("timing"), "timing", source)
+    r.only({"accrual_days", "follow_up_days"})
+    return Timing(
+        lineages,
+        accrual_days=r.get("accrual_days", "nonnegative", required=True),
+        follow_up_days=r.get("follow_up_days", "positive", required=True),
+    )
 
 
 def _sampler(r: _Reader, seed: int) -> SamplerSettings:
@@ -398,6 +508,43 @@ def _scenarios(items: Any, centers: list[str], covariates: list[str], source: st
     return out
 
 
+def _recovery_scenarios(
+    items: Any, lineages: tuple[str, ...], covariates: list[str], source: str
+) -> list[RecoveryScenario]:
+    if not isinstance(items, list) or not items:
+        raise UsageError(f"{source}: scenarios: expected at least one [[scenarios]] table, got {items!r}")
+    out = []
+    for i, item in enumerate(items):
+        r = _Reader(item, f"scenarios[{i}]", source)
+        r.only({"name", "cure_fractions", "median_days", "shape", "center_sd", "log_odds_ratios"})
+        name = r.get("name", "text", required=True)
+        per_lineage = {}
+        for key, kind in (("cure_fractions", "rate"), ("median_days", "positive")):
+            values = r.mapping(key, kind, required=True)
+            assert values is not None
+            if sorted(values) != sorted(lineages):
+                r.fail(key, f"a value for each lineage ({', '.join(lineages)})", sorted(values))
+            per_lineage[key] = tuple((x, values[x]) for x in lineages)
+        effects = r.mapping("log_odds_ratios", "number") or {}
+        unknown = [c for c in effects if c not in covariates]
+        if unknown:
+            r.fail("log_odds_ratios", f"names from [covariates] ({', '.join(covariates) or 'none given'})", unknown)
+        out.append(
+            RecoveryScenario(
+                name=name,
+                cure_fractions=per_lineage["cure_fractions"],
+                median_days=per_lineage["median_days"],
+                shape=r.get("shape", "positive", DEFAULT_SHAPE),
+                center_sd=r.get("center_sd", "nonnegative", 0.0),
+                log_odds_ratios=tuple(effects.items()),
+            )
+        )
+    names = [s.name for s in out]
+    if len(set(names)) != len(names):
+        raise UsageError(f"{source}: scenarios: expected distinct names, got {names}")
+    return out
+
+
 # --- the bundled design ---------------------------------------------------------------------------
 
 
@@ -406,6 +553,9 @@ def bundled_text() -> str:
     return resources.files("marrow.datasets").joinpath("design.toml").read_text(encoding="utf-8")
 
 
-def template_text() -> str:
-    """The commented design template `marrow init --design` writes."""
-    return bundled_text()
+TEMPLATES = {"response": "design.toml", "recovery": "design-recovery.toml"}  # bundled in marrow/datasets
+
+
+def template_text(model: str = "response") -> str:
+    """The commented design template `marrow init --design [--model MODEL]` writes."""
+    return resources.files("marrow.datasets").joinpath(TEMPLATES[model]).read_text(encoding="utf-8")

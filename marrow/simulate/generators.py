@@ -362,11 +362,20 @@ class RecoveryGenerator:
         return out
 
 
-def recovery_inputs(template: ModelInputs, log_day: np.ndarray, recovered: np.ndarray, spec: ModelSpec) -> ModelInputs:
+def recovery_inputs(
+    template: ModelInputs,
+    log_day: np.ndarray,
+    recovered: np.ndarray,
+    spec: ModelSpec,
+    weight: np.ndarray | None = None,
+) -> ModelInputs:
     """The recovery model's arrays with one cell per (patient, lineage) row: event cells weighted by
     `recovered`, censored cells by 1 - `recovered` (a zero weight drops a term exactly), so the shapes
-    never depend on the outcomes. `template` is the model's own `inputs` of the design."""
+    never depend on the outcomes. `template` is the model's own `inputs` of the design. `weight`
+    (default 1) multiplies each row's weights: 0 leaves a row out (a patient not enrolled yet)."""
     e = template.extra
+    if weight is not None:
+        recovered = recovered * weight
     n_rows = len(log_day)
     rows = {"loc": e["row_loc"], "lineage": e["row_lineage"], "log_day": log_day}
     arrays = {
@@ -375,7 +384,7 @@ def recovery_inputs(template: ModelInputs, log_day: np.ndarray, recovered: np.nd
     for prefix in ("event", "censored"):
         arrays.update({f"{prefix}_{name}": value for name, value in rows.items()})
     arrays["event_weight"] = recovered.astype(np.float64)
-    censored = 1.0 - recovered
+    censored = (1.0 if weight is None else weight) - recovered
     if not spec.cure:
         arrays["censored_weight"] = censored
     else:

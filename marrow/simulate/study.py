@@ -26,14 +26,16 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from marrow import dims
+from marrow.models import effects
 from marrow.models.inputs import ModelInputs
-from marrow.simulate.design import Design
+from marrow.simulate.design import Design, Scenario
 from marrow.simulate.engine import Task
 from marrow.simulate.scenarios import Trial, covariate_patterns, intercepts, simulate_trial
 
@@ -45,9 +47,10 @@ QUANTILES = (0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.975)
 GRID = np.round(np.arange(101) / 100, 2)  # exceedance thresholds 0.00, 0.01, ..., 1.00
 OPS = (">", ">=", "<", "<=")
 CACHE_SIZE = 1024  # fits kept per process (about 15 kB each)
-# Variables a refit keeps (those the model has): the free parameters, on which the diagnostics are
+# Variables a refit keeps (those the model has): the parameters, on which the diagnostics are
 # computed, and the headline quantities. Fewer stored variables, less time spent after sampling.
-STORED = ("intercept", "center_sd", "center_z", "beta", *HEADLINE)
+# `center_effect` exists centred (the variable itself) and non-centred (a Deterministic of center_z).
+STORED = ("intercept", "center_sd", "center_effect", "beta", *HEADLINE)
 
 # (record key, quantity, op, threshold): one P(quantity op threshold) term of the design's rules
 Term = tuple[str, str, str, float]
@@ -61,6 +64,15 @@ class Study:
     design: Design
     priors: PriorSet | None
     terms: tuple[Term, ...] = ()
+
+
+def quantities(design: Design) -> list[str]:
+    """The quantities a design's records hold and its rules may name."""
+    if design.analysis.model == "recovery":
+        from marrow.simulate.recovery_analysis import recorded_names
+
+        return recorded_names(design)
+    return list(HEADLINE)
 
 
 def quantile_key(p: float) -> str:
@@ -138,7 +150,12 @@ def response_inputs(design: Design, trial: Trial | None = None, n: int | None = 
         dims.CATEGORY: ["NR", "R"],
     }
     dropped = levels.dropped_levels({dims.CENTER: list(design.centers)}, {dims.CENTER: CENTER_VARIABLES})
-    return ModelInputs(arrays, coords, {}, dropped)
+    # The option forces a parameterisation; "auto" decides from the planned patients per center (an upper
+    # bound of the information a simulated trial has), the same for every replicate: one compile.
+    planned = np.asarray(design.center_weights) * design.n_total
+    information = {"center_effect": planned} if levels.kept(dims.CENTER, dropped) else {}
+    option = design.analysis.spec.parameterisation if design.analysis.spec else "auto"
+    return ModelInputs(arrays, coords, {}, dropped, effects.resolve(option, information))
 
 
 # --- posterior functionals ------------------------------------------------------------------------
@@ -149,13 +166,18 @@ def _term_probability(draws: np.ndarray, op: str, threshold: float) -> float:
     return float(compare(draws, threshold).mean())
 
 
-def draw_functionals(draws: dict[str, np.ndarray], terms: tuple[Term, ...]) -> dict[str, float]:
-    """Mean, quantiles, exceedance grid and rule terms of each quantity's posterior draws (unprefixed)."""
+def draw_functionals(
+    draws: dict[str, np.ndarray], terms: tuple[Term, ...], grid: Collection[str] | None = None
+) -> dict[str, float]:
+    """Mean, quantiles, exceedance grid and rule terms of each quantity's posterior draws (unprefixed);
+    the grid (thresholds 0..1) only for the quantities in `grid` (None: every quantity)."""
     out: dict[str, float] = {}
     for q, d in draws.items():
         out[f"mean:{q}"] = float(d.mean())
         for p, v in zip(QUANTILES, np.quantile(d, QUANTILES), strict=True):
             out[f"quantile:{quantile_key(p)}:{q}"] = float(v)
+        if grid is not None and q not in grid:
+            continue
         exceed = (d[None, :] > GRID[:, None]).mean(axis=1)
         out.update({f"exceed:{exceed_key(t)}:{q}": float(e) for t, e in zip(GRID, exceed, strict=True)})
     for key, q, op, threshold in terms:
@@ -216,21 +238,35 @@ def analyse_response(study: Study, inputs: ModelInputs) -> dict[str, float]:
     # differ between a run in process and one on workers); the cache key also names the design.
     seed = fit_seed(design.seed, data)
     cache_key = hashlib.sha256(f"{key}:{seed}:{study.terms}:{data.hex()}".encode()).hexdigest()
-    cached = _FITS.get(cache_key)
-    if cached is not None:
+
+    def fit() -> dict[str, float]:
+        assert design.analysis.spec is not None and study.priors is not None
+        refitter = refitter_for(design.analysis.spec, study.priors, design.settings, template, var_names=var_names)
+        refit = refitter.fit(inputs, seed=seed)
+        draws = {q: refit.posterior[q].to_numpy().ravel() for q in HEADLINE}
+        return {**draw_functionals(draws, study.terms), **diagnostics(refit)}
+
+    return cached(cache_key, fit)
+
+
+def diagnostics(refit: Any) -> dict[str, float]:
+    """The sampler diagnostics a record keeps per analysis, from a `marrow.simulate.refit.Refit`."""
+    return {
+        "divergences": refit.divergences,
+        "max_rhat": refit.max_rhat,
+        "min_ess_bulk": refit.min_ess_bulk,
+        "min_ess_tail": refit.min_ess_tail,
+    }
+
+
+def cached(cache_key: str, fit: Callable[[], dict[str, float]]) -> dict[str, float]:
+    """The functionals of the fit under `cache_key`, computed by `fit()` once per process (the
+    `CACHE_SIZE` most recent kept)."""
+    found = _FITS.get(cache_key)
+    if found is not None:
         _FITS.move_to_end(cache_key)
-        return cached
-    refitter = refitter_for(design.analysis.spec, study.priors, design.settings, template, var_names=var_names)
-    refit = refitter.fit(inputs, seed=seed)
-    draws = {q: refit.posterior[q].to_numpy().ravel() for q in HEADLINE}
-    out = draw_functionals(draws, study.terms)
-    out.update(
-        divergences=refit.divergences,
-        max_rhat=refit.max_rhat,
-        min_ess_bulk=refit.min_ess_bulk,
-        min_ess_tail=refit.min_ess_tail,
-    )
-    _FITS[cache_key] = out
+        return found
+    out = _FITS[cache_key] = fit()
     if len(_FITS) > CACHE_SIZE:
         _FITS.popitem(last=False)
     return out
@@ -241,7 +277,7 @@ def stored_variables(design: Design) -> list[str]:
 
     names = [n for n in STORED if n != "beta" or _model_covariates(design)]
     if not levels.kept(dims.CENTER, response_inputs(design).dropped):
-        names = [n for n in names if n not in ("center_sd", "center_z")]
+        names = [n for n in names if n not in ("center_sd", "center_effect")]
     return names
 
 
@@ -252,6 +288,11 @@ def analyse_beta_binomial(study: Study, trial: Trial, n: int) -> dict[str, float
     out = beta_functionals(analysis.a + y, analysis.b + n - y, study.terms)
     out.update(divergences=0, max_rhat=float("nan"), min_ess_bulk=float("nan"), min_ess_tail=float("nan"))
     return out
+
+
+def batch_size(design: Design) -> int:
+    """Analyses sampled together per run: the design's `[sampler] batch` for the response model, else 1."""
+    return design.batch if design.analysis.model == "response" else 1
 
 
 def failed_diagnostics(values: dict[str, float]) -> bool:
@@ -274,7 +315,11 @@ def run_replicate(study: Study, task: Task) -> dict[str, Any]:
     scenario = design.scenarios[task.scenario_index]
     if scenario.name != task.scenario:
         raise ValueError(f"task scenario {task.scenario!r} is not the design's scenario {task.scenario_index}")
-    if design.analysis.sampled and design.batch > 1:
+    if design.analysis.model == "recovery":
+        from marrow.simulate.recovery_analysis import run_recovery_replicate
+
+        return run_recovery_replicate(study, task)
+    if batch_size(design) > 1:
         from marrow.simulate.study_batched import batched_record
 
         return batched_record(study, task)
@@ -289,8 +334,10 @@ def run_replicate(study: Study, task: Task) -> dict[str, Any]:
 def simulate_replicate(study: Study, scenario_index: int, seed: int) -> Trial:
     """The trial a replicate of scenario `scenario_index` with this seed simulates."""
     design = study.design
+    scenario = design.scenarios[scenario_index]
+    assert isinstance(scenario, Scenario)
     rng = np.random.default_rng(seed)
-    return simulate_trial(design, design.scenarios[scenario_index], rng, _intercepts(study, scenario_index))
+    return simulate_trial(design, scenario, rng, _intercepts(study, scenario_index))
 
 
 def replicate_record(design: Design, trial: Trial, analyses: list[dict[str, float]]) -> dict[str, Any]:
@@ -312,7 +359,9 @@ _INTERCEPTS: dict[tuple, np.ndarray] = {}
 def _intercepts(study: Study, index: int) -> np.ndarray:
     """The scenario's truth intercepts, solved once per process."""
     design = study.design
-    key = (design.centers, design.center_values, design.covariates, design.scenarios[index])
+    scenario = design.scenarios[index]
+    assert isinstance(scenario, Scenario)
+    key = (design.centers, design.center_values, design.covariates, scenario)
     if key not in _INTERCEPTS:
-        _INTERCEPTS[key] = intercepts(design, design.scenarios[index])
+        _INTERCEPTS[key] = intercepts(design, scenario)
     return _INTERCEPTS[key]
