@@ -205,7 +205,7 @@ def test_stored_variables_exist_in_the_model_centred_or_not():
         inputs = st.response_inputs(response)
         assert inputs.parameterisation == {"center_effect": option}
         model = module_for("response").build(inputs, spec, priors)
-        assert set(st._stored(response)) <= set(model.named_vars), option
+        assert set(st.stored_variables(response)) <= set(model.named_vars), option
 
 
 def test_stored_variables_without_cure_one_lineage_one_center():
