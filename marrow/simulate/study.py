@@ -273,6 +273,7 @@ def cached(cache_key: str, fit: Callable[[], dict[str, float]]) -> dict[str, flo
 
 
 def stored_variables(design: Design) -> list[str]:
+    """The variables a response refit of `design` keeps: those of `STORED` its model has."""
     from marrow.models import levels
 
     names = [n for n in STORED if n != "beta" or _model_covariates(design)]
