@@ -34,19 +34,21 @@ def sample_model(
     progress: bool,
     compile_key: str | None = None,
     route: str = CALLBACK,
+    refits: bool | None = None,
 ):
     """Run NUTS on `model` with the chosen backend; returns InferenceData (no log-likelihood pass).
 
     nutpie runs through `marrow.fits.compiled`, which keeps the compiled model for `compile_key`
     (when given) so a later fit of the same structure in this process skips compilation; `route` is
-    the model's preferred way to nutpie (its descriptor's `nutpie_route`; `compiled.route_for`)."""
+    the model's preferred way to nutpie (its descriptor's `nutpie_route`) and `refits` whether this
+    structure is fitted again (None: `compiled.refits_expected()`), which `compiled.route_for` reads."""
     import pymc as pm
 
     from marrow.fits import graph_order
 
     quiet_pymc_logs(progress)
     if settings.sampler == "nutpie":
-        return _sample_nutpie(model, settings, target_accept, progress, compile_key, route)
+        return _sample_nutpie(model, settings, target_accept, progress, compile_key, route, refits)
     graph_order.apply()  # the same graph, so the same C compile-cache entry, in every process (nutpie: compiled.py)
     assert settings.cores is not None  # set by SamplerSettings.__post_init__
     kwargs = dict(
@@ -69,7 +71,13 @@ def sample_model(
 
 
 def _sample_nutpie(
-    model, settings: SamplerSettings, target_accept: float, progress: bool, compile_key: str | None, route: str
+    model,
+    settings: SamplerSettings,
+    target_accept: float,
+    progress: bool,
+    compile_key: str | None,
+    route: str,
+    refits: bool | None,
 ):
     """nutpie with a (possibly cached) compiled model; the same seeds and groups as `pm.sample` gives."""
     import nutpie
@@ -86,9 +94,11 @@ def _sample_nutpie(
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*np.dot.. is faster on contiguous arrays.*")  # numba
         if compile_key is None:
-            compiled = compile_uncached(model, _data_values(model), var_names, route)
+            compiled = compile_uncached(model, _data_values(model), var_names, route, refits)
         else:
-            compiled = compiled_nutpie_model(model, compile_key, _data_values(model), var_names, preferred=route)
+            compiled = compiled_nutpie_model(
+                model, compile_key, _data_values(model), var_names, refits=refits, preferred=route
+            )
         start = time.time()
         idata = nutpie.sample(
             compiled,
@@ -202,7 +212,8 @@ def fit_model(
     start = time.perf_counter()
     inputs = module.inputs(data, spec) if inputs is None else inputs
     # A model built earlier is refitted (`marrow.api.Refitter`): nutpie's C callbacks, built once.
-    route = _descriptor(module).nutpie_route if model is None else CFUNC
+    refit = model is not None
+    route = CFUNC if refit else _descriptor(module).nutpie_route
     if model is None:
         model = module.build(inputs, spec, priors)
     else:
@@ -217,7 +228,9 @@ def fit_model(
 
     key = structure_key(spec, priors, inputs, settings.extra.get("var_names"))
     start = time.perf_counter()
-    idata = sample_model(model, settings, target_accept, progress, compile_key=key, route=route)
+    idata = sample_model(
+        model, settings, target_accept, progress, compile_key=key, route=route, refits=True if refit else None
+    )
     timings["sample_s"] = time.perf_counter() - start  # includes compilation
     notes: dict[str, str] = {}
     if postprocess:
