@@ -147,7 +147,8 @@ class Refitter:
     """Fit one model design to many datasets (simulation studies): the PyMC model is built once and
     the nutpie compile is paid once per process; each `refit` swaps the new data in. Datasets must
     share the design (covariates, numbers of centers and lineages); their labels may differ.
-    Each refit gives the numbers a fresh `fit` with the same data and seed gives (tested)."""
+    Each refit gives the numbers a fresh `fit` with the same data and seed gives (tested), except for
+    a model whose fresh fit compiles its data in (recovery: `marrow.fits.compiled.FROZEN`, same posterior)."""
 
     def __init__(self, model: str, prior: str | Path | None = None, postprocess: bool = True, **options: Any) -> None:
         from marrow.priors import load_prior_set

@@ -110,7 +110,8 @@ class ModelDescriptor:
     sampler: str = "pymc"  # what `--sampler auto` picks when installed
     # How nutpie reaches the log density in a process that fits the model once (`marrow.fits.compiled.route_for`):
     # "callback" (PyTensor's disk-cached numba function, about 1 s to start; the chains share the GIL) or
-    # "cfunc" (numba C callbacks, 4-14 s to build in every process; the chains run in parallel).
+    # "cfunc" (numba C callbacks, rebuilt in every process; the chains run in parallel; fitted once, the
+    # data are compiled in as constants: `compiled.FROZEN`).
     nutpie_route: str = "callback"
     section: str = ""  # the report's section title (also the comparison table's section)
     headline: tuple[Headline, ...] = ()
