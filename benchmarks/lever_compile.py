@@ -3,6 +3,7 @@ reaches the sampler, and what a new process pays before its first draw.
 
 Levers (`--levers`):
   cfunc     nutpie's default: PyTensor's numba function wrapped in numba C callbacks (rebuilt in every process)
+  frozen    the same with the data frozen in as constants (marrow.fits.compiled.FROZEN: a recovery fit done once)
   callback  marrow's other route: PyTensor's disk-cached numba function called from Python (marrow.fits.nutpie_callback)
   jax       nutpie's JAX backend, with JAX's persistent compilation cache (needs `pip install jax`)
   pymc-c    PyMC's own NUTS on PyTensor's C backend, whose compiled modules PyTensor keeps on disk
@@ -27,7 +28,7 @@ from pathlib import Path
 
 import marrow  # noqa: F401  (before PyMC: it turns numba's fast-math off, as in `marrow fit`)
 
-LEVERS = ("cfunc", "callback", "jax", "pymc-c")
+LEVERS = ("cfunc", "frozen", "callback", "jax", "pymc-c")
 
 
 def child(model: str, lever: str) -> dict:
@@ -67,6 +68,10 @@ def child(model: str, lever: str) -> dict:
 
         if lever == "cfunc":
             compiled = nutpie.compile_pymc_model(model_)
+        elif lever == "frozen":
+            from marrow.fits.compiled import FROZEN, compile_by_route
+
+            compiled = compile_by_route(model_, None, FROZEN)
         elif lever == "callback":
             from marrow.fits.nutpie_callback import compile_callback_model
 
