@@ -86,9 +86,10 @@ def test_the_route_follows_the_model_the_size_and_refits():
     assert compiled.route_for(small, refits=False) == compiled.CALLBACK
     assert compiled.route_for(small, refits=True) == compiled.CFUNC
     assert compiled.route_for(large, refits=False) == compiled.CFUNC
-    # a model that prefers C callbacks, fitted once: its data compiled in, at any size; refitted: swappable data
+    # a model that prefers C callbacks, fitted once: its data compiled in, up to CALLBACK_MAX_VALUES values;
+    # larger data, or refitted: swappable data
     assert compiled.route_for(small, refits=False, preferred=compiled.CFUNC) == compiled.FROZEN
-    assert compiled.route_for(large, refits=False, preferred=compiled.CFUNC) == compiled.FROZEN
+    assert compiled.route_for(large, refits=False, preferred=compiled.CFUNC) == compiled.CFUNC
     assert compiled.route_for(large, refits=True, preferred=compiled.CFUNC) == compiled.CFUNC
     with pytest.raises(ValueError, match="nutpie route"):
         compiled.route_for(small, refits=False, preferred="jax")

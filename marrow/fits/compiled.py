@@ -151,10 +151,10 @@ def route_for(arrays: dict, refits: bool, preferred: str = CALLBACK) -> str:
         raise ValueError(f"nutpie route must be {CALLBACK!r} or {CFUNC!r}, not {preferred!r}")
     if refits:
         return CFUNC
-    if preferred == CFUNC:
-        return FROZEN
     size = sum(int(np.size(value)) for value in arrays.values())
-    return CALLBACK if size <= CALLBACK_MAX_VALUES else CFUNC
+    if size > CALLBACK_MAX_VALUES:
+        return CFUNC  # large data are not compiled in as constants (a registry: 60,000 recovery rows)
+    return FROZEN if preferred == CFUNC else CALLBACK
 
 
 def expect_refits(value: bool = True) -> None:
