@@ -174,16 +174,20 @@ def build(inputs: ModelInputs, spec: ModelSpec, priors) -> pm.Model:
     return model
 
 
+# Each data array's dims (binary outcome: cell_responders; ordinal: cell_counts).
+DATA_DIMS: dict[str, tuple[str, ...]] = {
+    "cell_center": (dims.CELL,),
+    "cell_x": (dims.CELL, dims.COVARIATE),
+    "cell_n": (dims.CELL,),
+    "cell_weight": (dims.CELL,),
+    "center_weight": (dims.CENTER, dims.CELL),
+    "cell_responders": (dims.CELL,),
+    "cell_counts": (dims.CELL, dims.CATEGORY),
+}
+
+
 def _data_dims(name: str) -> tuple[str, ...]:
-    return {
-        "cell_center": (dims.CELL,),
-        "cell_x": (dims.CELL, dims.COVARIATE),
-        "cell_n": (dims.CELL,),
-        "cell_weight": (dims.CELL,),
-        "center_weight": (dims.CENTER, dims.CELL),
-        "cell_responders": (dims.CELL,),
-        "cell_counts": (dims.CELL, dims.CATEGORY),
-    }[name]
+    return DATA_DIMS[name]
 
 
 def augment(idata, inputs: ModelInputs, spec: ModelSpec, rng: np.random.Generator) -> Augmented:

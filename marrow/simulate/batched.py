@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from marrow import convergence, dims
-from marrow.models import effects, levels
+from marrow.models import effects, levels, response
 from marrow.models.inputs import ModelInputs
 from marrow.spec import ModelSpec, SamplerSettings
 
@@ -37,15 +37,8 @@ if TYPE_CHECKING:
     from marrow.priors import PriorSet
 
 FLOOR_ACCEPT = 0.6  # the lowest target acceptance a batch is given (`batch_target_accept`)
-# Each data array's dims after the leading replicate dim (those of `marrow.models.response`).
-DATA_DIMS = {
-    "cell_center": (dims.CELL,),
-    "cell_x": (dims.CELL, dims.COVARIATE),
-    "cell_n": (dims.CELL,),
-    "cell_weight": (dims.CELL,),
-    "center_weight": (dims.CENTER, dims.CELL),
-    "cell_responders": (dims.CELL,),
-}
+# Each data array's dims after the leading replicate dim: the binary response model's arrays.
+DATA_DIMS = {name: d for name, d in response.DATA_DIMS.items() if name != "cell_counts"}
 
 
 def build_batched(template: ModelInputs, spec: ModelSpec, priors: PriorSet, size: int) -> pm.Model:
