@@ -11,7 +11,7 @@ import numpy as np
 
 from marrow import dims
 from marrow.data import TrialData
-from marrow.fits.compiled import CALLBACK, CFUNC
+from marrow.fits.compiled import CALLBACK
 from marrow.fits.fit import Fit
 from marrow.fits.provenance import build_provenance
 from marrow.models.idata import (
@@ -211,9 +211,10 @@ def fit_model(
     timings: dict[str, float] = {}
     start = time.perf_counter()
     inputs = module.inputs(data, spec) if inputs is None else inputs
-    # A model built earlier is refitted (`marrow.api.Refitter`): nutpie's C callbacks, built once.
+    # A model built earlier is refitted (`marrow.api.Refitter`): `compiled.route_for` then takes nutpie's
+    # C callbacks with swappable data, built once.
     refit = model is not None
-    route = CFUNC if refit else _descriptor(module).nutpie_route
+    route = _descriptor(module).nutpie_route
     if model is None:
         model = module.build(inputs, spec, priors)
     else:

@@ -150,24 +150,14 @@ class BatchedRefitter:
         """Sample the `size` replicates' posteriors in one run (exactly `size`: pad a short batch)."""
         import pymc as pm
 
-        from marrow.fits.compiled import sample_arrays
+        from marrow.simulate.refit import sample_nutpie
 
         if len(replicates) != self.size:
             raise ValueError(f"a batch holds {self.size} replicates, got {len(replicates)}")
         with self.model:
             pm.set_data(stack(replicates))
-        settings = self.settings
-        assert settings.cores is not None  # set by SamplerSettings.__post_init__
-        draws, diverging = sample_arrays(
-            self.model,
-            self.key,
-            draws=settings.draws,
-            tune=settings.tune,
-            chains=settings.chains,
-            cores=settings.cores,
-            seed=int(seed),
-            target_accept=self.target_accept,
-            var_names=self.var_names,
+        draws, diverging = sample_nutpie(
+            self.model, self.key, self.settings, int(seed), self.target_accept, self.var_names
         )
         rhat, bulk, tail = per_replicate_diagnostics(draws, self.size)
         return BatchFit(draws, int(diverging.sum()), rhat, bulk, tail)

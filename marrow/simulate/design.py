@@ -469,12 +469,31 @@ def _interims(items: Any, n_total: int, source: str) -> list[Interim]:
     return out
 
 
-def _scenarios(items: Any, centers: list[str], covariates: list[str], source: str) -> list[Scenario]:
+def _scenario_readers(items: Any, source: str) -> list[_Reader]:
+    """A reader of each [[scenarios]] table (at least one)."""
     if not isinstance(items, list) or not items:
         raise UsageError(f"{source}: scenarios: expected at least one [[scenarios]] table, got {items!r}")
+    return [_Reader(item, f"scenarios[{i}]", source) for i, item in enumerate(items)]
+
+
+def _log_odds_ratios(r: _Reader, covariates: list[str]) -> tuple[tuple[str, float], ...]:
+    """A scenario's covariate log odds ratios, each naming a design covariate (missing ones are 0)."""
+    effects = r.mapping("log_odds_ratios", "number") or {}
+    unknown = [c for c in effects if c not in covariates]
+    if unknown:
+        r.fail("log_odds_ratios", f"names from [covariates] ({', '.join(covariates) or 'none given'})", unknown)
+    return tuple(effects.items())
+
+
+def _distinct_names(scenarios: list, source: str) -> None:
+    names = [s.name for s in scenarios]
+    if len(set(names)) != len(names):
+        raise UsageError(f"{source}: scenarios: expected distinct names, got {names}")
+
+
+def _scenarios(items: Any, centers: list[str], covariates: list[str], source: str) -> list[Scenario]:
     out = []
-    for i, item in enumerate(items):
-        r = _Reader(item, f"scenarios[{i}]", source)
+    for i, r in enumerate(_scenario_readers(items, source)):
         r.only({"name", "response_rate", "center_sd", "center_rates", "log_odds_ratios"})
         name = r.get("name", "text", required=True)
         rates = r.mapping("center_rates", "rate")
@@ -489,33 +508,24 @@ def _scenarios(items: Any, centers: list[str], covariates: list[str], source: st
                 r.fail("center_sd", "no center_sd with center_rates (the rates fix every center)", r.table["center_sd"])
             if sorted(rates) != sorted(centers):
                 r.fail("center_rates", f"a rate for each center ({', '.join(centers)})", sorted(rates))
-        effects = r.mapping("log_odds_ratios", "number") or {}
-        unknown = [c for c in effects if c not in covariates]
-        if unknown:
-            r.fail("log_odds_ratios", f"names from [covariates] ({', '.join(covariates) or 'none given'})", unknown)
         out.append(
             Scenario(
                 name=name,
                 response_rate=rate,
                 center_sd=r.get("center_sd", "nonnegative", 0.0),
                 center_rates=tuple((c, rates[c]) for c in centers) if rates else (),
-                log_odds_ratios=tuple(effects.items()),
+                log_odds_ratios=_log_odds_ratios(r, covariates),
             )
         )
-    names = [s.name for s in out]
-    if len(set(names)) != len(names):
-        raise UsageError(f"{source}: scenarios: expected distinct names, got {names}")
+    _distinct_names(out, source)
     return out
 
 
 def _recovery_scenarios(
     items: Any, lineages: tuple[str, ...], covariates: list[str], source: str
 ) -> list[RecoveryScenario]:
-    if not isinstance(items, list) or not items:
-        raise UsageError(f"{source}: scenarios: expected at least one [[scenarios]] table, got {items!r}")
     out = []
-    for i, item in enumerate(items):
-        r = _Reader(item, f"scenarios[{i}]", source)
+    for r in _scenario_readers(items, source):
         r.only({"name", "cure_fractions", "median_days", "shape", "center_sd", "log_odds_ratios"})
         name = r.get("name", "text", required=True)
         per_lineage = {}
@@ -525,10 +535,6 @@ def _recovery_scenarios(
             if sorted(values) != sorted(lineages):
                 r.fail(key, f"a value for each lineage ({', '.join(lineages)})", sorted(values))
             per_lineage[key] = tuple((x, values[x]) for x in lineages)
-        effects = r.mapping("log_odds_ratios", "number") or {}
-        unknown = [c for c in effects if c not in covariates]
-        if unknown:
-            r.fail("log_odds_ratios", f"names from [covariates] ({', '.join(covariates) or 'none given'})", unknown)
         out.append(
             RecoveryScenario(
                 name=name,
@@ -536,12 +542,10 @@ def _recovery_scenarios(
                 median_days=per_lineage["median_days"],
                 shape=r.get("shape", "positive", DEFAULT_SHAPE),
                 center_sd=r.get("center_sd", "nonnegative", 0.0),
-                log_odds_ratios=tuple(effects.items()),
+                log_odds_ratios=_log_odds_ratios(r, covariates),
             )
         )
-    names = [s.name for s in out]
-    if len(set(names)) != len(names):
-        raise UsageError(f"{source}: scenarios: expected distinct names, got {names}")
+    _distinct_names(out, source)
     return out
 
 

@@ -93,22 +93,8 @@ class DesignRefitter:
         )
 
     def _sample_nutpie(self, seed: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        from marrow.fits.compiled import sample_arrays
-
-        settings = self.settings
-        assert settings.cores is not None  # set by SamplerSettings.__post_init__
-        draws, diverging = sample_arrays(
-            self.model,
-            self.key,
-            draws=settings.draws,
-            tune=settings.tune,
-            chains=settings.chains,
-            cores=settings.cores,
-            seed=seed,
-            target_accept=self.target_accept,
-            var_names=settings.extra.get("var_names"),
-        )
-        return draws, diverging
+        var_names = self.settings.extra.get("var_names")
+        return sample_nutpie(self.model, self.key, self.settings, seed, self.target_accept, var_names)
 
     def _sample_other(self, seed: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
         from dataclasses import replace
@@ -139,6 +125,27 @@ class DesignRefitter:
         first = next(iter(draws.values()))
         coords |= {"chain": np.arange(first.shape[0]), "draw": np.arange(first.shape[1])}
         return xr.Dataset(variables, coords=coords)
+
+
+def sample_nutpie(
+    model, key: str, settings: SamplerSettings, seed: int, target_accept: float, var_names: list[str] | None
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Draws (chain, draw, ...) per variable and the divergence flags of one nutpie run of `model`,
+    compiled once per process under `key` (`marrow.fits.compiled.sample_arrays`) with `settings`."""
+    from marrow.fits.compiled import sample_arrays
+
+    assert settings.cores is not None  # set by SamplerSettings.__post_init__
+    return sample_arrays(
+        model,
+        key,
+        draws=settings.draws,
+        tune=settings.tune,
+        chains=settings.chains,
+        cores=settings.cores,
+        seed=seed,
+        target_accept=target_accept,
+        var_names=var_names,
+    )
 
 
 def _worst(values: np.ndarray, statistic, reducer) -> float:
