@@ -123,7 +123,7 @@ def report(
     "out_path",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Where to write the template. Default: analysis.toml (adam.toml with --adam).",
+    help="Where to write the template. Default: analysis.toml (adam.toml with --adam, design.toml with --design).",
 )
 @click.option(
     "--adam", "adam", is_flag=True, help="Write the commented ADaM mapping (every variable with its default) instead."
