@@ -9,10 +9,12 @@ center rates) and the outcome a trial like this one would show (observed respons
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
+
+from marrow.models.effects import NONCENTRED
 
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 _SAMPLE_DIMS = ("chain", "draw")
@@ -140,6 +142,9 @@ def prior_check(data, spec, priors, draws: int = 1000, seed: int = 2017) -> Prio
         raise UsageError(f"--draws must be at least 10 for a prior check, got {draws}")
     module = module_for(spec.model)
     inputs = module.inputs(data, spec)
+    # The prior is the same in either form; only the non-centred one is a generative graph throughout
+    # (a centred level's population mean is sampled from its conditional posterior: `effects.centred_with_mean`).
+    inputs = replace(inputs, parameterisation=dict.fromkeys(inputs.parameterisation, NONCENTRED))
     model = module.build(inputs, spec, priors)
     idata = prior_predictive(model, draws, seed)
     return summarise_prior(idata, spec, inputs)

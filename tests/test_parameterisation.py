@@ -114,7 +114,13 @@ def test_centred_graph_keeps_names_and_dims_without_z():
             rv.name for rv in graphs["noncentred"].free_RVs
         }
     assert "cure_center_z" in graphs["noncentred"].named_vars
-    # The same model: at x = mu + sd * z the centred log density is the non-centred one less log sd per element.
+    # A centred lineage level samples its population mean as an offset from its conditional posterior.
+    for name in ("log_median", "log_shape", "cure_intercept"):
+        assert f"{name}_mu_z" in {rv.name for rv in graphs["centred"].free_RVs}
+        assert f"{name}_mu" in {v.name for v in graphs["centred"].deterministics}
+    # The same model: at x = mu + sd * z the centred log density is the non-centred one less log sd per
+    # element; where mu = m + s * mu_z (m, s: mu's conditional mean and sd given x and sd, computed here
+    # from the prior of mu), plus log s.
     levels = {
         "log_median": ("log_median_z", "log_median_sd", "log_median_mu"),
         "log_shape": ("log_shape_z", "log_shape_sd", "log_shape_mu"),
@@ -128,6 +134,12 @@ def test_centred_graph_keeps_names_and_dims_without_z():
         scale = np.exp(point[f"{sd}_log__"])
         mapped[name] = (point[mu] if mu else 0.0) + scale * mapped.pop(z)
         log_sd += np.log(scale) * np.size(point[z])
+        if mu:
+            stated = priors.for_model("recovery")[mu].args
+            precision = 1 / stated["sigma"] ** 2 + np.size(point[z]) / scale**2
+            mean = (stated["mu"] / stated["sigma"] ** 2 + mapped[name].sum() / scale**2) / precision
+            mapped[f"{mu}_z"] = (mapped.pop(mu) - mean) * np.sqrt(precision)
+            log_sd += 0.5 * np.log(precision)  # log s = -log sqrt(precision)
     centred_logp = graphs["centred"].compile_logp()(mapped)
     assert np.isclose(centred_logp, graphs["noncentred"].compile_logp()(point) - log_sd)
 

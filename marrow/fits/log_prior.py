@@ -26,7 +26,9 @@ def prior_variables(model, spec, priors) -> list[str]:
     """
     free = [rv.name for rv in model.free_RVs]
     governed = set(priors.for_model(spec.model))
-    chosen = [name for name in free if name in governed]
+    # A governed parameter may be a Deterministic of the sampled ones (a centred level's population
+    # mean, `effects.centred_with_mean`): its prior is still the prior set's.
+    chosen = [name for name in free + [v.name for v in model.deterministics] if name in governed]
     return chosen or [name for name in free if not name.endswith("_z")] or free
 
 

@@ -315,9 +315,15 @@ def _replicate_cells(row: dict, unit: np.ndarray, censor_day: np.ndarray, n_line
 
 def _hierarchical(p, name: str, pooled: bool = True, centred: bool = False):
     """Lineage parameter `name` ~ Normal(name_mu, name_sd), stored with dims lineage: centred, or
-    name_mu + name_sd * name_z (non-centred); without pooling (one lineage) it is name_mu itself (no sd, no z)."""
+    name_mu + name_sd * name_z (non-centred); without pooling (one lineage) it is name_mu itself (no sd, no z).
+    Centred with a Normal prior on name_mu, name_mu is sampled from its conditional posterior
+    (`effects.centred_with_mean`)."""
     import pymc as pm
 
+    if pooled and centred and p[f"{name}_mu"].dist == "Normal":
+        sd = p[f"{name}_sd"].create(f"{name}_sd")
+        n_lineages = len(pm.modelcontext(None).coords[dims.LINEAGE])
+        return effects.centred_with_mean(name, p[f"{name}_mu"], sd, dims.LINEAGE, n_lineages)
     mu = p[f"{name}_mu"].create(f"{name}_mu")
     if not pooled:
         return pm.Deterministic(name, mu[None], dims=dims.LINEAGE)
