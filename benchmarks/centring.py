@@ -22,13 +22,13 @@ from pathlib import Path
 COMPARED = ("log_median", "log_shape", "cure_intercept", "center_effect", "cure_center_effect")
 
 
-def load(trial: str):
+def load(trial: str, covariates: tuple[str, ...] = ()):
     from marrow.api import load_trial
 
     if trial == "bundled":
-        return load_trial()
+        return load_trial(covariates=covariates)
     folder = Path(trial)
-    return load_trial(folder / "patients.csv", recovery=folder / "recovery.csv")
+    return load_trial(folder / "patients.csv", recovery=folder / "recovery.csv", covariates=covariates)
 
 
 def measure(trial: str, model: str, options: dict, parameterisation: str, chains: int, draws: int, seed: int) -> dict:
@@ -43,7 +43,7 @@ def measure(trial: str, model: str, options: dict, parameterisation: str, chains
     from marrow.priors.units import priors_in_unit
     from marrow.spec import SamplerSettings
 
-    data = load(trial)
+    data = load(trial, tuple(options.get("covariates", ())))
     spec = model_spec(model, parameterisation=parameterisation, **options)
     priors = load_prior_set(None)
     inputs = model_inputs(data, spec)
@@ -103,13 +103,16 @@ def main() -> None:
     parser.add_argument("--trials", default="bundled", help="comma-separated: bundled or generate.py folders")
     parser.add_argument("--model", default="recovery", choices=("recovery", "response"))
     parser.add_argument("--no-cure", action="store_true", help="recovery without cure (as the registry benchmark)")
+    parser.add_argument("--covariates", default="", help="comma-separated covariate columns (none by default)")
     parser.add_argument("--parameterisation", default="auto,noncentred", help="comma-separated choices to compare")
     parser.add_argument("--chains", type=int, default=4)
     parser.add_argument("--draws", type=int, default=1000, help="draws and warm-up iterations per chain")
     parser.add_argument("--seed", type=int, default=2017)
     parser.add_argument("--out", type=Path, required=True, help="JSON lines file to append to")
     args = parser.parse_args()
-    options = {"cure": False} if args.no_cure else {}
+    options: dict = {"cure": False} if args.no_cure else {}
+    if args.covariates:
+        options["covariates"] = tuple(args.covariates.split(","))
     for trial in args.trials.split(","):
         for choice in args.parameterisation.split(","):
             record = measure(trial, args.model, options, choice, args.chains, args.draws, args.seed)
