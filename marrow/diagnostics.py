@@ -97,8 +97,8 @@ def diagnose(fit: Fit, thresholds: Thresholds = Thresholds()) -> list[Check]:
             f"<= {thresholds.max_divergences}",
             divergences <= thresholds.max_divergences,
             "",
-            "raise --target-accept (0.99, or 0.995 if it was 0.99) or, in a hierarchical model, the other --parameterisation: "
-            "a group sd that few groups (centers, lineages) identify makes a funnel",
+            "raise --target-accept (0.99, or 0.995 if it was 0.99) or, in a hierarchical model, try the other "
+            "--parameterisation: a group sd that few groups (centers, lineages) identify makes a funnel",
         )
     )
 
