@@ -33,7 +33,10 @@ parameters are not pooled (no lineage sd) and no lineage comparison is reported 
 
 The graph sums the likelihood over cells of identical rows with integer weights and averages
 population quantities over distinct (center, covariate) groups weighted by patient counts, so its
-cost follows the number of distinct values, not of patients (exact; see `inputs`). Pointwise
+cost follows the number of distinct values, not of patients (exact; see `inputs`). The Weibull without
+cure or frailty sums its censored log S over a dense (pattern, lineage, day) grid when the cells fill
+it (`_censored_grid`): one exp per day and per pattern, not per cell (`latency.weighted_log_survival_grid`).
+Summed softplus terms use `latency.sum_softplus` (one exp and one log). Pointwise
 log-likelihood per row is recomputed from the posterior draws in numpy (`augment`) when rows x draws
 fit within `marrow.models.idata.MAX_POINTWISE_VALUES`.
 """
