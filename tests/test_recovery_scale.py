@@ -152,15 +152,68 @@ def test_cell_weighted_likelihood_equals_per_row_sum(
     inputs = model_inputs(data, spec)
     n_rows = len(data.recovery)
     # Weights count every row once; without frailty identical rows share a cell.
-    weights = inputs.arrays["event_weight"].sum() + inputs.arrays["cure_weight" if cure else "censored_weight"].sum()
-    assert weights == n_rows
-    cells = len(inputs.arrays["event_weight"]) + len(inputs.arrays["cure_weight" if cure else "censored_weight"])
+    censored = censored_weights(inputs.arrays, cure)
+    assert inputs.arrays["event_weight"].sum() + censored.sum() == n_rows
+    cells = len(inputs.arrays["event_weight"]) + np.count_nonzero(censored)
     assert (cells == n_rows) if frailty else (cells < n_rows)
+    assert_graph_equals_per_row(data, spec, seeds=(1, 2))
+
+
+def censored_weights(arrays: dict, cure: bool) -> np.ndarray:
+    """Weights of the censored cells (a dense grid's, flattened, with zeros where no cell is)."""
+    if cure:
+        return arrays["cure_weight"]
+    return arrays["censored_grid_weight"].ravel() if "censored_grid_weight" in arrays else arrays["censored_weight"]
+
+
+def assert_graph_equals_per_row(data, spec: ModelSpec, seeds=(1, 2), rtol: float = 1e-10) -> None:
+    """The graph's recovery log-likelihood at random points equals the sum of `per_row_loglik`."""
     model = build_model(data, spec, load_prior_set())
     at = evaluator(model, parameter_names(spec) + ["recovery_loglik"])
-    for seed in (1, 2):
+    for seed in seeds:
         values = at(seed)
-        np.testing.assert_allclose(values["recovery_loglik"], per_row_loglik(data, spec, values).sum(), rtol=1e-10)
+        np.testing.assert_allclose(values["recovery_loglik"], per_row_loglik(data, spec, values).sum(), rtol=rtol)
+
+
+@pytest.fixture(scope="module")
+def registry_frames():
+    """A trial shaped like a registry: whole days over a short follow-up, so that the censored
+    (pattern, lineage, day) cells fill most of their grid."""
+    patients, rows, _ = simulate_recovery_trial(n_patients=400, followup=(20.0, 45.0), seed=6)
+    patients["followup_days"] = np.ceil(patients["followup_days"])
+    rows["day"] = np.ceil(rows["day"])
+    return patients, rows
+
+
+@pytest.mark.parametrize(
+    "family,cure,frailty,per_lineage,covariates",
+    [
+        ("weibull", False, False, False, ("x1", "x2")),
+        ("weibull", False, False, True, ("x1", "x2")),
+        ("weibull", False, False, False, ()),
+        ("weibull", False, True, False, ("x1",)),
+        ("weibull", True, False, False, ("x1", "x2")),
+        ("loglogistic", False, False, False, ("x1", "x2")),
+        ("loglogistic", True, False, True, ("x1",)),
+        ("lognormal", False, False, False, ("x1", "x2")),
+        ("lognormal", True, False, False, ("x2",)),
+    ],
+)
+def test_registry_shaped_likelihood_equals_per_row_sum(
+    tmp_path, registry_frames, family, cure, frailty, per_lineage, covariates
+):
+    """Every family, with and without cure and frailty, on data dense enough for the Weibull's grid
+    (which the Weibull without cure or frailty then takes: a wrong factorisation fails here)."""
+    spec = ModelSpec(
+        "recovery", family=family, cure=cure, frailty=frailty, per_lineage_effects=per_lineage, covariates=covariates
+    )
+    data = trial_for(tmp_path, registry_frames, spec)
+    arrays = model_inputs(data, spec).arrays
+    on_grid = family == "weibull" and not cure and not frailty
+    assert ("censored_grid_weight" in arrays) == on_grid
+    assert censored_weights(arrays, cure).sum() == (data.recovery["recovered"] == 0).sum()
+    # Log-normal: PyTensor's normal_lccdf agrees with scipy's log_ndtr to about 1e-7 only.
+    assert_graph_equals_per_row(data, spec, seeds=(1, 2, 3), rtol=1e-6 if family == "lognormal" else 1e-10)
 
 
 def posterior_at_random_points(model, n_chain: int, n_draw: int):
@@ -226,3 +279,33 @@ def test_augment_omits_log_likelihood_above_the_limit_and_keeps_replicates(tmp_p
     assert np.all((flat >= 0) & (flat <= idata.observed_data["at_risk"].to_numpy()))
     lo, hi = np.quantile(flat, [0.005, 0.995], axis=0)
     assert np.all((lo <= observed) & (observed <= hi)), (lo, observed, hi)
+
+
+def test_sum_softplus_equals_softplus_and_its_gradient_the_sigmoid():
+    import pytensor
+    import pytensor.tensor as pt
+
+    x = pt.dvector("x")
+    value = latency.sum_softplus(x)
+    fn = pytensor.function([x], [value, pytensor.grad(value.sum(), x)])
+    points = np.concatenate([np.linspace(-60.0, 60.0, 2401), [0.0, -0.0, 1e-300, -1e-300, 700.0, -700.0]])
+    got, slope = fn(points)
+    np.testing.assert_allclose(got, np.logaddexp(0.0, points), rtol=1e-15, atol=3e-16)  # absolute near 0
+    np.testing.assert_allclose(slope, 1.0 / (1.0 + np.exp(-points)), rtol=1e-14, atol=1e-300)
+    assert slope[points == 0.0][0] == 0.5  # no kink in the gradient at 0
+
+
+@pytest.mark.parametrize("family", latency.FAMILIES)
+def test_weighted_log_survival_grid_equals_the_pointwise_sum(family):
+    rng = np.random.default_rng(5)
+    log_t = np.log(np.sort(rng.uniform(1.0, 900.0, (3, 40)), axis=1))  # (lineage, day)
+    mu = rng.normal(3.5, 1.0, (4, 3))  # (pattern, lineage)
+    k = np.array([0.4, 1.5, 6.0])
+    weight = rng.integers(0, 4, (4, 3, 40)).astype(float)
+    brute = sum(
+        weight[p, j, d] * latency.log_survival(family, log_t[j, d], mu[p, j], k[j])
+        for p in range(4)
+        for j in range(3)
+        for d in range(40)
+    )
+    np.testing.assert_allclose(latency.weighted_log_survival_grid(family, weight, log_t, mu, k), brute, rtol=1e-12)
