@@ -66,7 +66,8 @@ KEY_VARS = {
 FIT_ARGS = {
     "response": ("response",),
     "ordinal": ("response", "--outcome", "ordinal"),
-    "recovery": ("recovery", "--no-cure"),
+    # brms's model (bench_brms.R): a censored Weibull, no cure fraction (marrow's default family is log-logistic).
+    "recovery": ("recovery", "--no-cure", "--family", "weibull"),
     "recovery-cure": ("recovery",),
     "survival": ("survival",),
     "safety": ("safety",),
@@ -116,7 +117,7 @@ def bench_spec(model: str):
     from marrow.spec import ModelSpec
 
     covariates = () if model in NO_COVARIATES else tuple(COVARIATES.split(","))
-    options = {"ordinal": {"outcome": "ordinal"}, "recovery": {"cure": False}}.get(model, {})
+    options = {"ordinal": {"outcome": "ordinal"}, "recovery": {"cure": False, "family": "weibull"}}.get(model, {})
     return ModelSpec(model=FIT_ARGS[model][0], covariates=covariates, **options)
 
 
