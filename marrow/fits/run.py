@@ -9,6 +9,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -164,13 +165,18 @@ def trace_values(n_dim: int, settings: SamplerSettings) -> int:
 def trace_store(values: int, limit: int | None = None) -> Iterator[Any]:
     """None (nutpie keeps its trace in memory) for a trace of at most `limit` values
     (default `MAX_MEMORY_TRACE_VALUES`, read at call time), else a zarr store in a temporary folder,
-    removed on leaving; read what is kept from it (`read_disk_trace`) before then."""
+    removed on leaving; read what is kept from it (`read_disk_trace`) before then. A disk without room
+    for the trace is a `UsageError` before sampling (the folder is in the system's temporary folder,
+    `TMPDIR`)."""
     if values <= (MAX_MEMORY_TRACE_VALUES if limit is None else limit):
         yield None
         return
     import nutpie
 
+    from marrow.fits.io import check_space
+
     with tempfile.TemporaryDirectory(prefix="marrow-trace-") as folder:
+        check_space(Path(folder) / "trace", 8 * values)
         yield nutpie.zarr_store.LocalStore(folder)
 
 
