@@ -11,11 +11,13 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import xarray as xr
+from test_recovery_scale import posterior_at_random_points
 
 from marrow import convergence
 from marrow.data import load_trial
 from marrow.errors import UsageError
 from marrow.fits import run
+from marrow.models import build_model, model_inputs, recovery
 from marrow.priors import load_prior_set
 from marrow.spec import ModelSpec, SamplerSettings
 
@@ -89,3 +91,16 @@ def test_convergence_on_blocks_of_elements_equals_all_at_once(monkeypatch, stati
     np.testing.assert_array_equal(blocks, whole)
     np.testing.assert_array_equal(whole, statistic(x))
     assert len(np.unique(whole)) == 23
+
+
+def test_augment_forms_no_draw_by_patient_frailty_table():
+    """The population quantities take every draw at once; their frailty tables are views of the drawn
+    offsets (sd * z is formed per row and chunk of draws), not a (draw, patient) product: 640 MB at
+    20,000 patients x 4,000 draws."""
+    spec = ModelSpec("recovery", frailty=True, covariates=("prior_atg",))
+    data = load_trial(needs=spec.needs())
+    model = build_model(data, spec, load_prior_set())
+    post = posterior_at_random_points(model, 2, 3).posterior
+    tables = recovery._tables(post, model_inputs(data, spec), spec, slice(0, 6))
+    assert np.shares_memory(tables["frailty"], post["frailty_z"].to_numpy())
+    assert np.shares_memory(tables["frailty_scale"], post["frailty_sd"].to_numpy())
