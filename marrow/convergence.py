@@ -17,9 +17,9 @@ from scipy.fft import next_fast_len
 if TYPE_CHECKING:
     import xarray as xr
 
-# Values of one variable a statistic works on at once (8 bytes each). Its FFT and rank temporaries are
+# Values of one variable a statistic works on at once (8 bytes each: 4 MB). Its FFT and rank temporaries are
 # several times that: all 20,000 patient effects of a frailty fit at once (4 x 1,000 draws) took GBs.
-BLOCK_VALUES = 2_000_000
+BLOCK_VALUES = 500_000
 
 
 def _split(x: np.ndarray) -> np.ndarray:
