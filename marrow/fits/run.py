@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import importlib.util
+import tempfile
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -15,6 +20,7 @@ from marrow.fits.compiled import CALLBACK
 from marrow.fits.fit import Fit
 from marrow.fits.provenance import build_provenance
 from marrow.models.idata import (
+    CHAIN_DRAW,
     CONSTANT_DATA,
     LOG_LIKELIHOOD,
     LOG_LIKELIHOOD_OMITTED,
@@ -25,6 +31,25 @@ from marrow.models.idata import (
 from marrow.models.inputs import ModelInputs
 from marrow.priors import PriorSet
 from marrow.spec import ModelSpec, SamplerSettings
+
+# Values nutpie's trace may hold in memory (8 bytes each: 40M is 320 MB). nutpie 0.16 keeps every
+# iteration, warm-up included, of the parameters and also of the unconstrained point and its gradient
+# (whatever `store_unconstrained`/`store_gradient` say): the frailty model at 20,000 patients,
+# 4 x 2,000 iterations x 3 x 20,000 values = 3.8 GB. A larger trace goes to a temporary zarr store on
+# disk (`trace_store`); the same draws for a seed either way.
+MAX_MEMORY_TRACE_VALUES = 40_000_000
+# Sampler statistics a disk trace has and nutpie's in-memory conversion leaves out (its store_* settings).
+DISK_ONLY_STATS = (
+    "gradient",
+    "unconstrained_draw",
+    "mass_matrix_inv",
+    "mass_matrix_eigvals",
+    "mass_matrix_stds",
+    "divergence_start",
+    "divergence_end",
+    "divergence_momentum",
+    "divergence_start_gradient",
+)
 
 
 def sample_model(
@@ -100,18 +125,22 @@ def _sample_nutpie(
                 model, compile_key, _data_values(model), var_names, refits=refits, preferred=route
             )
         start = time.time()
-        idata = nutpie.sample(
-            compiled,
-            draws=settings.draws,
-            tune=settings.tune,
-            chains=settings.chains,
-            cores=min(settings.cores, settings.chains),
-            target_accept=target_accept,
-            seed=_get_seeds_per_chain(settings.seed, 1)[0],
-            progress_bar=progress,
-            save_warmup=False,
-            **extra,
-        )
+        with trace_store(trace_values(compiled.n_dim, settings)) as store:
+            idata = nutpie.sample(
+                compiled,
+                draws=settings.draws,
+                tune=settings.tune,
+                chains=settings.chains,
+                cores=min(settings.cores, settings.chains),
+                target_accept=target_accept,
+                seed=_get_seeds_per_chain(settings.seed, 1)[0],
+                progress_bar=progress,
+                save_warmup=False,
+                **({} if store is None else {"zarr_store": store}),
+                **extra,
+            )
+            if store is not None:
+                idata = read_disk_trace(idata)
     # nutpie also stores the unconstrained values (e.g. center_sd_log__); PyMC's NUTS does not.
     transformed = [model.rvs_to_values[rv].name for rv in model.free_RVs if model.rvs_to_transforms.get(rv) is not None]
     idata.posterior = idata.posterior.drop_vars([name for name in transformed if name in idata.posterior])
@@ -124,6 +153,51 @@ def _sample_nutpie(
     }
     idata.add_groups(groups, coords=coords, dims=dims)
     return idata
+
+
+def trace_values(n_dim: int, settings: SamplerSettings) -> int:
+    """Values nutpie's trace holds at least: every iteration, warm-up included, of the sampled
+    parameters, the unconstrained point and its gradient (3 x `n_dim` per iteration)."""
+    return settings.chains * (settings.tune + settings.draws) * 3 * n_dim
+
+
+@contextmanager
+def trace_store(values: int, limit: int | None = None) -> Iterator[Any]:
+    """None (nutpie keeps its trace in memory) for a trace of at most `limit` values
+    (default `MAX_MEMORY_TRACE_VALUES`, read at call time), else a zarr store in a temporary folder,
+    removed on leaving; read what is kept from it (`read_disk_trace`) before then. A disk without room
+    for the trace is a `UsageError` before sampling (the folder is in the system's temporary folder,
+    `TMPDIR`)."""
+    if values <= (MAX_MEMORY_TRACE_VALUES if limit is None else limit):
+        yield None
+        return
+    import nutpie
+
+    from marrow.fits.io import check_space
+
+    with tempfile.TemporaryDirectory(prefix="marrow-trace-") as folder:
+        check_space(Path(folder) / "trace", 8 * values)
+        yield nutpie.zarr_store.LocalStore(folder)
+
+
+def read_disk_trace(idata):
+    """The posterior and sampler statistics of a trace nutpie wrote to disk, in memory: what its in-memory
+    trace gives (no warm-up, no per-draw unconstrained point, gradient, mass matrix or divergence
+    trajectories), so both give the same fit."""
+    import arviz as az
+
+    groups = {}
+    for name in ("posterior", "sample_stats"):
+        dataset = getattr(idata, name)
+        dataset = dataset.drop_vars([v for v in DISK_ONLY_STATS if v in dataset.variables])
+        used = {dim for variable in dataset.data_vars.values() for dim in variable.dims}
+        dataset = dataset.drop_vars([c for c in dataset.coords if not set(dataset[c].dims) <= used]).load()
+        # chain and draw labelled 0, 1, ... as arviz labels the in-memory trace
+        dataset = dataset.assign_coords({dim: np.arange(dataset.sizes[dim]) for dim in CHAIN_DRAW})
+        for variable in dataset.variables.values():
+            variable.encoding = {}  # zarr's chunking and codecs, not NetCDF's
+        groups[name] = dataset
+    return az.InferenceData(**groups)
 
 
 def _data_values(model) -> dict:
