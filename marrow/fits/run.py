@@ -116,10 +116,10 @@ def _sample_nutpie(
     # nutpie also stores the unconstrained values (e.g. center_sd_log__); PyMC's NUTS does not.
     transformed = [model.rvs_to_values[rv].name for rv in model.free_RVs if model.rvs_to_transforms.get(rv) is not None]
     idata.posterior = idata.posterior.drop_vars([name for name in transformed if name in idata.posterior])
-    # the callback route stores the free variables only; its deterministics are computed here, once
-    idata.posterior = deterministics.add_missing(idata.posterior, model, var_names)
     idata.posterior.attrs["sampling_time"] = time.time() - start
     idata.posterior.attrs["tuning_steps"] = settings.tune
+    # the callback route stores the free variables only; its deterministics are computed here, once
+    idata.posterior = deterministics.add_missing(idata.posterior, model, var_names)
     coords, dims = coords_and_dims_for_inferencedata(model)
     groups = {
         name: dict_to_dataset(values, library=pm, coords=coords, dims=dims, default_dims=[])
