@@ -54,6 +54,17 @@ def test_missing_deterministics_are_computed_from_the_draws():
     assert out["ratio"].dims == ("chain", "draw", "ratio_dim_0")
 
 
+def test_blocks_of_draws_give_the_same_values(monkeypatch):
+    """Large data: the draws go through in blocks (CHUNK_VALUES), with the same result as all at once."""
+    model, _ = _model()
+    posterior, _, _ = _posterior(np.random.default_rng(6), chains=3, draws=7)
+    whole = deterministics.draws(model, posterior, ["eta", "total", "ratio"])
+    monkeypatch.setattr(deterministics, "CHUNK_VALUES", 12)  # the data hold 6 values: 2 draws per block
+    blocks = deterministics.draws(model, posterior, ["eta", "total", "ratio"])
+    for name in whole:
+        assert blocks[name].shape == whole[name].shape and np.array_equal(blocks[name], whole[name]), name
+
+
 def test_only_the_missing_and_wanted_ones_are_computed():
     model, _ = _model()
     posterior, _, _ = _posterior(np.random.default_rng(4))

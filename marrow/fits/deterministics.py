@@ -17,6 +17,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
+CHUNK_VALUES = 4_000_000  # values per intermediate array at most, roughly (32 MB of float64)
+
 
 def missing(model, posterior, var_names: Iterable[str] | None = None) -> list[str]:
     """Deterministics of `model` to store (all, or those in `var_names`) that `posterior` lacks, in model order."""
@@ -43,13 +45,17 @@ def draws(model, posterior, names: list[str]) -> dict[str, np.ndarray]:
         list(batched.values()), outputs, mode=Mode(linker="py", optimizer="None"), on_unused_input="ignore"
     )
     n_chains, n_draws = posterior.sizes["chain"], posterior.sizes["draw"]
-    values = [posterior[rv.name].to_numpy() for rv in free]
-    per_chain = [function(*(value[chain] for value in values)) for chain in range(n_chains)]
+    values = [posterior[rv.name].to_numpy().reshape(n_chains * n_draws, *posterior[rv.name].shape[2:]) for rv in free]
+    # Intermediates (e.g. a probability per cell) hold a draw axis: evaluated in blocks of draws so that
+    # each stays near CHUNK_VALUES values, with the data's size as the measure of one draw's.
+    per_draw = max(1, sum(int(np.size(var.get_value())) for var in model.data_vars))
+    step = max(1, CHUNK_VALUES // per_draw)
+    blocks = [function(*(value[i : i + step] for value in values)) for i in range(0, n_chains * n_draws, step)]
     return {
-        name: np.stack([np.asarray(chain[i], dtype="float64") for chain in per_chain]).reshape(
-            n_chains, n_draws, *np.shape(per_chain[0][i])[1:]
+        name: np.concatenate([np.asarray(block[k], dtype="float64") for block in blocks]).reshape(
+            n_chains, n_draws, *np.shape(blocks[0][k])[1:]
         )
-        for i, name in enumerate(names)
+        for k, name in enumerate(names)
     }
 
 
