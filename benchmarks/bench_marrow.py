@@ -220,6 +220,9 @@ def run_measured(cmd: list[str], env: dict | None, cwd: Path | None = None) -> d
         err.seek(0)
         result = {
             "wall_s": wall,
+            # user + system CPU of the command and the processes it waited for: on a loaded machine
+            # (shared cores) far steadier than wall time, e.g. for a cold compile
+            "cpu_s": usage.ru_utime + usage.ru_stime,
             "returncode": proc.returncode,
             "stdout": out.read(),
             "stderr": err.read(),
@@ -646,6 +649,7 @@ def newprocess(models: list[str], cache: str = "warm", runs: int = 3, log=print)
                         "cache": cache,
                         "run": i + 1,
                         "wall_s": result["wall_s"],
+                        "cpu_s": result["cpu_s"],
                         "maxrss_mb": result["maxrss_mb"],
                         "load_before": result["load_before"],
                     }
@@ -659,7 +663,8 @@ def newprocess(models: list[str], cache: str = "warm", runs: int = 3, log=print)
                         record.update(_diagnostics(az.from_netcdf(out["script"]), KEY_VARS[case]))
                         record["sampler"] = "nutpie"
                     log(
-                        f"  {tool:6s} {model:8s} {cache} run {i + 1}/{runs}: {record['wall_s']:.1f} s, "
+                        f"  {tool:6s} {model:8s} {cache} run {i + 1}/{runs}: {record['wall_s']:.1f} s "
+                        f"({record['cpu_s']:.1f} s CPU), "
                         f"{_mb(record['maxrss_mb'])} MB, min ESS {record['ess_bulk_min']:.0f}, "
                         f"{record['divergences']} div., load {record['load_before']:.1f}; "
                         + ", ".join(f"{k[:-2]} {_num(v)}" for k, v in record["phases"].items())

@@ -125,6 +125,13 @@ def ess_tail(x: np.ndarray) -> np.ndarray:
     return _with_nan(x, np.minimum(low, high))
 
 
+def bfmi(energy: np.ndarray) -> np.ndarray:
+    """E-BFMI per chain of a (chain, draw) energy array: mean squared energy change over the energy's
+    variance (ddof 1), as `arviz.bfmi`; in numpy, where ArviZ compiled a numba variance in every process."""
+    energy = np.atleast_2d(np.asarray(energy, dtype=float))
+    return np.square(np.diff(energy, axis=1)).mean(axis=1) / np.var(energy, axis=1, ddof=1)
+
+
 def _with_nan(x: np.ndarray, values: np.ndarray) -> np.ndarray:
     values = values.copy()
     values[~np.isfinite(x).all(axis=(0, 1))] = np.nan

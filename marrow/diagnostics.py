@@ -55,8 +55,6 @@ def _worst(dataset, reducer) -> tuple[float, str]:
 
 def diagnose(fit: Fit, thresholds: Thresholds = Thresholds()) -> list[Check]:
     """Evaluate every diagnostic; each `Check` says whether it passed and what to try if not."""
-    import arviz as az
-
     idata = fit.idata
     stats = idata.sample_stats
     checks: list[Check] = []
@@ -103,7 +101,7 @@ def diagnose(fit: Fit, thresholds: Thresholds = Thresholds()) -> list[Check]:
     )
 
     if "energy" in stats:
-        bfmi = np.atleast_1d(az.bfmi(idata))
+        bfmi = convergence.bfmi(stats["energy"].transpose("chain", "draw").to_numpy())
         low = float(np.min(bfmi))
         checks.append(
             Check(

@@ -406,6 +406,24 @@ def test_run_measured_reports_the_commands_own_peak(bench) -> None:
     assert result["maxrss_mb"] < 100
 
 
+def test_run_measured_reports_the_commands_own_cpu(bench) -> None:
+    """cpu_s is the command's CPU time (a sleeping command has almost none), not its wall time or ours."""
+    import sys
+    import time
+
+    bm = bench["marrow"]
+    end = time.process_time() + 0.3
+    while time.process_time() < end:  # this process's CPU, which the figure must not include
+        pass
+    idle = bm.run_measured([sys.executable, "-c", "import time; time.sleep(0.5)"], None)
+    busy = bm.run_measured(
+        [sys.executable, "-c", "import time\nend = time.process_time() + 0.5\nwhile time.process_time() < end: pass"],
+        None,
+    )
+    assert idle["wall_s"] > 0.5 and idle["cpu_s"] < 0.3
+    assert busy["cpu_s"] >= 0.5
+
+
 @pytest.mark.worker
 def test_real_worker_start_status_stop(bench) -> None:
     """A real `marrow worker start`, its parsed status, and `stop` (a few seconds, no fit)."""

@@ -52,3 +52,13 @@ def test_a_stuck_chain_fails_and_nan_is_not_hidden():
     r = convergence.rhat(x)
     assert r[0] > 1.1 and np.isnan(r[1])
     assert np.isnan(convergence.ess_bulk(x)[1])
+
+
+def test_bfmi_matches_arviz():
+    import arviz as az
+
+    rng = np.random.default_rng(8)
+    energy = np.cumsum(rng.normal(size=(4, 300)), axis=1) * np.array([[0.2], [1.0], [3.0], [0.05]])
+    ours = convergence.bfmi(energy)
+    np.testing.assert_allclose(ours, az.bfmi(energy), rtol=1e-12)
+    assert ours.shape == (4,) and len(set(np.round(ours, 6))) == 4  # one value per chain, chains differ

@@ -6,6 +6,8 @@ callbacks. numba cannot cache those, so every process pays 4-14 s to build them 
 calls them from Python starts sampling after about a second. The price: nutpie's chains take turns
 holding the GIL for each gradient, so sampling is slower; on small data the compile it saves is worth
 far more. Both routes run the same compiled function: the draws are bit for bit the same (tested).
+The numba function stores the free variables only: the deterministics are computed from the draws
+after sampling (`marrow.fits.deterministics`), which saves compiling them into it.
 
 The disk cache hits only if the graph is the same in every process: `marrow.fits.graph_order`.
 """
@@ -20,7 +22,9 @@ import numpy as np
 def compile_callback_model(model, var_names: list[str] | None = None) -> Any:
     """`model` compiled for nutpie with Python callbacks into PyTensor's cached numba functions.
 
-    Returns nutpie's `PyFuncModel`: `nutpie.sample` takes it as it takes a compiled PyMC model."""
+    Returns nutpie's `PyFuncModel`: `nutpie.sample` takes it as it takes a compiled PyMC model. Its
+    draws hold the free variables (of `var_names`, when given) but no deterministic: the caller adds
+    those (`marrow.fits.deterministics.add_missing`)."""
     from nutpie.compile_pymc import _make_functions, _prepare_dims_and_coords, _wrap_with_lock
     from nutpie.compiled_pyfunc import from_pyfunc
     from pymc.initial_point import make_initial_point_fn
@@ -35,7 +39,7 @@ def compile_callback_model(model, var_names: list[str] | None = None) -> Any:
         compute_grad=True,
         join_expanded=False,
         pymc_initial_point_fn=initial_point_fn,
-        var_names=var_names,
+        var_names=[rv.name for rv in model.free_RVs if var_names is None or rv.name in var_names],
     )
     logp_fn, expand_fn = logp_pt.vm.jit_fn, expand_pt.vm.jit_fn
     logp_names = [var.name for var in logp_pt.get_shared()]

@@ -111,6 +111,7 @@ def _sample_nutpie(
     from pymc.backends.arviz import coords_and_dims_for_inferencedata, find_constants, find_observations
     from pymc.util import _get_seeds_per_chain
 
+    from marrow.fits import deterministics
     from marrow.fits.compiled import compile_uncached, compiled_nutpie_model
 
     assert settings.cores is not None  # set by SamplerSettings.__post_init__
@@ -146,6 +147,8 @@ def _sample_nutpie(
     idata.posterior = idata.posterior.drop_vars([name for name in transformed if name in idata.posterior])
     idata.posterior.attrs["sampling_time"] = time.time() - start
     idata.posterior.attrs["tuning_steps"] = settings.tune
+    # the callback route stores the free variables only; its deterministics are computed here, once
+    idata.posterior = deterministics.add_missing(idata.posterior, model, var_names)
     coords, dims = coords_and_dims_for_inferencedata(model)
     groups = {
         name: dict_to_dataset(values, library=pm, coords=coords, dims=dims, default_dims=[])
