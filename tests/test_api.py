@@ -101,7 +101,13 @@ def test_refitter_compiles_once_and_matches_fresh_fits():
     assert rates[1] > rates[0] + 0.1  # the data really changed
     # a plain fit (new PyMC model; the compile cache gives a fresh compile's numbers: test_compiled_cache)
     fresh = marrow.fit(replicates[1], "response", **{**SAMPLING, "seed": 21})
-    assert np.array_equal(fresh.idata.posterior["response_rate"], refits[1].idata.posterior["response_rate"])
+    # The same draws; a one-off fit's deterministics are computed after sampling with numpy
+    # (marrow.fits.deterministics), a refit's by the compiled sampler: equal to rounding.
+    for name in ("intercept", "center_sd"):
+        assert np.array_equal(fresh.idata.posterior[name], refits[1].idata.posterior[name])
+    np.testing.assert_allclose(
+        fresh.idata.posterior["response_rate"], refits[1].idata.posterior["response_rate"], rtol=1e-12
+    )
 
 
 @pytest.mark.sampling

@@ -35,7 +35,10 @@ def test_refits_equal_fresh_fits_and_compile_once():
         lean = refitter.fit(module.inputs(trial, spec), seed)
         fresh_fit = fit_model(trial, spec, priors, replace(settings, seed=seed))
         fresh = fresh_fit.idata.posterior
-        np.testing.assert_array_equal(lean.posterior["response_rate"].values, fresh["response_rate"].values)
+        # The same draws; the one-off fit computes its deterministics after sampling with numpy
+        # (marrow.fits.deterministics), the refit in the compiled sampler: equal to rounding.
+        np.testing.assert_array_equal(lean.posterior["intercept"].values, fresh["intercept"].values)
+        np.testing.assert_allclose(lean.posterior["response_rate"].values, fresh["response_rate"].values, rtol=1e-12)
         # The diagnostics are ArviZ's, worst over every variable and element.
         rhat = az.rhat(fresh, method="rank")
         ess = az.ess(fresh, method="bulk")
