@@ -14,6 +14,7 @@ import pytest
 
 from marrow.data import load_trial
 from marrow.fits import compiled, deterministics
+from marrow.fits.nutpie_callback import sampling_cores
 from marrow.models import build_model
 from marrow.priors import load_prior_set
 from marrow.spec import ModelSpec
@@ -60,11 +61,11 @@ def test_the_graph_and_its_cache_key_are_the_same_in_every_process(frozen):
     assert all(key == keys[0] for key in keys), keys
 
 
-def _draws(compiled_model, seed: int = 11, model=None) -> dict[str, np.ndarray]:
+def _draws(compiled_model, seed: int = 11, model=None, cores: int = 2) -> dict[str, np.ndarray]:
     """nutpie's draws by variable; with `model`, the deterministics nutpie did not store added as a fit adds them."""
     import nutpie
 
-    idata = nutpie.sample(compiled_model, draws=150, tune=150, chains=2, cores=2, seed=seed, progress_bar=False)
+    idata = nutpie.sample(compiled_model, draws=150, tune=150, chains=2, cores=cores, seed=seed, progress_bar=False)
     posterior = idata.posterior if model is None else deterministics.add_missing(idata.posterior, model)
     return {name: values.to_numpy() for name, values in posterior.data_vars.items()}
 
@@ -76,8 +77,12 @@ def test_both_routes_give_the_same_draws(spec):
     sampling (`marrow.fits.deterministics`), equal those compiled into the C callbacks up to rounding."""
     model = build_model(load_trial(None, None, spec.needs()), spec, load_prior_set())
     arrays = {var.name: var.get_value() for var in model.data_vars}
-    by_callback = _draws(compiled.compile_uncached(model, arrays, None, compiled.CALLBACK), model=model)
-    by_cfunc = _draws(compiled.compile_by_route(model, None, compiled.CFUNC))
+    callback_model = compiled.compile_uncached(model, arrays, None, compiled.CALLBACK)
+    cfunc_model = compiled.compile_by_route(model, None, compiled.CFUNC)
+    # marrow samples the callback route on one thread (its chains hold the GIL in turn), the C callbacks on two
+    assert sampling_cores(callback_model, 2) == 1 and sampling_cores(cfunc_model, 2) == 2
+    by_callback = _draws(callback_model, model=model, cores=1)
+    by_cfunc = _draws(cfunc_model)
     assert list(by_callback) == list(by_cfunc)  # the same variables, in the same order
     computed = {det.name for det in model.deterministics}
     assert computed  # both models store deterministics: the test compares something

@@ -113,6 +113,7 @@ def _sample_nutpie(
 
     from marrow.fits import deterministics
     from marrow.fits.compiled import compile_uncached, compiled_nutpie_model
+    from marrow.fits.nutpie_callback import sampling_cores
 
     assert settings.cores is not None  # set by SamplerSettings.__post_init__
     extra = dict(settings.extra)
@@ -132,7 +133,7 @@ def _sample_nutpie(
                 draws=settings.draws,
                 tune=settings.tune,
                 chains=settings.chains,
-                cores=min(settings.cores, settings.chains),
+                cores=sampling_cores(compiled, min(settings.cores, settings.chains)),
                 target_accept=target_accept,
                 seed=_get_seeds_per_chain(settings.seed, 1)[0],
                 progress_bar=progress,
